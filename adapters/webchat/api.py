@@ -1,0 +1,190 @@
+"""JSON endpoints the web-chat page talks to; the session lives in an HttpOnly cookie."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Protocol
+
+from fastapi import APIRouter, Cookie, File, Form, HTTPException, Response, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from conversations.messages import Attachment, Channel, Inbound, Reply
+
+COOKIE = "tawasul_chat"
+SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatItem:
+    id: int
+    sender: Literal["bot", "user"]
+    reply: Reply
+    at: datetime
+
+
+class UploadRejected(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class WebchatBackend(Protocol):
+    async def history(self, session: str, after: int, *, bot_only: bool) -> Sequence[ChatItem]: ...
+
+    async def send(self, msg: Inbound) -> Sequence[ChatItem]: ...
+
+    async def save_upload(
+        self, session: str, chunks: AsyncIterator[bytes], content_type: str, filename: str
+    ) -> Attachment:
+        """Store an uploaded file; raise UploadRejected with a message for the beneficiary."""
+        ...
+
+    def page_meta(self) -> dict[str, str]: ...
+
+
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lang: Literal["ar", "en"] | None = None
+
+
+class MessageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field("", max_length=4000)
+    command: Literal["start", "menu", "cancel", "help", "lang:ar", "lang:en"] | None = None
+
+
+class ChoiceOut(BaseModel):
+    label: str
+    value: str
+
+
+class AttachmentOut(BaseModel):
+    url: str
+    filename: str
+    content_type: str
+
+
+class MessageOut(BaseModel):
+    id: int
+    sender: Literal["bot", "user"] = Field(serialization_alias="from")
+    text: str
+    choices: list[ChoiceOut]
+    ask: Literal["attachment", "phone"] | None
+    attachment: AttachmentOut | None
+    at: datetime
+
+
+class Messages(BaseModel):
+    messages: list[MessageOut]
+    cursor: int
+
+
+def render(items: Sequence[ChatItem], cursor: int) -> dict[str, object]:
+    out = []
+    for item in items:
+        att = item.reply.attachment
+        out.append(
+            MessageOut(
+                id=item.id,
+                sender=item.sender,
+                text=item.reply.text,
+                choices=[ChoiceOut(label=c.label, value=c.value) for c in item.reply.choices],
+                ask=item.reply.ask.value if item.reply.ask else None,
+                attachment=AttachmentOut(url=f"/api/webchat/files/{att.ref}",
+                                         filename=att.filename, content_type=att.content_type)
+                if att
+                else None,
+                at=item.at,
+            ).model_dump(mode="json", by_alias=True)
+        )
+    newest = max([cursor, *(i.id for i in items)])
+    return {"messages": out, "cursor": newest}
+
+
+def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> APIRouter:
+    router = APIRouter()
+
+    def session_of(token: str | None, response: Response) -> tuple[str, bool]:
+        if token and SESSION_PATTERN.match(token):
+            return token, False
+        token = secrets.token_urlsafe(24)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=cookie_secure,
+                            max_age=60 * 60 * 24 * 180, path="/")
+        return token, True
+
+    def existing(token: str | None) -> str:
+        if not token or not SESSION_PATTERN.match(token):
+            raise HTTPException(401, detail="no chat session; call /api/webchat/start first")
+        return token
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        html = (STATIC / "index.html").read_text("utf-8")
+        meta = backend.page_meta()
+        for key, value in meta.items():
+            html = html.replace(f'name="{key}" content=""', f'name="{key}" content="{value}"')
+        return HTMLResponse(html)
+
+    @router.post("/api/webchat/start", response_model=Messages)
+    async def start(
+        body: StartBody, response: Response,
+        tawasul_chat: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, object]:
+        session, new = session_of(tawasul_chat, response)
+        items = list(await backend.history(session, 0, bot_only=False))
+        if new or not items:
+            command = f"lang:{body.lang}" if body.lang == "en" else "start"
+            await backend.send(Inbound(Channel.WEBCHAT, session, command=command))
+            items = list(await backend.history(session, 0, bot_only=False))
+        return render(items, 0)
+
+    @router.post("/api/webchat/messages", response_model=Messages)
+    async def send(
+        body: MessageBody, tawasul_chat: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, object]:
+        session = existing(tawasul_chat)
+        if not body.text.strip() and body.command is None:
+            raise HTTPException(422, detail="text or command is required")
+        items = await backend.send(
+            Inbound(Channel.WEBCHAT, session, text=body.text, command=body.command)
+        )
+        return render(items, 0)
+
+    @router.get("/api/webchat/messages", response_model=Messages)
+    async def poll(
+        after: int = 0, tawasul_chat: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, object]:
+        session = existing(tawasul_chat)
+        return render(await backend.history(session, max(after, 0), bot_only=True), after)
+
+    @router.post("/api/webchat/upload", response_model=Messages)
+    async def upload(
+        file: Annotated[UploadFile, File()],
+        text: Annotated[str, Form(max_length=4000)] = "",
+        tawasul_chat: Annotated[str | None, Cookie()] = None,
+    ) -> Response | dict[str, object]:
+        session = existing(tawasul_chat)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await file.read(64 * 1024):
+                yield chunk
+
+        try:
+            attachment = await backend.save_upload(
+                session, chunks(), file.content_type or "", file.filename or "file"
+            )
+        except UploadRejected as exc:
+            return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+        items = await backend.send(
+            Inbound(Channel.WEBCHAT, session, text=text, attachments=(attachment,))
+        )
+        return render(items, 0)
+
+    return router

@@ -1,0 +1,180 @@
+"""The HTTP application: web chat, health, and (later) webhooks and the staff console."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.webchat import ChatItem, build_router
+from adapters.webchat.api import STATIC, UploadRejected
+from bot.service import Service, run_workers
+from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
+from storage.files import TooLarge
+from storage.models import Identity
+from storage.repository import Tx
+
+log = structlog.get_logger("tawasul.http")
+
+UPLOAD_TYPES = {"image/jpeg", "image/png", "application/pdf"}
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413 before the application reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = (
+            b'{"error":"too_large","message":"request body larger than '
+            + str(self.max_bytes).encode()
+            + b' bytes"}'
+        )
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class WebchatBridge:
+    """The web-chat adapter's view of the service."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def history(self, session: str, after: int, *, bot_only: bool) -> Sequence[ChatItem]:
+        async with self.service.db.session(write=False) as db:
+            identity = await db.scalar(
+                Identity.__table__.select()
+                .with_only_columns(Identity.beneficiary_id)
+                .where(Identity.kind == identity_kind(Channel.WEBCHAT), Identity.address == session)
+            )
+            if identity is None:
+                return []
+            rows = await Tx(db).messages_of(identity, after=after,
+                                            direction="out" if bot_only else None)
+        items = []
+        for row in rows:
+            if row.direction == "note":
+                continue
+            reply = Reply.from_dict(row.payload) if row.direction == "out" else Reply(row.text)
+            items.append(ChatItem(row.id, "bot" if row.direction == "out" else "user",
+                                  reply, row.created_at))
+        await self.service.mark_sent([i.id for i in items if i.sender == "bot"])
+        return items
+
+    async def send(self, msg: Inbound) -> Sequence[ChatItem]:
+        delivered = await self.service.handle(msg)
+        await self.service.mark_sent([d.message_id for d in delivered])
+        return [ChatItem(d.message_id, "bot", d.reply, d.at) for d in delivered]
+
+    async def save_upload(
+        self, session: str, chunks: AsyncIterator[bytes], content_type: str, filename: str
+    ) -> Attachment:
+        limit = int(self.service.config.storage.max_attachment_mb * 1024 * 1024)
+        try:
+            attachment = await self.service.files.save(
+                chunks, declared_type=content_type, filename=filename, max_bytes=limit
+            )
+        except TooLarge:
+            raise UploadRejected(413, "too_large", self._text(session, "attachment.too_big",
+                                 max=f"{self.service.config.storage.max_attachment_mb:g}")) from None
+        if attachment.content_type not in UPLOAD_TYPES:
+            self.service.files.path(attachment.ref).unlink(missing_ok=True)
+            raise UploadRejected(415, "unsupported_type",
+                                 self._text(session, "attachment.bad_type", types="JPEG, PNG, PDF"))
+        return attachment
+
+    def _text(self, session: str, key: str, **params: object) -> str:
+        return self.service.catalog.text("ar", key, **params) + "\n" + \
+            self.service.catalog.text("en", key, **params)
+
+    def page_meta(self) -> dict[str, str]:
+        org = self.service.config.organization
+        return {"tawasul-org-ar": org.name_ar, "tawasul-org-en": org.name_en}
+
+
+def create_app(service: Service, *, workers: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_workers(service, stop, {})) if workers else None
+        log.info("server.started")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            await service.close()
+
+    app = FastAPI(title="Tawasul", version="0.1.0", lifespan=lifespan,
+                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": _code(exc.status_code), "message": str(exc.detail)},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": "invalid_request", "message": problems}, status_code=422)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if service.config.webchat.enabled:
+        bridge = WebchatBridge(service)
+        app.include_router(build_router(bridge, cookie_secure=service.config.webchat.cookie_secure))
+        app.mount("/static/webchat", StaticFiles(directory=STATIC), name="webchat-static")
+
+    max_bytes = int(service.config.server.max_body_mb * 1024 * 1024)
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    return app
+
+
+def _code(status: int) -> str:
+    return {400: "bad_request", 401: "no_session", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 413: "too_large", 415: "unsupported_type",
+            422: "invalid_request"}.get(status, "error")

@@ -1,0 +1,430 @@
+"""The `tawasul` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from bot.config import Config, ConfigError, config_path, load_config
+from bot.logs import setup_logging
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def run_async(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(func(*args, **kwargs))
+
+    return wrapper
+
+
+class State:
+    def __init__(self, option: str | None) -> None:
+        self.option = option
+        self._config: Config | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return config_path(self.option)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.path)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+            setup_logging(self._config.logging.level, self._config.logging.format)
+        return self._config
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_option", metavar="PATH", envvar="TAWASUL_CONFIG",
+              help="Config file (default: $TAWASUL_CONFIG, else ./tawasul.toml if present).")
+@click.version_option("0.1.0", prog_name="tawasul")
+@click.pass_context
+def main(ctx: click.Context, config_option: str | None) -> None:
+    """Tawasul: the beneficiary-relations bot of an association.
+
+    Every config key can also be set in the environment as TAWASUL_<SECTION>_<KEY>,
+    for example TAWASUL_DATABASE_URL.
+    """
+    ctx.obj = State(config_option)
+
+
+async def _service(config: Config, *, check_schema: bool = True) -> Any:
+    from bot.service import Service
+    from storage.migrate import current_revision, head_revision
+
+    service = Service(config)
+    if check_schema:
+        current = await current_revision(service.db.engine)
+        if current != head_revision():
+            await service.close()
+            raise click.ClickException(
+                "the database is not up to date; run `tawasul db upgrade` first"
+            )
+    return service
+
+
+def riyadh(when: datetime | None, config: Config) -> str | None:
+    if when is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return when.astimezone(ZoneInfo(config.hours.timezone)).isoformat(timespec="minutes")
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default from [server] host: 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default from [server] port: 8080).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Serve the web chat, the webhooks and the workers."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    config = state.config
+    service = asyncio.run(_service_checked(config))
+    app = create_app(service)
+    host = host or config.server.host
+    port = port or config.server.port
+    click.echo(f"Tawasul is serving on http://{host}:{port}/  (web chat)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=config.logging.level, access_log=False,
+                proxy_headers=True)
+
+
+async def _service_checked(config: Config) -> Any:
+    service = await _service(config)
+    # The engine and pool were opened on this loop; uvicorn runs its own.
+    await service.db.engine.dispose()
+    return service
+
+
+# -- chat ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--user", default="1", show_default=True, help="Who is writing (an id of your choice).")
+@click.option("--json", "json_lines", is_flag=True,
+              help="For each input line print exactly one JSON line with the replies.")
+@pass_state
+@run_async
+async def chat(state: State, user: str, json_lines: bool) -> None:
+    """Talk to the bot in the terminal (/attach PATH sends a file, /help lists commands)."""
+    from adapters.console import run_console
+    from bot.service import Service
+
+    service: Service = await _service(state.config)
+    limit = int(state.config.storage.max_attachment_mb * 1024 * 1024)
+
+    async def handler(msg: Any) -> list[Any]:
+        delivered = await service.handle(msg)
+        await service.mark_sent([d.message_id for d in delivered])
+        return [d.reply for d in delivered]
+
+    async def save_file(path: Path) -> Any:
+        data = path.read_bytes()
+        return await service.files.save_bytes(data, declared_type="", filename=path.name,
+                                              max_bytes=limit)
+
+    try:
+        await run_console(handler, save_file, user=user, json_lines=json_lines)
+    finally:
+        await service.close()
+
+
+# -- db ------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+@run_async
+async def db_upgrade(state: State) -> None:
+    """Create or migrate the database to the current schema."""
+    from storage.db import Database
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    database = Database(state.config.database.url)
+    try:
+        before = await current_revision(database.engine)
+        await upgrade(database.engine)
+        after = await current_revision(database.engine)
+    finally:
+        await database.dispose()
+    if before == after:
+        click.echo(f"Database already up to date (revision {after}).")
+    else:
+        click.echo(f"Database migrated from {before or 'empty'} to {after} (head {head_revision()}).")
+
+
+@db.command("current")
+@pass_state
+@run_async
+async def db_current(state: State) -> None:
+    """Show the schema revision of the database."""
+    from storage.db import Database
+    from storage.migrate import current_revision, head_revision
+
+    database = Database(state.config.database.url)
+    try:
+        current = await current_revision(database.engine)
+    finally:
+        await database.dispose()
+    click.echo(f"{current or 'empty'} (latest: {head_revision()})")
+
+
+# -- queue and requests --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@run_async
+async def queue(state: State, as_json: bool) -> None:
+    """Conversations waiting for a staff member, oldest first."""
+    from storage.repository import Tx
+
+    service = await _service(state.config)
+    try:
+        async with service.db.session(write=False) as session:
+            rows = await Tx(session).queue()
+    finally:
+        await service.close()
+    now = datetime.now(UTC)
+    items = [
+        {
+            "conversation": c.id,
+            "beneficiary": c.beneficiary_id,
+            "channel": c.last_channel,
+            "lang": (c.state or {}).get("lang"),
+            "reason": c.handoff_reason,
+            "queued_at": riyadh(c.queued_at, state.config),
+            "waiting_minutes": int((now - c.queued_at).total_seconds() // 60) if c.queued_at else None,
+            "last_message": last.text[:80] if last else "",
+        }
+        for c, last in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        click.echo("The queue is empty.")
+        return
+    for item in items:
+        click.echo(
+            f"#{item['conversation']}  {item['waiting_minutes']} min  {item['channel']}  "
+            f"{item['lang']}  {item['reason']}  {item['last_message']}"
+        )
+
+
+@main.group()
+def requests() -> None:
+    """Support requests and other submitted forms."""
+
+
+async def _request_dict(tx: Any, row: Any, config: Config, *, full: bool) -> dict[str, Any]:
+    from conversations.fields import to_hijri
+
+    data: dict[str, Any] = {
+        "reference": row.reference,
+        "form": row.form_id,
+        "kind": row.kind,
+        "status": row.status,
+        "channel": row.channel,
+        "lang": row.lang,
+        "beneficiary": row.beneficiary_id,
+        "submitted_at": riyadh(row.submitted_at, config),
+        "due_at": riyadh(row.due_at, config),
+        "due_hijri": to_hijri(row.due_at.date()) if row.due_at else None,
+        "declared_at": riyadh(row.declared_at, config),
+        "declaration_channel": row.declaration_channel,
+    }
+    if full:
+        details = await tx.request_details(row)
+        data["answers"] = {a.field: {"value": a.value, "display": a.display}
+                           for a in details["answers"]}
+        data["documents"] = [
+            {"field": d.field, "ref": d.ref, "content_type": d.content_type, "size": d.size,
+             "filename": d.filename}
+            for d in details["documents"]
+        ]
+        data["history"] = [
+            {"from": h.from_status, "to": h.to_status, "at": riyadh(h.at, config),
+             "by": h.actor, "note": h.note}
+            for h in details["history"]
+        ]
+    return data
+
+
+@requests.command("list")
+@click.option("--status", type=click.Choice(
+    ["submitted", "under_review", "needs_info", "approved", "rejected", "closed"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with every answer.")
+@pass_state
+@run_async
+async def requests_list(state: State, status: str | None, as_json: bool) -> None:
+    """List requests, those due soonest first."""
+    from storage.repository import Tx
+
+    service = await _service(state.config)
+    try:
+        async with service.db.session(write=False) as session:
+            tx = Tx(session)
+            rows = await tx.request_rows(status)
+            items = [await _request_dict(tx, r, state.config, full=as_json) for r in rows]
+    finally:
+        await service.close()
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        click.echo("No requests.")
+        return
+    now = datetime.now(UTC).isoformat()
+    for item in items:
+        late = " LATE" if item["due_at"] and item["due_at"] < now and item["status"] in (
+            "submitted", "under_review", "needs_info") else ""
+        click.echo(f"{item['reference']}  {item['status']:<12}  due {item['due_at'] or '—'}"
+                   f"{late}  {item['form']}  via {item['channel']}")
+
+
+@requests.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@run_async
+async def requests_show(state: State, reference: str, as_json: bool) -> None:
+    """Show one request with every answer and its history."""
+    from storage.repository import NotFound, Tx
+
+    service = await _service(state.config)
+    try:
+        async with service.db.session() as session:
+            tx = Tx(session)
+            try:
+                row = await tx.request_by_reference(reference.upper())
+            except NotFound:
+                raise click.ClickException(f"no request with reference {reference}") from None
+            item = await _request_dict(tx, row, state.config, full=True)
+            await tx.audit("cli", "request.viewed", row.reference)
+    finally:
+        await service.close()
+    if as_json:
+        click.echo(json.dumps(item, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{item['reference']}  ({item['form']}, {item['status']})")
+    click.echo(f"  submitted {item['submitted_at']} via {item['channel']}")
+    click.echo(f"  declared  {item['declared_at'] or '—'}")
+    click.echo(f"  due       {item['due_at'] or '—'}  ({item['due_hijri'] or '—'} AH)")
+    click.echo("  answers:")
+    for name, answer in item["answers"].items():
+        click.echo(f"    {name}: {answer['display']}")
+    for doc in item["documents"]:
+        click.echo(f"    document: {doc['filename']} ({doc['content_type']}, {doc['size']} bytes)")
+    click.echo("  history:")
+    for h in item["history"]:
+        click.echo(f"    {h['at']}  {h['from']} → {h['to']}  by {h['by']}  {h['note']}")
+
+
+@requests.command("set-status")
+@click.argument("reference")
+@click.argument("status", type=click.Choice(
+    ["under_review", "needs_info", "approved", "rejected", "closed"]))
+@click.option("--note", default="", help="A note sent to the beneficiary with the change.")
+@click.option("--by", "actor", default="cli", show_default=True, help="Who decides.")
+@pass_state
+@run_async
+async def requests_set_status(
+    state: State, reference: str, status: str, note: str, actor: str
+) -> None:
+    """Change a request's status and tell the beneficiary (closing asks for a rating)."""
+    from conversations.ports import RequestStatus
+    from storage.repository import InvalidTransition, NotFound
+
+    service = await _service(state.config)
+    try:
+        await service.change_request_status(reference.upper(), RequestStatus(status),
+                                            actor=actor, note=note)
+    except NotFound:
+        raise click.ClickException(f"no request with reference {reference}") from None
+    except InvalidTransition as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        await service.close()
+    click.echo(f"{reference.upper()} is now {status}; the beneficiary will be told.")
+
+
+@main.group()
+def conversations() -> None:
+    """Conversations with beneficiaries."""
+
+
+@conversations.command("close")
+@click.argument("conversation_id", type=int)
+@click.option("--by", "actor", default="cli", show_default=True)
+@pass_state
+@run_async
+async def conversations_close(state: State, conversation_id: int, actor: str) -> None:
+    """Give a conversation back to the bot and ask the beneficiary for a rating."""
+    from storage.repository import NotFound
+
+    service = await _service(state.config)
+    try:
+        await service.close_conversation(conversation_id, actor=actor)
+    except NotFound:
+        raise click.ClickException(f"no conversation {conversation_id}") from None
+    finally:
+        await service.close()
+    click.echo(f"Conversation {conversation_id} closed; a satisfaction survey was sent.")
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """The configuration."""
+
+
+@config_group.command("check")
+@pass_state
+def config_check(state: State) -> None:
+    """Validate the config file and the environment; say exactly which key is wrong."""
+    path = state.path
+    try:
+        config = load_config(path)
+        from bot.knowledge import Knowledge
+
+        Knowledge(config.knowledge)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as exc:
+        click.echo(f"knowledge: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{path or 'defaults'}: OK (database {config.database.url.split('://')[0]})")
+
+

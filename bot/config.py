@@ -1,0 +1,184 @@
+"""Configuration: a TOML file, every key overridable as TAWASUL_<SECTION>_<KEY>."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "TAWASUL_"
+WEEKDAYS = {
+    "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3,
+    "friday": 4, "saturday": 5, "sunday": 6,
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``str()`` names the key and what is wrong."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_mb: float = Field(25, gt=0)
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite+aiosqlite:///var/tawasul.db"
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith("sqlite://") or value.startswith("postgresql://"):
+            raise ValueError("use an async driver: sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class StorageConfig(Section):
+    attachments_dir: Path = Path("var/attachments")
+    max_attachment_mb: float = Field(20, gt=0)
+
+
+class OrganizationConfig(Section):
+    name_ar: str = "الجمعية"
+    name_en: str = "The Association"
+
+
+class EngineConfig(Section):
+    response_days: int = Field(14, ge=1, le=365)
+    misunderstood_limit: int = Field(2, ge=1, le=10)
+    status_attempts: int = Field(3, ge=1, le=10)
+    resume_after_hours: float = Field(6, gt=0)
+
+
+class HoursConfig(Section):
+    timezone: str = "Asia/Riyadh"
+    workdays: list[str] = ["sunday", "monday", "tuesday", "wednesday", "thursday"]
+    opens: time = time(8, 0)
+    closes: time = time(15, 0)
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        unknown = [d for d in value if d.lower() not in WEEKDAYS]
+        if unknown:
+            raise ValueError(f"unknown day names {unknown}; use e.g. sunday, monday")
+        return [d.lower() for d in value]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class KnowledgeConfig(Section):
+    faq_path: Path | None = None
+    forms_dir: Path | None = None
+
+
+class OutboxConfig(Section):
+    max_attempts: int = Field(8, ge=1, le=100)
+    base_delay_seconds: float = Field(2, gt=0)
+    max_delay_seconds: float = Field(600, gt=0)
+    poll_seconds: float = Field(1, gt=0)
+
+
+class WebchatConfig(Section):
+    enabled: bool = True
+    cookie_secure: bool = False
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+class Config(Section):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    organization: OrganizationConfig = OrganizationConfig()
+    engine: EngineConfig = EngineConfig()
+    hours: HoursConfig = HoursConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    webchat: WebchatConfig = WebchatConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for section, model in Config.model_fields.items():
+        annotation = model.annotation
+        assert isinstance(annotation, type) and issubclass(annotation, Section)
+        for key in annotation.model_fields:
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in environ:
+                overrides.setdefault(section, {})[key] = environ[name]
+    return overrides
+
+
+
+
+def describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {key!r}")
+        else:
+            lines.append(f"{source}: {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the file (when there is one), then apply the environment on top."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, values in _env_overrides(environ).items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, raw in values.items():
+            if key == "workdays":
+                target[key] = [d.strip() for d in raw.split(",") if d.strip()]
+            else:
+                target[key] = raw
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, source)) from None
+
+
+def config_path(option: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """--config, else TAWASUL_CONFIG, else ./tawasul.toml when it exists."""
+    environ = os.environ if environ is None else environ
+    if option:
+        return Path(option)
+    if environ.get("TAWASUL_CONFIG"):
+        return Path(environ["TAWASUL_CONFIG"])
+    default = Path("tawasul.toml")
+    return default if default.exists() else None

@@ -1,0 +1,328 @@
+"""The running system: storage, the engine and the outbox, wired from the config."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from bot.config import WEEKDAYS, Config
+from bot.knowledge import Knowledge
+from conversations.catalog import Catalog, default_catalog
+from conversations.delivery import DeliveryError, RateLimited, Sender, Unreachable
+from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
+from conversations.hours import WorkingHours
+from conversations.messages import Attachment, Channel, Inbound, Reply
+from conversations.ports import RequestStatus
+from conversations.state import State
+from storage.db import Database
+from storage.files import AttachmentStore
+from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
+from storage.repository import Tx
+
+log = structlog.get_logger("tawasul")
+
+
+def inbound_payload(msg: Inbound) -> dict[str, Any]:
+    return {
+        "attachments": [
+            {"ref": a.ref, "content_type": a.content_type, "size": a.size, "filename": a.filename}
+            for a in msg.attachments
+        ],
+        "command": msg.command,
+        "thread_id": msg.thread_id,
+        "reply_to": msg.reply_to,
+        "verified_phone": msg.verified_phone,
+    }
+
+
+def inbound_from_row(row: Message, sender: str) -> Inbound:
+    payload = row.payload or {}
+    return Inbound(
+        channel=Channel(row.channel),
+        sender_id=sender,
+        text=row.text,
+        attachments=tuple(Attachment(**a) for a in payload.get("attachments", [])),
+        channel_message_id=row.channel_message_id or "",
+        received_at=row.created_at,
+        thread_id=payload.get("thread_id"),
+        reply_to=payload.get("reply_to"),
+        command=payload.get("command"),
+        verified_phone=payload.get("verified_phone"),
+    )
+
+
+def working_hours(config: Config) -> WorkingHours:
+    return WorkingHours(
+        timezone=config.hours.timezone,
+        workdays=frozenset(WEEKDAYS[d] for d in config.hours.workdays),
+        opens=config.hours.opens,
+        closes=config.hours.closes,
+    )
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A reply as it left, for channels that show it at once (console, web chat)."""
+
+    message_id: int
+    reply: Reply
+    at: datetime
+
+
+class Service:
+    def __init__(self, config: Config, *, catalog: Catalog | None = None) -> None:
+        self.config = config
+        self.db = Database(config.database.url)
+        self.files = AttachmentStore(config.storage.attachments_dir)
+        self.catalog = catalog or default_catalog()
+        self.knowledge = Knowledge(config.knowledge)
+        self.hours = working_hours(config)
+        self.engine = Engine(
+            forms=self.knowledge.forms,
+            catalog=self.catalog,
+            faq=self.knowledge,
+            hours=self.hours,
+            settings=EngineSettings(
+                response_days=config.engine.response_days,
+                misunderstood_limit=config.engine.misunderstood_limit,
+                status_attempts=config.engine.status_attempts,
+                resume_after=timedelta(hours=config.engine.resume_after_hours),
+            ),
+        )
+        self.senders: dict[str, Sender] = {}
+        self.inbox_wakeup = asyncio.Event()
+        self.outbox_wakeup = asyncio.Event()
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def receive(self, msg: Inbound) -> int | None:
+        """Store an inbound message (once); its id, or None for a repeat."""
+        async with self.db.session() as session:
+            ingested = await Tx(session).ingest(msg, inbound_payload(msg))
+        if ingested is None:
+            log.info("inbound.duplicate", channel=msg.channel.value)
+            return None
+        self.inbox_wakeup.set()
+        return ingested.message_id
+
+    async def process(self, message_id: int, *, now: datetime | None = None) -> list[Delivered]:
+        """Run the engine on one stored message; lock, load, step and save in one transaction."""
+        async with self.db.session() as session:
+            tx = Tx(session)
+            claimed = await tx.claim_inbound(message_id)
+            if claimed is None:
+                return []
+            row, conversation = claimed
+            identity = await session.get(Identity, row.identity_id) if row.identity_id else None
+            msg = inbound_from_row(row, identity.address if identity else "")
+            state = State.from_json(conversation.state)
+            ctx = Context(
+                beneficiary_id=conversation.beneficiary_id,
+                conversation_id=conversation.id,
+                status=ConversationStatus(conversation.status),
+                state=state,
+                now=now or datetime.now(UTC),
+                channel=msg.channel,
+            )
+            replies = await self.engine.handle(msg, ctx, tx)
+            conversation.state = state.to_json()
+            conversation.status = ctx.status.value
+            conversation.updated_at = utcnow()
+            row.processed_at = utcnow()
+            rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
+        if rows:
+            self.outbox_wakeup.set()
+        log.info("inbound.processed", message_id=message_id, replies=len(rows),
+                 conversation_id=conversation.id)
+        return [Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)]
+
+    async def handle(self, msg: Inbound) -> list[Delivered]:
+        """Receive and process at once (terminal and web chat answer in the same exchange)."""
+        message_id = await self.receive(msg)
+        if message_id is None:
+            return []
+        return await self.process(message_id, now=msg.received_at)
+
+    async def process_pending(self) -> int:
+        """Process every stored message not yet processed (after a crash, or from webhooks)."""
+        count = 0
+        while True:
+            async with self.db.session(write=False) as session:
+                ids = await Tx(session).unprocessed_ids()
+            if not ids:
+                return count
+            for message_id in ids:
+                await self.process(message_id)
+                count += 1
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def backoff(self, attempts: int) -> float:
+        cfg = self.config.outbox
+        delay = min(cfg.max_delay_seconds, cfg.base_delay_seconds * 2 ** max(attempts - 1, 0))
+        return delay * random.uniform(0.5, 1.0)
+
+    async def deliver_due(self) -> int:
+        """Send what the outbox holds for channels with a sender; one pass."""
+        now = utcnow()
+        sent = 0
+        async with self.db.session() as session:
+            items = await Tx(session).due_outbox(now)
+            blocked: set[int] = set()
+            for item in items:
+                sender = self.senders.get(item.channel)
+                if sender is None or item.conversation_id in blocked:
+                    continue
+                message = await session.get(Message, item.message_id)
+                assert message is not None
+                if not await self._deliver(session, item, sender, Reply.from_dict(message.payload)):
+                    blocked.add(item.conversation_id)  # keep later replies behind this one
+                else:
+                    sent += 1
+        return sent
+
+    async def _deliver(self, session: Any, item: OutboxItem, sender: Sender, reply: Reply) -> bool:
+        item.attempts += 1
+        try:
+            item.provider_id = await sender.send(item.address, reply)
+        except Unreachable as exc:
+            item.status = "failed"
+            item.last_error = f"unreachable: {exc.reason}"[:500]
+            if item.identity_id:
+                identity = await session.get(Identity, item.identity_id)
+                if identity is not None:
+                    identity.unreachable = True
+            log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
+            return False
+        except DeliveryError as exc:
+            item.last_error = exc.reason[:500]
+            if item.attempts >= self.config.outbox.max_attempts:
+                item.status = "failed"
+                log.error("outbox.failed", outbox_id=item.id, attempts=item.attempts)
+                return False
+            wait = exc.retry_after if isinstance(exc, RateLimited) else self.backoff(item.attempts)
+            item.next_attempt_at = utcnow() + timedelta(seconds=wait)
+            log.warning("outbox.retry", outbox_id=item.id, attempts=item.attempts, wait=wait)
+            return False
+        item.status = "sent"
+        item.sent_at = utcnow()
+        item.last_error = None
+        return True
+
+    async def mark_sent(self, message_ids: Sequence[int]) -> None:
+        """Channels that show replies themselves (terminal, web chat) deliver on display."""
+        if not message_ids:
+            return
+        async with self.db.session() as session:
+            for item in await Tx(session).outbox_for_messages(message_ids):
+                if item.status == "pending":
+                    item.status = "sent"
+                    item.attempts += 1
+                    item.sent_at = utcnow()
+
+    # -- staff-side actions that speak to the beneficiary ------------------------------------------
+
+    async def _say(self, tx: Tx, conversation: Conversation, build: Any) -> None:
+        state = State.from_json(conversation.state)
+        ctx = Context(
+            beneficiary_id=conversation.beneficiary_id,
+            conversation_id=conversation.id,
+            status=ConversationStatus(conversation.status),
+            state=state,
+            now=datetime.now(UTC),
+            channel=Channel(conversation.last_channel or "webchat"),
+        )
+        replies = build(ctx)
+        conversation.state = state.to_json()
+        await tx.queue_replies(conversation, replies)
+        self.outbox_wakeup.set()
+
+    async def change_request_status(
+        self, reference: str, status: RequestStatus, *, actor: str, note: str = ""
+    ) -> None:
+        """Record the change, tell the beneficiary, and ask for a rating when it closes (P9)."""
+        async with self.db.session() as session:
+            tx = Tx(session)
+            request = await tx.request_by_reference(reference)
+            await tx.change_status(request, status, actor=actor, note=note)
+            conversation = await tx.open_conversation(request.beneficiary_id)
+            if conversation.last_identity_id is None and request.conversation_id:
+                previous = await session.get(Conversation, request.conversation_id)
+                if previous is not None:
+                    conversation.last_identity_id = previous.last_identity_id
+                    conversation.last_channel = previous.last_channel
+
+            def build(ctx: Context) -> list[Reply]:
+                key = "notify.status_note" if note else "notify.status_changed"
+                label = self.engine.t(ctx, f"status.name.{status.value}")
+                replies = [self.engine.reply(ctx, key, reference=reference, status=label,
+                                             note=note)]
+                if status is RequestStatus.CLOSED and ctx.status is ConversationStatus.BOT:
+                    replies += self.engine.start_survey(ctx, reference)
+                return replies
+
+            await self._say(tx, conversation, build)
+
+    async def close_conversation(self, conversation_id: int, *, actor: str) -> None:
+        """Staff close a conversation: the bot takes over again and asks for a rating."""
+        async with self.db.session() as session:
+            tx = Tx(session)
+            conversation = await tx.conversation_for_update(conversation_id)
+            was_with_staff = conversation.status in ("queued", "staff")
+            conversation.status = "bot"
+            conversation.handoff_reason = None
+            conversation.queued_at = None
+            conversation.assigned_to = None
+            await tx.audit(actor, "conversation.closed", str(conversation_id))
+
+            def build(ctx: Context) -> list[Reply]:
+                ctx.status = ConversationStatus.BOT
+                replies = [self.engine.reply(ctx, "notify.closed")]
+                if was_with_staff:
+                    replies += self.engine.start_survey(ctx, None)
+                return replies
+
+            await self._say(tx, conversation, build)
+
+
+async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:
+    """Process stored inbound messages and deliver the outbox until ``stop`` is set."""
+    service.senders.update(senders)
+
+    async def inbox() -> None:
+        while not stop.is_set():
+            service.inbox_wakeup.clear()
+            try:
+                await service.process_pending()
+            except Exception:
+                log.exception("inbox.error")
+            await _wait(service.inbox_wakeup, stop, 5.0)
+
+    async def outbox() -> None:
+        while not stop.is_set():
+            service.outbox_wakeup.clear()
+            try:
+                await service.deliver_due()
+            except Exception:
+                log.exception("outbox.error")
+            await _wait(service.outbox_wakeup, stop, service.config.outbox.poll_seconds)
+
+    await asyncio.gather(inbox(), outbox())
+
+
+async def _wait(event: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,479 @@
+"""The conversation engine: one step per inbound message, the same on every channel.
+
+``Engine.handle`` takes a message, the conversation's loaded state and a port onto
+storage (inside the caller's transaction), mutates the state and returns the replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from conversations.catalog import Catalog
+from conversations.faq import FaqMatcher
+from conversations.fields import format_dual_date, match_choice
+from conversations.formflow import FormFlow
+from conversations.forms import Form
+from conversations.hours import WorkingHours
+from conversations.messages import Channel, Choice, Inbound, Reply
+from conversations.normalize import normalize_arabic, script_language, to_latin_digits
+from conversations.ports import EnginePort, HandoffReason
+from conversations.state import Mode, State, Survey
+
+
+class ConversationStatus(StrEnum):
+    BOT = "bot"
+    QUEUED = "queued"
+    STAFF = "staff"
+    CLOSED = "closed"
+
+
+MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
+FORM_OF_MENU = {
+    "apply": "support_request",
+    "update": "update_data",
+    "volunteer": "volunteer",
+    "complaint": "complaint",
+}
+GLOBAL_WORDS = ("menu", "back", "cancel", "staff", "help", "english", "arabic")
+
+
+@dataclass
+class Context:
+    beneficiary_id: int
+    conversation_id: int
+    status: ConversationStatus
+    state: State
+    now: datetime
+    channel: Channel
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    response_days: int = 14
+    misunderstood_limit: int = 2
+    status_attempts: int = 3
+    resume_after: timedelta = timedelta(hours=6)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        forms: dict[str, Form],
+        catalog: Catalog,
+        faq: FaqMatcher,
+        hours: WorkingHours,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.forms = forms
+        self.catalog = catalog
+        self.faq = faq
+        self.hours = hours
+        self.settings = settings or EngineSettings()
+        self.flow = FormFlow(self)
+        self._words = {
+            name: {
+                normalize_arabic(w)
+                for lang in ("ar", "en")
+                for w in catalog.text(lang, f"words.{name}").split("|")
+            }
+            for name in (*GLOBAL_WORDS, "skip", "done", "yes", "no")
+        }
+
+    # -- helpers shared with the form flow ------------------------------------------------
+
+    def t(self, ctx: Context, key: str, **params: object) -> str:
+        return self.catalog.text(ctx.state.lang or "ar", key, **params)
+
+    def reply(
+        self, ctx: Context, key: str, choices: Sequence[tuple[str, str]] = (), **params: object
+    ) -> Reply:
+        lang = ctx.state.lang or "ar"
+        return self.say(
+            ctx,
+            self.catalog.text(lang, key, **params),
+            choices,
+            short=self.catalog.short(lang, key, **params),
+        )
+
+    def say(
+        self,
+        ctx: Context,
+        text: str,
+        choices: Sequence[tuple[str, str]] = (),
+        *,
+        short: str | None = None,
+        **extra: Any,
+    ) -> Reply:
+        """A reply; its choices become what a number or label picks next."""
+        if choices:
+            ctx.state.choices = [[label, value] for label, value in choices]
+        return Reply(
+            text=text,
+            choices=tuple(Choice(label, value) for label, value in choices),
+            short_text=short,
+            **extra,
+        )
+
+    def word(self, text: str) -> str | None:
+        norm = normalize_arabic(text)
+        for name, variants in self._words.items():
+            if norm in variants:
+                return name
+        return None
+
+    def picked(self, ctx: Context, text: str) -> str | None:
+        options = [(value, [label, value]) for label, value in ctx.state.choices]
+        return match_choice(text, options) if options else None
+
+    def menu_choices(self, ctx: Context) -> list[tuple[str, str]]:
+        return [(self.t(ctx, f"menu.{item}"), item) for item in MENU]
+
+    def menu(self, ctx: Context, key: str = "menu.prompt") -> Reply:
+        ctx.state.mode = Mode.MENU
+        return self.reply(ctx, key, self.menu_choices(ctx))
+
+    def yes_no(self, ctx: Context) -> list[tuple[str, str]]:
+        return [(self.t(ctx, "choice.yes"), "yes"), (self.t(ctx, "choice.no"), "no")]
+
+    def due_date(self, ctx: Context) -> datetime:
+        return ctx.now + timedelta(days=self.settings.response_days)
+
+    def dual_date(self, ctx: Context, when: datetime) -> str:
+        local = when.astimezone(self.hours.zone).date()
+        return format_dual_date(local, ctx.state.lang or "ar")
+
+    # -- the step --------------------------------------------------------------------------
+
+    async def handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
+        state = ctx.state
+        returning = self._returning(ctx)
+        state.last_seen = ctx.now.isoformat()
+        text = msg.text.strip()
+        if state.lang is None:
+            state.lang = script_language(text) or "ar"
+
+        if ctx.status in (ConversationStatus.QUEUED, ConversationStatus.STAFF):
+            return await self._while_with_staff(msg, ctx, port)
+
+        command = (msg.command or "").lower()
+        if command.startswith("lang:"):
+            return self._set_language(ctx, command.split(":", 1)[1])
+        if command == "start:status":
+            return await self._status_start(ctx, port)
+        if command.startswith("start") or (state.mode is Mode.NEW and not command):
+            return await self._greet(msg, ctx, port)
+        if command == "menu":
+            return [self.menu(ctx)]
+        if command == "help":
+            return [self.reply(ctx, "help"), self.menu(ctx)]
+        if command == "cancel":
+            return self._cancel(ctx)
+
+        word = self.word(text) if text else None
+        if word == "english" or word == "arabic":
+            return self._set_language(ctx, "en" if word == "english" else "ar")
+        if word == "menu":
+            state.misunderstood = 0
+            return [self.menu(ctx)]
+        if word == "staff":
+            return await self.handoff(ctx, port, HandoffReason.ASKED)
+        if word == "help":
+            return [self.reply(ctx, "help"), self.menu(ctx)]
+        if word == "cancel":
+            return self._cancel(ctx)
+
+        if returning and state.mode is Mode.FORM and state.draft is not None:
+            return [self._offer_resume(ctx)]
+
+        mode = state.mode
+        if mode is Mode.FORM:
+            return await self.flow.step(msg, ctx, port, word)
+        if mode is Mode.RESUME:
+            return await self._resume_answer(msg, ctx, port)
+        if mode is Mode.STATUS_REF:
+            return await self._status_reference(msg, ctx, port, word)
+        if mode is Mode.STATUS_VERIFY:
+            return await self._status_verify(msg, ctx, port, word)
+        if mode in (Mode.SURVEY_RATING, Mode.SURVEY_COMMENT):
+            return await self._survey_answer(msg, ctx, port, word)
+        return await self._menu_or_question(msg, ctx, port, word)
+
+    def _returning(self, ctx: Context) -> bool:
+        if ctx.state.last_seen is None:
+            return False
+        last = datetime.fromisoformat(ctx.state.last_seen)
+        return ctx.now - last >= self.settings.resume_after
+
+    async def _while_with_staff(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
+        """The bot is silent while staff own the conversation; a queued one may be left."""
+        is_cancel = msg.command == "cancel" or self.word(msg.text.strip()) == "cancel"
+        if ctx.status is ConversationStatus.QUEUED and is_cancel:
+            await port.leave_queue(ctx.conversation_id)
+            ctx.status = ConversationStatus.BOT
+            return [self.menu(ctx, "handoff.left_queue")]
+        return []
+
+    def _set_language(self, ctx: Context, lang: str) -> list[Reply]:
+        ctx.state.lang = lang if lang in ("ar", "en") else "ar"
+        if ctx.state.mode is Mode.FORM and ctx.state.draft is not None:
+            return [self.reply(ctx, "language.changed"), *self.flow.prompt_current(ctx)]
+        return [self.reply(ctx, "language.changed"), self.menu(ctx)]
+
+    async def _greet(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
+        replies = [self.reply(ctx, "greeting")]
+        if ctx.state.draft is not None:
+            replies.append(self._offer_resume(ctx))
+            return replies
+        text = msg.text.strip()
+        if text and msg.command is None:
+            found = self.faq.match(text, ctx.state.lang or "ar")
+            if found is not None:
+                ctx.state.mode = Mode.MENU
+                replies.append(self._answer(ctx, found.entry.answer(ctx.state.lang or "ar")))
+                return replies
+            choice = self.picked(ctx, text)
+            if choice is None:
+                ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
+                choice = self.picked(ctx, text)
+            if choice in MENU:
+                return [*replies, *await self._menu_pick(choice, ctx, port)]
+        replies.append(self.menu(ctx))
+        return replies
+
+    def _offer_resume(self, ctx: Context) -> Reply:
+        assert ctx.state.draft is not None
+        form = self.forms[ctx.state.draft.form_id]
+        ctx.state.mode = Mode.RESUME
+        lang = ctx.state.lang or "ar"
+        return self.reply(
+            ctx,
+            "form.resume",
+            [(self.t(ctx, "choice.continue"), "yes"), (self.t(ctx, "choice.start_over"), "no")],
+            form=form.title_in(lang),
+        )
+
+    async def _resume_answer(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
+        choice = self.picked(ctx, msg.text) or self.word(msg.text)
+        draft = ctx.state.draft
+        if draft is None:
+            return [self.menu(ctx)]
+        if choice == "yes":
+            ctx.state.mode = Mode.FORM
+            return self.flow.prompt_current(ctx)
+        if choice == "no":
+            form_id = draft.form_id
+            ctx.state.draft = None
+            return self.flow.start(ctx, self.forms[form_id])
+        return [self._offer_resume(ctx)]
+
+    def _cancel(self, ctx: Context) -> list[Reply]:
+        replies: list[Reply] = []
+        if ctx.state.draft is not None and ctx.state.mode in (Mode.FORM, Mode.RESUME):
+            ctx.state.draft = None
+            replies.append(self.reply(ctx, "form.cancelled"))
+        ctx.state.survey = None
+        ctx.state.status_reference = None
+        replies.append(self.menu(ctx))
+        return replies
+
+    def _answer(self, ctx: Context, answer: str) -> Reply:
+        ctx.state.misunderstood = 0
+        return self.say(
+            ctx,
+            answer,
+            [(self.t(ctx, "choice.main_menu"), "menu"), (self.t(ctx, "menu.staff"), "staff")],
+        )
+
+    async def _menu_or_question(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        text = msg.text.strip()
+        if msg.attachments and not text:
+            return [self.reply(ctx, "attachment.not_expected"), self.menu(ctx)]
+        if word == "back":
+            return [self.menu(ctx)]
+        choice = self.picked(ctx, text)
+        if choice == "menu":
+            return [self.menu(ctx)]
+        if choice in MENU:
+            return await self._menu_pick(choice, ctx, port)
+        if ctx.state.mode is not Mode.FAQ:
+            ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
+            choice = self.picked(ctx, text)
+            if choice in MENU:
+                return await self._menu_pick(choice, ctx, port)
+        lang = ctx.state.lang or "ar"
+        if ctx.state.mode is not Mode.FAQ:
+            detected = script_language(text)
+            if detected and detected != lang and len(text.split()) >= 2:
+                ctx.state.lang = lang = detected
+        found = self.faq.match(text, lang) if text else None
+        if found is not None:
+            ctx.state.mode = Mode.MENU
+            return [self._answer(ctx, found.entry.answer(lang))]
+        if text:
+            await port.record_unanswered(text, lang)
+        ctx.state.misunderstood += 1
+        if ctx.state.misunderstood >= self.settings.misunderstood_limit:
+            return await self.handoff(ctx, port, HandoffReason.MISUNDERSTOOD)
+        return [self.menu(ctx, "not_understood")]
+
+    async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
+        ctx.state.misunderstood = 0
+        if choice == "faq":
+            ctx.state.mode = Mode.FAQ
+            return [self.reply(ctx, "faq.ask", [(self.t(ctx, "choice.main_menu"), "menu")])]
+        if choice == "staff":
+            return await self.handoff(ctx, port, HandoffReason.ASKED)
+        if choice == "status":
+            return await self._status_start(ctx, port)
+        form = self.forms[FORM_OF_MENU[choice]]
+        if ctx.state.draft is not None and ctx.state.draft.form_id == form.id:
+            return [self._offer_resume(ctx)]
+        return self.flow.start(ctx, form)
+
+    # -- handoff ------------------------------------------------------------------------------
+
+    async def handoff(self, ctx: Context, port: EnginePort, reason: HandoffReason) -> list[Reply]:
+        await port.handoff(ctx.conversation_id, reason)
+        ctx.status = ConversationStatus.QUEUED
+        ctx.state.misunderstood = 0
+        ctx.state.mode = Mode.MENU
+        ctx.state.choices = []
+        key = "handoff.misunderstood" if reason is HandoffReason.MISUNDERSTOOD else "handoff.queued"
+        replies = [self.reply(ctx, key)]
+        if not self.hours.is_open(ctx.now):
+            opening = self.hours.next_opening(ctx.now)
+            replies.append(
+                self.reply(
+                    ctx,
+                    "handoff.out_of_hours",
+                    day=self.dual_date(ctx, opening),
+                    time=opening.strftime("%H:%M"),
+                )
+            )
+        return replies
+
+    # -- request status (P20: only to the person who applied) -------------------------------------
+
+    async def _status_start(self, ctx: Context, port: EnginePort) -> list[Reply]:
+        own = await port.requests_of(ctx.beneficiary_id)
+        other = (self.t(ctx, "status.other_reference"), "other")
+        if not own:
+            ctx.state.mode = Mode.STATUS_REF
+            return [self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])]
+        lines = [self._status_line(ctx, r) for r in own]
+        ctx.state.mode = Mode.STATUS_REF
+        return [
+            self.say(
+                ctx,
+                self.t(ctx, "status.yours") + "\n\n" + "\n\n".join(lines),
+                [other, (self.t(ctx, "choice.main_menu"), "menu")],
+            )
+        ]
+
+    def _status_line(self, ctx: Context, request: Any) -> str:
+        lang = ctx.state.lang or "ar"
+        form = self.forms.get(request.form_id)
+        due = self.dual_date(ctx, request.due_at) if request.due_at else "—"
+        return self.t(
+            ctx,
+            "status.line",
+            reference=request.reference,
+            form=form.title_in(lang) if form else request.form_id,
+            status=self.t(ctx, f"status.name.{request.status.value}"),
+            submitted=self.dual_date(ctx, request.submitted_at),
+            due=due,
+        )
+
+    async def _status_reference(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        choice = self.picked(ctx, msg.text)
+        if choice == "menu" or word == "back":
+            return [self.menu(ctx)]
+        if choice == "other":
+            return [self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])]
+        reference = to_latin_digits(msg.text).strip().upper().replace(" ", "")
+        if len(reference) < 4 or len(reference) > 40:
+            return [self.reply(ctx, "status.bad_reference")]
+        ctx.state.status_reference = reference
+        ctx.state.mode = Mode.STATUS_VERIFY
+        return [self.reply(ctx, "status.ask_last4")]
+
+    async def _status_verify(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        if word == "back":
+            ctx.state.mode = Mode.STATUS_REF
+            return [self.reply(ctx, "status.ask_reference")]
+        digits = "".join(ch for ch in to_latin_digits(msg.text) if ch.isdigit())
+        reference = ctx.state.status_reference or ""
+        found = await port.verify_request(reference, digits) if len(digits) == 4 else None
+        if found is None:
+            ctx.state.status_failures += 1
+            if ctx.state.status_failures >= self.settings.status_attempts:
+                ctx.state.status_failures = 0
+                ctx.state.status_reference = None
+                return [
+                    self.reply(ctx, "status.too_many"),
+                    *await self.handoff(ctx, port, HandoffReason.STATUS_VERIFICATION),
+                ]
+            ctx.state.mode = Mode.STATUS_REF
+            return [self.reply(ctx, "status.not_verified")]
+        ctx.state.status_failures = 0
+        ctx.state.status_reference = None
+        ctx.state.mode = Mode.MENU
+        return [
+            self.say(
+                ctx,
+                self._status_line(ctx, found),
+                [(self.t(ctx, "choice.main_menu"), "menu")],
+            )
+        ]
+
+    # -- satisfaction survey (P9) -----------------------------------------------------------
+
+    def start_survey(self, ctx: Context, request_reference: str | None) -> list[Reply]:
+        ctx.state.survey = Survey(request_reference)
+        ctx.state.mode = Mode.SURVEY_RATING
+        choices = [(self.t(ctx, f"survey.rating.{n}"), str(n)) for n in range(5, 0, -1)]
+        choices.append((self.t(ctx, "choice.skip"), "skip"))
+        key = "survey.ask_request" if request_reference else "survey.ask_conversation"
+        return [self.reply(ctx, key, choices, reference=request_reference or "")]
+
+    async def _survey_answer(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        survey = ctx.state.survey
+        if survey is None:
+            return [self.menu(ctx)]
+        text = msg.text.strip()
+        if ctx.state.mode is Mode.SURVEY_RATING:
+            choice = self.picked(ctx, text)
+            if choice is None:
+                digits = to_latin_digits(text)
+                choice = digits if digits in {"1", "2", "3", "4", "5"} else None
+            if choice == "skip" or word == "skip":
+                ctx.state.survey = None
+                return [self.menu(ctx, "survey.skipped")]
+            if choice is None:
+                return [self.reply(ctx, "survey.bad_rating")]
+            survey.rating = int(choice)
+            ctx.state.mode = Mode.SURVEY_COMMENT
+            return [self.reply(ctx, "survey.ask_comment", [(self.t(ctx, "choice.skip"), "skip")])]
+        skipped = self.picked(ctx, text) == "skip" or word == "skip" or not text
+        await port.record_survey(
+            ctx.beneficiary_id,
+            ctx.conversation_id,
+            survey.request_reference,
+            survey.rating or 0,
+            None if skipped else text[:2000],
+        )
+        ctx.state.survey = None
+        return [self.menu(ctx, "survey.thanks")]

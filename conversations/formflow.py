@@ -1,0 +1,400 @@
+"""Filling in a form: one field at a time, validated, with back, skip, summary and correction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from conversations.fields import (
+    Parsed,
+    ParseResult,
+    Rejected,
+    parse_date,
+    parse_email,
+    parse_integer,
+    parse_national_id,
+    parse_saudi_mobile,
+    parse_text,
+    parse_yesno,
+)
+from conversations.forms import FieldType, Form, FormField
+from conversations.messages import Ask, Attachment, Inbound, Reply
+from conversations.ports import EnginePort, HandoffReason, Submission
+from conversations.state import Draft, Mode, Phase
+
+if TYPE_CHECKING:
+    from conversations.engine import Context, Engine
+
+
+def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> ParseResult:
+    today = ctx.now.astimezone(engine.hours.zone).date()
+    match field.type:
+        case FieldType.TEXT:
+            return parse_text(raw, min_length=field.min_length, max_length=field.max_length)
+        case FieldType.INTEGER:
+            return parse_integer(raw, minimum=field.minimum, maximum=field.maximum)
+        case FieldType.YESNO:
+            picked = engine.picked(ctx, raw)
+            if picked in ("yes", "no"):
+                return Parsed(picked, engine.t(ctx, f"choice.{picked}"))
+            return parse_yesno(raw)
+        case FieldType.CHOICE:
+            value = engine.picked(ctx, raw)
+            options = [(o.value, list(o.labels.values())) for o in field.options]
+            if value is None:
+                from conversations.fields import match_choice
+
+                value = match_choice(raw, options)
+            for option in field.options:
+                if option.value == value:
+                    return Parsed(option.value, option.label(ctx.state.lang or "ar"))
+            return Rejected("error.choice", {})
+        case FieldType.DATE:
+            return parse_date(
+                raw,
+                today=today,
+                calendar=field.calendar,
+                allow_future=field.allow_future,
+                allow_past=field.allow_past,
+            )
+        case FieldType.NATIONAL_ID:
+            return parse_national_id(raw)
+        case FieldType.MOBILE:
+            return parse_saudi_mobile(raw)
+        case FieldType.EMAIL:
+            return parse_email(raw)
+        case FieldType.ATTACHMENT:
+            return Rejected("error.attachment_expected", {})
+
+
+class FormFlow:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def form_of(self, ctx: Context) -> tuple[Form, Draft]:
+        draft = ctx.state.draft
+        assert draft is not None
+        return self.engine.forms[draft.form_id], draft
+
+    # -- entering and prompting -------------------------------------------------------------
+
+    def start(self, ctx: Context, form: Form) -> list[Reply]:
+        e = self.engine
+        ctx.state.draft = Draft(form_id=form.id, started_at=ctx.now.isoformat())
+        ctx.state.mode = Mode.FORM
+        lang = ctx.state.lang or "ar"
+        if form.intro:
+            intro = form.intro.get(lang) or form.intro["ar"]
+            text = e.t(ctx, "form.intro", form=form.title_in(lang), intro=intro)
+            return [e.say(ctx, text, [(e.t(ctx, "choice.agree_start"), "yes"),
+                                      (e.t(ctx, "choice.cancel"), "cancel")])]
+        return self._go_next(ctx, None)
+
+    def prompt_current(self, ctx: Context) -> list[Reply]:
+        form, draft = self.form_of(ctx)
+        ctx.state.mode = Mode.FORM
+        if draft.phase is Phase.INTRO:
+            draft.phase = Phase.FIELD
+            return self._go_next(ctx, None)
+        if draft.phase is Phase.FIELD and draft.current:
+            return [self.ask(ctx, form.field(draft.current))]
+        if draft.phase is Phase.PICK_CORRECTION:
+            return [self._pick_correction(ctx)]
+        if draft.phase is Phase.DECLARATION:
+            return [self._declaration(ctx)]
+        return [self.summary(ctx)]
+
+    def ask(self, ctx: Context, field: FormField) -> Reply:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        applicable = [f for f in form.fields if f.applies(draft.answers)]
+        position = next((i for i, f in enumerate(applicable, 1) if f.name == field.name), 1)
+        text = e.t(ctx, "form.step", n=position, total=len(applicable), prompt=field.text(lang))
+        choices: list[tuple[str, str]] = []
+        ask: Ask | None = None
+        if field.type is FieldType.CHOICE:
+            choices = [(o.label(lang), o.value) for o in field.options]
+        elif field.type is FieldType.YESNO:
+            choices = e.yes_no(ctx)
+        elif field.type is FieldType.ATTACHMENT:
+            ask = Ask.ATTACHMENT
+            files = draft.answers.get(field.name, {}).get("value") or []
+            if files:
+                choices.append((e.t(ctx, "choice.done"), "done"))
+        elif field.type is FieldType.MOBILE:
+            ask = Ask.PHONE
+        if not field.required:
+            choices.append((e.t(ctx, "choice.skip"), "skip"))
+        if draft.trail:
+            choices.append((e.t(ctx, "choice.back"), "back"))
+        ctx.state.choices = []
+        return e.say(ctx, text, choices, ask=ask)
+
+    # -- answering --------------------------------------------------------------------------
+
+    async def step(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        picked = e.picked(ctx, msg.text) if msg.text.strip() else None
+        if draft.phase is Phase.INTRO:
+            if picked == "yes" or word == "yes":
+                draft.phase = Phase.FIELD
+                return self._go_next(ctx, None)
+            if picked == "cancel" or word in ("no", "back"):
+                return e._cancel(ctx)
+            return self.start(ctx, form)
+        if draft.phase is Phase.SUMMARY:
+            return await self._summary_answer(ctx, port, picked or word)
+        if draft.phase is Phase.PICK_CORRECTION:
+            return self._correction_answer(ctx, picked, word)
+        if draft.phase is Phase.DECLARATION:
+            return await self._declaration_answer(msg, ctx, port, picked or word)
+        field = form.field(draft.current or form.fields[0].name)
+        if picked == "back" or word == "back":
+            return self._back(ctx)
+        if (picked == "skip" or word == "skip") and not field.required:
+            draft.answers[field.name] = {"value": None, "display": e.t(ctx, "form.skipped")}
+            return self._advance(ctx, field)
+        if field.type is FieldType.ATTACHMENT:
+            return self._attachment_step(msg, ctx, field, done=picked == "done" or word == "done")
+        if msg.attachments and not msg.text.strip():
+            return [e.reply(ctx, "attachment.not_expected"), self.ask(ctx, field)]
+        result = parse_answer(field, msg.text, ctx, e)
+        if isinstance(result, Rejected):
+            return [self._rejection(ctx, field, result), self.ask(ctx, field)]
+        draft.answers[field.name] = {"value": result.value, "display": result.display}
+        return self._advance(ctx, field)
+
+    def _rejection(self, ctx: Context, field: FormField, result: Rejected) -> Reply:
+        e = self.engine
+        lang = ctx.state.lang or "ar"
+        if field.error:
+            return e.say(ctx, field.error.get(lang) or field.error["ar"])
+        return e.reply(ctx, result.error, **result.params)
+
+    def _attachment_step(
+        self, msg: Inbound, ctx: Context, field: FormField, *, done: bool
+    ) -> list[Reply]:
+        e = self.engine
+        _, draft = self.form_of(ctx)
+        answer = draft.answers.setdefault(field.name, {"value": [], "display": ""})
+        files: list[dict[str, Any]] = list(answer.get("value") or [])
+        if done:
+            if not files:
+                return [e.reply(ctx, "attachment.none_yet"), self.ask(ctx, field)]
+            return self._advance(ctx, field)
+        if not msg.attachments:
+            return [e.reply(ctx, "attachment.expected"), self.ask(ctx, field)]
+        replies: list[Reply] = []
+        for att in msg.attachments:
+            problem = self._check_attachment(field, att, len(files))
+            if problem is not None:
+                replies.append(e.reply(ctx, problem[0], **problem[1]))
+                continue
+            files.append(
+                {"ref": att.ref, "content_type": att.content_type, "size": att.size,
+                 "filename": att.filename}
+            )
+        answer["value"] = files
+        answer["display"] = e.t(ctx, "attachment.count", n=len(files))
+        if len(files) >= field.max_files:
+            return [*replies, *self._advance(ctx, field)]
+        if files:
+            replies.append(
+                e.reply(ctx, "attachment.received", [(e.t(ctx, "choice.done"), "done")],
+                        n=len(files), max=field.max_files)
+            )
+        else:
+            replies.append(self.ask(ctx, field))
+        return replies
+
+    @staticmethod
+    def _check_attachment(
+        field: FormField, att: Attachment, already: int
+    ) -> tuple[str, dict[str, object]] | None:
+        if att.content_type not in field.allowed_types:
+            kinds = ", ".join(t.split("/")[-1].upper() for t in field.allowed_types)
+            return "attachment.bad_type", {"types": kinds}
+        if att.size > field.max_size_bytes:
+            return "attachment.too_big", {"max": f"{field.max_size_mb:g}"}
+        if already >= field.max_files:
+            return "attachment.too_many", {"max": field.max_files}
+        return None
+
+    def _advance(self, ctx: Context, field: FormField) -> list[Reply]:
+        _, draft = self.form_of(ctx)
+        if field.name not in draft.trail:
+            draft.trail.append(field.name)
+        if draft.correcting:
+            draft.correcting = False
+            self._drop_inapplicable(ctx)
+            form, _ = self.form_of(ctx)
+            missing = next(
+                (f for f in form.fields
+                 if f.applies(draft.answers) and f.name not in draft.answers),
+                None,
+            )
+            if missing is not None:
+                draft.correcting = True
+                draft.current = missing.name
+                return [self.ask(ctx, missing)]
+            draft.phase = Phase.SUMMARY
+            return [self.summary(ctx)]
+        return self._go_next(ctx, field.name)
+
+    def _go_next(self, ctx: Context, after: str | None) -> list[Reply]:
+        form, draft = self.form_of(ctx)
+        nxt = form.next_field(after, draft.answers)
+        if nxt is None:
+            draft.phase = Phase.SUMMARY
+            draft.current = None
+            return [self.summary(ctx)]
+        draft.phase = Phase.FIELD
+        draft.current = nxt.name
+        return [self.ask(ctx, nxt)]
+
+    def _drop_inapplicable(self, ctx: Context) -> None:
+        form, draft = self.form_of(ctx)
+        for f in form.fields:
+            if f.name in draft.answers and not f.applies(draft.answers):
+                del draft.answers[f.name]
+                if f.name in draft.trail:
+                    draft.trail.remove(f.name)
+
+    def _back(self, ctx: Context) -> list[Reply]:
+        form, draft = self.form_of(ctx)
+        if draft.correcting:
+            draft.correcting = False
+            draft.phase = Phase.SUMMARY
+            return [self.summary(ctx)]
+        if not draft.trail:
+            return [self.engine.reply(ctx, "form.at_start"), self.ask(ctx, form.field(draft.current or form.fields[0].name))]
+        previous = draft.trail.pop()
+        draft.phase = Phase.FIELD
+        draft.current = previous
+        return [self.ask(ctx, form.field(previous))]
+
+    # -- summary, correction, declaration, submission ---------------------------------------------
+
+    def summary(self, ctx: Context) -> Reply:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        lines = []
+        for index, f in enumerate(self._answered(form, draft), start=1):
+            lines.append(f"{index}. {self.label(f, lang)}: {draft.answers[f.name]['display']}")
+        text = e.t(ctx, "form.summary", form=form.title_in(lang), answers="\n".join(lines))
+        draft.phase = Phase.SUMMARY
+        return e.say(ctx, text, [(e.t(ctx, "choice.confirm"), "confirm"),
+                                 (e.t(ctx, "choice.edit"), "edit"),
+                                 (e.t(ctx, "choice.cancel"), "cancel")])
+
+    @staticmethod
+    def _answered(form: Form, draft: Draft) -> list[FormField]:
+        return [f for f in form.fields if f.name in draft.answers and f.applies(draft.answers)]
+
+    @staticmethod
+    def label(field: FormField, lang: str) -> str:
+        if field.label:
+            return field.label.get(lang) or field.label["ar"]
+        prompt = field.text(lang).split("\n")[0]
+        return prompt if len(prompt) <= 40 else prompt[:38] + "…"
+
+    async def _summary_answer(self, ctx: Context, port: EnginePort, choice: str | None) -> list[Reply]:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        if choice in ("confirm", "yes"):
+            if form.declaration:
+                draft.phase = Phase.DECLARATION
+                return [self._declaration(ctx)]
+            return await self.submit(ctx, port, declared=False)
+        if choice == "edit":
+            draft.phase = Phase.PICK_CORRECTION
+            return [self._pick_correction(ctx)]
+        if choice == "cancel":
+            return e._cancel(ctx)
+        if choice == "back":
+            return self._back(ctx)
+        return [e.reply(ctx, "form.summary_hint"), self.summary(ctx)]
+
+    def _pick_correction(self, ctx: Context) -> Reply:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        choices = [(self.label(f, lang), f.name) for f in self._answered(form, draft)]
+        choices.append((e.t(ctx, "choice.back"), "back"))
+        return e.reply(ctx, "form.which_field", choices)
+
+    def _correction_answer(self, ctx: Context, picked: str | None, word: str | None) -> list[Reply]:
+        form, draft = self.form_of(ctx)
+        if picked == "back" or word == "back":
+            draft.phase = Phase.SUMMARY
+            return [self.summary(ctx)]
+        names = {f.name for f in form.fields}
+        if picked not in names:
+            return [self._pick_correction(ctx)]
+        draft.phase = Phase.FIELD
+        draft.current = picked
+        draft.correcting = True
+        if form.field(picked).type is FieldType.ATTACHMENT:
+            draft.answers[picked] = {"value": [], "display": ""}
+        return [self.ask(ctx, form.field(picked))]
+
+    def _declaration(self, ctx: Context) -> Reply:
+        e = self.engine
+        form, _ = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        text = e.t(ctx, "form.declaration",
+                   declaration=form.declaration_text.get(lang) or form.declaration_text["ar"])
+        return e.say(ctx, text, [(e.t(ctx, "choice.declare"), "yes"), (e.t(ctx, "choice.no"), "no")])
+
+    async def _declaration_answer(
+        self, msg: Inbound, ctx: Context, port: EnginePort, choice: str | None
+    ) -> list[Reply]:
+        e = self.engine
+        _, draft = self.form_of(ctx)
+        if choice not in ("yes", "no"):
+            parsed = parse_yesno(msg.text)
+            choice = parsed.value if isinstance(parsed, Parsed) else None
+        if choice == "yes":
+            return await self.submit(ctx, port, declared=True)
+        if choice == "no":
+            draft.phase = Phase.SUMMARY
+            return [e.reply(ctx, "form.declaration_required"), self.summary(ctx)]
+        return [e.reply(ctx, "form.declaration_explicit"), self._declaration(ctx)]
+
+    async def submit(self, ctx: Context, port: EnginePort, *, declared: bool) -> list[Reply]:
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        due = e.due_date(ctx) if form.kind == "request" else None
+        answers = {f.name: draft.answers[f.name] for f in self._answered(form, draft)}
+        reference = await port.submit(
+            Submission(
+                beneficiary_id=ctx.beneficiary_id,
+                conversation_id=ctx.conversation_id,
+                form_id=form.id,
+                kind=form.kind,
+                reference_prefix=form.reference_prefix,
+                answers=answers,
+                lang=lang,
+                channel=ctx.channel,
+                declared_at=ctx.now if declared else None,
+                submitted_at=ctx.now,
+                due_at=due,
+            )
+        )
+        ctx.state.draft = None
+        ctx.state.mode = Mode.MENU
+        if due is not None:
+            reply = e.reply(ctx, "form.submitted_request", [(e.t(ctx, "choice.main_menu"), "menu")],
+                            reference=reference, form=form.title_in(lang),
+                            days=e.settings.response_days, due=e.dual_date(ctx, due))
+        else:
+            reply = e.reply(ctx, "form.submitted_ticket", [(e.t(ctx, "choice.main_menu"), "menu")],
+                            reference=reference, form=form.title_in(lang))
+        if form.handoff:
+            return [reply, *await e.handoff(ctx, port, HandoffReason.FORM)]
+        return [reply]

@@ -1,0 +1,128 @@
+"""The one inbound message type and the channel-neutral replies adapters render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    CONSOLE = "console"
+    WEBCHAT = "webchat"
+    TELEGRAM = "telegram"
+    WHATSAPP = "whatsapp"
+    SMS = "sms"
+    EMAIL = "email"
+
+
+def identity_kind(channel: Channel) -> str:
+    """The kind of address a channel reaches: WhatsApp and SMS share the phone number."""
+    if channel in (Channel.WHATSAPP, Channel.SMS):
+        return "phone"
+    return channel.value
+
+
+class Lang(StrEnum):
+    AR = "ar"
+    EN = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file the beneficiary sent or the bot sends.
+
+    ``ref`` is the storage key (a safe generated name under the attachments folder),
+    never a path taken from the sender.
+    """
+
+    ref: str
+    content_type: str
+    size: int
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    channel: Channel
+    sender_id: str
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    channel_message_id: str = ""
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    thread_id: str | None = None
+    reply_to: str | None = None
+    # A channel-level command rather than typed text: "start", "menu", "cancel", "help",
+    # "lang:ar", "lang:en", or "start:<payload>" for deep links.
+    command: str | None = None
+    # A phone number the channel vouches for (Telegram contact sharing, WhatsApp/SMS sender).
+    verified_phone: str | None = None
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    label: str
+    value: str
+
+
+class Ask(StrEnum):
+    ATTACHMENT = "attachment"
+    PHONE = "phone"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One message to the beneficiary.
+
+    ``text`` is always present and readable on its own; ``choices`` are offered as
+    buttons where the channel has them and as numbered lines where it does not;
+    ``ask`` tells the channel to offer an upload or a share-my-phone button.
+    """
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+    ask: Ask | None = None
+    attachment: Attachment | None = None
+    # A short SMS variant of ``text`` where the catalogue has one.
+    short_text: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "text": self.text,
+            "choices": [{"label": c.label, "value": c.value} for c in self.choices],
+        }
+        if self.ask is not None:
+            data["ask"] = self.ask.value
+        if self.attachment is not None:
+            data["attachment"] = {
+                "ref": self.attachment.ref,
+                "content_type": self.attachment.content_type,
+                "size": self.attachment.size,
+                "filename": self.attachment.filename,
+            }
+        if self.short_text:
+            data["short_text"] = self.short_text
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Reply:
+        raw_choices = data.get("choices") or []
+        assert isinstance(raw_choices, list)
+        att = data.get("attachment")
+        ask = data.get("ask")
+        short = data.get("short_text")
+        return cls(
+            text=str(data.get("text", "")),
+            choices=tuple(Choice(str(c["label"]), str(c["value"])) for c in raw_choices),
+            ask=Ask(str(ask)) if ask else None,
+            attachment=Attachment(
+                ref=str(att["ref"]),
+                content_type=str(att["content_type"]),
+                size=int(att["size"]),
+                filename=str(att.get("filename", "")),
+            )
+            if isinstance(att, dict)
+            else None,
+            short_text=str(short) if short else None,
+        )

@@ -1,0 +1,97 @@
+"""What the engine needs from the outside world, as a protocol storage implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from conversations.messages import Channel
+
+
+class RequestStatus(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    UNDER_REVIEW = "under_review"
+    NEEDS_INFO = "needs_info"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+# Which status may follow which (P7); every change is recorded.
+TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
+    RequestStatus.DRAFT: frozenset({RequestStatus.SUBMITTED, RequestStatus.CLOSED}),
+    RequestStatus.SUBMITTED: frozenset(
+        {RequestStatus.UNDER_REVIEW, RequestStatus.NEEDS_INFO, RequestStatus.APPROVED,
+         RequestStatus.REJECTED, RequestStatus.CLOSED}
+    ),
+    RequestStatus.UNDER_REVIEW: frozenset(
+        {RequestStatus.NEEDS_INFO, RequestStatus.APPROVED, RequestStatus.REJECTED,
+         RequestStatus.CLOSED}
+    ),
+    RequestStatus.NEEDS_INFO: frozenset(
+        {RequestStatus.UNDER_REVIEW, RequestStatus.APPROVED, RequestStatus.REJECTED,
+         RequestStatus.CLOSED}
+    ),
+    RequestStatus.APPROVED: frozenset({RequestStatus.CLOSED}),
+    RequestStatus.REJECTED: frozenset({RequestStatus.CLOSED}),
+    RequestStatus.CLOSED: frozenset(),
+}
+
+
+class HandoffReason(StrEnum):
+    ASKED = "asked"
+    MISUNDERSTOOD = "misunderstood"
+    FORM = "form"
+    STATUS_VERIFICATION = "status_verification"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    reference: str
+    form_id: str
+    status: RequestStatus
+    submitted_at: datetime
+    due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    beneficiary_id: int
+    conversation_id: int
+    form_id: str
+    kind: str
+    reference_prefix: str
+    answers: dict[str, dict[str, object]]
+    lang: str
+    channel: Channel
+    declared_at: datetime | None
+    submitted_at: datetime
+    due_at: datetime | None
+
+
+class EnginePort(Protocol):
+    """The engine's view of storage, inside one transaction."""
+
+    async def requests_of(self, beneficiary_id: int) -> list[RequestSummary]: ...
+
+    async def verify_request(self, reference: str, last4: str) -> RequestSummary | None:
+        """The request with this reference if ``last4`` matches its national ID or mobile."""
+        ...
+
+    async def submit(self, submission: Submission) -> str:
+        """Store a completed form as a request; return its reference number."""
+        ...
+
+    async def handoff(self, conversation_id: int, reason: HandoffReason) -> None: ...
+
+    async def leave_queue(self, conversation_id: int) -> None: ...
+
+    async def record_survey(
+        self, beneficiary_id: int, conversation_id: int, request_reference: str | None,
+        rating: int, comment: str | None,
+    ) -> None: ...
+
+    async def record_unanswered(self, text: str, lang: str) -> None: ...

@@ -1,0 +1,93 @@
+"""A conversation's state between messages: plain data, saved as JSON after every step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Mode(StrEnum):
+    NEW = "new"
+    MENU = "menu"
+    FAQ = "faq"
+    FORM = "form"
+    RESUME = "resume"
+    STATUS_REF = "status_ref"
+    STATUS_VERIFY = "status_verify"
+    SURVEY_RATING = "survey_rating"
+    SURVEY_COMMENT = "survey_comment"
+
+
+class Phase(StrEnum):
+    INTRO = "intro"
+    FIELD = "field"
+    SUMMARY = "summary"
+    PICK_CORRECTION = "pick_correction"
+    DECLARATION = "declaration"
+
+
+@dataclass
+class Draft:
+    """A form being filled in. Answers are kept as given, so it survives restarts."""
+
+    form_id: str
+    phase: Phase = Phase.INTRO
+    current: str | None = None
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trail: list[str] = field(default_factory=list)
+    correcting: bool = False
+    started_at: str = ""
+
+
+@dataclass
+class Survey:
+    request_reference: str | None
+    rating: int | None = None
+
+
+@dataclass
+class State:
+    lang: str | None = None
+    mode: Mode = Mode.NEW
+    draft: Draft | None = None
+    # What the last reply offered, so "2" or a label picks it: [label, value] pairs.
+    choices: list[list[str]] = field(default_factory=list)
+    misunderstood: int = 0
+    status_reference: str | None = None
+    status_failures: int = 0
+    survey: Survey | None = None
+    last_seen: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> State:
+        if not data:
+            return cls()
+        draft = data.get("draft")
+        survey = data.get("survey")
+        return cls(
+            lang=data.get("lang"),
+            mode=Mode(data.get("mode", Mode.NEW)),
+            draft=Draft(
+                form_id=draft["form_id"],
+                phase=Phase(draft.get("phase", Phase.INTRO)),
+                current=draft.get("current"),
+                answers=dict(draft.get("answers", {})),
+                trail=list(draft.get("trail", [])),
+                correcting=bool(draft.get("correcting", False)),
+                started_at=str(draft.get("started_at", "")),
+            )
+            if draft
+            else None,
+            choices=[list(c) for c in data.get("choices", [])],
+            misunderstood=int(data.get("misunderstood", 0)),
+            status_reference=data.get("status_reference"),
+            status_failures=int(data.get("status_failures", 0)),
+            survey=Survey(survey.get("request_reference"), survey.get("rating"))
+            if survey
+            else None,
+            last_seen=data.get("last_seen"),
+        )

@@ -1,0 +1,467 @@
+"""Reads and writes over one transaction; ``Tx`` is also the engine's port onto storage."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations.fields import to_hijri
+from conversations.messages import Channel, Inbound, Reply, identity_kind
+from conversations.ports import (
+    TRANSITIONS,
+    HandoffReason,
+    RequestStatus,
+    RequestSummary,
+    Submission,
+)
+from storage.models import (
+    AuditEntry,
+    Beneficiary,
+    Conversation,
+    Counter,
+    Document,
+    Identity,
+    Message,
+    OutboxItem,
+    Request,
+    RequestAnswer,
+    RequestStatusChange,
+    SurveyAnswer,
+    UnansweredQuestion,
+    utcnow,
+)
+
+OPEN = ("bot", "queued", "staff")
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    message_id: int
+    conversation_id: int
+    beneficiary_id: int
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def _summary(row: Request) -> RequestSummary:
+    return RequestSummary(
+        reference=row.reference,
+        form_id=row.form_id,
+        status=RequestStatus(row.status),
+        submitted_at=row.submitted_at,
+        due_at=row.due_at,
+    )
+
+
+class Tx:
+    """Repository methods over one session (one transaction)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- beneficiaries and identities ---------------------------------------------------------
+
+    async def identity(self, kind: str, address: str, *, display_name: str = "") -> Identity:
+        """The identity for this address, creating the beneficiary on first contact."""
+        found = await self.session.scalar(
+            select(Identity).where(Identity.kind == kind, Identity.address == address)
+        )
+        if found is not None:
+            return found
+        beneficiary = Beneficiary(display_name=display_name[:200])
+        if kind == "phone":
+            beneficiary.phone = address
+        self.session.add(beneficiary)
+        await self.session.flush()
+        stmt = (
+            _insert(self.session, Identity)
+            .values(beneficiary_id=beneficiary.id, kind=kind, address=address,
+                    created_at=utcnow(), unreachable=False)
+            .on_conflict_do_nothing()
+        )
+        await self.session.execute(stmt)
+        found = await self.session.scalar(
+            select(Identity).where(Identity.kind == kind, Identity.address == address)
+        )
+        assert found is not None
+        return found
+
+    async def open_conversation(self, beneficiary_id: int) -> Conversation:
+        conversation = await self.session.scalar(
+            select(Conversation)
+            .where(Conversation.beneficiary_id == beneficiary_id, Conversation.status.in_(OPEN))
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+        if conversation is not None:
+            return conversation
+        previous = await self.session.scalar(
+            select(Conversation)
+            .where(Conversation.beneficiary_id == beneficiary_id)
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+        state: dict[str, Any] = {}
+        if previous is not None:
+            # A closed conversation hands its language and any unfinished form on.
+            carried = previous.state or {}
+            state = {k: carried[k] for k in ("lang", "draft") if k in carried}
+            if state.get("draft"):
+                state["mode"] = "form"
+        conversation = Conversation(beneficiary_id=beneficiary_id, status="bot", state=state)
+        self.session.add(conversation)
+        await self.session.flush()
+        return conversation
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def ingest(self, msg: Inbound, payload: dict[str, Any]) -> Ingested | None:
+        """Store an inbound message once; ``None`` when the channel sent it before."""
+        identity = await self.identity(
+            identity_kind(msg.channel), msg.sender_id, display_name=msg.display_name
+        )
+        identity.last_inbound_at = msg.received_at
+        conversation = await self.open_conversation(identity.beneficiary_id)
+        channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
+        stmt = (
+            _insert(self.session, Message)
+            .values(
+                conversation_id=conversation.id,
+                beneficiary_id=identity.beneficiary_id,
+                identity_id=identity.id,
+                direction="in",
+                channel=msg.channel.value,
+                channel_message_id=channel_message_id,
+                author="beneficiary",
+                text=msg.text,
+                payload=payload,
+                created_at=msg.received_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(Message.id)
+        )
+        message_id = (await self.session.execute(stmt)).scalar()
+        if message_id is None:
+            return None
+        conversation.last_channel = msg.channel.value
+        conversation.last_identity_id = identity.id
+        conversation.updated_at = utcnow()
+        return Ingested(message_id, conversation.id, identity.beneficiary_id)
+
+    async def unprocessed_ids(self, limit: int = 100) -> list[int]:
+        rows = await self.session.scalars(
+            select(Message.id)
+            .where(Message.direction == "in", Message.processed_at.is_(None))
+            .order_by(Message.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def claim_inbound(self, message_id: int) -> tuple[Message, Conversation] | None:
+        """Lock the message's conversation, then load the message if still unprocessed."""
+        conversation_id = await self.session.scalar(
+            select(Message.conversation_id).where(Message.id == message_id)
+        )
+        if conversation_id is None:
+            return None
+        conversation = await self.session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        )
+        message = await self.session.scalar(
+            select(Message).where(Message.id == message_id, Message.processed_at.is_(None))
+        )
+        if message is None or conversation is None:
+            return None
+        return message, conversation
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    async def queue_replies(
+        self, conversation: Conversation, replies: Sequence[Reply], *, author: str = "bot",
+        identity_id: int | None = None,
+    ) -> list[Message]:
+        """Record replies as messages and put them in the outbox, in this transaction."""
+        identity_id = identity_id or conversation.last_identity_id
+        identity = await self.session.get(Identity, identity_id) if identity_id else None
+        channel = conversation.last_channel or Channel.WEBCHAT.value
+        rows: list[Message] = []
+        for reply in replies:
+            row = Message(
+                conversation_id=conversation.id,
+                beneficiary_id=conversation.beneficiary_id,
+                identity_id=identity.id if identity else None,
+                direction="out",
+                channel=channel,
+                author=author,
+                text=reply.text,
+                payload=reply.to_dict(),
+                created_at=utcnow(),
+            )
+            self.session.add(row)
+            rows.append(row)
+        await self.session.flush()
+        if identity is not None:
+            for row in rows:
+                self.session.add(
+                    OutboxItem(
+                        message_id=row.id,
+                        conversation_id=conversation.id,
+                        identity_id=identity.id,
+                        channel=channel,
+                        address=identity.address,
+                        status="pending",
+                        next_attempt_at=utcnow(),
+                    )
+                )
+        return rows
+
+    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        stmt: Select[tuple[OutboxItem]] = (
+            select(OutboxItem)
+            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
+            .order_by(OutboxItem.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(await self.session.scalars(stmt))
+
+    async def outbox_for_messages(self, message_ids: Sequence[int]) -> list[OutboxItem]:
+        rows = await self.session.scalars(
+            select(OutboxItem).where(OutboxItem.message_id.in_(message_ids))
+        )
+        return list(rows)
+
+    async def messages_of(
+        self, beneficiary_id: int, *, after: int = 0, direction: str | None = None
+    ) -> list[Message]:
+        stmt = select(Message).where(Message.beneficiary_id == beneficiary_id, Message.id > after)
+        if direction is not None:
+            stmt = stmt.where(Message.direction == direction)
+        return list(await self.session.scalars(stmt.order_by(Message.id)))
+
+    # -- the engine's port ----------------------------------------------------------------------
+
+    async def requests_of(self, beneficiary_id: int) -> list[RequestSummary]:
+        rows = await self.session.scalars(
+            select(Request)
+            .where(Request.beneficiary_id == beneficiary_id, Request.status != "draft")
+            .order_by(Request.id.desc())
+            .limit(10)
+        )
+        return [_summary(r) for r in rows]
+
+    async def verify_request(self, reference: str, last4: str) -> RequestSummary | None:
+        row = await self.session.scalar(select(Request).where(Request.reference == reference))
+        if row is None or not row.verify_last4 or len(last4) != 4:
+            return None
+        candidates = row.verify_last4.split(",")
+        if any(secrets.compare_digest(c, last4) for c in candidates):
+            return _summary(row)
+        return None
+
+    async def next_reference(self, prefix: str, at: datetime) -> str:
+        year = to_hijri(at.date()).split("-")[0]
+        name = f"{prefix}-{year}"
+        stmt = (
+            _insert(self.session, Counter)
+            .values(name=name, value=1)
+            .on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + 1})
+            .returning(Counter.value)
+        )
+        value = (await self.session.execute(stmt)).scalar_one()
+        return f"{name}-{value:05d}"
+
+    async def submit(self, submission: Submission) -> str:
+        reference = await self.next_reference(submission.reference_prefix, submission.submitted_at)
+        last4 = []
+        for name in ("national_id", "mobile", "new_mobile"):
+            value = submission.answers.get(name, {}).get("value")
+            if isinstance(value, str) and len(value) >= 4:
+                last4.append(value[-4:])
+        request = Request(
+            reference=reference,
+            beneficiary_id=submission.beneficiary_id,
+            conversation_id=submission.conversation_id,
+            form_id=submission.form_id,
+            kind=submission.kind,
+            status=RequestStatus.SUBMITTED.value,
+            lang=submission.lang,
+            channel=submission.channel.value,
+            verify_last4=",".join(last4) or None,
+            declared_at=submission.declared_at,
+            declaration_channel=submission.channel.value if submission.declared_at else None,
+            submitted_at=submission.submitted_at,
+            due_at=submission.due_at,
+            updated_at=submission.submitted_at,
+        )
+        self.session.add(request)
+        await self.session.flush()
+        for position, (name, answer) in enumerate(submission.answers.items()):
+            value = answer.get("value")
+            if isinstance(value, list):
+                for item in value:
+                    self.session.add(Document(request_id=request.id, field=name, **item))
+                value = None
+            self.session.add(
+                RequestAnswer(
+                    request_id=request.id, field=name, position=position,
+                    value=None if value is None else str(value),
+                    display=str(answer.get("display", "")),
+                )
+            )
+        self.session.add(
+            RequestStatusChange(
+                request_id=request.id, from_status=RequestStatus.DRAFT.value,
+                to_status=RequestStatus.SUBMITTED.value, at=submission.submitted_at,
+                actor="beneficiary",
+            )
+        )
+        beneficiary = await self.session.get(Beneficiary, submission.beneficiary_id)
+        if beneficiary is not None:
+            national_id = submission.answers.get("national_id", {}).get("value")
+            if isinstance(national_id, str):
+                beneficiary.national_id = national_id
+            name = submission.answers.get("full_name", {}).get("value")
+            if isinstance(name, str):
+                beneficiary.display_name = name[:200]
+        await self.audit("beneficiary", "request.submitted", reference)
+        return reference
+
+    async def handoff(self, conversation_id: int, reason: HandoffReason) -> None:
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(status="queued", handoff_reason=reason.value, queued_at=utcnow())
+        )
+
+    async def leave_queue(self, conversation_id: int) -> None:
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.status == "queued")
+            .values(status="bot", handoff_reason=None, queued_at=None)
+        )
+
+    async def record_survey(
+        self, beneficiary_id: int, conversation_id: int, request_reference: str | None,
+        rating: int, comment: str | None,
+    ) -> None:
+        self.session.add(
+            SurveyAnswer(beneficiary_id=beneficiary_id, conversation_id=conversation_id,
+                         request_reference=request_reference, rating=rating, comment=comment)
+        )
+
+    async def record_unanswered(self, text: str, lang: str) -> None:
+        self.session.add(UnansweredQuestion(text=text[:1000], lang=lang))
+
+    # -- staff-side operations ---------------------------------------------------------------------
+
+    async def audit(self, actor: str, action: str, subject: str = "", **detail: Any) -> None:
+        self.session.add(AuditEntry(actor=actor, action=action, subject=subject, detail=detail))
+
+    async def queue(self) -> list[tuple[Conversation, Message | None]]:
+        conversations = list(
+            await self.session.scalars(
+                select(Conversation)
+                .where(Conversation.status == "queued")
+                .order_by(Conversation.queued_at, Conversation.id)
+            )
+        )
+        result = []
+        for conversation in conversations:
+            last = await self.session.scalar(
+                select(Message)
+                .where(Message.conversation_id == conversation.id, Message.direction == "in")
+                .order_by(Message.id.desc())
+                .limit(1)
+            )
+            result.append((conversation, last))
+        return result
+
+    async def request_rows(self, status: str | None = None) -> list[Request]:
+        stmt = select(Request).order_by(Request.due_at.is_(None), Request.due_at, Request.id)
+        if status:
+            stmt = stmt.where(Request.status == status)
+        return list(await self.session.scalars(stmt))
+
+    async def request_by_reference(self, reference: str) -> Request:
+        row = await self.session.scalar(select(Request).where(Request.reference == reference))
+        if row is None:
+            raise NotFound(reference)
+        return row
+
+    async def request_details(self, request: Request) -> dict[str, Any]:
+        answers = await self.session.scalars(
+            select(RequestAnswer).where(RequestAnswer.request_id == request.id)
+            .order_by(RequestAnswer.position)
+        )
+        documents = await self.session.scalars(
+            select(Document).where(Document.request_id == request.id).order_by(Document.id)
+        )
+        history = await self.session.scalars(
+            select(RequestStatusChange).where(RequestStatusChange.request_id == request.id)
+            .order_by(RequestStatusChange.id)
+        )
+        return {
+            "answers": list(answers),
+            "documents": list(documents),
+            "history": list(history),
+        }
+
+    async def change_status(
+        self, request: Request, new: RequestStatus, *, actor: str, note: str = ""
+    ) -> None:
+        old = RequestStatus(request.status)
+        if new not in TRANSITIONS[old]:
+            raise InvalidTransition(f"{old.value} → {new.value} is not allowed")
+        now = utcnow()
+        request.status = new.value
+        request.updated_at = now
+        if new is RequestStatus.CLOSED:
+            request.closed_at = now
+        self.session.add(
+            RequestStatusChange(request_id=request.id, from_status=old.value,
+                                to_status=new.value, at=now, actor=actor, note=note)
+        )
+        await self.audit(actor, "request.status", request.reference, to=new.value)
+
+    async def conversation_for_update(self, conversation_id: int) -> Conversation:
+        row = await self.session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        )
+        if row is None:
+            raise NotFound(str(conversation_id))
+        return row
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(Request.status, func.count()).group_by(Request.status)
+        )
+        return {status: count for status, count in rows.tuples()}
+
+    async def late_requests(self, now: datetime, within: timedelta) -> list[Request]:
+        rows = await self.session.scalars(
+            select(Request).where(
+                Request.status.in_(("submitted", "under_review", "needs_info")),
+                Request.due_at.is_not(None),
+                Request.due_at <= now + within,
+            )
+        )
+        return list(rows)

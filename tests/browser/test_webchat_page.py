@@ -1,0 +1,351 @@
+"""Browser tests of the web-chat page, driven by Chromium against the real server.
+
+Assertions are about structure (``data-testid`` attributes) and about script (Arabic or
+Latin letters), never about exact sentences: the bot's wording lives in catalogues.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+CHROMIUM = os.environ.get("TAWASUL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 15_000
+
+ARABIC = re.compile(r"[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
+LATIN = re.compile(r"[A-Za-z]")
+
+BOT = '[data-testid="message-bot"]'
+USER = '[data-testid="message-user"]'
+
+
+def arabic_letters(text: str) -> int:
+    return len(ARABIC.findall(text))
+
+
+def latin_letters(text: str) -> int:
+    return len(LATIN.findall(text))
+
+
+def is_mostly_arabic(text: str) -> bool:
+    return arabic_letters(text) > 0 and arabic_letters(text) > latin_letters(text)
+
+
+def is_mostly_latin(text: str) -> bool:
+    return latin_letters(text) > 0 and latin_letters(text) > arabic_letters(text)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (set TAWASUL_CHROMIUM)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # A fresh context per test: a fresh cookie jar, hence a fresh chat session.
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, has_touch=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    folder = os.environ.get("TAWASUL_SCREENSHOT_DIR")
+    if not folder:
+        return
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path / name))
+
+
+def open_chat(page: Page, base_url: str) -> None:
+    page.goto(base_url.rstrip("/") + "/")
+    expect(page.locator(BOT).first).to_be_visible()
+    wait_idle(page)
+
+
+def wait_idle(page: Page) -> None:
+    page.wait_for_selector('body[data-busy="false"]', state="attached")
+
+
+def wait_for_more(page: Page, selector: str, than: int) -> None:
+    page.wait_for_function(
+        "([selector, n]) => document.querySelectorAll(selector).length > n",
+        arg=[selector, than],
+        timeout=TIMEOUT_MS,
+    )
+    wait_idle(page)
+
+
+def last_text(page: Page, selector: str) -> str:
+    return page.locator(selector).last.get_by_test_id("message-text").inner_text()
+
+
+def center_x(page: Page, selector: str) -> float:
+    box = page.locator(selector).last.locator(".bubble").bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2
+
+
+# ----------------------------------------------------------------- against the server
+
+
+def test_page_loads_rtl_with_arabic_greeting_and_choices(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+
+    html = page.locator("html")
+    expect(html).to_have_attribute("lang", "ar")
+    expect(html).to_have_attribute("dir", "rtl")
+    assert arabic_letters(page.title()) > 0
+
+    assert is_mostly_arabic(last_text(page, BOT))
+    choices = page.get_by_test_id("choice")
+    assert choices.count() >= 1
+    expect(choices.last).to_be_enabled()
+
+    for testid in ("input", "send", "attach", "lang-toggle"):
+        expect(page.get_by_test_id(testid)).to_be_visible()
+    expect(page.get_by_test_id("input")).to_be_focused()
+    assert is_mostly_latin(page.get_by_test_id("lang-toggle").inner_text())
+
+    # Accessible: a live region for bot messages, a label on every input.
+    assert page.locator("[aria-live]").count() >= 1
+    assert page.evaluate(
+        "() => [...document.querySelectorAll('textarea, input')]"
+        ".every(e => e.labels.length > 0 || e.getAttribute('aria-label'))"
+    )
+
+    # Large touch targets on a phone.
+    for target in (
+        page.get_by_test_id("send"),
+        page.get_by_test_id("attach"),
+        page.get_by_test_id("lang-toggle"),
+        choices.first,
+    ):
+        box = target.bounding_box()
+        assert box is not None and box["height"] >= 40, box
+
+    # The greeting sits on the start side, which is the right in RTL.
+    assert center_x(page, BOT) > PHONE["width"] / 2
+
+    screenshot(page, "webchat-ar.png")
+
+
+def test_enter_sends_the_typed_message_and_shows_the_reply(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    users, bots = page.locator(USER).count(), page.locator(BOT).count()
+    first_choice = page.get_by_test_id("choice").first
+
+    field = page.get_by_test_id("input")
+    field.fill("السلام عليكم")
+    field.press("Enter")
+
+    expect(page.locator(USER)).to_have_count(users + 1)
+    assert last_text(page, USER) == "السلام عليكم"
+    expect(field).to_have_value("")
+    wait_for_more(page, BOT, bots)
+    assert last_text(page, BOT).strip()
+    expect(field).to_be_focused()
+
+    # Answered: the greeting's choices are no longer clickable.
+    expect(first_choice).to_be_disabled()
+    # Mirrored in RTL: the user's bubble is on the left of the bot's.
+    assert center_x(page, USER) < center_x(page, BOT)
+
+    # Polling (every 3 s) must not render anything twice.
+    page.wait_for_timeout(3_500)
+    ids = page.eval_on_selector_all("[data-message-id]", "els => els.map(e => e.dataset.messageId)")
+    assert len(ids) == len(set(ids))
+
+
+def test_clicking_a_choice_sends_its_label(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    users, bots = page.locator(USER).count(), page.locator(BOT).count()
+
+    choice = page.get_by_test_id("choice").first
+    label = choice.inner_text().strip()
+    assert label
+    choice.click()
+
+    expect(page.locator(USER)).to_have_count(users + 1)
+    assert last_text(page, USER) == label
+    wait_for_more(page, BOT, bots)
+    expect(choice).to_be_disabled()
+    expect(page.get_by_test_id("input")).to_be_focused()
+
+
+def test_english_toggle_switches_direction_and_the_bot_language(
+    page: Page, live_server: str
+) -> None:
+    open_chat(page, live_server)
+
+    toggle = page.get_by_test_id("lang-toggle")
+    toggle.click()
+    html = page.locator("html")
+    expect(html).to_have_attribute("dir", "ltr")
+    expect(html).to_have_attribute("lang", "en")
+    assert is_mostly_arabic(toggle.inner_text())
+    assert is_mostly_latin(page.get_by_test_id("input").get_attribute("placeholder") or "")
+    assert is_mostly_latin(page.title())
+    wait_idle(page)
+
+    bots = page.locator(BOT).count()
+    field = page.get_by_test_id("input")
+    field.fill("Hello")
+    field.press("Enter")
+    wait_for_more(page, BOT, bots)
+    assert is_mostly_latin(last_text(page, BOT))
+
+    # In LTR the bot is on the left and the user on the right.
+    assert center_x(page, USER) > center_x(page, BOT)
+    screenshot(page, "webchat-en.png")
+
+    # The choice of language survives a reload.
+    page.reload()
+    expect(page.locator(BOT).first).to_be_visible()
+    expect(html).to_have_attribute("dir", "ltr")
+
+
+# ------------------------------------------- page behaviour, with some API answers faked
+
+
+def _fulfil(route: Route, status: int, body: dict[str, object]) -> None:
+    route.fulfill(
+        status=status,
+        content_type="application/json; charset=utf-8",
+        body=json.dumps(body, ensure_ascii=False),
+    )
+
+
+def test_bot_text_is_inserted_as_text_and_an_attachment_ask_highlights_attach(
+    page: Page, live_server: str
+) -> None:
+    hostile = '<img src="x" onerror="window.__xss = 1">\nسطر ثان'
+    message = {
+        "id": 1,
+        "from": "bot",
+        "text": hostile,
+        "choices": [{"label": "<b>نعم</b>", "value": "yes"}],
+        "ask": "attachment",
+        "attachment": {"url": "javascript:alert(1)", "filename": "a.pdf", "content_type": "x"},
+        "at": "2025-01-01T10:00:00+03:00",
+    }
+    page.route(
+        "**/api/webchat/start",
+        lambda route: _fulfil(route, 200, {"messages": [message], "cursor": 1}),
+    )
+    page.route(
+        "**/api/webchat/messages?after=*",
+        lambda route: _fulfil(route, 200, {"messages": [], "cursor": 1}),
+    )
+    open_chat(page, live_server)
+
+    text = page.locator(BOT).last.get_by_test_id("message-text")
+    assert text.inner_text() == hostile
+    assert text.locator("img").count() == 0
+    assert page.get_by_test_id("choice").first.inner_text() == "<b>نعم</b>"
+    assert text.evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+    assert page.evaluate("() => window.__xss") is None
+    # A javascript: URL is never made a link.
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    expect(page.get_by_test_id("attach")).to_have_class(re.compile(r"\battach--wanted\b"))
+
+
+def test_upload_rejection_shows_the_server_message(page: Page, live_server: str) -> None:
+    refusal = "نوع الملف غير مدعوم (اختبار)"
+    page.route(
+        "**/api/webchat/upload",
+        lambda route: _fulfil(route, 415, {"error": "unsupported_type", "message": refusal}),
+    )
+    open_chat(page, live_server)
+    users = page.locator(USER).count()
+
+    page.locator('input[type="file"]').set_input_files(
+        files=[{"name": "notes.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
+    )
+
+    expect(page.locator(USER)).to_have_count(users + 1)
+    error = page.get_by_test_id("error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(refusal)
+    expect(page.get_by_test_id("retry")).to_be_hidden()
+
+
+def test_network_failure_offers_a_retry(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    failures = {"left": 1}
+
+    def flaky(route: Route) -> None:
+        if route.request.method == "POST" and failures["left"]:
+            failures["left"] -= 1
+            route.abort("connectionfailed")
+        else:
+            route.continue_()
+
+    page.route("**/api/webchat/messages", flaky)
+    users, bots = page.locator(USER).count(), page.locator(BOT).count()
+    field = page.get_by_test_id("input")
+    field.fill("مرحبا")
+    field.press("Enter")
+
+    expect(page.get_by_test_id("error")).to_be_visible()
+    expect(page.locator(USER).last).to_have_attribute("data-state", "failed")
+    retry = page.get_by_test_id("retry")
+    expect(retry).to_be_visible()
+    retry.click()
+    wait_for_more(page, BOT, bots)
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    # The same bubble went through; it was not added a second time.
+    expect(page.locator(USER)).to_have_count(users + 1)
+    expect(page.locator(USER).last).to_have_attribute("data-state", "sent")
+
+
+def test_polled_messages_are_rendered_once(page: Page, live_server: str) -> None:
+    late = {
+        "id": 10**9,
+        "from": "bot",
+        "text": "رد من الموظف",
+        "choices": [],
+        "ask": None,
+        "attachment": None,
+        "at": "2025-01-01T10:05:00+03:00",
+    }
+    polls: list[str] = []
+
+    def answer(route: Route) -> None:
+        polls.append(route.request.url)
+        _fulfil(route, 200, {"messages": [late], "cursor": late["id"]})
+
+    page.route("**/api/webchat/messages?after=*", answer)
+    open_chat(page, live_server)
+
+    expect(page.locator(f'[data-message-id="{late["id"]}"]')).to_have_count(1, timeout=8_000)
+    seen_polls = len(polls)
+    page.wait_for_timeout(3_500)
+    assert len(polls) > seen_polls
+    assert polls[-1].endswith(f"after={late['id']}")
+    expect(page.locator(f'[data-message-id="{late["id"]}"]')).to_have_count(1)
