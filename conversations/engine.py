@@ -442,7 +442,7 @@ class Engine:
     def start_survey(self, ctx: Context, request_reference: str | None) -> list[Reply]:
         ctx.state.survey = Survey(request_reference)
         ctx.state.mode = Mode.SURVEY_RATING
-        choices = [(self.t(ctx, f"survey.rating.{n}"), str(n)) for n in range(5, 0, -1)]
+        choices = [(self.t(ctx, f"survey.rating.{n}"), str(n)) for n in range(1, 6)]
         choices.append((self.t(ctx, "choice.skip"), "skip"))
         key = "survey.ask_request" if request_reference else "survey.ask_conversation"
         return [self.reply(ctx, key, choices, reference=request_reference or "")]

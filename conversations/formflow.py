@@ -34,9 +34,12 @@ def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> Pa
             return parse_integer(raw, minimum=field.minimum, maximum=field.maximum)
         case FieldType.YESNO:
             picked = engine.picked(ctx, raw)
-            if picked in ("yes", "no"):
-                return Parsed(picked, engine.t(ctx, f"choice.{picked}"))
-            return parse_yesno(raw)
+            if picked not in ("yes", "no"):
+                result = parse_yesno(raw)
+                if isinstance(result, Rejected):
+                    return result
+                picked = result.value
+            return Parsed(picked, engine.t(ctx, f"choice.{picked}"))
         case FieldType.CHOICE:
             value = engine.picked(ctx, raw)
             options = [(o.value, list(o.labels.values())) for o in field.options]

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, load_config
+from bot.service import Service
+from conversations.fields import national_id_check_digit
+from conversations.messages import Attachment, Channel, Inbound, Reply
+from storage.migrate import upgrade
+
+# A Sunday, 10:00 in Riyadh: within working hours.
+WORKING_TIME = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+def valid_national_id(first9: str = "108765432") -> str:
+    return first9 + national_id_check_digit(first9)
+
+
+def make_config(tmp: Path, **sections: dict[str, object]) -> Config:
+    env = {
+        "TAWASUL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'tawasul.db'}",
+        "TAWASUL_STORAGE_ATTACHMENTS_DIR": str(tmp / "attachments"),
+    }
+    for section, values in sections.items():
+        for key, value in values.items():
+            env[f"TAWASUL_{section}_{key}".upper()] = str(value)
+    return load_config(None, env)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    svc = Service(make_config(tmp_path))
+    await upgrade(svc.db.engine)
+    yield svc
+    await svc.close()
+
+
+class Chat:
+    """A beneficiary talking to the engine through the real pipeline and database."""
+
+    def __init__(self, service: Service, channel: Channel = Channel.CONSOLE, sender: str = "u1",
+                 now: datetime = WORKING_TIME) -> None:
+        self.service = service
+        self.channel = channel
+        self.sender = sender
+        self.now = now
+        self.replies: list[Reply] = []
+        self._count = 0
+
+    async def say(
+        self, text: str = "", *, command: str | None = None,
+        attachments: Sequence[Attachment] = (), message_id: str | None = None,
+        at: datetime | None = None,
+    ) -> list[Reply]:
+        self._count += 1
+        msg = Inbound(
+            channel=self.channel,
+            sender_id=self.sender,
+            text=text,
+            command=command,
+            attachments=tuple(attachments),
+            channel_message_id=message_id or f"{self.sender}-{self._count}-{os.urandom(4).hex()}",
+            received_at=at or self.now,
+        )
+        delivered = await self.service.handle(msg)
+        self.replies = [d.reply for d in delivered]
+        return self.replies
+
+    @property
+    def text(self) -> str:
+        return "\n".join(r.text for r in self.replies)
+
+    @property
+    def last(self) -> Reply:
+        assert self.replies, "the bot said nothing"
+        return self.replies[-1]
+
+    def choice_values(self) -> list[str]:
+        return [c.value for c in self.last.choices]
+
+
+@pytest.fixture
+def chat(service: Service) -> Chat:
+    return Chat(service)
+
+

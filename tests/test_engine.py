@@ -1,0 +1,341 @@
+"""The engine as dialogues: a beneficiary writes, the bot answers, through real storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from bot.service import Service
+from conversations.messages import Ask, Attachment, Channel
+from conversations.ports import RequestStatus
+from storage.models import Conversation, Message, Request, SurveyAnswer, UnansweredQuestion
+from tests.conftest import WORKING_TIME, Chat, valid_national_id
+
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def has_arabic(text: str) -> bool:
+    return any("\u0600" <= ch <= "\u06ff" for ch in text)
+
+
+def has_latin(text: str) -> bool:
+    return any("a" <= ch.lower() <= "z" for ch in text)
+
+
+async def pdf(service: Service, name: str = "id.pdf") -> Attachment:
+    return await service.files.save_bytes(PDF, declared_type="application/pdf", filename=name,
+                                          max_bytes=10_000_000)
+
+
+async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
+    """A complete support request in Arabic with Arabic-Indic digits; returns the reference."""
+    await chat.say("السلام عليكم")
+    await chat.say("٢")
+    assert "الخصوصية" in chat.text or "سري" in chat.text  # duties and privacy notice first
+    await chat.say("١")
+    await chat.say("محمد عبدالله القحطاني")
+    nid = nid or valid_national_id()
+    await chat.say(nid.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    await chat.say("٠٥٥١٢٣٤٥٦٧")
+    await chat.say("الرياض")
+    await chat.say("٥")
+    await chat.say("٣٬٠٠٠ ريال")
+    await chat.say("إيجار")
+    await chat.say("١٥٠٠")
+    await chat.say("١")
+    await chat.say("نحتاج مساعدة في دفع الإيجار المتأخر")
+    assert chat.last.ask is Ask.ATTACHMENT
+    await chat.say(attachments=[await pdf(chat.service)])
+    await chat.say("تم")
+    assert "راجع" in chat.text and "محمد عبدالله القحطاني" in chat.text
+    await chat.say("تأكيد وإرسال")
+    assert "الإقرار" in chat.text
+    await chat.say("نعم")
+    refs = [w for w in chat.text.split() if w.startswith("SR-")]
+    assert refs, chat.text
+    return refs[0]
+
+
+async def test_greeting_and_menu_in_arabic(chat: Chat) -> None:
+    await chat.say("السلام عليكم")
+    assert has_arabic(chat.text)
+    assert chat.choice_values() == ["faq", "apply", "status", "update", "volunteer",
+                                    "complaint", "staff"]
+
+
+async def test_english_detected_from_script_and_switchable(chat: Chat) -> None:
+    await chat.say("hello there")
+    assert not has_arabic(chat.replies[0].text.replace("🌿", ""))
+    await chat.say("عربي")
+    assert has_arabic(chat.text)
+    await chat.say("english")
+    assert has_latin(chat.text) and not has_arabic(chat.last.text)
+
+
+async def test_option_by_arabic_indic_number_latin_number_or_label(service: Service) -> None:
+    for i, pick in enumerate(["٧", "7", "التحدث مع موظف"]):
+        chat = Chat(service, sender=f"pick-{i}")
+        await chat.say("مرحبا")
+        await chat.say(pick)
+        assert "موظف" in chat.text
+        async with service.db.session() as s:
+            statuses = list(await s.scalars(select(Conversation.status)))
+        assert statuses.count("queued") == i + 1
+
+
+async def test_full_support_request_is_stored_with_declaration_and_due_date(
+    chat: Chat, service: Service
+) -> None:
+    ref = await fill_support_request(chat)
+    assert "لجنة البحث" in chat.text and "14" in chat.text
+    assert "هـ" in chat.text  # the due date also in Hijri
+    async with service.db.session() as s:
+        request = await s.scalar(select(Request).where(Request.reference == ref))
+    assert request is not None
+    assert request.status == RequestStatus.SUBMITTED
+    assert request.declared_at == WORKING_TIME
+    assert request.declaration_channel == "console"
+    assert request.due_at == WORKING_TIME + timedelta(days=14)
+    assert ref.startswith("SR-1448-")  # Hijri year of November 2026
+
+
+async def test_wrong_answers_are_reasked_with_a_clear_message(chat: Chat) -> None:
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("م")  # too short
+    assert "3 إلى 100" in chat.text and "(1/" in chat.last.text  # the form's own message
+    await chat.say("محمد علي")
+    bad = valid_national_id()[:-1] + str((int(valid_national_id()[-1]) + 1) % 10)
+    await chat.say(bad)
+    assert "رقم التحقق" in chat.text
+    await chat.say("3" + valid_national_id()[1:])
+    assert "يبدأ" in chat.text
+    await chat.say("12345")
+    assert "10 أرقام" in chat.text
+    await chat.say(valid_national_id())
+    await chat.say("0123")
+    assert "الجوال" in chat.text
+    await chat.say("0551234567")
+    await chat.say("جدة")
+    await chat.say("خمسة")
+    assert "رقمًا" in chat.text
+    await chat.say("٤٠")
+    assert "30" in chat.text
+    await chat.say("4")
+    await chat.say("0")
+    await chat.say("قصر")
+    assert "اختر" in chat.text
+
+
+async def test_back_skip_and_correction_before_confirming(service: Service) -> None:
+    chat = Chat(service)
+    await chat.say("english")
+    await chat.say("5")  # volunteer
+    await chat.say("1")  # start
+    await chat.say("Sara Ahmed")
+    await chat.say("back")
+    assert "(1/" in chat.last.text
+    await chat.say("Sara Ahmad")
+    await chat.say("0551234567")
+    assert "skip" in chat.choice_values()  # email is optional
+    await chat.say("skip")
+    await chat.say("Riyadh")
+    await chat.say("15/3/1420")  # a Hijri birth date
+    await chat.say("teaching, first aid")
+    await chat.say("flexible")
+    await chat.say("yes")
+    assert "Sara Ahmad" in chat.text and "1999-06-29" in chat.text
+    await chat.say("Change an answer")
+    await chat.say("1")
+    await chat.say("Sara A. Ahmad")
+    assert "Sara A. Ahmad" in chat.text and "Is everything correct" in chat.text
+    await chat.say("Confirm and send")
+    assert "VL-" in chat.text
+
+
+async def test_condition_on_earlier_answer_skips_a_field(service: Service) -> None:
+    chat = Chat(service)
+    await chat.say("٦")  # complaint or suggestion
+    await chat.say("١")
+    await chat.say("اقتراح")
+    await chat.say("أخرى")
+    await chat.say("أقترح إضافة خدمة الرسائل النصية للمتابعة")
+    await chat.say("لا")  # no contact wanted: the mobile field is not asked
+    assert "راجع" in chat.text
+    await chat.say("تأكيد وإرسال")
+    assert "CS-" in chat.text
+    assert "موظف" in chat.text  # complaints are routed to staff
+
+
+async def test_cancel_discards_the_form(chat: Chat) -> None:
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("محمد علي")
+    await chat.say("إلغاء")
+    assert "إلغاء" in chat.text
+    assert chat.choice_values()[0] == "faq"
+    await chat.say("٢")
+    assert "(1/" not in chat.text  # starts again from the intro, nothing kept
+
+
+async def test_unfinished_form_resumes_after_restart(service: Service, tmp_path) -> None:
+    chat = Chat(service)
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("محمد علي")
+    await service.close()
+
+    restarted = Service(service.config)
+    try:
+        later = Chat(restarted, now=WORKING_TIME + timedelta(days=3))
+        await later.say("السلام عليكم")
+        assert "لم يكتمل" in later.text
+        await later.say("نعم، أكمل")
+        assert "(2/" in later.last.text  # the national ID, the name was kept
+    finally:
+        await restarted.close()
+
+
+async def test_handoff_on_request_and_silence_while_queued(chat: Chat, service: Service) -> None:
+    await chat.say("مرحبا")
+    await chat.say("موظف")
+    assert "موظف" in chat.text
+    assert await chat.say("هل من أحد؟") == []  # the bot stays silent for staff
+    await chat.say("إلغاء")
+    assert "إلغاء" in chat.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
+
+
+async def test_handoff_after_two_misunderstood_messages(chat: Chat, service: Service) -> None:
+    await chat.say("مرحبا")
+    await chat.say("كيكي بوبو زززز")
+    assert "لم أفهم" in chat.text
+    await chat.say("قطوة فلفل زرقاء")
+    assert "موظف" in chat.text
+    async with service.db.session() as s:
+        conv = await s.scalar(select(Conversation))
+        unanswered = await s.scalar(select(func.count()).select_from(UnansweredQuestion))
+    assert conv is not None and conv.status == "queued" and conv.handoff_reason == "misunderstood"
+    assert unanswered == 2
+
+
+async def test_out_of_hours_handoff_says_when_staff_answer(service: Service) -> None:
+    friday_evening = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)  # Friday 20:00 Riyadh
+    chat = Chat(service, now=friday_evening)
+    await chat.say("hi")
+    await chat.say("agent")
+    assert "outside working hours" in chat.text
+    assert "29 November 2026" in chat.text and "08:00" in chat.text  # Sunday morning
+
+
+async def test_faq_answer(chat: Chat) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("ما هي المستندات المطلوبة للتقديم؟")
+    assert "الهوية" in chat.text
+
+
+async def test_status_of_own_requests(service: Service) -> None:
+    chat = Chat(service)
+    ref = await fill_support_request(chat)
+    await chat.say("القائمة")
+    await chat.say("٣")
+    assert ref in chat.text and "تم الاستلام" in chat.text
+
+
+async def test_status_from_another_channel_needs_proof(service: Service) -> None:
+    nid = valid_national_id("112233445")
+    ref = await fill_support_request(Chat(service), nid=nid)
+    stranger = Chat(service, channel=Channel.WEBCHAT, sender="someone-else-session-token")
+    await stranger.say("مرحبا")
+    await stranger.say("٣")
+    await stranger.say(ref)
+    assert "آخر أربعة" in stranger.text
+    await stranger.say("0000")
+    assert ref not in stranger.text and "تعذّر" in stranger.text
+    await stranger.say(ref)
+    await stranger.say(nid[-4:].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    assert ref in stranger.text and "تم الاستلام" in stranger.text
+
+
+async def test_repeated_failed_verification_goes_to_staff(service: Service) -> None:
+    stranger = Chat(service, sender="guesser")
+    await stranger.say("مرحبا")
+    await stranger.say("٣")
+    for _ in range(3):
+        await stranger.say("SR-1448-00001")
+        await stranger.say("1234")
+    assert "سرية" in stranger.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.handoff_reason)) == "status_verification"
+
+
+async def test_duplicate_inbound_is_handled_once(chat: Chat, service: Service) -> None:
+    first = await chat.say("مرحبا", message_id="same-id")
+    again = await chat.say("مرحبا", message_id="same-id")
+    assert first and again == []
+    async with service.db.session() as s:
+        inbound = await s.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
+    assert inbound == 1
+
+
+async def test_survey_after_request_closed(service: Service) -> None:
+    chat = Chat(service)
+    ref = await fill_support_request(chat)
+    await service.change_request_status(ref, RequestStatus.UNDER_REVIEW, actor="researcher")
+    await service.change_request_status(ref, RequestStatus.APPROVED, actor="committee",
+                                        note="سيتم التواصل معك")
+    await service.change_request_status(ref, RequestStatus.CLOSED, actor="committee")
+    async with service.db.session() as s:
+        outgoing = list(await s.scalars(
+            select(Message.text).where(Message.direction == "out").order_by(Message.id.desc())
+            .limit(4)))
+    assert any("1 إلى 5" in t for t in outgoing)
+    assert any("تمت الموافقة" in t for t in outgoing)
+    await chat.say("٥")
+    await chat.say("خدمة ممتازة وسريعة")
+    assert "شكرًا" in chat.text
+    async with service.db.session() as s:
+        survey = await s.scalar(select(SurveyAnswer))
+    assert survey is not None
+    assert (survey.rating, survey.comment, survey.request_reference) == (5, "خدمة ممتازة وسريعة", ref)
+
+
+async def test_survey_after_staff_conversation_closed(service: Service) -> None:
+    chat = Chat(service)
+    await chat.say("staff please")
+    await chat.say("agent")
+    async with service.db.session() as s:
+        conv_id = await s.scalar(select(Conversation.id))
+    assert conv_id is not None
+    await service.close_conversation(conv_id, actor="agent@example.org")
+    await chat.say("4")
+    assert "comment" in chat.text
+    await chat.say("skip")
+    async with service.db.session() as s:
+        survey = await s.scalar(select(SurveyAnswer))
+    assert survey is not None and survey.rating == 4 and survey.comment is None
+
+
+async def test_attachment_rules(service: Service) -> None:
+    chat = Chat(service)
+    await chat.say("english")
+    await chat.say("4")  # update my data
+    await chat.say("1")
+    await chat.say(valid_national_id())
+    await chat.say("Income")
+    await chat.say("my salary changed last month")
+    assert chat.last.ask is Ask.ATTACHMENT
+    png_as_text = Attachment(ref="2026/11/" + "a" * 32 + ".bin", content_type="text/plain",
+                             size=10)
+    await chat.say(attachments=[png_as_text])
+    assert "not accepted" in chat.text
+    huge = Attachment(ref="2026/11/" + "b" * 32 + ".pdf", content_type="application/pdf",
+                      size=50 * 1024 * 1024)
+    await chat.say(attachments=[huge])
+    assert "larger than allowed" in chat.text
+    await chat.say("skip")
+    assert "Is everything correct" in chat.text
