@@ -92,7 +92,8 @@ class WebchatBridge:
                                             direction="out" if bot_only else None)
         items = []
         for row in rows:
-            if row.direction == "note":
+            if row.direction == "note" or (row.direction == "in" and not row.text
+                                           and not (row.payload or {}).get("attachments")):
                 continue
             reply = Reply.from_dict(row.payload) if row.direction == "out" else Reply(row.text)
             items.append(ChatItem(row.id, "bot" if row.direction == "out" else "user",
@@ -159,6 +160,12 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         return JSONResponse({"error": "invalid_request", "message": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.error", path=request.url.path)
+        return JSONResponse({"error": "internal", "message": "internal error; nothing was lost, "
+                             "please try again"}, status_code=500)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -89,3 +89,75 @@ def chat(service: Service) -> Chat:
     return Chat(service)
 
 
+
+
+# -- a real server and the real CLI --------------------------------------------------------------
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+
+TAWASUL = [sys.executable, "-m", "bot"]
+
+
+def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAWASUL_")}
+    env.update(
+        TAWASUL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'tawasul.db'}",
+        TAWASUL_STORAGE_ATTACHMENTS_DIR=str(tmp / "attachments"),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def run_cli(tmp: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*TAWASUL, *args], input=input, capture_output=True, text=True, cwd=tmp,
+        env=env or cli_env(tmp), timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"tawasul {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`tawasul serve` in its own process on a free port, over a fresh database."""
+    tmp = tmp_path_factory.mktemp("server")
+    run_cli(tmp, "db", "upgrade")
+    port = free_port()
+    proc = subprocess.Popen(
+        [*TAWASUL, "serve", "--port", str(port)], cwd=tmp, env=cli_env(tmp),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            output = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"tawasul serve did not start:\n{output}")
+        time.sleep(0.1)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -72,8 +72,9 @@ class AttachmentOut(BaseModel):
 
 
 class MessageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
     id: int
-    sender: Literal["bot", "user"] = Field(serialization_alias="from")
+    sender: Literal["bot", "user"] = Field(alias="from")
     text: str
     choices: list[ChoiceOut]
     ask: Literal["attachment", "phone"] | None
@@ -86,7 +87,7 @@ class Messages(BaseModel):
     cursor: int
 
 
-def render(items: Sequence[ChatItem], cursor: int) -> dict[str, object]:
+def render(items: Sequence[ChatItem], cursor: int) -> Messages:
     out = []
     for item in items:
         att = item.reply.attachment
@@ -102,10 +103,10 @@ def render(items: Sequence[ChatItem], cursor: int) -> dict[str, object]:
                 if att
                 else None,
                 at=item.at,
-            ).model_dump(mode="json", by_alias=True)
+            )
         )
     newest = max([cursor, *(i.id for i in items)])
-    return {"messages": out, "cursor": newest}
+    return Messages(messages=out, cursor=newest)
 
 
 def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> APIRouter:
@@ -136,7 +137,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
     async def start(
         body: StartBody, response: Response,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
-    ) -> dict[str, object]:
+    ) -> Messages:
         session, new = session_of(tawasul_chat, response)
         items = list(await backend.history(session, 0, bot_only=False))
         if new or not items:
@@ -148,7 +149,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
     @router.post("/api/webchat/messages", response_model=Messages)
     async def send(
         body: MessageBody, tawasul_chat: Annotated[str | None, Cookie()] = None,
-    ) -> dict[str, object]:
+    ) -> Messages:
         session = existing(tawasul_chat)
         if not body.text.strip() and body.command is None:
             raise HTTPException(422, detail="text or command is required")
@@ -160,7 +161,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
     @router.get("/api/webchat/messages", response_model=Messages)
     async def poll(
         after: int = 0, tawasul_chat: Annotated[str | None, Cookie()] = None,
-    ) -> dict[str, object]:
+    ) -> Messages:
         session = existing(tawasul_chat)
         return render(await backend.history(session, max(after, 0), bot_only=True), after)
 
@@ -169,7 +170,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         file: Annotated[UploadFile, File()],
         text: Annotated[str, Form(max_length=4000)] = "",
         tawasul_chat: Annotated[str | None, Cookie()] = None,
-    ) -> Response | dict[str, object]:
+    ) -> Response | Messages:
         session = existing(tawasul_chat)
 
         async def chunks() -> AsyncIterator[bytes]:

@@ -1,0 +1,128 @@
+"""Configuration, message catalogues, forms and the knowledge base as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config
+from conversations.catalog import default_catalog
+from conversations.faq import FaqError, default_faq_text, parse_faq
+from conversations.forms import FormError, load_forms, parse_form
+from tests.conftest import cli_env, run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    example = ROOT / "config.example.toml"
+    config = load_config(example, {})
+    text = example.read_text("utf-8")
+    for section, model in config:
+        for key in type(model).model_fields:
+            assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} undocumented"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite+aiosqlite:///a.db"\n')
+    config = load_config(path, {"TAWASUL_DATABASE_URL": "postgresql+asyncpg://u@h/db",
+                                "TAWASUL_HOURS_WORKDAYS": "sunday, monday"})
+    assert config.server.port == 9000
+    assert config.database.url == "postgresql+asyncpg://u@h/db"
+    assert config.hours.workdays == ["sunday", "monday"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[server]\nprot = 1\n", "unknown key 'server.prot'"),
+        ("[server]\nport = 'x'\n", "server.port"),
+        ("[hours]\nworkdays = ['funday']\n", "funday"),
+        ("[hours]\ntimezone = 'Mars/Olympus'\n", "Mars/Olympus"),
+        ("[database]\nurl = 'sqlite:///x.db'\n", "async driver"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_wrong_keys_are_named(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(path, {})
+    assert message in str(info.value)
+
+
+def test_config_check_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[server]\nport = 8081\n")
+    assert "OK" in run_cli(tmp_path, "--config", str(good), "config", "check").stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[engine]\nresponse_days = 0\n")
+    result = run_cli(tmp_path, "--config", str(bad), "config", "check", check=False)
+    assert result.returncode == 1 and "engine.response_days" in result.stderr
+    env = cli_env(tmp_path, TAWASUL_SERVER_PORT="high")
+    result = run_cli(tmp_path, "config", "check", env=env, check=False)
+    assert result.returncode == 1 and "server.port" in result.stderr
+
+
+def test_catalogues_have_the_same_keys_and_placeholders() -> None:
+    catalog = default_catalog()
+    assert catalog.keys("ar") == catalog.keys("en")
+    for key in catalog.keys("ar"):
+        assert catalog.placeholders("ar", key) == catalog.placeholders("en", key), key
+
+
+def test_builtin_forms_are_bilingual() -> None:
+    forms = load_forms()
+    assert set(forms) == {"support_request", "volunteer", "complaint", "update_data"}
+    support = forms["support_request"]
+    assert support.declaration and support.kind == "request"
+    assert support.intro["ar"] and support.intro["en"]
+    for form in forms.values():
+        for field in form.fields:
+            assert field.prompt.get("ar") and field.prompt.get("en"), (form.id, field.name)
+
+
+def test_a_form_file_overrides_the_builtin_one(tmp_path: Path) -> None:
+    (tmp_path / "volunteer.toml").write_text(
+        '[form]\nid = "volunteer"\ntitle.ar = "تطوع"\nkind = "ticket"\n'
+        '[[fields]]\nname = "full_name"\ntype = "text"\nprompt.ar = "الاسم؟"\n',
+        encoding="utf-8",
+    )
+    forms = load_forms(tmp_path)
+    assert [f.name for f in forms["volunteer"].fields] == ["full_name"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[form]\ntitle.ar = "x"\n', "a [form] table with an id"),
+        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "colour"\n'
+         'prompt.ar = "?"\n', "type must be one of"),
+        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "choice"\n'
+         'prompt.ar = "?"\n', "needs options"),
+        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "text"\n'
+         'prompt.ar = "?"\nwhen = { field = "later", equals = "x" }\n', "earlier field"),
+        ('[form]\nid = "f"\ntitle.ar = "x"\ndeclaration = true\n[[fields]]\nname = "a"\n'
+         'type = "text"\nprompt.ar = "?"\n', "declaration_text"),
+    ],
+)
+def test_broken_forms_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(FormError) as info:
+        parse_form(text, "my_form.toml")
+    assert "my_form.toml" in str(info.value) and message in str(info.value)
+
+
+def test_default_knowledge_base_is_large_and_bilingual() -> None:
+    entries = parse_faq(default_faq_text(), "faq.toml")
+    assert len(entries) >= 40
+    for entry in entries:
+        assert entry.answers.get("ar") and entry.answers.get("en"), entry.id
+        assert entry.questions.get("ar") and entry.questions.get("en"), entry.id
+
+
+def test_broken_knowledge_base_is_refused() -> None:
+    with pytest.raises(FaqError, match="duplicate id"):
+        parse_faq('[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n'
+                  '[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n', "kb.toml")

@@ -1,0 +1,89 @@
+"""The terminal channel, scripted through a pipe as another program would use it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli, valid_national_id
+
+AR_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def test_plain_script_prints_replies_after_each_line(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    out = run_cli(tmp_path, "chat", "--user", "1", input="السلام عليكم\n٢\n").stdout
+    assert "1. " in out and "7. " in out  # the menu as numbered lines
+    assert "طلب دعم" in out
+
+
+def test_json_mode_prints_exactly_one_line_per_input(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    lines = ["hello", "", "3", "SR-1448-00009", "1234"]
+    result = run_cli(tmp_path, "chat", "--json", "--user", "x", input="\n".join(lines) + "\n")
+    out = result.stdout.splitlines()
+    assert len(out) == len(lines)
+    parsed = [json.loads(line) for line in out]
+    assert parsed[0]["replies"][-1]["choices"][0] == {"label": "Ask a question", "value": "faq"}
+    assert parsed[1]["replies"] == []
+    assert "reference" in parsed[2]["replies"][0]["text"]
+    assert "SR-1448-00009" not in out[4]  # nothing said about a number nobody proved
+
+
+def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    document = tmp_path / "هوية.pdf"
+    document.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    nid = valid_national_id("109988776")
+    script = [
+        "السلام عليكم", "٢", "١", "نورة سعد العتيبي", nid.translate(AR_DIGITS),
+        "٠٥٠١٢٣٤٥٦٧", "المدينة المنورة", "٦", "٢٥٠٠", "٢", "١٨٠٠", "٢",
+        "أسرة من ستة أفراد والدخل لا يكفي الاحتياجات الأساسية", f"/attach {document}", "تم",
+        "١", "نعم",
+    ]
+    result = run_cli(tmp_path, "chat", "--json", "--user", "966", input="\n".join(script) + "\n")
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(replies) == len(script)
+    final = replies[-1]["replies"][0]["text"]
+    assert "SR-" in final and "هـ" in final
+
+    listed = json.loads(run_cli(tmp_path, "requests", "list", "--json").stdout)
+    assert len(listed) == 1
+    request = listed[0]
+    assert request["status"] == "submitted" and request["form"] == "support_request"
+    assert request["declared_at"] and request["declaration_channel"] == "console"
+    assert request["due_at"] and request["due_hijri"].startswith("14")
+    answers = request["answers"]
+    assert answers["full_name"]["value"] == "نورة سعد العتيبي"
+    assert answers["national_id"]["value"] == nid
+    assert answers["mobile"]["value"] == "+966501234567"
+    assert answers["family_members"]["value"] == "6"
+    assert answers["monthly_income"]["value"] == "2500"
+    assert answers["housing"]["value"] == "rent" and answers["monthly_rent"]["value"] == "1800"
+    assert answers["support_kind"]["value"] == "food"
+    assert request["documents"][0]["content_type"] == "application/pdf"
+    assert request["documents"][0]["filename"] == "هوية.pdf"
+    assert "/" not in request["documents"][0]["ref"].rsplit("/", 1)[-1]
+
+    shown = run_cli(tmp_path, "requests", "show", request["reference"]).stdout
+    assert "نورة سعد العتيبي" in shown and "draft → submitted" in shown
+
+
+def test_cli_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "queue", check=False)
+    assert result.returncode != 0 and "tawasul db upgrade" in result.stderr
+
+
+def test_queue_lists_waiting_conversations(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    run_cli(tmp_path, "chat", "--user", "5", input="مرحبا\nموظف\n")
+    out = json.loads(run_cli(tmp_path, "queue", "--json").stdout)
+    assert len(out) == 1 and out[0]["reason"] == "asked" and out[0]["channel"] == "console"
+    assert "empty" in run_cli(tmp_path, "queue").stdout or "#" in run_cli(tmp_path, "queue").stdout
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    for args in (["--help"], ["serve", "--help"], ["chat", "--help"], ["db", "upgrade", "--help"],
+                 ["queue", "--help"], ["requests", "list", "--help"],
+                 ["requests", "show", "--help"], ["config", "check", "--help"]):
+        assert "Usage:" in run_cli(tmp_path, *args).stdout

@@ -1,0 +1,88 @@
+"""The outbox: every reply stored before it is sent, retried with backoff, failures visible."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from bot.service import Service
+from conversations.delivery import DeliveryError, RateLimited, Unreachable
+from conversations.messages import Channel, Reply
+from storage.models import Identity, OutboxItem, utcnow
+from tests.conftest import Chat
+
+
+class FlakySender:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, address: str, reply: Reply) -> str | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((address, reply.text))
+        return f"provider-{len(self.sent)}"
+
+
+async def make_due(service: Service) -> None:
+    async with service.db.session() as s:
+        await s.execute(update(OutboxItem).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+
+async def outbox(service: Service) -> list[OutboxItem]:
+    async with service.db.session() as s:
+        return list(await s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+async def test_replies_wait_in_the_outbox_and_are_sent_in_order(service: Service) -> None:
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="42")
+    await chat.say("مرحبا")
+    items = await outbox(service)
+    assert [i.status for i in items] == ["pending", "pending"]
+    sender = FlakySender([DeliveryError("HTTP 502")])
+    service.senders["telegram"] = sender
+    assert await service.deliver_due() == 0  # the first failed; the second waits behind it
+    first, second = await outbox(service)
+    assert (first.status, first.attempts, first.last_error) == ("pending", 1, "HTTP 502")
+    assert first.next_attempt_at > utcnow() and second.attempts == 0
+    await make_due(service)
+    assert await service.deliver_due() == 2
+    assert [text for _, text in sender.sent] == [r.text for r in chat.replies]
+    assert all(i.status == "sent" and i.provider_id for i in await outbox(service))
+
+
+async def test_rate_limit_waits_as_told(service: Service) -> None:
+    await Chat(service, channel=Channel.TELEGRAM, sender="43").say("hi")
+    service.senders["telegram"] = FlakySender([RateLimited(30)])
+    await service.deliver_due()
+    item = (await outbox(service))[0]
+    wait = (item.next_attempt_at - utcnow()).total_seconds()
+    assert 25 < wait <= 30
+
+
+async def test_gives_up_after_max_attempts_and_keeps_the_reason(service: Service) -> None:
+    await Chat(service, channel=Channel.TELEGRAM, sender="44").say("hi")
+    attempts = service.config.outbox.max_attempts
+    service.senders["telegram"] = FlakySender([DeliveryError("timeout")] * (attempts + 5))
+    for _ in range(attempts):
+        await make_due(service)
+        await service.deliver_due()
+    item = (await outbox(service))[0]
+    assert item.status == "failed" and item.attempts == attempts and item.last_error == "timeout"
+
+
+async def test_unreachable_marks_the_identity(service: Service) -> None:
+    await Chat(service, channel=Channel.TELEGRAM, sender="45").say("hi")
+    service.senders["telegram"] = FlakySender([Unreachable("blocked by user")])
+    await service.deliver_due()
+    assert (await outbox(service))[0].status == "failed"
+    async with service.db.session() as s:
+        assert await s.scalar(select(Identity.unreachable).where(Identity.address == "45"))
+
+
+def test_backoff_grows_and_is_capped(service: Service) -> None:
+    delays = [service.backoff(n) for n in range(1, 20)]
+    assert delays[0] <= service.config.outbox.base_delay_seconds
+    assert max(delays) <= service.config.outbox.max_delay_seconds
+    assert delays[6] > delays[0]
