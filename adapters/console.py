@@ -18,8 +18,14 @@ from conversations.messages import Attachment, Channel, Inbound, Reply
 Handler = Callable[[Inbound], Awaitable[Sequence[Reply]]]
 FileSaver = Callable[[Path], Awaitable[Attachment]]
 
-SLASH_COMMANDS = {"/start": "start", "/menu": "menu", "/cancel": "cancel", "/help": "help",
-                  "/en": "lang:en", "/ar": "lang:ar"}
+SLASH_COMMANDS = {
+    "/start": "start",
+    "/menu": "menu",
+    "/cancel": "cancel",
+    "/help": "help",
+    "/en": "lang:en",
+    "/ar": "lang:ar",
+}
 
 
 def render_text(reply: Reply) -> str:

@@ -64,8 +64,13 @@ class BodyLimit:
             + str(self.max_bytes).encode()
             + b' bytes"}'
         )
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -88,16 +93,21 @@ class WebchatBridge:
             )
             if identity is None:
                 return []
-            rows = await Tx(db).messages_of(identity, after=after,
-                                            direction="out" if bot_only else None)
+            rows = await Tx(db).messages_of(
+                identity, after=after, direction="out" if bot_only else None
+            )
         items = []
         for row in rows:
-            if row.direction == "note" or (row.direction == "in" and not row.text
-                                           and not (row.payload or {}).get("attachments")):
+            if row.direction == "note" or (
+                row.direction == "in"
+                and not row.text
+                and not (row.payload or {}).get("attachments")
+            ):
                 continue
             reply = Reply.from_dict(row.payload) if row.direction == "out" else Reply(row.text)
-            items.append(ChatItem(row.id, "bot" if row.direction == "out" else "user",
-                                  reply, row.created_at))
+            items.append(
+                ChatItem(row.id, "bot" if row.direction == "out" else "user", reply, row.created_at)
+            )
         await self.service.mark_sent([i.id for i in items if i.sender == "bot"])
         return items
 
@@ -115,17 +125,30 @@ class WebchatBridge:
                 chunks, declared_type=content_type, filename=filename, max_bytes=limit
             )
         except TooLarge:
-            raise UploadRejected(413, "too_large", self._text(session, "attachment.too_big",
-                                 max=f"{self.service.config.storage.max_attachment_mb:g}")) from None
+            raise UploadRejected(
+                413,
+                "too_large",
+                self._text(
+                    session,
+                    "attachment.too_big",
+                    max=f"{self.service.config.storage.max_attachment_mb:g}",
+                ),
+            ) from None
         if attachment.content_type not in UPLOAD_TYPES:
             self.service.files.path(attachment.ref).unlink(missing_ok=True)
-            raise UploadRejected(415, "unsupported_type",
-                                 self._text(session, "attachment.bad_type", types="JPEG, PNG, PDF"))
+            raise UploadRejected(
+                415,
+                "unsupported_type",
+                self._text(session, "attachment.bad_type", types="JPEG, PNG, PDF"),
+            )
         return attachment
 
     def _text(self, session: str, key: str, **params: object) -> str:
-        return self.service.catalog.text("ar", key, **params) + "\n" + \
-            self.service.catalog.text("en", key, **params)
+        return (
+            self.service.catalog.text("ar", key, **params)
+            + "\n"
+            + self.service.catalog.text("en", key, **params)
+        )
 
     def page_meta(self) -> dict[str, str]:
         org = self.service.config.organization
@@ -146,13 +169,21 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
                 await task
             await service.close()
 
-    app = FastAPI(title="Tawasul", version="0.1.0", lifespan=lifespan,
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="Tawasul",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": _code(exc.status_code), "message": str(exc.detail)},
-                            status_code=exc.status_code)
+        return JSONResponse(
+            {"error": _code(exc.status_code), "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,8 +195,10 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.error", path=request.url.path)
-        return JSONResponse({"error": "internal", "message": "internal error; nothing was lost, "
-                             "please try again"}, status_code=500)
+        return JSONResponse(
+            {"error": "internal", "message": "internal error; nothing was lost, please try again"},
+            status_code=500,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -182,6 +215,13 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
 
 
 def _code(status: int) -> str:
-    return {400: "bad_request", 401: "no_session", 403: "forbidden", 404: "not_found",
-            405: "method_not_allowed", 413: "too_large", 415: "unsupported_type",
-            422: "invalid_request"}.get(status, "error")
+    return {
+        400: "bad_request",
+        401: "no_session",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_type",
+        422: "invalid_request",
+    }.get(status, "error")

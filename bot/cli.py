@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -52,8 +52,13 @@ pass_state = click.make_pass_decorator(State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_option", metavar="PATH", envvar="TAWASUL_CONFIG",
-              help="Config file (default: $TAWASUL_CONFIG, else ./tawasul.toml if present).")
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    envvar="TAWASUL_CONFIG",
+    help="Config file (default: $TAWASUL_CONFIG, else ./tawasul.toml if present).",
+)
 @click.version_option("0.1.0", prog_name="tawasul")
 @click.pass_context
 def main(ctx: click.Context, config_option: str | None) -> None:
@@ -107,8 +112,14 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     host = host or config.server.host
     port = port or config.server.port
     click.echo(f"Tawasul is serving on http://{host}:{port}/  (web chat)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=config.logging.level, access_log=False,
-                proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=config.logging.level,
+        access_log=False,
+        proxy_headers=True,
+    )
 
 
 async def _service_checked(config: Config) -> Any:
@@ -122,9 +133,15 @@ async def _service_checked(config: Config) -> Any:
 
 
 @main.command()
-@click.option("--user", default="1", show_default=True, help="Who is writing (an id of your choice).")
-@click.option("--json", "json_lines", is_flag=True,
-              help="For each input line print exactly one JSON line with the replies.")
+@click.option(
+    "--user", default="1", show_default=True, help="Who is writing (an id of your choice)."
+)
+@click.option(
+    "--json",
+    "json_lines",
+    is_flag=True,
+    help="For each input line print exactly one JSON line with the replies.",
+)
 @pass_state
 @run_async
 async def chat(state: State, user: str, json_lines: bool) -> None:
@@ -141,9 +158,10 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
         return [d.reply for d in delivered]
 
     async def save_file(path: Path) -> Any:
-        data = path.read_bytes()
-        return await service.files.save_bytes(data, declared_type="", filename=path.name,
-                                              max_bytes=limit)
+        data = await asyncio.to_thread(path.read_bytes)
+        return await service.files.save_bytes(
+            data, declared_type="", filename=path.name, max_bytes=limit
+        )
 
     try:
         await run_console(handler, save_file, user=user, json_lines=json_lines)
@@ -177,7 +195,9 @@ async def db_upgrade(state: State) -> None:
     if before == after:
         click.echo(f"Database already up to date (revision {after}).")
     else:
-        click.echo(f"Database migrated from {before or 'empty'} to {after} (head {head_revision()}).")
+        click.echo(
+            f"Database migrated from {before or 'empty'} to {after} (head {head_revision()})."
+        )
 
 
 @db.command("current")
@@ -222,7 +242,9 @@ async def queue(state: State, as_json: bool) -> None:
             "lang": (c.state or {}).get("lang"),
             "reason": c.handoff_reason,
             "queued_at": riyadh(c.queued_at, state.config),
-            "waiting_minutes": int((now - c.queued_at).total_seconds() // 60) if c.queued_at else None,
+            "waiting_minutes": int((now - c.queued_at).total_seconds() // 60)
+            if c.queued_at
+            else None,
             "last_message": last.text[:80] if last else "",
         }
         for c, last in rows
@@ -264,24 +286,39 @@ async def _request_dict(tx: Any, row: Any, config: Config, *, full: bool) -> dic
     }
     if full:
         details = await tx.request_details(row)
-        data["answers"] = {a.field: {"value": a.value, "display": a.display}
-                           for a in details["answers"]}
+        data["answers"] = {
+            a.field: {"value": a.value, "display": a.display} for a in details["answers"]
+        }
         data["documents"] = [
-            {"field": d.field, "ref": d.ref, "content_type": d.content_type, "size": d.size,
-             "filename": d.filename}
+            {
+                "field": d.field,
+                "ref": d.ref,
+                "content_type": d.content_type,
+                "size": d.size,
+                "filename": d.filename,
+            }
             for d in details["documents"]
         ]
         data["history"] = [
-            {"from": h.from_status, "to": h.to_status, "at": riyadh(h.at, config),
-             "by": h.actor, "note": h.note}
+            {
+                "from": h.from_status,
+                "to": h.to_status,
+                "at": riyadh(h.at, config),
+                "by": h.actor,
+                "note": h.note,
+            }
             for h in details["history"]
         ]
     return data
 
 
 @requests.command("list")
-@click.option("--status", type=click.Choice(
-    ["submitted", "under_review", "needs_info", "approved", "rejected", "closed"]))
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["submitted", "under_review", "needs_info", "approved", "rejected", "closed"]
+    ),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with every answer.")
 @pass_state
 @run_async
@@ -305,10 +342,17 @@ async def requests_list(state: State, status: str | None, as_json: bool) -> None
         return
     now = datetime.now(UTC).isoformat()
     for item in items:
-        late = " LATE" if item["due_at"] and item["due_at"] < now and item["status"] in (
-            "submitted", "under_review", "needs_info") else ""
-        click.echo(f"{item['reference']}  {item['status']:<12}  due {item['due_at'] or '—'}"
-                   f"{late}  {item['form']}  via {item['channel']}")
+        late = (
+            " LATE"
+            if item["due_at"]
+            and item["due_at"] < now
+            and item["status"] in ("submitted", "under_review", "needs_info")
+            else ""
+        )
+        click.echo(
+            f"{item['reference']}  {item['status']:<12}  due {item['due_at'] or '—'}"
+            f"{late}  {item['form']}  via {item['channel']}"
+        )
 
 
 @requests.command("show")
@@ -351,8 +395,9 @@ async def requests_show(state: State, reference: str, as_json: bool) -> None:
 
 @requests.command("set-status")
 @click.argument("reference")
-@click.argument("status", type=click.Choice(
-    ["under_review", "needs_info", "approved", "rejected", "closed"]))
+@click.argument(
+    "status", type=click.Choice(["under_review", "needs_info", "approved", "rejected", "closed"])
+)
 @click.option("--note", default="", help="A note sent to the beneficiary with the change.")
 @click.option("--by", "actor", default="cli", show_default=True, help="Who decides.")
 @pass_state
@@ -366,8 +411,9 @@ async def requests_set_status(
 
     service = await _service(state.config)
     try:
-        await service.change_request_status(reference.upper(), RequestStatus(status),
-                                            actor=actor, note=note)
+        await service.change_request_status(
+            reference.upper(), RequestStatus(status), actor=actor, note=note
+        )
     except NotFound:
         raise click.ClickException(f"no request with reference {reference}") from None
     except InvalidTransition as exc:
@@ -426,5 +472,3 @@ def config_check(state: State) -> None:
         click.echo(f"knowledge: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{path or 'defaults'}: OK (database {config.database.url.split('://')[0]})")
-
-

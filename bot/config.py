@@ -13,8 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "TAWASUL_"
 WEEKDAYS = {
-    "monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3,
-    "friday": 4, "saturday": 5, "sunday": 6,
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
 }
 
 
@@ -131,8 +136,6 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
             if name in environ:
                 overrides.setdefault(section, {})[key] = environ[name]
     return overrides
-
-
 
 
 def describe(error: ValidationError, source: str) -> str:

@@ -27,6 +27,8 @@ def setup_logging(level: str = "info", fmt: str = "console") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     for noisy in ("sqlalchemy.engine", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

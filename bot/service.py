@@ -141,9 +141,15 @@ class Service:
             rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
         if rows:
             self.outbox_wakeup.set()
-        log.info("inbound.processed", message_id=message_id, replies=len(rows),
-                 conversation_id=conversation.id)
-        return [Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)]
+        log.info(
+            "inbound.processed",
+            message_id=message_id,
+            replies=len(rows),
+            conversation_id=conversation.id,
+        )
+        return [
+            Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
+        ]
 
     async def handle(self, msg: Inbound) -> list[Delivered]:
         """Receive and process at once (terminal and web chat answer in the same exchange)."""
@@ -264,8 +270,9 @@ class Service:
             def build(ctx: Context) -> list[Reply]:
                 key = "notify.status_note" if note else "notify.status_changed"
                 label = self.engine.t(ctx, f"status.name.{status.value}")
-                replies = [self.engine.reply(ctx, key, reference=reference, status=label,
-                                             note=note)]
+                replies = [
+                    self.engine.reply(ctx, key, reference=reference, status=label, note=note)
+                ]
                 if status is RequestStatus.CLOSED and ctx.status is ConversationStatus.BOT:
                     replies += self.engine.start_survey(ctx, reference)
                 return replies
@@ -319,10 +326,10 @@ async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[st
     await asyncio.gather(inbox(), outbox())
 
 
-async def _wait(event: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+async def _wait(event: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
     waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()

@@ -53,9 +53,7 @@ class Catalog:
         return set(self.entries[lang])
 
     def placeholders(self, lang: str, key: str) -> set[str]:
-        return {
-            name for _, name, _, _ in string.Formatter().parse(self.entries[lang][key]) if name
-        }
+        return {name for _, name, _, _ in string.Formatter().parse(self.entries[lang][key]) if name}
 
 
 def parse_catalog(sources: Mapping[str, str]) -> Catalog:

@@ -1,8 +1,8 @@
 """How a channel reports a failed delivery, so the outbox knows what to do next.
 
-    DeliveryError          try again later, with backoff
-    ├── RateLimited        try again after ``retry_after`` seconds
-    └── Unreachable        never try this address again (blocked, opted out, bounced)
+DeliveryError          try again later, with backoff
+├── RateLimited        try again after ``retry_after`` seconds
+└── Unreachable        never try this address again (blocked, opted out, bounced)
 """
 
 from __future__ import annotations

@@ -90,7 +90,12 @@ class Engine:
         return self.catalog.text(ctx.state.lang or "ar", key, **params)
 
     def reply(
-        self, ctx: Context, key: str, choices: Sequence[tuple[str, str]] = (), **params: object
+        self,
+        ctx: Context,
+        key: str,
+        choices: Sequence[tuple[str, str]] = (),
+        /,
+        **params: object,
     ) -> Reply:
         lang = ctx.state.lang or "ar"
         return self.say(
@@ -366,7 +371,9 @@ class Engine:
         other = (self.t(ctx, "status.other_reference"), "other")
         if not own:
             ctx.state.mode = Mode.STATUS_REF
-            return [self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])]
+            return [
+                self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
+            ]
         lines = [self._status_line(ctx, r) for r in own]
         ctx.state.mode = Mode.STATUS_REF
         return [
@@ -398,7 +405,9 @@ class Engine:
         if choice == "menu" or word == "back":
             return [self.menu(ctx)]
         if choice == "other":
-            return [self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])]
+            return [
+                self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
+            ]
         reference = to_latin_digits(msg.text).strip().upper().replace(" ", "")
         if len(reference) < 4 or len(reference) > 40:
             return [self.reply(ctx, "status.bad_reference")]

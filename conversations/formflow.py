@@ -88,8 +88,16 @@ class FormFlow:
         if form.intro:
             intro = form.intro.get(lang) or form.intro["ar"]
             text = e.t(ctx, "form.intro", form=form.title_in(lang), intro=intro)
-            return [e.say(ctx, text, [(e.t(ctx, "choice.agree_start"), "yes"),
-                                      (e.t(ctx, "choice.cancel"), "cancel")])]
+            return [
+                e.say(
+                    ctx,
+                    text,
+                    [
+                        (e.t(ctx, "choice.agree_start"), "yes"),
+                        (e.t(ctx, "choice.cancel"), "cancel"),
+                    ],
+                )
+            ]
         return self._go_next(ctx, None)
 
     def prompt_current(self, ctx: Context) -> list[Reply]:
@@ -197,8 +205,12 @@ class FormFlow:
                 replies.append(e.reply(ctx, problem[0], **problem[1]))
                 continue
             files.append(
-                {"ref": att.ref, "content_type": att.content_type, "size": att.size,
-                 "filename": att.filename}
+                {
+                    "ref": att.ref,
+                    "content_type": att.content_type,
+                    "size": att.size,
+                    "filename": att.filename,
+                }
             )
         answer["value"] = files
         answer["display"] = e.t(ctx, "attachment.count", n=len(files))
@@ -206,8 +218,13 @@ class FormFlow:
             return [*replies, *self._advance(ctx, field)]
         if files:
             replies.append(
-                e.reply(ctx, "attachment.received", [(e.t(ctx, "choice.done"), "done")],
-                        n=len(files), max=field.max_files)
+                e.reply(
+                    ctx,
+                    "attachment.received",
+                    [(e.t(ctx, "choice.done"), "done")],
+                    n=len(files),
+                    max=field.max_files,
+                )
             )
         else:
             replies.append(self.ask(ctx, field))
@@ -235,8 +252,11 @@ class FormFlow:
             self._drop_inapplicable(ctx)
             form, _ = self.form_of(ctx)
             missing = next(
-                (f for f in form.fields
-                 if f.applies(draft.answers) and f.name not in draft.answers),
+                (
+                    f
+                    for f in form.fields
+                    if f.applies(draft.answers) and f.name not in draft.answers
+                ),
                 None,
             )
             if missing is not None:
@@ -273,7 +293,10 @@ class FormFlow:
             draft.phase = Phase.SUMMARY
             return [self.summary(ctx)]
         if not draft.trail:
-            return [self.engine.reply(ctx, "form.at_start"), self.ask(ctx, form.field(draft.current or form.fields[0].name))]
+            return [
+                self.engine.reply(ctx, "form.at_start"),
+                self.ask(ctx, form.field(draft.current or form.fields[0].name)),
+            ]
         previous = draft.trail.pop()
         draft.phase = Phase.FIELD
         draft.current = previous
@@ -290,9 +313,15 @@ class FormFlow:
             lines.append(f"{index}. {self.label(f, lang)}: {draft.answers[f.name]['display']}")
         text = e.t(ctx, "form.summary", form=form.title_in(lang), answers="\n".join(lines))
         draft.phase = Phase.SUMMARY
-        return e.say(ctx, text, [(e.t(ctx, "choice.confirm"), "confirm"),
-                                 (e.t(ctx, "choice.edit"), "edit"),
-                                 (e.t(ctx, "choice.cancel"), "cancel")])
+        return e.say(
+            ctx,
+            text,
+            [
+                (e.t(ctx, "choice.confirm"), "confirm"),
+                (e.t(ctx, "choice.edit"), "edit"),
+                (e.t(ctx, "choice.cancel"), "cancel"),
+            ],
+        )
 
     @staticmethod
     def _answered(form: Form, draft: Draft) -> list[FormField]:
@@ -305,7 +334,9 @@ class FormFlow:
         prompt = field.text(lang).split("\n")[0]
         return prompt if len(prompt) <= 40 else prompt[:38] + "…"
 
-    async def _summary_answer(self, ctx: Context, port: EnginePort, choice: str | None) -> list[Reply]:
+    async def _summary_answer(
+        self, ctx: Context, port: EnginePort, choice: str | None
+    ) -> list[Reply]:
         e = self.engine
         form, draft = self.form_of(ctx)
         if choice in ("confirm", "yes"):
@@ -349,9 +380,14 @@ class FormFlow:
         e = self.engine
         form, _ = self.form_of(ctx)
         lang = ctx.state.lang or "ar"
-        text = e.t(ctx, "form.declaration",
-                   declaration=form.declaration_text.get(lang) or form.declaration_text["ar"])
-        return e.say(ctx, text, [(e.t(ctx, "choice.declare"), "yes"), (e.t(ctx, "choice.no"), "no")])
+        text = e.t(
+            ctx,
+            "form.declaration",
+            declaration=form.declaration_text.get(lang) or form.declaration_text["ar"],
+        )
+        return e.say(
+            ctx, text, [(e.t(ctx, "choice.declare"), "yes"), (e.t(ctx, "choice.no"), "no")]
+        )
 
     async def _declaration_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, choice: str | None
@@ -392,12 +428,23 @@ class FormFlow:
         ctx.state.draft = None
         ctx.state.mode = Mode.MENU
         if due is not None:
-            reply = e.reply(ctx, "form.submitted_request", [(e.t(ctx, "choice.main_menu"), "menu")],
-                            reference=reference, form=form.title_in(lang),
-                            days=e.settings.response_days, due=e.dual_date(ctx, due))
+            reply = e.reply(
+                ctx,
+                "form.submitted_request",
+                [(e.t(ctx, "choice.main_menu"), "menu")],
+                reference=reference,
+                form=form.title_in(lang),
+                days=e.settings.response_days,
+                due=e.dual_date(ctx, due),
+            )
         else:
-            reply = e.reply(ctx, "form.submitted_ticket", [(e.t(ctx, "choice.main_menu"), "menu")],
-                            reference=reference, form=form.title_in(lang))
+            reply = e.reply(
+                ctx,
+                "form.submitted_ticket",
+                [(e.t(ctx, "choice.main_menu"), "menu")],
+                reference=reference,
+                form=form.title_in(lang),
+            )
         if form.handoff:
             return [reply, *await e.handoff(ctx, port, HandoffReason.FORM)]
         return [reply]

@@ -10,7 +10,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-
 DEFAULT_TYPES = ("image/jpeg", "image/png", "application/pdf")
 
 

@@ -24,16 +24,29 @@ class RequestStatus(StrEnum):
 TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.DRAFT: frozenset({RequestStatus.SUBMITTED, RequestStatus.CLOSED}),
     RequestStatus.SUBMITTED: frozenset(
-        {RequestStatus.UNDER_REVIEW, RequestStatus.NEEDS_INFO, RequestStatus.APPROVED,
-         RequestStatus.REJECTED, RequestStatus.CLOSED}
+        {
+            RequestStatus.UNDER_REVIEW,
+            RequestStatus.NEEDS_INFO,
+            RequestStatus.APPROVED,
+            RequestStatus.REJECTED,
+            RequestStatus.CLOSED,
+        }
     ),
     RequestStatus.UNDER_REVIEW: frozenset(
-        {RequestStatus.NEEDS_INFO, RequestStatus.APPROVED, RequestStatus.REJECTED,
-         RequestStatus.CLOSED}
+        {
+            RequestStatus.NEEDS_INFO,
+            RequestStatus.APPROVED,
+            RequestStatus.REJECTED,
+            RequestStatus.CLOSED,
+        }
     ),
     RequestStatus.NEEDS_INFO: frozenset(
-        {RequestStatus.UNDER_REVIEW, RequestStatus.APPROVED, RequestStatus.REJECTED,
-         RequestStatus.CLOSED}
+        {
+            RequestStatus.UNDER_REVIEW,
+            RequestStatus.APPROVED,
+            RequestStatus.REJECTED,
+            RequestStatus.CLOSED,
+        }
     ),
     RequestStatus.APPROVED: frozenset({RequestStatus.CLOSED}),
     RequestStatus.REJECTED: frozenset({RequestStatus.CLOSED}),
@@ -90,8 +103,12 @@ class EnginePort(Protocol):
     async def leave_queue(self, conversation_id: int) -> None: ...
 
     async def record_survey(
-        self, beneficiary_id: int, conversation_id: int, request_reference: str | None,
-        rating: int, comment: str | None,
+        self,
+        beneficiary_id: int,
+        conversation_id: int,
+        request_reference: str | None,
+        rating: int,
+        comment: str | None,
     ) -> None: ...
 
     async def record_unanswered(self, text: str, lang: str) -> None: ...

@@ -84,8 +84,9 @@ class AttachmentStore:
         ext = EXTENSIONS.get(content_type, ".bin")
         ref = f"{now:%Y}/{now:%m}/{token}{ext}"
         partial.rename(self.root / ref)
-        return Attachment(ref=ref, content_type=content_type, size=size,
-                          filename=safe_filename(filename))
+        return Attachment(
+            ref=ref, content_type=content_type, size=size, filename=safe_filename(filename)
+        )
 
     async def save_bytes(
         self, data: bytes, *, declared_type: str, filename: str, max_bytes: int
@@ -93,5 +94,6 @@ class AttachmentStore:
         async def one() -> AsyncIterator[bytes]:
             yield data
 
-        return await self.save(one(), declared_type=declared_type, filename=filename,
-                               max_bytes=max_bytes)
+        return await self.save(
+            one(), declared_type=declared_type, filename=filename, max_bytes=max_bytes
+        )

@@ -93,8 +93,13 @@ class Tx:
         await self.session.flush()
         stmt = (
             _insert(self.session, Identity)
-            .values(beneficiary_id=beneficiary.id, kind=kind, address=address,
-                    created_at=utcnow(), unreachable=False)
+            .values(
+                beneficiary_id=beneficiary.id,
+                kind=kind,
+                address=address,
+                created_at=utcnow(),
+                unreachable=False,
+            )
             .on_conflict_do_nothing()
         )
         await self.session.execute(stmt)
@@ -195,7 +200,11 @@ class Tx:
     # -- outbound ---------------------------------------------------------------------------
 
     async def queue_replies(
-        self, conversation: Conversation, replies: Sequence[Reply], *, author: str = "bot",
+        self,
+        conversation: Conversation,
+        replies: Sequence[Reply],
+        *,
+        author: str = "bot",
         identity_id: int | None = None,
     ) -> list[Message]:
         """Record replies as messages and put them in the outbox, in this transaction."""
@@ -322,15 +331,19 @@ class Tx:
                 value = None
             self.session.add(
                 RequestAnswer(
-                    request_id=request.id, field=name, position=position,
+                    request_id=request.id,
+                    field=name,
+                    position=position,
                     value=None if value is None else str(value),
                     display=str(answer.get("display", "")),
                 )
             )
         self.session.add(
             RequestStatusChange(
-                request_id=request.id, from_status=RequestStatus.DRAFT.value,
-                to_status=RequestStatus.SUBMITTED.value, at=submission.submitted_at,
+                request_id=request.id,
+                from_status=RequestStatus.DRAFT.value,
+                to_status=RequestStatus.SUBMITTED.value,
+                at=submission.submitted_at,
                 actor="beneficiary",
             )
         )
@@ -360,12 +373,21 @@ class Tx:
         )
 
     async def record_survey(
-        self, beneficiary_id: int, conversation_id: int, request_reference: str | None,
-        rating: int, comment: str | None,
+        self,
+        beneficiary_id: int,
+        conversation_id: int,
+        request_reference: str | None,
+        rating: int,
+        comment: str | None,
     ) -> None:
         self.session.add(
-            SurveyAnswer(beneficiary_id=beneficiary_id, conversation_id=conversation_id,
-                         request_reference=request_reference, rating=rating, comment=comment)
+            SurveyAnswer(
+                beneficiary_id=beneficiary_id,
+                conversation_id=conversation_id,
+                request_reference=request_reference,
+                rating=rating,
+                comment=comment,
+            )
         )
 
     async def record_unanswered(self, text: str, lang: str) -> None:
@@ -409,14 +431,16 @@ class Tx:
 
     async def request_details(self, request: Request) -> dict[str, Any]:
         answers = await self.session.scalars(
-            select(RequestAnswer).where(RequestAnswer.request_id == request.id)
+            select(RequestAnswer)
+            .where(RequestAnswer.request_id == request.id)
             .order_by(RequestAnswer.position)
         )
         documents = await self.session.scalars(
             select(Document).where(Document.request_id == request.id).order_by(Document.id)
         )
         history = await self.session.scalars(
-            select(RequestStatusChange).where(RequestStatusChange.request_id == request.id)
+            select(RequestStatusChange)
+            .where(RequestStatusChange.request_id == request.id)
             .order_by(RequestStatusChange.id)
         )
         return {
@@ -437,8 +461,14 @@ class Tx:
         if new is RequestStatus.CLOSED:
             request.closed_at = now
         self.session.add(
-            RequestStatusChange(request_id=request.id, from_status=old.value,
-                                to_status=new.value, at=now, actor=actor, note=note)
+            RequestStatusChange(
+                request_id=request.id,
+                from_status=old.value,
+                to_status=new.value,
+                at=now,
+                actor=actor,
+                note=note,
+            )
         )
         await self.audit(actor, "request.status", request.reference, to=new.value)
 

@@ -43,8 +43,13 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
 class Chat:
     """A beneficiary talking to the engine through the real pipeline and database."""
 
-    def __init__(self, service: Service, channel: Channel = Channel.CONSOLE, sender: str = "u1",
-                 now: datetime = WORKING_TIME) -> None:
+    def __init__(
+        self,
+        service: Service,
+        channel: Channel = Channel.CONSOLE,
+        sender: str = "u1",
+        now: datetime = WORKING_TIME,
+    ) -> None:
         self.service = service
         self.channel = channel
         self.sender = sender
@@ -53,8 +58,12 @@ class Chat:
         self._count = 0
 
     async def say(
-        self, text: str = "", *, command: str | None = None,
-        attachments: Sequence[Attachment] = (), message_id: str | None = None,
+        self,
+        text: str = "",
+        *,
+        command: str | None = None,
+        attachments: Sequence[Attachment] = (),
+        message_id: str | None = None,
         at: datetime | None = None,
     ) -> list[Reply]:
         self._count += 1
@@ -89,8 +98,6 @@ def chat(service: Service) -> Chat:
     return Chat(service)
 
 
-
-
 # -- a real server and the real CLI --------------------------------------------------------------
 
 import socket  # noqa: E402
@@ -115,11 +122,21 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(tmp: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    tmp: Path,
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*TAWASUL, *args], input=input, capture_output=True, text=True, cwd=tmp,
-        env=env or cli_env(tmp), timeout=120,
+        [*TAWASUL, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env=env or cli_env(tmp),
+        timeout=120,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"tawasul {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -139,8 +156,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run_cli(tmp, "db", "upgrade")
     port = free_port()
     proc = subprocess.Popen(
-        [*TAWASUL, "serve", "--port", str(port)], cwd=tmp, env=cli_env(tmp),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*TAWASUL, "serve", "--port", str(port)],
+        cwd=tmp,
+        env=cli_env(tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

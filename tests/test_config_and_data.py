@@ -27,8 +27,13 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite+aiosqlite:///a.db"\n')
-    config = load_config(path, {"TAWASUL_DATABASE_URL": "postgresql+asyncpg://u@h/db",
-                                "TAWASUL_HOURS_WORKDAYS": "sunday, monday"})
+    config = load_config(
+        path,
+        {
+            "TAWASUL_DATABASE_URL": "postgresql+asyncpg://u@h/db",
+            "TAWASUL_HOURS_WORKDAYS": "sunday, monday",
+        },
+    )
     assert config.server.port == 9000
     assert config.database.url == "postgresql+asyncpg://u@h/db"
     assert config.hours.workdays == ["sunday", "monday"]
@@ -98,14 +103,26 @@ def test_a_form_file_overrides_the_builtin_one(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('[form]\ntitle.ar = "x"\n', "a [form] table with an id"),
-        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "colour"\n'
-         'prompt.ar = "?"\n', "type must be one of"),
-        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "choice"\n'
-         'prompt.ar = "?"\n', "needs options"),
-        ('[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "text"\n'
-         'prompt.ar = "?"\nwhen = { field = "later", equals = "x" }\n', "earlier field"),
-        ('[form]\nid = "f"\ntitle.ar = "x"\ndeclaration = true\n[[fields]]\nname = "a"\n'
-         'type = "text"\nprompt.ar = "?"\n', "declaration_text"),
+        (
+            '[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "colour"\n'
+            'prompt.ar = "?"\n',
+            "type must be one of",
+        ),
+        (
+            '[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "choice"\n'
+            'prompt.ar = "?"\n',
+            "needs options",
+        ),
+        (
+            '[form]\nid = "f"\ntitle.ar = "x"\n[[fields]]\nname = "a"\ntype = "text"\n'
+            'prompt.ar = "?"\nwhen = { field = "later", equals = "x" }\n',
+            "earlier field",
+        ),
+        (
+            '[form]\nid = "f"\ntitle.ar = "x"\ndeclaration = true\n[[fields]]\nname = "a"\n'
+            'type = "text"\nprompt.ar = "?"\n',
+            "declaration_text",
+        ),
     ],
 )
 def test_broken_forms_are_refused_with_the_reason(text: str, message: str) -> None:
@@ -124,5 +141,8 @@ def test_default_knowledge_base_is_large_and_bilingual() -> None:
 
 def test_broken_knowledge_base_is_refused() -> None:
     with pytest.raises(FaqError, match="duplicate id"):
-        parse_faq('[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n'
-                  '[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n', "kb.toml")
+        parse_faq(
+            '[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n'
+            '[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n',
+            "kb.toml",
+        )

@@ -36,10 +36,23 @@ def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: P
     document.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
     nid = valid_national_id("109988776")
     script = [
-        "السلام عليكم", "٢", "١", "نورة سعد العتيبي", nid.translate(AR_DIGITS),
-        "٠٥٠١٢٣٤٥٦٧", "المدينة المنورة", "٦", "٢٥٠٠", "٢", "١٨٠٠", "٢",
-        "أسرة من ستة أفراد والدخل لا يكفي الاحتياجات الأساسية", f"/attach {document}", "تم",
-        "١", "نعم",
+        "السلام عليكم",
+        "٢",
+        "١",
+        "نورة سعد العتيبي",
+        nid.translate(AR_DIGITS),
+        "٠٥٠١٢٣٤٥٦٧",
+        "المدينة المنورة",
+        "٦",
+        "٢٥٠٠",
+        "٢",
+        "١٨٠٠",
+        "٢",
+        "أسرة من ستة أفراد والدخل لا يكفي الاحتياجات الأساسية",
+        f"/attach {document}",
+        "تم",
+        "١",
+        "نعم",
     ]
     result = run_cli(tmp_path, "chat", "--json", "--user", "966", input="\n".join(script) + "\n")
     replies = [json.loads(line) for line in result.stdout.splitlines()]
@@ -83,7 +96,14 @@ def test_queue_lists_waiting_conversations(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
-    for args in (["--help"], ["serve", "--help"], ["chat", "--help"], ["db", "upgrade", "--help"],
-                 ["queue", "--help"], ["requests", "list", "--help"],
-                 ["requests", "show", "--help"], ["config", "check", "--help"]):
+    for args in (
+        ["--help"],
+        ["serve", "--help"],
+        ["chat", "--help"],
+        ["db", "upgrade", "--help"],
+        ["queue", "--help"],
+        ["requests", "list", "--help"],
+        ["requests", "show", "--help"],
+        ["config", "check", "--help"],
+    ):
         assert "Usage:" in run_cli(tmp_path, *args).stdout

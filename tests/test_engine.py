@@ -24,8 +24,9 @@ def has_latin(text: str) -> bool:
 
 
 async def pdf(service: Service, name: str = "id.pdf") -> Attachment:
-    return await service.files.save_bytes(PDF, declared_type="application/pdf", filename=name,
-                                          max_bytes=10_000_000)
+    return await service.files.save_bytes(
+        PDF, declared_type="application/pdf", filename=name, max_bytes=10_000_000
+    )
 
 
 async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
@@ -60,8 +61,15 @@ async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
 async def test_greeting_and_menu_in_arabic(chat: Chat) -> None:
     await chat.say("السلام عليكم")
     assert has_arabic(chat.text)
-    assert chat.choice_values() == ["faq", "apply", "status", "update", "volunteer",
-                                    "complaint", "staff"]
+    assert chat.choice_values() == [
+        "faq",
+        "apply",
+        "status",
+        "update",
+        "volunteer",
+        "complaint",
+        "staff",
+    ]
 
 
 async def test_english_detected_from_script_and_switchable(chat: Chat) -> None:
@@ -286,13 +294,19 @@ async def test_survey_after_request_closed(service: Service) -> None:
     chat = Chat(service)
     ref = await fill_support_request(chat)
     await service.change_request_status(ref, RequestStatus.UNDER_REVIEW, actor="researcher")
-    await service.change_request_status(ref, RequestStatus.APPROVED, actor="committee",
-                                        note="سيتم التواصل معك")
+    await service.change_request_status(
+        ref, RequestStatus.APPROVED, actor="committee", note="سيتم التواصل معك"
+    )
     await service.change_request_status(ref, RequestStatus.CLOSED, actor="committee")
     async with service.db.session() as s:
-        outgoing = list(await s.scalars(
-            select(Message.text).where(Message.direction == "out").order_by(Message.id.desc())
-            .limit(4)))
+        outgoing = list(
+            await s.scalars(
+                select(Message.text)
+                .where(Message.direction == "out")
+                .order_by(Message.id.desc())
+                .limit(4)
+            )
+        )
     assert any("1 إلى 5" in t for t in outgoing)
     assert any("تمت الموافقة" in t for t in outgoing)
     await chat.say("٥")
@@ -301,7 +315,11 @@ async def test_survey_after_request_closed(service: Service) -> None:
     async with service.db.session() as s:
         survey = await s.scalar(select(SurveyAnswer))
     assert survey is not None
-    assert (survey.rating, survey.comment, survey.request_reference) == (5, "خدمة ممتازة وسريعة", ref)
+    assert (survey.rating, survey.comment, survey.request_reference) == (
+        5,
+        "خدمة ممتازة وسريعة",
+        ref,
+    )
 
 
 async def test_survey_after_staff_conversation_closed(service: Service) -> None:
@@ -329,12 +347,12 @@ async def test_attachment_rules(service: Service) -> None:
     await chat.say("Income")
     await chat.say("my salary changed last month")
     assert chat.last.ask is Ask.ATTACHMENT
-    png_as_text = Attachment(ref="2026/11/" + "a" * 32 + ".bin", content_type="text/plain",
-                             size=10)
+    png_as_text = Attachment(ref="2026/11/" + "a" * 32 + ".bin", content_type="text/plain", size=10)
     await chat.say(attachments=[png_as_text])
     assert "not accepted" in chat.text
-    huge = Attachment(ref="2026/11/" + "b" * 32 + ".pdf", content_type="application/pdf",
-                      size=50 * 1024 * 1024)
+    huge = Attachment(
+        ref="2026/11/" + "b" * 32 + ".pdf", content_type="application/pdf", size=50 * 1024 * 1024
+    )
     await chat.say(attachments=[huge])
     assert "larger than allowed" in chat.text
     await chat.say("skip")

@@ -41,8 +41,10 @@ def test_conversation_and_poll(client: httpx.Client) -> None:
     first = start(client)
     reply = client.post("/api/webchat/messages", json={"text": "٣"}).json()
     assert reply["messages"] and reply["cursor"] > first["cursor"]
-    assert client.get("/api/webchat/messages", params={"after": reply["cursor"]}).json()[
-        "messages"] == []
+    assert (
+        client.get("/api/webchat/messages", params={"after": reply["cursor"]}).json()["messages"]
+        == []
+    )
     everything = client.get("/api/webchat/messages", params={"after": 0}).json()["messages"]
     assert all(m["from"] == "bot" for m in everything) and len(everything) >= 3
 
@@ -57,7 +59,9 @@ def test_upload_within_a_form(client: httpx.Client) -> None:
     for text in ["٤", "١", _nid(), "١", "تغير دخل الأسرة هذا الشهر"]:
         reply = client.post("/api/webchat/messages", json={"text": text}).json()
     assert reply["messages"][-1]["ask"] == "attachment"
-    upload = client.post("/api/webchat/upload", files={"file": ("salary.pdf", PDF, "application/pdf")})
+    upload = client.post(
+        "/api/webchat/upload", files={"file": ("salary.pdf", PDF, "application/pdf")}
+    )
     assert upload.status_code == 200, upload.text
     assert "1" in upload.json()["messages"][0]["text"]
 
@@ -70,8 +74,9 @@ def _nid() -> str:
 
 def test_upload_of_the_wrong_type_is_refused_clearly(client: httpx.Client) -> None:
     start(client)
-    response = client.post("/api/webchat/upload",
-                           files={"file": ("x.exe", b"MZ\x90\x00binary", "application/pdf")})
+    response = client.post(
+        "/api/webchat/upload", files={"file": ("x.exe", b"MZ\x90\x00binary", "application/pdf")}
+    )
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_type" and response.json()["message"]
 
@@ -79,28 +84,37 @@ def test_upload_of_the_wrong_type_is_refused_clearly(client: httpx.Client) -> No
 def test_oversized_body_gets_413(client: httpx.Client) -> None:
     start(client)
     big = b"%PDF-" + b"0" * (26 * 1024 * 1024)
-    response = client.post("/api/webchat/upload", files={"file": ("big.pdf", big, "application/pdf")})
+    response = client.post(
+        "/api/webchat/upload", files={"file": ("big.pdf", big, "application/pdf")}
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "too_large"
 
 
 def test_malformed_and_unknown_input_get_clear_4xx(client: httpx.Client) -> None:
     start(client)
-    bad_json = client.post("/api/webchat/messages", content=b"{not json",
-                           headers={"content-type": "application/json"})
+    bad_json = client.post(
+        "/api/webchat/messages", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert bad_json.status_code == 422 and bad_json.json()["error"] == "invalid_request"
     unknown = client.post("/api/webchat/messages", json={"text": "hi", "admin": True})
     assert unknown.status_code == 422 and "admin" in unknown.json()["message"]
     empty = client.post("/api/webchat/messages", json={"text": "  "})
     assert empty.status_code == 422
-    wrong_type = client.post("/api/webchat/messages", content=b"text=hi",
-                             headers={"content-type": "application/x-www-form-urlencoded"})
+    wrong_type = client.post(
+        "/api/webchat/messages",
+        content=b"text=hi",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert wrong_type.status_code == 422
 
 
 def test_no_session_is_401(live_server: str) -> None:
     response = httpx.post(f"{live_server}/api/webchat/messages", json={"text": "hi"})
     assert response.status_code == 401 and response.json()["error"] == "no_session"
-    forged = httpx.post(f"{live_server}/api/webchat/messages", json={"text": "hi"},
-                        cookies={"tawasul_chat": "../../etc/passwd"})
+    forged = httpx.post(
+        f"{live_server}/api/webchat/messages",
+        json={"text": "hi"},
+        cookies={"tawasul_chat": "../../etc/passwd"},
+    )
     assert forged.status_code == 401

@@ -98,8 +98,11 @@ def render(items: Sequence[ChatItem], cursor: int) -> Messages:
                 text=item.reply.text,
                 choices=[ChoiceOut(label=c.label, value=c.value) for c in item.reply.choices],
                 ask=item.reply.ask.value if item.reply.ask else None,
-                attachment=AttachmentOut(url=f"/api/webchat/files/{att.ref}",
-                                         filename=att.filename, content_type=att.content_type)
+                attachment=AttachmentOut(
+                    url=f"/api/webchat/files/{att.ref}",
+                    filename=att.filename,
+                    content_type=att.content_type,
+                )
                 if att
                 else None,
                 at=item.at,
@@ -116,8 +119,15 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         if token and SESSION_PATTERN.match(token):
             return token, False
         token = secrets.token_urlsafe(24)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=cookie_secure,
-                            max_age=60 * 60 * 24 * 180, path="/")
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            secure=cookie_secure,
+            max_age=60 * 60 * 24 * 180,
+            path="/",
+        )
         return token, True
 
     def existing(token: str | None) -> str:
@@ -135,7 +145,8 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
 
     @router.post("/api/webchat/start", response_model=Messages)
     async def start(
-        body: StartBody, response: Response,
+        body: StartBody,
+        response: Response,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
         session, new = session_of(tawasul_chat, response)
@@ -148,7 +159,8 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
 
     @router.post("/api/webchat/messages", response_model=Messages)
     async def send(
-        body: MessageBody, tawasul_chat: Annotated[str | None, Cookie()] = None,
+        body: MessageBody,
+        tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
         session = existing(tawasul_chat)
         if not body.text.strip() and body.command is None:
@@ -160,7 +172,8 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
 
     @router.get("/api/webchat/messages", response_model=Messages)
     async def poll(
-        after: int = 0, tawasul_chat: Annotated[str | None, Cookie()] = None,
+        after: int = 0,
+        tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
         session = existing(tawasul_chat)
         return render(await backend.history(session, max(after, 0), bot_only=True), after)

@@ -40,8 +40,11 @@ def run() -> None:
         _run(connection)
         return
     if context.is_offline_mode():
-        context.configure(url=config.get_main_option("sqlalchemy.url"),
-                          target_metadata=target_metadata, literal_binds=True)
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"),
+            target_metadata=target_metadata,
+            literal_binds=True,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
