@@ -15,12 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bot.config import load_config  # noqa: E402
-from bot.service import Service  # noqa: E402
-from conversations.messages import Channel, Inbound  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
+from bot.config import load_config
+from bot.service import Service
+from conversations.messages import Channel, Inbound
+from storage.migrate import upgrade
 
 SCRIPT = ["السلام عليكم", "ما هي المستندات المطلوبة؟", "٢", "١", "محمد عبدالله", "القائمة", "٣"]
 
@@ -68,5 +66,9 @@ async def run(conversations: int, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(run(conversations=int(sys.argv[1]) if len(sys.argv) > 1 else 300,
-                    concurrency=int(sys.argv[2]) if len(sys.argv) > 2 else 16))
+    asyncio.run(
+        run(
+            conversations=int(sys.argv[1]) if len(sys.argv) > 1 else 300,
+            concurrency=int(sys.argv[2]) if len(sys.argv) > 2 else 16,
+        )
+    )
