@@ -111,6 +111,11 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     app = create_app(service)
     host = host or config.server.host
     port = port or config.server.port
+    knowledge = service.knowledge
+    click.echo(
+        f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}",
+        err=True,
+    )
     click.echo(f"Tawasul is serving on http://{host}:{port}/  (web chat)", err=True)
     uvicorn.run(
         app,
@@ -177,21 +182,36 @@ def db() -> None:
     """The database schema."""
 
 
+def _database(config: Config) -> Any:
+    from storage.db import Database
+
+    return Database(config.database.url)
+
+
+async def _revision(config: Config) -> str | None:
+    from storage.migrate import current_revision
+
+    database = _database(config)
+    try:
+        return await current_revision(database.engine)
+    finally:
+        await database.dispose()
+
+
 @db.command("upgrade")
 @pass_state
 @run_async
 async def db_upgrade(state: State) -> None:
     """Create or migrate the database to the current schema."""
-    from storage.db import Database
-    from storage.migrate import current_revision, head_revision, upgrade
+    from storage.migrate import head_revision, upgrade
 
-    database = Database(state.config.database.url)
+    before = await _revision(state.config)
+    database = _database(state.config)
     try:
-        before = await current_revision(database.engine)
         await upgrade(database.engine)
-        after = await current_revision(database.engine)
     finally:
         await database.dispose()
+    after = await _revision(state.config)
     if before == after:
         click.echo(f"Database already up to date (revision {after}).")
     else:
@@ -205,14 +225,9 @@ async def db_upgrade(state: State) -> None:
 @run_async
 async def db_current(state: State) -> None:
     """Show the schema revision of the database."""
-    from storage.db import Database
-    from storage.migrate import current_revision, head_revision
+    from storage.migrate import head_revision
 
-    database = Database(state.config.database.url)
-    try:
-        current = await current_revision(database.engine)
-    finally:
-        await database.dispose()
+    current = await _revision(state.config)
     click.echo(f"{current or 'empty'} (latest: {head_revision()})")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -305,25 +305,33 @@ async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[st
     """Process stored inbound messages and deliver the outbox until ``stop`` is set."""
     service.senders.update(senders)
 
-    async def inbox() -> None:
-        while not stop.is_set():
-            service.inbox_wakeup.clear()
-            try:
-                await service.process_pending()
-            except Exception:
-                log.exception("inbox.error")
-            await _wait(service.inbox_wakeup, stop, 5.0)
+    await asyncio.gather(
+        _repeat("inbox", service.process_pending, service.inbox_wakeup, stop, 5.0),
+        _repeat(
+            "outbox",
+            service.deliver_due,
+            service.outbox_wakeup,
+            stop,
+            service.config.outbox.poll_seconds,
+        ),
+    )
 
-    async def outbox() -> None:
-        while not stop.is_set():
-            service.outbox_wakeup.clear()
-            try:
-                await service.deliver_due()
-            except Exception:
-                log.exception("outbox.error")
-            await _wait(service.outbox_wakeup, stop, service.config.outbox.poll_seconds)
 
-    await asyncio.gather(inbox(), outbox())
+async def _repeat(
+    name: str,
+    work: Callable[[], Awaitable[int]],
+    wakeup: asyncio.Event,
+    stop: asyncio.Event,
+    seconds: float,
+) -> None:
+    """Run ``work`` whenever woken, or every ``seconds``, until stopped; errors are logged."""
+    while not stop.is_set():
+        wakeup.clear()
+        try:
+            await work()
+        except Exception:
+            log.exception(f"{name}.error")
+        await _wait(wakeup, stop, seconds)
 
 
 async def _wait(event: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:

@@ -86,3 +86,21 @@ def test_backoff_grows_and_is_capped(service: Service) -> None:
     assert delays[0] <= service.config.outbox.base_delay_seconds
     assert max(delays) <= service.config.outbox.max_delay_seconds
     assert delays[6] > delays[0]
+
+
+async def test_a_stored_message_not_yet_processed_is_processed_after_a_restart(
+    service: Service,
+) -> None:
+    from conversations.messages import Inbound
+
+    message_id = await service.receive(Inbound(Channel.TELEGRAM, "46", "مرحبا", "tg-1"))
+    assert message_id is not None
+    await service.close()  # the process died before the engine ran
+    restarted = Service(service.config)
+    try:
+        assert await restarted.process_pending() == 1
+        assert await restarted.process_pending() == 0  # exactly once
+        assert len(await outbox(restarted)) == 2
+        assert await restarted.receive(Inbound(Channel.TELEGRAM, "46", "مرحبا", "tg-1")) is None
+    finally:
+        await restarted.close()
