@@ -93,7 +93,9 @@ async def test_a_stored_message_not_yet_processed_is_processed_after_a_restart(
 ) -> None:
     from conversations.messages import Inbound
 
-    message_id = await service.receive(Inbound(Channel.TELEGRAM, "46", "مرحبا", "tg-1"))
+    message_id = await service.receive(
+        Inbound(Channel.TELEGRAM, "46", "مرحبا", channel_message_id="tg-1")
+    )
     assert message_id is not None
     await service.close()  # the process died before the engine ran
     restarted = Service(service.config)
@@ -101,6 +103,11 @@ async def test_a_stored_message_not_yet_processed_is_processed_after_a_restart(
         assert await restarted.process_pending() == 1
         assert await restarted.process_pending() == 0  # exactly once
         assert len(await outbox(restarted)) == 2
-        assert await restarted.receive(Inbound(Channel.TELEGRAM, "46", "مرحبا", "tg-1")) is None
+        assert (
+            await restarted.receive(
+                Inbound(Channel.TELEGRAM, "46", "مرحبا", channel_message_id="tg-1")
+            )
+            is None
+        )
     finally:
         await restarted.close()
