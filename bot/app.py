@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.webchat import ChatItem, build_router
 from adapters.webchat.api import STATIC, UploadRejected
+from bot.channels import build_channels
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from storage.files import TooLarge
@@ -156,17 +157,23 @@ class WebchatBridge:
 
 
 def create_app(service: Service, *, workers: bool = True) -> FastAPI:
+    channels = build_channels(service)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_workers(service, stop, {})) if workers else None
-        log.info("server.started")
+        tasks = []
+        if workers:
+            tasks.append(asyncio.create_task(run_workers(service, stop, channels.senders)))
+            tasks += [asyncio.create_task(task(stop)) for task in channels.tasks]
+        log.info("server.started", channels=["webchat", *channels.enabled])
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                await task
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for close in channels.closers:
+                await close()
             await service.close()
 
     app = FastAPI(
@@ -208,6 +215,9 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
         bridge = WebchatBridge(service)
         app.include_router(build_router(bridge, cookie_secure=service.config.webchat.cookie_secure))
         app.mount("/static/webchat", StaticFiles(directory=STATIC), name="webchat-static")
+
+    for router in channels.routers:
+        app.include_router(router)
 
     max_bytes = int(service.config.server.max_body_mb * 1024 * 1024)
     app.add_middleware(BodyLimit, max_bytes=max_bytes)

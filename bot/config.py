@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 ENV_PREFIX = "TAWASUL_"
 WEEKDAYS = {
@@ -29,6 +37,15 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any, info: ValidationInfo) -> Any:
+        """A list given as text (from the environment) is comma-separated."""
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        if isinstance(value, str) and get_origin(annotation) is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
 class ServerConfig(Section):
@@ -108,6 +125,66 @@ class WebchatConfig(Section):
     cookie_secure: bool = False
 
 
+class TelegramConfig(Section):
+    token: str = ""  # secret: give it as TAWASUL_TELEGRAM_TOKEN
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_secret: str = ""  # secret: TAWASUL_TELEGRAM_WEBHOOK_SECRET
+    public_base_url: str = ""  # https://bot.example.org, for `tawasul telegram set-webhook`
+    api_base_url: str = "https://api.telegram.org/bot"
+    file_base_url: str = "https://api.telegram.org/file/bot"
+    staff_group_id: int | None = None
+    per_chat_per_second: float = Field(1.0, gt=0)
+    global_per_second: float = Field(30.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
+
+
+class TwilioConfig(Section):
+    account_sid: str = ""
+    auth_token: str = ""  # secret: TAWASUL_TWILIO_AUTH_TOKEN
+    whatsapp_from: str = ""  # e.g. whatsapp:+9665XXXXXXXX
+    sms_from: str = ""  # e.g. +9665XXXXXXXX, or a Messaging Service SID (MG...)
+    public_base_url: str = ""  # the URL Twilio calls, without the path
+    api_base_url: str = "https://api.twilio.com"
+    sms_max_parts: int = Field(4, ge=1, le=10)
+    whatsapp_window_hours: float = Field(24, gt=0)
+    # Approved WhatsApp templates (ContentSid) per notification kind, used outside the window:
+    # decision, survey, reminder, notification, staff.
+    templates: dict[str, str] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid and self.auth_token)
+
+
+class EmailConfig(Section):
+    address: str = ""
+    username: str = ""
+    password: str = ""  # secret: TAWASUL_EMAIL_PASSWORD
+    imap_host: str = ""
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_security: Literal["none", "starttls", "tls"] = "tls"
+    smtp_host: str = ""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    imap_folder: str = "INBOX"
+    processed_folder: str = ""
+    poll_seconds: float = Field(60, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.imap_host)
+
+
+class StaffConfig(Section):
+    secret_key: str = ""  # secret: TAWASUL_STAFF_SECRET_KEY (signs sessions and CSRF tokens)
+    cookie_secure: bool = False  # true when served over HTTPS
+    login_attempts_per_minute: int = Field(5, ge=1)
+    notify_emails: list[str] = []
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -123,6 +200,10 @@ class Config(Section):
     knowledge: KnowledgeConfig = KnowledgeConfig()
     outbox: OutboxConfig = OutboxConfig()
     webchat: WebchatConfig = WebchatConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    twilio: TwilioConfig = TwilioConfig()
+    email: EmailConfig = EmailConfig()
+    staff: StaffConfig = StaffConfig()
     logging: LoggingConfig = LoggingConfig()
 
 
@@ -136,6 +217,18 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
             if name in environ:
                 overrides.setdefault(section, {})[key] = environ[name]
     return overrides
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are text; a JSON object or list is read as one, and a list may
+    also be given comma-separated (``sunday,monday``)."""
+    stripped = raw.strip()
+    if stripped.startswith(("{", "[")):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
 
 
 def describe(error: ValidationError, source: str) -> str:
@@ -166,10 +259,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         if not isinstance(target, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
         for key, raw in values.items():
-            if key == "workdays":
-                target[key] = [d.strip() for d in raw.split(",") if d.strip()]
-            else:
-                target[key] = raw
+            target[key] = _env_value(raw)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -10,11 +10,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 
 from bot.config import WEEKDAYS, Config
 from bot.knowledge import Knowledge
 from conversations.catalog import Catalog, default_catalog
-from conversations.delivery import DeliveryError, RateLimited, Sender, Unreachable
+from conversations.delivery import (
+    Delivery,
+    DeliveryError,
+    DeliveryKind,
+    Held,
+    RateLimited,
+    Sender,
+    Unreachable,
+)
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
 from conversations.hours import WorkingHours
 from conversations.messages import Attachment, Channel, Inbound, Reply
@@ -181,25 +190,57 @@ class Service:
         """Send what the outbox holds for channels with a sender; one pass."""
         now = utcnow()
         sent = 0
+        if not self.senders:
+            return 0
         async with self.db.session() as session:
-            items = await Tx(session).due_outbox(now)
+            items = await Tx(session).due_outbox(now, list(self.senders))
             blocked: set[int] = set()
             for item in items:
                 sender = self.senders.get(item.channel)
                 if sender is None or item.conversation_id in blocked:
                     continue
-                message = await session.get(Message, item.message_id)
-                assert message is not None
-                if not await self._deliver(session, item, sender, Reply.from_dict(message.payload)):
-                    blocked.add(item.conversation_id)  # keep later replies behind this one
-                else:
+                delivery = await self._delivery(session, item)
+                if await self._deliver(session, item, sender, delivery):
                     sent += 1
+                else:
+                    blocked.add(item.conversation_id)  # later replies wait behind this one
         return sent
 
-    async def _deliver(self, session: Any, item: OutboxItem, sender: Sender, reply: Reply) -> bool:
+    async def _delivery(self, session: Any, item: OutboxItem) -> Delivery:
+        message = await session.get(Message, item.message_id)
+        conversation = await session.get(Conversation, item.conversation_id)
+        identity = await session.get(Identity, item.identity_id) if item.identity_id else None
+        last_in = None
+        if item.identity_id:
+            last_in = await session.scalar(
+                select(Message)
+                .where(Message.identity_id == item.identity_id, Message.direction == "in")
+                .order_by(Message.id.desc())
+                .limit(1)
+            )
+        return Delivery(
+            outbox_id=item.id,
+            channel=Channel(item.channel),
+            address=item.address,
+            reply=Reply.from_dict(message.payload),
+            kind=DeliveryKind(item.kind),
+            lang=(conversation.state or {}).get("lang") or "ar",
+            last_inbound_at=identity.last_inbound_at if identity else None,
+            in_reply_to=last_in.channel_message_id if last_in else None,
+            thread_id=(last_in.payload or {}).get("thread_id") if last_in else None,
+        )
+
+    async def _deliver(
+        self, session: Any, item: OutboxItem, sender: Sender, delivery: Delivery
+    ) -> bool:
+        identity = await session.get(Identity, item.identity_id) if item.identity_id else None
+        if identity is not None and identity.opted_out:
+            item.status = "cancelled"
+            item.last_error = "opted out"
+            return True
         item.attempts += 1
         try:
-            item.provider_id = await sender.send(item.address, reply)
+            result = await sender.send(delivery)
         except Unreachable as exc:
             item.status = "failed"
             item.last_error = f"unreachable: {exc.reason}"[:500]
@@ -208,6 +249,11 @@ class Service:
                 if identity is not None:
                     identity.unreachable = True
             log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
+            return False
+        except Held as exc:
+            item.status = "held"
+            item.last_error = exc.reason[:500]
+            log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
             return False
         except DeliveryError as exc:
             item.last_error = exc.reason[:500]
@@ -221,8 +267,25 @@ class Service:
             return False
         item.status = "sent"
         item.sent_at = utcnow()
+        item.provider_id = result.provider_id
+        item.parts = result.parts
         item.last_error = None
         return True
+
+    async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
+        async with self.db.session() as session:
+            return await Tx(session).set_opt_out(kind, address, opted_out)
+
+    async def record_provider_status(
+        self, provider_id: str, status: str, error_code: str | None = None
+    ) -> bool:
+        async with self.db.session() as session:
+            item = await Tx(session).record_provider_status(provider_id, status, error_code)
+        return item is not None
+
+    async def cursor(self, name: str) -> dict[str, Any]:
+        async with self.db.session(write=False) as session:
+            return await Tx(session).cursor(name)
 
     async def mark_sent(self, message_ids: Sequence[int]) -> None:
         """Channels that show replies themselves (terminal, web chat) deliver on display."""
@@ -237,7 +300,9 @@ class Service:
 
     # -- staff-side actions that speak to the beneficiary ------------------------------------------
 
-    async def _say(self, tx: Tx, conversation: Conversation, build: Any) -> None:
+    async def _say(
+        self, tx: Tx, conversation: Conversation, build: Any, kind: DeliveryKind
+    ) -> None:
         state = State.from_json(conversation.state)
         ctx = Context(
             beneficiary_id=conversation.beneficiary_id,
@@ -249,7 +314,7 @@ class Service:
         )
         replies = build(ctx)
         conversation.state = state.to_json()
-        await tx.queue_replies(conversation, replies)
+        await tx.queue_replies(conversation, replies, kind=kind.value)
         self.outbox_wakeup.set()
 
     async def change_request_status(
@@ -277,7 +342,7 @@ class Service:
                     replies += self.engine.start_survey(ctx, reference)
                 return replies
 
-            await self._say(tx, conversation, build)
+            await self._say(tx, conversation, build, DeliveryKind.DECISION)
 
     async def close_conversation(self, conversation_id: int, *, actor: str) -> None:
         """Staff close a conversation: the bot takes over again and asks for a rating."""
@@ -298,7 +363,7 @@ class Service:
                     replies += self.engine.start_survey(ctx, None)
                 return replies
 
-            await self._say(tx, conversation, build)
+            await self._say(tx, conversation, build, DeliveryKind.NOTIFICATION)
 
 
 async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:

@@ -103,6 +103,8 @@ class Engine:
             self.catalog.text(lang, key, **params),
             choices,
             short=self.catalog.short(lang, key, **params),
+            key=key,
+            params=tuple((name, str(value)) for name, value in params.items()),
         )
 
     def say(

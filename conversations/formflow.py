@@ -172,7 +172,10 @@ class FormFlow:
             return self._attachment_step(msg, ctx, field, done=picked == "done" or word == "done")
         if msg.attachments and not msg.text.strip():
             return [e.reply(ctx, "attachment.not_expected"), self.ask(ctx, field)]
-        result = parse_answer(field, msg.text, ctx, e)
+        raw = msg.text
+        if field.type is FieldType.MOBILE and msg.verified_phone and not raw.strip():
+            raw = msg.verified_phone  # shared with the channel's "share my number" button
+        result = parse_answer(field, raw, ctx, e)
         if isinstance(result, Rejected):
             return [self._rejection(ctx, field, result), self.ask(ctx, field)]
         draft.answers[field.name] = {"value": result.value, "display": result.display}

@@ -86,6 +86,9 @@ class Reply:
     attachment: Attachment | None = None
     # A short SMS variant of ``text`` where the catalogue has one.
     short_text: str | None = None
+    # The catalogue key and parameters the text was made from (for channel templates).
+    key: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -103,6 +106,9 @@ class Reply:
             }
         if self.short_text:
             data["short_text"] = self.short_text
+        if self.key:
+            data["key"] = self.key
+            data["params"] = dict(self.params)
         return data
 
     @classmethod
@@ -112,6 +118,8 @@ class Reply:
         att = data.get("attachment")
         ask = data.get("ask")
         short = data.get("short_text")
+        key = data.get("key")
+        params = data.get("params")
         return cls(
             text=str(data.get("text", "")),
             choices=tuple(Choice(str(c["label"]), str(c["value"])) for c in raw_choices),
@@ -125,4 +133,8 @@ class Reply:
             if isinstance(att, dict)
             else None,
             short_text=str(short) if short else None,
+            key=str(key) if key else None,
+            params=tuple((str(k), str(v)) for k, v in params.items())
+            if isinstance(params, dict)
+            else (),
         )

@@ -24,6 +24,7 @@ from conversations.ports import (
 from storage.models import (
     AuditEntry,
     Beneficiary,
+    ChannelCursor,
     Conversation,
     Counter,
     Document,
@@ -109,6 +110,84 @@ class Tx:
         assert found is not None
         return found
 
+    async def link_phone(self, identity: Identity, phone: str) -> None:
+        """A phone number the channel vouches for joins this identity to its owner.
+
+        When the number already belongs to another beneficiary (who wrote on WhatsApp or SMS),
+        this identity's history moves to them: one person, one history.
+        """
+        phone_identity = await self.session.scalar(
+            select(Identity).where(Identity.kind == "phone", Identity.address == phone)
+        )
+        current = identity.beneficiary_id
+        if phone_identity is None:
+            self.session.add(
+                Identity(beneficiary_id=current, kind="phone", address=phone, created_at=utcnow())
+            )
+            beneficiary = await self.session.get(Beneficiary, current)
+            if beneficiary is not None:
+                beneficiary.phone = phone
+            await self.session.flush()
+            return
+        owner = phone_identity.beneficiary_id
+        if owner == current:
+            return
+        await self.merge_beneficiaries(source=current, target=owner)
+        identity.beneficiary_id = owner
+        await self.audit("system", "beneficiary.merged", str(owner), source=current)
+
+    async def merge_beneficiaries(self, *, source: int, target: int) -> None:
+        """Move everything of ``source`` to ``target``; the conversation under way stays open."""
+        await self.session.execute(
+            update(Conversation)
+            .where(Conversation.beneficiary_id == target, Conversation.status == "bot")
+            .values(status="closed", closed_at=utcnow())
+        )
+        for model in (Identity, Conversation, Message, Request, SurveyAnswer):
+            await self.session.execute(
+                update(model).where(model.beneficiary_id == source).values(beneficiary_id=target)
+            )
+
+    async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
+        """Record STOP or START for an address; False when the address is unknown."""
+        identity = await self.session.scalar(
+            select(Identity).where(Identity.kind == kind, Identity.address == address)
+        )
+        if identity is None:
+            return False
+        identity.opted_out = opted_out
+        identity.opted_out_at = utcnow() if opted_out else None
+        await self.audit("beneficiary", "opt_out" if opted_out else "opt_in", str(identity.id))
+        return True
+
+    async def record_provider_status(
+        self, provider_id: str, status: str, error_code: str | None
+    ) -> OutboxItem | None:
+        """A channel's later report on a sent message (delivered, read, failed...)."""
+        item = await self.session.scalar(
+            select(OutboxItem).where(OutboxItem.provider_id == provider_id)
+        )
+        if item is None:
+            return None
+        item.provider_status = status[:32]
+        item.error_code = error_code[:32] if error_code else None
+        if status in ("failed", "undelivered"):
+            item.status = "failed"
+            item.last_error = status + (f" (error {error_code})" if error_code else "")
+        return item
+
+    async def cursor(self, name: str) -> dict[str, Any]:
+        row = await self.session.get(ChannelCursor, name)
+        return dict(row.value) if row is not None else {}
+
+    async def set_cursor(self, name: str, value: dict[str, Any]) -> None:
+        row = await self.session.get(ChannelCursor, name)
+        if row is None:
+            self.session.add(ChannelCursor(name=name, value=value, updated_at=utcnow()))
+        else:
+            row.value = value
+            row.updated_at = utcnow()
+
     async def open_conversation(self, beneficiary_id: int) -> Conversation:
         conversation = await self.session.scalar(
             select(Conversation)
@@ -144,6 +223,8 @@ class Tx:
             identity_kind(msg.channel), msg.sender_id, display_name=msg.display_name
         )
         identity.last_inbound_at = msg.received_at
+        if msg.verified_phone:
+            await self.link_phone(identity, msg.verified_phone)
         conversation = await self.open_conversation(identity.beneficiary_id)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
         stmt = (
@@ -206,6 +287,7 @@ class Tx:
         *,
         author: str = "bot",
         identity_id: int | None = None,
+        kind: str = "reply",
     ) -> list[Message]:
         """Record replies as messages and put them in the outbox, in this transaction."""
         identity_id = identity_id or conversation.last_identity_id
@@ -236,16 +318,24 @@ class Tx:
                         identity_id=identity.id,
                         channel=channel,
                         address=identity.address,
-                        status="pending",
+                        status="cancelled" if identity.opted_out else "pending",
+                        last_error="opted out" if identity.opted_out else None,
+                        kind=kind,
                         next_attempt_at=utcnow(),
                     )
                 )
         return rows
 
-    async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+    async def due_outbox(
+        self, now: datetime, channels: Sequence[str], limit: int = 50
+    ) -> list[OutboxItem]:
         stmt: Select[tuple[OutboxItem]] = (
             select(OutboxItem)
-            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
+            .where(
+                OutboxItem.status == "pending",
+                OutboxItem.next_attempt_at <= now,
+                OutboxItem.channel.in_(channels),
+            )
             .order_by(OutboxItem.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

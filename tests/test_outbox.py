@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from bot.service import Service
-from conversations.delivery import DeliveryError, RateLimited, Unreachable
-from conversations.messages import Channel, Reply
+from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, Unreachable
+from conversations.messages import Channel
 from storage.models import Identity, OutboxItem, utcnow
 from tests.conftest import Chat
 
@@ -18,11 +18,11 @@ class FlakySender:
         self.failures = failures
         self.sent: list[tuple[str, str]] = []
 
-    async def send(self, address: str, reply: Reply) -> str | None:
+    async def send(self, delivery: Delivery) -> Sent:
         if self.failures:
             raise self.failures.pop(0)
-        self.sent.append((address, reply.text))
-        return f"provider-{len(self.sent)}"
+        self.sent.append((delivery.address, delivery.reply.text))
+        return Sent(f"provider-{len(self.sent)}")
 
 
 async def make_due(service: Service) -> None:

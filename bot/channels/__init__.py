@@ -1,0 +1,43 @@
+"""The channels beyond the terminal and the web chat, each switched on by its config section.
+
+Each channel module has ``install(service, runtime)``: it returns at once when the channel is
+not configured, otherwise it adds its outbox senders, its webhook routes and its background
+tasks (a poller, a mailbox reader) to the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+
+from bot.service import Service
+from conversations.delivery import Sender
+
+Task = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class ChannelRuntime:
+    senders: dict[str, Sender] = field(default_factory=dict)
+    routers: list[APIRouter] = field(default_factory=list)
+    # Long-running work; each gets the stop event and returns soon after it is set.
+    tasks: list[Task] = field(default_factory=list)
+    # Called once the tasks have finished (close HTTP clients, connections).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    enabled: list[str] = field(default_factory=list)
+
+
+Installer = Callable[[Service, ChannelRuntime], None]
+
+# The channels, in the order they start. Each module is imported here explicitly.
+INSTALLERS: list[Installer] = []
+
+
+def build_channels(service: Service) -> ChannelRuntime:
+    runtime = ChannelRuntime()
+    for install in INSTALLERS:
+        install(service, runtime)
+    return runtime
