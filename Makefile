@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint
-	@$(BIN)/python tests/browser/ensure_chromium.py
+	@$(BIN)/python scripts/ensure-test-peers
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: install

@@ -487,3 +487,6 @@ def config_check(state: State) -> None:
         click.echo(f"knowledge: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{path or 'defaults'}: OK (database {config.database.url.split('://')[0]})")
+
+
+# -- commands of the channels and the staff console (each module adds its group) ------------------
