@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import structlog
 from fastapi import FastAPI, Request
@@ -156,6 +156,21 @@ class WebchatBridge:
         return {"tawasul-org-ar": org.name_ar, "tawasul-org-en": org.name_en}
 
 
+async def watch_knowledge(service: Service, stop: asyncio.Event) -> None:
+    """Reload the knowledge base when its file changes; a broken file leaves the old in use."""
+    knowledge = service.knowledge
+    while not stop.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), knowledge.config.reload_seconds)
+        if stop.is_set() or not knowledge.changed():
+            continue
+        try:
+            await asyncio.to_thread(knowledge.reload)
+        except (OSError, ValueError) as exc:
+            knowledge.loaded_signature = knowledge.signature()  # report each bad version once
+            log.error("faq.reload_refused", reason=str(exc))
+
+
 def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     channels = build_channels(service)
 
@@ -166,6 +181,7 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
         if workers:
             tasks.append(asyncio.create_task(run_workers(service, stop, channels.senders)))
             tasks += [asyncio.create_task(task(stop)) for task in channels.tasks]
+            tasks.append(asyncio.create_task(watch_knowledge(service, stop)))
         log.info("server.started", channels=["webchat", *channels.enabled])
         try:
             yield

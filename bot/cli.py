@@ -107,6 +107,15 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     from bot.app import create_app
 
     config = state.config
+    from bot.knowledge import ensure_faq_file
+
+    faq_path = config.knowledge.faq_path
+    if faq_path is not None and ensure_faq_file(faq_path):
+        click.echo(
+            f"Created {faq_path} from the default knowledge base: edit it to suit the "
+            "association; changes are picked up without a restart.",
+            err=True,
+        )
     service = asyncio.run(_service_checked(config))
     app = create_app(service)
     host = host or config.server.host
@@ -490,3 +499,6 @@ def config_check(state: State) -> None:
 
 
 # -- commands of the channels and the staff console (each module adds its group) ------------------
+from bot.faq_cli import faq  # noqa: E402
+
+main.add_command(faq)

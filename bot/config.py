@@ -109,8 +109,10 @@ class HoursConfig(Section):
 
 
 class KnowledgeConfig(Section):
-    faq_path: Path | None = None
+    faq_path: Path | None = Path("var/faq.toml")
     forms_dir: Path | None = None
+    cache_dir: Path | None = Path("var/cache")
+    reload_seconds: float = Field(5, gt=0)
 
 
 class OutboxConfig(Section):

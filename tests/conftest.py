@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +22,16 @@ def valid_national_id(first9: str = "108765432") -> str:
     return first9 + national_id_check_digit(first9)
 
 
+# Sentence embeddings of the knowledge base, shared by all tests (keyed by text hash).
+EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "tawasul-test-embeddings"
+
+
 def make_config(tmp: Path, **sections: dict[str, object]) -> Config:
     env = {
         "TAWASUL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'tawasul.db'}",
         "TAWASUL_STORAGE_ATTACHMENTS_DIR": str(tmp / "attachments"),
+        "TAWASUL_KNOWLEDGE_FAQ_PATH": str(tmp / "faq.toml"),
+        "TAWASUL_KNOWLEDGE_CACHE_DIR": str(EMBEDDING_CACHE),
     }
     for section, values in sections.items():
         for key, value in values.items():
@@ -116,6 +123,8 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
     env.update(
         TAWASUL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'tawasul.db'}",
         TAWASUL_STORAGE_ATTACHMENTS_DIR=str(tmp / "attachments"),
+        TAWASUL_KNOWLEDGE_FAQ_PATH=str(tmp / "faq.toml"),
+        TAWASUL_KNOWLEDGE_CACHE_DIR=str(EMBEDDING_CACHE),
         PYTHONUNBUFFERED="1",
         **extra,
     )

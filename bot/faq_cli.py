@@ -1,0 +1,237 @@
+"""`tawasul faq`: ask, evaluate, reload, and teach the knowledge base."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import tomlkit
+
+from bot.config import Config
+from bot.faq_eval import CasesError, evaluate, read_cases
+from bot.knowledge import E5Embedder, ensure_faq_file, read_faq
+from conversations.faq import FaqError
+from conversations.faq_index import FaqIndex
+
+
+def _config(ctx: click.Context) -> Config:
+    state = ctx.find_root().obj
+    return state.config  # type: ignore[no-any-return]
+
+
+def _index(config: Config, kb: Path | None) -> FaqIndex:
+    try:
+        entries = read_faq(kb or config.knowledge.faq_path)
+    except FaqError as exc:
+        raise click.ClickException(str(exc)) from None
+    embedder = E5Embedder(config.knowledge.cache_dir)
+    index = FaqIndex(entries, embedder)
+    embedder.save()
+    return index
+
+
+@click.group()
+def faq() -> None:
+    """The knowledge base of answers (FAQ)."""
+
+
+@faq.command()
+@click.argument("text")
+@click.option("--kb", type=click.Path(path_type=Path, dir_okay=False), help="Knowledge-base file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
+    """Show what the bot decides for a question, with the scores."""
+    decision = _index(_config(ctx), kb).decide(text)
+    data: dict[str, Any] = {
+        "decision": decision.outcome.value,
+        "answer": decision.entry.id if decision.entry else None,
+        "suggestions": [e.id for e in decision.suggestions],
+        "lang": decision.lang,
+        "score": round(decision.score, 4),
+        "margin": round(decision.margin, 4),
+        "ranked": [
+            {
+                "id": s.entry.id,
+                "score": round(s.score, 4),
+                "words": round(s.words, 4),
+                "chars": round(s.chars, 4),
+                "dense": round(s.dense, 4),
+            }
+            for s in decision.ranked
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    click.echo(
+        f"{data['decision']}: {data['answer'] or ', '.join(data['suggestions']) or '—'}"
+        f"  (score {data['score']}, margin {data['margin']})"
+    )
+    for row in data["ranked"]:
+        click.echo(
+            f"  {row['score']:.3f}  {row['id']}  words {row['words']:.2f} "
+            f"chars {row['chars']:.2f} dense {row['dense']:.2f}"
+        )
+
+
+@faq.command("eval")
+@click.option("--kb", type=click.Path(path_type=Path, dir_okay=False), help="Knowledge-base file.")
+@click.option(
+    "--cases",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help='JSON lines: {"text": "...", "expect": "entry-id" or null}.',
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of figures.")
+@click.pass_context
+def eval_command(ctx: click.Context, kb: Path | None, cases: Path, as_json: bool) -> None:
+    """Measure the answers on labelled questions: failures, then a summary."""
+    index = _index(_config(ctx), kb)
+    try:
+        report = evaluate(index, read_cases(cases))
+    except CasesError as exc:
+        raise click.ClickException(str(exc)) from None
+    for failure in report.failures:
+        click.echo(
+            f"line {failure['line']}: expected {failure['expect'] or 'no answer'}, got "
+            f"{failure['answer'] or failure['outcome']}  {failure['top']}  "
+            f"{failure['text']}"
+        )
+    summary = report.summary()
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        click.echo(
+            f"{summary['cases']} cases: accuracy {summary['accuracy']:.1%}, wrong answers "
+            f"{summary['wrong_answers']:.1%}, p50 {summary['p50_ms']} ms, "
+            f"p99 {summary['p99_ms']} ms"
+        )
+
+
+@faq.command()
+@click.pass_context
+def reload(ctx: click.Context) -> None:
+    """Check the knowledge-base file; a running server picks up a good one within seconds."""
+    config = _config(ctx)
+    path = config.knowledge.faq_path
+    if path is None or not path.exists():
+        raise click.ClickException(f"no knowledge-base file at {path}; `tawasul serve` creates it")
+    index = _index(config, path)
+    os.utime(path)
+    click.echo(
+        f"{path}: {len(index.entries)} entries, good. The server reloads it within "
+        f"{config.knowledge.reload_seconds:g} s, without a restart."
+    )
+
+
+@faq.command()
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def misses(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Questions the bot could not answer, newest first, to teach it."""
+    rows = asyncio.run(_misses(_config(ctx), limit))
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("No unanswered questions.")
+        return
+    for row in rows:
+        click.echo(f"#{row['id']}  {row['at']}  [{row['lang']}]  {row['text']}")
+    click.echo("\nTeach one with: tawasul faq teach MISS_ID ENTRY_ID")
+
+
+async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from storage.db import Database
+    from storage.models import UnansweredQuestion
+
+    database = Database(config.database.url)
+    try:
+        async with database.session(write=False) as session:
+            rows = await session.scalars(
+                select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc()).limit(limit)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "text": r.text,
+                    "lang": r.lang,
+                    "at": r.created_at.isoformat(timespec="minutes"),
+                }
+                for r in rows
+            ]
+    finally:
+        await database.dispose()
+
+
+@faq.command()
+@click.argument("miss_id", type=int)
+@click.argument("entry_id")
+@click.pass_context
+def teach(ctx: click.Context, miss_id: int, entry_id: str) -> None:
+    """Add an unanswered question as a new way of asking an existing entry."""
+    config = _config(ctx)
+    path = config.knowledge.faq_path
+    if path is None:
+        raise click.ClickException("set knowledge.faq_path to the association's knowledge base")
+    if ensure_faq_file(path):
+        click.echo(f"Created {path} from the default knowledge base.", err=True)
+    miss = asyncio.run(_take_miss(config, miss_id, entry_id, path))
+    click.echo(f"Taught: «{miss}» now answers {entry_id}. The server reloads {path} by itself.")
+
+
+def add_question(path: Path, entry_id: str, text: str, lang: str) -> None:
+    """Append a question to an entry, keeping the file's layout and comments."""
+    document = tomlkit.parse(path.read_text("utf-8"))
+    for entry in document.get("faq", []):
+        if entry.get("id") == entry_id:
+            questions = entry.setdefault("questions", tomlkit.table())
+            existing = questions.get(lang)
+            if existing is None:
+                questions[lang] = [text]
+            elif text not in existing:
+                existing.append(text)
+            break
+    else:
+        raise click.ClickException(f"no entry {entry_id!r} in {path}")
+    new_text = tomlkit.dumps(document)
+    read_faq_text(new_text, path)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(new_text, "utf-8")
+    os.replace(partial, path)
+
+
+def read_faq_text(text: str, path: Path) -> None:
+    from conversations.faq import parse_faq
+
+    try:
+        parse_faq(text, str(path))
+    except FaqError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path) -> str:
+    from storage.db import Database
+    from storage.models import UnansweredQuestion
+    from storage.repository import Tx
+
+    database = Database(config.database.url)
+    try:
+        async with database.session() as session:
+            miss = await session.get(UnansweredQuestion, miss_id)
+            if miss is None:
+                raise click.ClickException(f"no unanswered question #{miss_id}")
+            add_question(path, entry_id, miss.text.strip(), miss.lang)
+            await Tx(session).audit("cli", "faq.taught", entry_id, miss=miss_id)
+            await session.delete(miss)
+            return miss.text
+    finally:
+        await database.dispose()

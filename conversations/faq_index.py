@@ -1,0 +1,211 @@
+"""Ranking knowledge-base entries for a question, and deciding whether to answer.
+
+Three signals, each a cosine in [0, 1] against every stored question:
+  words   TF-IDF over stemmed words (exact keywords, dialect mapped);
+  chars   TF-IDF over character n-grams (typos, missing letters, glued words);
+  dense   a multilingual sentence embedding (paraphrases, English against Arabic).
+An entry's score is the best of its questions. The bot answers only with a high score
+*and* a clear margin over the best other entry; in a band below, it offers the closest
+questions; below that, it says it did not understand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from conversations.faq import FaqEntry
+from conversations.faq_text import char_features, content_words, without_greetings, word_features
+from conversations.normalize import script_language
+
+Vector = NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """Sentence embeddings, one L2-normalised row per text."""
+
+    def embed(self, texts: Sequence[str]) -> Vector: ...
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    # Set from tests/data/faq_dev.jsonl (bench/faq_tune.py); never from the held-out test set.
+    word_weight: float = 0.30
+    char_weight: float = 0.25
+    dense_weight: float = 0.45
+    dense_floor: float = 0.80  # embedding cosines below this count as no similarity
+    answer_threshold: float = 0.55
+    answer_margin: float = 0.06
+    suggest_threshold: float = 0.40
+    suggestions: int = 3
+
+
+class Outcome(StrEnum):
+    ANSWER = "answer"
+    SUGGEST = "suggest"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Scored:
+    entry: FaqEntry
+    score: float
+    words: float
+    chars: float
+    dense: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    lang: str
+    ranked: tuple[Scored, ...]
+
+    @property
+    def entry(self) -> FaqEntry | None:
+        return self.ranked[0].entry if self.outcome is Outcome.ANSWER else None
+
+    @property
+    def suggestions(self) -> tuple[FaqEntry, ...]:
+        if self.outcome is not Outcome.SUGGEST:
+            return ()
+        return tuple(s.entry for s in self.ranked)
+
+    @property
+    def score(self) -> float:
+        return self.ranked[0].score if self.ranked else 0.0
+
+    @property
+    def margin(self) -> float:
+        if len(self.ranked) < 2:
+            return self.score
+        return self.ranked[0].score - self.ranked[1].score
+
+
+class SparseIndex:
+    """Cosine similarity of TF-IDF vectors through an inverted index of numpy arrays."""
+
+    def __init__(self, docs: Sequence[Sequence[str]]) -> None:
+        self.size = len(docs)
+        df: Counter[str] = Counter()
+        for doc in docs:
+            df.update(set(doc))
+        self.idf = {t: math.log((self.size + 1) / (n + 1)) + 1.0 for t, n in df.items()}
+        self.unknown_idf = math.log(self.size + 1) + 1.0
+        postings: dict[str, tuple[list[int], list[float]]] = {}
+        for doc_id, doc in enumerate(docs):
+            weights = self._weights(doc)
+            norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+            for term, w in weights.items():
+                ids, ws = postings.setdefault(term, ([], []))
+                ids.append(doc_id)
+                ws.append(w / norm)
+        self.postings = {
+            t: (np.asarray(ids, dtype=np.int32), np.asarray(ws, dtype=np.float32))
+            for t, (ids, ws) in postings.items()
+        }
+
+    def _weights(self, terms: Sequence[str]) -> dict[str, float]:
+        counts = Counter(terms)
+        return {
+            t: (1.0 + math.log(n)) * self.idf.get(t, self.unknown_idf) for t, n in counts.items()
+        }
+
+    def scores(self, terms: Sequence[str]) -> Vector:
+        out = np.zeros(self.size, dtype=np.float32)
+        if not terms:
+            return out
+        weights = self._weights(terms)
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        for term, w in weights.items():
+            posting = self.postings.get(term)
+            if posting is not None:
+                out[posting[0]] += posting[1] * (w / norm)
+        return out
+
+
+class FaqIndex:
+    """Built once when the knowledge base loads; ``decide`` answers one question."""
+
+    def __init__(
+        self,
+        entries: Sequence[FaqEntry],
+        embedder: Embedder | None = None,
+        params: MatchParams | None = None,
+    ) -> None:
+        self.entries = tuple(entries)
+        self.params = params or MatchParams()
+        self.embedder = embedder
+        texts: list[str] = []
+        owners: list[int] = []
+        for index, entry in enumerate(self.entries):
+            for questions in entry.questions.values():
+                for question in questions:
+                    texts.append(question)
+                    owners.append(index)
+        self.owners = np.asarray(owners, dtype=np.int32)
+        words = [content_words(t) for t in texts]
+        self.word_index = SparseIndex([word_features(w) for w in words])
+        self.char_index = SparseIndex([char_features(w) for w in words])
+        self.vectors: Vector | None = None
+        if embedder is not None and texts:
+            self.vectors = embedder.embed([without_greetings(t) for t in texts])
+
+    def rank(self, text: str, limit: int = 5) -> list[Scored]:
+        if not self.entries:
+            return []
+        p = self.params
+        words = content_words(text)
+        word_scores = self.word_index.scores(word_features(words))
+        char_scores = self.char_index.scores(char_features(words))
+        if self.vectors is not None and self.embedder is not None:
+            query = self.embedder.embed([without_greetings(text)])[0]
+            cosines = self.vectors @ query
+            dense = np.clip((cosines - p.dense_floor) / (1.0 - p.dense_floor), 0.0, 1.0)
+            combined = (
+                p.word_weight * word_scores + p.char_weight * char_scores + p.dense_weight * dense
+            )
+        else:
+            dense = np.zeros_like(word_scores)
+            total = p.word_weight + p.char_weight
+            combined = (p.word_weight * word_scores + p.char_weight * char_scores) / total
+        # The best question of each entry stands for it.
+        best = np.full(len(self.entries), -1.0, dtype=np.float32)
+        np.maximum.at(best, self.owners, combined)
+        order = np.argsort(-best)[:limit]
+        ranked = []
+        for entry_index in order:
+            questions = np.nonzero(self.owners == entry_index)[0]
+            top = questions[np.argmax(combined[questions])]
+            ranked.append(
+                Scored(
+                    entry=self.entries[int(entry_index)],
+                    score=float(best[entry_index]),
+                    words=float(word_scores[top]),
+                    chars=float(char_scores[top]),
+                    dense=float(dense[top]),
+                )
+            )
+        return ranked
+
+    def decide(self, text: str, lang: str | None = None) -> Decision:
+        p = self.params
+        lang = script_language(text) or lang or "ar"
+        ranked = self.rank(text)
+        if not ranked:
+            return Decision(Outcome.NONE, lang, ())
+        best = ranked[0].score
+        second = ranked[1].score if len(ranked) > 1 else 0.0
+        if best >= p.answer_threshold and best - second >= p.answer_margin:
+            return Decision(Outcome.ANSWER, lang, tuple(ranked))
+        if best >= p.suggest_threshold:
+            close = [s for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold]
+            return Decision(Outcome.SUGGEST, lang, tuple(close))
+        return Decision(Outcome.NONE, lang, tuple(ranked))
