@@ -61,6 +61,8 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
         for lang, qs in questions.items():
             if not isinstance(qs, list) or not all(isinstance(q, str) and q.strip() for q in qs):
                 raise FaqError(f"{where} ({entry_id}): questions.{lang} must be a list of texts")
+        if not any(questions.values()):
+            raise FaqError(f"{where} ({entry_id}): at least one question is required")
         entries.append(
             FaqEntry(
                 id=entry_id,

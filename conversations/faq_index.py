@@ -67,16 +67,11 @@ class Decision:
     outcome: Outcome
     lang: str
     ranked: tuple[Scored, ...]
+    suggestions: tuple[FaqEntry, ...] = ()
 
     @property
     def entry(self) -> FaqEntry | None:
         return self.ranked[0].entry if self.outcome is Outcome.ANSWER else None
-
-    @property
-    def suggestions(self) -> tuple[FaqEntry, ...]:
-        if self.outcome is not Outcome.SUGGEST:
-            return ()
-        return tuple(s.entry for s in self.ranked)
 
     @property
     def score(self) -> float:
@@ -151,6 +146,10 @@ class FaqIndex:
                     texts.append(question)
                     owners.append(index)
         self.owners = np.asarray(owners, dtype=np.int32)
+        # Questions are stored entry by entry: each entry's run starts here.
+        self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
+        self.ends = np.r_[self.starts[1:], len(self.owners)]
+        self.run_owner = self.owners[self.starts]
         words = [content_words(t) for t in texts]
         self.word_index = SparseIndex([word_features(w) for w in words])
         self.char_index = SparseIndex([char_features(w) for w in words])
@@ -158,16 +157,22 @@ class FaqIndex:
         if embedder is not None and texts:
             self.vectors = embedder.embed([without_greetings(t) for t in texts])
 
-    def rank(self, text: str, limit: int = 5) -> list[Scored]:
-        if not self.entries:
-            return []
-        p = self.params
+    def signals(self, text: str) -> tuple[Vector, Vector, Vector | None]:
+        """Per stored question: word and character cosines, and the embedding cosine."""
         words = content_words(text)
         word_scores = self.word_index.scores(word_features(words))
         char_scores = self.char_index.scores(char_features(words))
+        cosines = None
         if self.vectors is not None and self.embedder is not None:
             query = self.embedder.embed([without_greetings(text)])[0]
-            cosines = self.vectors @ query
+            cosines = (self.vectors @ query).astype(np.float32)
+        return word_scores, char_scores, cosines
+
+    def combine(
+        self, word_scores: Vector, char_scores: Vector, cosines: Vector | None
+    ) -> tuple[Vector, Vector]:
+        p = self.params
+        if cosines is not None:
             dense = np.clip((cosines - p.dense_floor) / (1.0 - p.dense_floor), 0.0, 1.0)
             combined = (
                 p.word_weight * word_scores + p.char_weight * char_scores + p.dense_weight * dense
@@ -176,18 +181,25 @@ class FaqIndex:
             dense = np.zeros_like(word_scores)
             total = p.word_weight + p.char_weight
             combined = (p.word_weight * word_scores + p.char_weight * char_scores) / total
+        return combined.astype(np.float32), dense.astype(np.float32)
+
+    def rank(self, text: str, limit: int = 5) -> list[Scored]:
+        if not len(self.owners):
+            return []
+        word_scores, char_scores, cosines = self.signals(text)
+        combined, dense = self.combine(word_scores, char_scores, cosines)
         # The best question of each entry stands for it.
-        best = np.full(len(self.entries), -1.0, dtype=np.float32)
-        np.maximum.at(best, self.owners, combined)
-        order = np.argsort(-best)[:limit]
+        best = np.maximum.reduceat(combined, self.starts)
+        order = np.argpartition(-best, min(limit, len(best) - 1))[:limit]
+        order = order[np.argsort(-best[order])]
         ranked = []
-        for entry_index in order:
-            questions = np.nonzero(self.owners == entry_index)[0]
-            top = questions[np.argmax(combined[questions])]
+        for run in order:
+            start, end = self.starts[run], self.ends[run]
+            top = start + int(np.argmax(combined[start:end]))
             ranked.append(
                 Scored(
-                    entry=self.entries[int(entry_index)],
-                    score=float(best[entry_index]),
+                    entry=self.entries[int(self.run_owner[run])],
+                    score=float(best[run]),
                     words=float(word_scores[top]),
                     chars=float(char_scores[top]),
                     dense=float(dense[top]),
@@ -206,6 +218,8 @@ class FaqIndex:
         if best >= p.answer_threshold and best - second >= p.answer_margin:
             return Decision(Outcome.ANSWER, lang, tuple(ranked))
         if best >= p.suggest_threshold:
-            close = [s for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold]
-            return Decision(Outcome.SUGGEST, lang, tuple(close))
+            close = tuple(
+                s.entry for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold
+            )
+            return Decision(Outcome.SUGGEST, lang, tuple(ranked), close)
         return Decision(Outcome.NONE, lang, tuple(ranked))

@@ -1,0 +1,87 @@
+"""FAQ matching at scale: knowledge bases of 50, 1,000 and 10,000 entries.
+
+    python bench/faq.py [SIZES...]          (default: 50 1000 10000)
+
+For each size it prints the cold index build time (every question embedded), the time to
+load the index again from the embedding cache, the p50/p99 time per question, and the peak
+memory. Entries beyond the shipped knowledge base are made by varying its questions, so the
+vocabulary and the languages stay realistic.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bot.knowledge import E5Embedder, read_faq
+from conversations.faq import FaqEntry
+from conversations.faq_index import FaqIndex
+
+QUESTIONS = [
+    "السلام عليكم ابغى اعرف وش الاوراق المطلوبه",
+    "متى يطلع رد اللجنه على طلبي",
+    "how can I volunteer with you",
+    "وين مقركم",
+    "كم ياخذ الطلب وقت",
+    "متى ينزل حساب المواطن",
+    "ابي اكلم موظف",
+    "هل الخدمه مجانيه",
+]
+
+
+def synthetic(size: int, seed: int = 7) -> list[FaqEntry]:
+    base = list(read_faq(None))
+    rng = random.Random(seed)
+    vocabulary = sorted(
+        {w for e in base for a in e.answers.values() for w in a.split() if len(w) > 3}
+    )
+    entries = []
+    for n in range(size):
+        source = base[n % len(base)]
+        if n < len(base):
+            entries.append(source)
+            continue
+        extra = " ".join(rng.sample(vocabulary, 3))
+        questions = {
+            lang: tuple(f"{q} {extra}" for q in qs[:1]) for lang, qs in source.questions.items()
+        }
+        entries.append(FaqEntry(f"{source.id}-{n}", questions, source.answers))
+    return entries
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [50, 1000, 10000]
+    for size in sizes:
+        entries = synthetic(size)
+        cache = Path(tempfile.mkdtemp(prefix=f"tawasul-faq-bench-{size}-"))
+        started = time.perf_counter()
+        embedder = E5Embedder(cache)
+        index = FaqIndex(entries, embedder)
+        embedder.save()
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        index = FaqIndex(entries, E5Embedder(cache))
+        warm = time.perf_counter() - started
+        latencies = []
+        for round_ in range(5):
+            for question in QUESTIONS:
+                t = time.perf_counter()
+                index.decide(f"{question} {round_}")
+                latencies.append((time.perf_counter() - t) * 1000)
+        latencies.sort()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{size:>6} entries ({len(index.owners)} questions): cold build {cold:6.1f} s, "
+            f"from cache {warm:5.2f} s, per question p50 {statistics.median(latencies):5.1f} ms "
+            f"p99 {latencies[int(len(latencies) * 0.99) - 1]:5.1f} ms, peak RSS {peak:5.0f} MB",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

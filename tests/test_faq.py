@@ -1,0 +1,147 @@
+"""FAQ answering through the engine and the `tawasul faq` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.knowledge import Knowledge
+from bot.service import Service
+from conversations.faq import FaqError, parse_faq
+from conversations.faq_index import FaqIndex, Outcome
+from conversations.faq_text import content_words
+from tests.conftest import Chat, make_config, run_cli
+
+SMALL_KB = """
+[[faq]]
+id = "hours"
+questions.ar = ["ما هي أوقات الدوام؟"]
+questions.en = ["What are your working hours?"]
+answer.ar = "من الأحد إلى الخميس."
+answer.en = "Sunday to Thursday."
+
+[[faq]]
+id = "location"
+questions.ar = ["أين يقع مقر الجمعية؟"]
+questions.en = ["Where is the association?"]
+answer.ar = "في الحي الشمالي."
+answer.en = "In the north district."
+"""
+
+
+def test_greetings_and_dialect_do_not_count_against_a_match() -> None:
+    assert content_words("السلام عليكم لو سمحت") == []
+    assert content_words("ابغى اعرف وش الاوراق المطلوبه") == content_words(
+        "أريد أن أعرف ما المستندات المطلوبة"
+    ) or "المستندات" in content_words("ابغى اعرف وش الاوراق المطلوبه")
+
+
+async def test_dialect_question_with_greeting_is_answered(chat: Chat) -> None:
+    await chat.say("السلام عليكم ابغى اعرف وش الاوراق المطلوبه")
+    assert "الهوية" in chat.text
+
+
+async def test_english_question_gets_an_english_answer(chat: Chat) -> None:
+    await chat.say("مرحبا")
+    await chat.say("What documents do I need to apply?")
+    answer = chat.replies[0].text
+    assert "ID" in answer or "identity" in answer.lower()
+
+
+async def test_out_of_scope_question_is_not_answered(chat: Chat, service: Service) -> None:
+    await chat.say("مرحبا")
+    await chat.say("متى ينزل حساب المواطن هالشهر")
+    assert "لم أفهم" in chat.text or "هل تقصد" in chat.text
+
+
+def test_broken_file_names_the_line_and_the_reason() -> None:
+    broken = SMALL_KB + '\n[[faq]]\nid = "x"\nquestions.ar = ["سؤال"]\n'
+    with pytest.raises(FaqError) as info:
+        parse_faq(broken, "kb.toml")
+    expected = SMALL_KB.count("\n") + 2  # the third [[faq]] header
+    assert f"line {expected}" in str(info.value) and "answer.ar" in str(info.value)
+    with pytest.raises(FaqError, match="line 2"):
+        parse_faq("[[faq]]\nid = \n", "kb.toml")
+
+
+def test_reload_keeps_the_old_knowledge_when_the_new_file_is_broken(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    path = config.knowledge.faq_path
+    assert path is not None
+    path.write_text(SMALL_KB, "utf-8")
+    knowledge = Knowledge(config.knowledge)
+    assert len(knowledge.entries) == 2
+    path.write_text(SMALL_KB + '\n[[faq]]\nid = "hours"\n', "utf-8")
+    assert knowledge.changed()
+    with pytest.raises(FaqError, match="duplicate id"):
+        knowledge.reload()
+    assert len(knowledge.entries) == 2
+    assert knowledge.decide("where is the association located").entry is not None
+
+
+def test_index_without_embeddings_still_ranks(tmp_path: Path) -> None:
+    index = FaqIndex(parse_faq(SMALL_KB, "kb.toml"))
+    decision = index.decide("اوقات الدوام عندكم")
+    assert decision.outcome is not Outcome.NONE
+    assert decision.ranked[0].entry.id == "hours"
+
+
+def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    asked = json.loads(run_cli(tmp_path, "faq", "ask", "ابي اتطوع معكم", "--json").stdout)
+    assert asked["decision"] == "answer" and asked["answer"] == "volunteering"
+    assert {"words", "chars", "dense"} <= set(asked["ranked"][0])
+
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(
+        '{"text": "ابي اتطوع معكم", "expect": "volunteering"}\n'
+        '{"text": "وش حالة الطقس بكرة في الرياض", "expect": null}\n',
+        "utf-8",
+    )
+    result = run_cli(tmp_path, "faq", "eval", "--cases", str(cases), "--json")
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["cases"] == 2
+    assert {"accuracy", "wrong_answers", "p50_ms", "p99_ms"} <= set(figures)
+
+    run_cli(tmp_path, "chat", "--user", "9", input="مرحبا\nكيكي بوبو زززز\n")
+    misses = json.loads(run_cli(tmp_path, "faq", "misses", "--json").stdout)
+    assert [m["text"] for m in misses] == ["كيكي بوبو زززز"]
+    run_cli(tmp_path, "faq", "teach", str(misses[0]["id"]), "volunteering")
+    kb = (tmp_path / "faq.toml").read_text("utf-8")
+    assert "كيكي بوبو زززز" in kb
+    assert json.loads(run_cli(tmp_path, "faq", "misses", "--json").stdout) == []
+    taught = json.loads(run_cli(tmp_path, "faq", "ask", "كيكي بوبو زززز", "--json").stdout)
+    assert taught["answer"] == "volunteering"
+
+
+def test_reload_command_refuses_a_broken_file(tmp_path: Path) -> None:
+    (tmp_path / "faq.toml").write_text("[[faq]]\nid = 3\n", "utf-8")
+    result = run_cli(tmp_path, "faq", "reload", check=False)
+    assert result.returncode != 0 and "line 1" in result.stderr
+
+
+async def test_the_server_reloads_a_changed_file(tmp_path: Path) -> None:
+    import asyncio
+
+    from bot.app import watch_knowledge
+
+    config = make_config(tmp_path, knowledge={"reload_seconds": "0.05"})
+    assert config.knowledge.faq_path is not None
+    config.knowledge.faq_path.write_text(SMALL_KB, "utf-8")
+    service = Service(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch_knowledge(service, stop))
+    try:
+        await asyncio.sleep(0.01)
+        config.knowledge.faq_path.write_text(SMALL_KB.replace("hours", "opening"), "utf-8")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if service.knowledge.entry("opening") is not None:
+                break
+        assert service.knowledge.entry("opening") is not None
+    finally:
+        stop.set()
+        await task
+        await service.close()
