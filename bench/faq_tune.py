@@ -1,6 +1,6 @@
 """Choose the FAQ matcher's weights and thresholds on the development cases only.
 
-    python bench/faq_tune.py [tests/data/faq_dev.jsonl]
+    python bench/faq_tune.py [CASES|-] [MAX_WRONG]     (defaults: the dev cases, 0.015)
 
 Prints the best settings (highest accuracy with wrong answers at most 1.5 %) for
 conversations/faq_index.MatchParams. The held-out test cases are never read here.
@@ -17,13 +17,14 @@ import numpy as np
 
 from bot.faq_eval import read_cases
 from bot.knowledge import E5Embedder, read_faq
-from conversations.faq_index import FaqIndex
+from conversations.faq_index import FaqIndex, per_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    cases_path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tests/data/faq_dev.jsonl"
+    default = ROOT / "tests/data/faq_dev.jsonl"
+    cases_path = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "-" else default
     cases = read_cases(cases_path)
     cache = Path(tempfile.gettempdir()) / "tawasul-test-embeddings"
     index = FaqIndex(read_faq(None), E5Embedder(cache))
@@ -46,10 +47,10 @@ def main() -> None:
             continue
         dense = np.clip((cosines - floor) / (1 - floor), 0, 1)
         combined = ww * words + cw * chars + dw * dense
-        per_entry = np.maximum.reduceat(combined, starts, axis=1)
-        order = np.argsort(-per_entry, axis=1)
-        best = per_entry[np.arange(len(cases)), order[:, 0]]
-        second = per_entry[np.arange(len(cases)), order[:, 1]]
+        scores = per_entry(combined, starts)
+        order = np.argsort(-scores, axis=1)
+        best = scores[np.arange(len(cases)), order[:, 0]]
+        second = scores[np.arange(len(cases)), order[:, 1]]
         top = order[:, 0]
         for threshold in np.arange(0.30, 0.80, 0.02):
             for margin in (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15):
@@ -69,7 +70,7 @@ def main() -> None:
                         margin,
                     )
                 )
-    allowed = [r for r in results if -r[1] <= 0.015]
+    allowed = [r for r in results if -r[1] <= float(sys.argv[2] if len(sys.argv) > 2 else 0.015)]
     allowed.sort(reverse=True)
     print(
         f"{len(cases)} development cases; best settings (accuracy, wrong answers, weights "

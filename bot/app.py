@@ -19,6 +19,7 @@ from adapters.webchat.api import STATIC, UploadRejected
 from bot.channels import build_channels
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
+from staff.web import STAFF_STATIC, build_staff_router
 from storage.files import TooLarge
 from storage.models import Identity
 from storage.repository import Tx
@@ -231,6 +232,8 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
         bridge = WebchatBridge(service)
         app.include_router(build_router(bridge, cookie_secure=service.config.webchat.cookie_secure))
         app.mount("/static/webchat", StaticFiles(directory=STATIC), name="webchat-static")
+    app.include_router(build_staff_router(service))
+    app.mount("/staff/static", StaticFiles(directory=STAFF_STATIC), name="staff-static")
 
     for router in channels.routers:
         app.include_router(router)

@@ -117,9 +117,9 @@ def serve(state: State, host: str | None, port: int | None) -> None:
             err=True,
         )
     service = asyncio.run(_service_checked(config))
+    host = config.server.host = host or config.server.host
+    port = config.server.port = port or config.server.port
     app = create_app(service)
-    host = host or config.server.host
-    port = port or config.server.port
     knowledge = service.knowledge
     click.echo(
         f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}",
@@ -499,6 +499,12 @@ def config_check(state: State) -> None:
 
 
 # -- commands of the channels and the staff console (each module adds its group) ------------------
+from bot.channels.telegram import telegram_group  # noqa: E402
+
+main.add_command(telegram_group)
 from bot.faq_cli import faq  # noqa: E402
 
 main.add_command(faq)
+from bot.staff_cli import staff_group  # noqa: E402
+
+main.add_command(staff_group)

@@ -22,6 +22,7 @@ from conversations.delivery import (
     Held,
     RateLimited,
     Sender,
+    Sent,
     Unreachable,
 )
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
@@ -35,6 +36,23 @@ from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
 from storage.repository import Tx
 
 log = structlog.get_logger("tawasul")
+
+# How long a claimed outbox item may stay "sending" before another pass takes it up again.
+OUTBOX_LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class _Later:
+    """Not tried in this pass: an earlier reply of the conversation did not go out."""
+
+
+@dataclass(frozen=True)
+class _Skip:
+    status: str
+    reason: str
+
+
+Outcome = Sent | DeliveryError | _Later | _Skip
 
 
 def inbound_payload(msg: Inbound) -> dict[str, Any]:
@@ -187,24 +205,42 @@ class Service:
         return delay * random.uniform(0.5, 1.0)
 
     async def deliver_due(self) -> int:
-        """Send what the outbox holds for channels with a sender; one pass."""
-        now = utcnow()
-        sent = 0
+        """One pass over the outbox: claim what is due, send it, record what happened.
+
+        Sending happens outside any database transaction (a slow channel must not hold up
+        inbound messages); a claimed item carries a lease, so one left "sending" by a
+        process that died is taken up again. Replies of one conversation leave in order.
+        """
         if not self.senders:
             return 0
+        now = utcnow()
+        claimed: list[tuple[OutboxItem, Delivery, Identity | None]] = []
         async with self.db.session() as session:
-            items = await Tx(session).due_outbox(now, list(self.senders))
-            blocked: set[int] = set()
-            for item in items:
-                sender = self.senders.get(item.channel)
-                if sender is None or item.conversation_id in blocked:
-                    continue
-                delivery = await self._delivery(session, item)
-                if await self._deliver(session, item, sender, delivery):
-                    sent += 1
-                else:
-                    blocked.add(item.conversation_id)  # later replies wait behind this one
-        return sent
+            tx = Tx(session)
+            await tx.release_expired_leases(now)
+            for item in await tx.due_outbox(now, list(self.senders)):
+                identity = (
+                    await session.get(Identity, item.identity_id) if item.identity_id else None
+                )
+                claimed.append((item, await self._delivery(session, item), identity))
+                item.status = "sending"
+                item.next_attempt_at = now + OUTBOX_LEASE
+        outcomes: list[tuple[int, Outcome]] = []
+        blocked: set[int] = set()
+        for item, delivery, identity in claimed:
+            if item.conversation_id in blocked:
+                outcomes.append((item.id, _Later()))
+                continue
+            outcome = await self._send(item, delivery, identity)
+            outcomes.append((item.id, outcome))
+            if not isinstance(outcome, Sent):
+                blocked.add(item.conversation_id)  # later replies wait behind this one
+        async with self.db.session() as session:
+            for item_id, outcome in outcomes:
+                row = await session.get(OutboxItem, item_id)
+                if row is not None:
+                    await self._record(session, row, outcome)
+        return sum(isinstance(o, Sent) for _, o in outcomes)
 
     async def _delivery(self, session: Any, item: OutboxItem) -> Delivery:
         message = await session.get(Message, item.message_id)
@@ -230,47 +266,59 @@ class Service:
             thread_id=(last_in.payload or {}).get("thread_id") if last_in else None,
         )
 
-    async def _deliver(
-        self, session: Any, item: OutboxItem, sender: Sender, delivery: Delivery
-    ) -> bool:
-        identity = await session.get(Identity, item.identity_id) if item.identity_id else None
+    async def _send(
+        self, item: OutboxItem, delivery: Delivery, identity: Identity | None
+    ) -> Outcome:
         if identity is not None and identity.opted_out:
-            item.status = "cancelled"
-            item.last_error = "opted out"
-            return True
-        item.attempts += 1
+            return _Skip("cancelled", "opted out")
+        if identity is not None and identity.unreachable:
+            return _Skip("failed", "unreachable: the address refused earlier messages")
+        sender = self.senders[item.channel]
         try:
-            result = await sender.send(delivery)
-        except Unreachable as exc:
+            return await sender.send(delivery)
+        except DeliveryError as exc:
+            return exc
+
+    async def _record(self, session: Any, item: OutboxItem, outcome: Outcome) -> None:
+        if isinstance(outcome, _Later):
+            item.status = "pending"
+            item.next_attempt_at = utcnow()
+            return
+        if isinstance(outcome, _Skip):
+            item.status, item.last_error = outcome.status, outcome.reason
+            return
+        item.attempts += 1
+        if isinstance(outcome, Sent):
+            item.status = "sent"
+            item.sent_at = utcnow()
+            item.provider_id = outcome.provider_id
+            item.parts = outcome.parts
+            item.last_error = None
+            return
+        item.last_error = outcome.reason[:500]
+        if isinstance(outcome, Unreachable):
             item.status = "failed"
-            item.last_error = f"unreachable: {exc.reason}"[:500]
+            item.last_error = f"unreachable: {outcome.reason}"[:500]
             if item.identity_id:
                 identity = await session.get(Identity, item.identity_id)
                 if identity is not None:
                     identity.unreachable = True
             log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
-            return False
-        except Held as exc:
+        elif isinstance(outcome, Held):
             item.status = "held"
-            item.last_error = exc.reason[:500]
             log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
-            return False
-        except DeliveryError as exc:
-            item.last_error = exc.reason[:500]
-            if item.attempts >= self.config.outbox.max_attempts:
-                item.status = "failed"
-                log.error("outbox.failed", outbox_id=item.id, attempts=item.attempts)
-                return False
-            wait = exc.retry_after if isinstance(exc, RateLimited) else self.backoff(item.attempts)
+        elif item.attempts >= self.config.outbox.max_attempts:
+            item.status = "failed"
+            log.error("outbox.failed", outbox_id=item.id, attempts=item.attempts)
+        else:
+            item.status = "pending"
+            wait = (
+                outcome.retry_after
+                if isinstance(outcome, RateLimited)
+                else self.backoff(item.attempts)
+            )
             item.next_attempt_at = utcnow() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=item.attempts, wait=wait)
-            return False
-        item.status = "sent"
-        item.sent_at = utcnow()
-        item.provider_id = result.provider_id
-        item.parts = result.parts
-        item.last_error = None
-        return True
 
     async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
         async with self.db.session() as session:

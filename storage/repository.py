@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from conversations.fields import to_hijri
 from conversations.messages import Channel, Inbound, Reply, identity_kind
@@ -329,18 +330,40 @@ class Tx:
     async def due_outbox(
         self, now: datetime, channels: Sequence[str], limit: int = 50
     ) -> list[OutboxItem]:
+        earlier = aliased(OutboxItem)
+        waiting_ahead = (
+            select(earlier.id)
+            .where(
+                earlier.conversation_id == OutboxItem.conversation_id,
+                earlier.id < OutboxItem.id,
+                or_(
+                    earlier.status == "sending",
+                    (earlier.status == "pending") & (earlier.next_attempt_at > now),
+                ),
+            )
+            .exists()
+        )
         stmt: Select[tuple[OutboxItem]] = (
             select(OutboxItem)
             .where(
                 OutboxItem.status == "pending",
                 OutboxItem.next_attempt_at <= now,
                 OutboxItem.channel.in_(channels),
+                ~waiting_ahead,  # a conversation's replies leave in order
             )
             .order_by(OutboxItem.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return list(await self.session.scalars(stmt))
+
+    async def release_expired_leases(self, now: datetime) -> None:
+        """Items claimed by a process that died before recording the result go back."""
+        await self.session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.status == "sending", OutboxItem.next_attempt_at < now)
+            .values(status="pending")
+        )
 
     async def outbox_for_messages(self, message_ids: Sequence[int]) -> list[OutboxItem]:
         rows = await self.session.scalars(

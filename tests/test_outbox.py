@@ -46,6 +46,8 @@ async def test_replies_wait_in_the_outbox_and_are_sent_in_order(service: Service
     first, second = await outbox(service)
     assert (first.status, first.attempts, first.last_error) == ("pending", 1, "HTTP 502")
     assert first.next_attempt_at > utcnow() and second.attempts == 0
+    assert await service.deliver_due() == 0  # the second stays behind the first's retry
+    assert (await outbox(service))[1].status == "pending"
     await make_due(service)
     assert await service.deliver_due() == 2
     assert [text for _, text in sender.sent] == [r.text for r in chat.replies]

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 
+from bot.channels.email import install as install_email
+from bot.channels.telegram import install as install_telegram
+from bot.channels.twilio import install as install_twilio
 from bot.service import Service
 from conversations.delivery import Sender
 
@@ -33,7 +36,7 @@ class ChannelRuntime:
 Installer = Callable[[Service, ChannelRuntime], None]
 
 # The channels, in the order they start. Each module is imported here explicitly.
-INSTALLERS: list[Installer] = []
+INSTALLERS: list[Installer] = [install_telegram, install_twilio, install_email]
 
 
 def build_channels(service: Service) -> ChannelRuntime:

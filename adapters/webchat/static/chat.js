@@ -234,6 +234,29 @@ function make(tag, className, text) {
   return node;
 }
 
+function paperclipIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "18");
+  svg.setAttribute("height", "18");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", "attachment-icon");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "2");
+  path.setAttribute("stroke-linecap", "round");
+  path.setAttribute("stroke-linejoin", "round");
+  path.setAttribute(
+    "d",
+    "M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9",
+  );
+  svg.append(path);
+  return svg;
+}
+
 function renderAttachment(attachment) {
   const filename = String(attachment.filename || "") || t("attach");
   const type = String(attachment.content_type || "");
@@ -260,8 +283,9 @@ function renderAttachment(attachment) {
     chip.rel = "noopener noreferrer";
   }
   chip.dataset.testid = "attachment";
-  chip.append(make("span", "attachment-icon", "📎"), make("span", "attachment-name", filename));
-  chip.firstChild.setAttribute("aria-hidden", "true");
+  const name = make("span", "attachment-name", filename);
+  name.dir = "auto";
+  chip.append(paperclipIcon(), name);
   fragment.append(chip);
   return fragment;
 }

@@ -1,0 +1,229 @@
+"""What the beneficiary wrote, out of a mail body: HTML turned into text, quoted history,
+forwarded headers and signatures cut off, in Arabic and English alike."""
+
+from __future__ import annotations
+
+import re
+
+from bs4 import BeautifulSoup, Tag
+from bs4.element import (
+    Comment,
+    Declaration,
+    Doctype,
+    NavigableString,
+    ProcessingInstruction,
+)
+
+# Bidirectional marks Gmail and Outlook put around Arabic attribution lines.
+BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+# "On Sun, 22 Nov 2026 at 10:00, Name <a@b> wrote:" (Gmail, Apple Mail, Thunderbird),
+# possibly wrapped over two or three lines.
+WROTE_EN = re.compile(r"^on\b.{4,}\bwrote\s*:?$", re.IGNORECASE | re.DOTALL)
+# "في الأحد، 22 نوفمبر 2026 في 10:00 ص كتب فلان <a@b>:" and "... فلان <a@b> كتب:".
+WROTE_AR = re.compile(r"^في\s.{4,}\sكتب(?:\s.*)?:$", re.DOTALL)
+# Outlook's header block before the quoted message, in English and Arabic.
+HEADER_FROM = re.compile(r"^\*?(from|من)\s*:\*?\s*\S", re.IGNORECASE)
+HEADER_NEXT = re.compile(
+    r"^\*?(sent|date|to|subject|cc|تاريخ الإرسال|تم الإرسال|التاريخ|إلى|الموضوع|نسخة)\s*:",
+    re.IGNORECASE,
+)
+# Only a mail program writes "Sent:"; a letter typed by hand may well have From/To/Subject.
+HEADER_SENT = re.compile(r"^\*?(sent|تاريخ الإرسال|تم الإرسال)\s*:", re.IGNORECASE)
+SEPARATORS = re.compile(
+    r"^(-{2,}\s*(original message|الرسالة الأصلية|رسالة أصلية)\s*-{2,}"
+    r"|_{10,}"
+    r"|-{5,}\s*(forwarded message|رسالة تمت إعادة توجيهها|رسالة معاد توجيهها)\s*-{5,}"
+    r"|begin forwarded message:|بداية الرسالة المعاد توجيهها:)$",
+    re.IGNORECASE,
+)
+FORWARD_MARK = re.compile(
+    r"^-{5,}\s*(forwarded message|رسالة تمت إعادة توجيهها|رسالة معاد توجيهها)\s*-{5,}$"
+    r"|^(begin forwarded message:|بداية الرسالة المعاد توجيهها:)$",
+    re.IGNORECASE,
+)
+# What phones add under every message.
+SIGN_OFFS = re.compile(
+    r"^(sent from my \w+.*|get outlook for \w+.*|sent from (yahoo )?mail for \w+.*"
+    r"|أرسلت من \S+.*|أُرسلت من \S+.*|تم الإرسال من \S+.*|مرسل من \S+.*)$",
+    re.IGNORECASE,
+)
+
+# HTML containers of quoted history and signatures (Gmail, Outlook, Apple Mail, Yahoo).
+QUOTE_SELECTORS = (
+    "blockquote",
+    "div.gmail_quote",
+    "div.gmail_signature",
+    "div.moz-cite-prefix",
+    "div.yahoo_quoted",
+    "div#Signature",
+    "div#divRplyFwdMsg",
+)
+# Elements that stand on their own lines, and those followed by an empty line.
+BLOCKS = {"div", "tr", "li", "ul", "ol", "table", "pre", "hr", "section", "article", "header"}
+BLOCKS |= {"footer", "blockquote", "dd", "dt", "dl", "center", "address"}
+PARAGRAPHS = {"p", "h1", "h2", "h3", "h4", "h5", "h6"}
+
+
+def html_to_text(html: str, *, keep_quotes: bool = False) -> str:
+    """Readable text of an HTML body: one line per block, quoted history dropped."""
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "head", "title", "meta"]):
+        tag.decompose()
+    if not keep_quotes:
+        for selector in QUOTE_SELECTORS:
+            for tag in soup.select(selector):
+                tag.decompose()
+        # Outlook on the web: everything after the "append on send" marker is history.
+        marker = soup.find(id="appendonsend")
+        if isinstance(marker, Tag):
+            for sibling in list(marker.find_next_siblings()):
+                sibling.decompose()
+            marker.decompose()
+    out = _Text()
+    out.render(soup)
+    return tidy(out.value())
+
+
+class _Text:
+    """Text as a browser lays it out: source line breaks are spaces, blocks start on a new
+    line, paragraphs leave an empty line, ``<br>`` breaks the line where it stands."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def value(self) -> str:
+        return "".join(self.parts)
+
+    def _tail(self) -> str:
+        return "".join(self.parts[-3:]).rstrip(" ")
+
+    def _break(self, blank: bool = False) -> None:
+        tail = self._tail()
+        if tail and not tail.endswith("\n"):
+            self.parts.append("\n")
+        if blank and tail and not self._tail().endswith("\n\n"):
+            self.parts.append("\n")
+
+    def render(self, node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if isinstance(child, (Comment, Doctype, Declaration, ProcessingInstruction)):
+                    continue
+                inside_pre = any(p.name == "pre" for p in child.parents)
+                text = str(child) if inside_pre else re.sub(r"\s+", " ", str(child))
+                if text.strip() or not self._tail().endswith("\n"):
+                    self.parts.append(text)
+            elif isinstance(child, Tag):
+                if child.name == "br":
+                    self.parts.append("\n")
+                elif child.name in BLOCKS or child.name in PARAGRAPHS:
+                    paragraph = child.name in PARAGRAPHS
+                    self._break(blank=paragraph)
+                    if child.name == "li":
+                        self.parts.append("- ")
+                    self.render(child)
+                    self._break(blank=paragraph)
+                else:
+                    self.render(child)
+
+
+def tidy(text: str) -> str:
+    """Spaces collapsed within lines, at most one empty line in a row, no edge blanks."""
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+def _plain(line: str) -> str:
+    return BIDI.sub("", line).strip()
+
+
+def _attribution_end(lines: list[str], index: int) -> int | None:
+    """The last line of an "On ... wrote:" / "في ... كتب:" line starting at ``index``."""
+    first = _plain(lines[index])
+    if not first.lower().startswith("on ") and not first.startswith("في "):
+        return None
+    joined = first
+    for end in range(index, min(index + 3, len(lines))):
+        if end > index:
+            joined = f"{joined} {_plain(lines[end])}"
+        if WROTE_EN.match(joined) or WROTE_AR.match(joined):
+            return end
+    return None
+
+
+def _header_block(lines: list[str], index: int, *, strict: bool) -> int | None:
+    """The end of an Outlook "From:/Sent:/To:/Subject:" block starting at ``index``.
+
+    ``strict`` asks for a "Sent:" line, for blocks not announced by a separator line.
+    """
+    if not HEADER_FROM.match(_plain(lines[index])):
+        return None
+    end = index
+    seen = 0
+    sent = False
+    for probe in range(index + 1, min(index + 8, len(lines))):
+        line = _plain(lines[probe])
+        if HEADER_NEXT.match(line):
+            seen += 1
+            sent = sent or bool(HEADER_SENT.match(line))
+            end = probe
+        elif line and seen:
+            break
+    if seen == 0 or (strict and not sent):
+        return None
+    return end
+
+
+def _own_part(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The lines before the first mark of quoted or forwarded history, and the lines after
+    that mark's header block (the history itself)."""
+    for index, raw in enumerate(lines):
+        line = _plain(raw)
+        if SEPARATORS.match(line):
+            rest = lines[index + 1 :]
+            start = 0
+            while start < len(rest) and not _plain(rest[start]):
+                start += 1
+            block = _header_block(rest, start, strict=False) if start < len(rest) else None
+            return lines[:index], rest[block + 1 :] if block is not None else rest
+        end = _attribution_end(lines, index)
+        if end is not None:
+            return lines[:index], lines[end + 1 :]
+        block = _header_block(lines, index, strict=True)
+        if block is not None:
+            return lines[:index], lines[block + 1 :]
+    return lines, []
+
+
+def _strip_signature(lines: list[str]) -> list[str]:
+    for index, raw in enumerate(lines):
+        if raw.rstrip("\r") in ("-- ", "--", "—", "__"):
+            lines = lines[:index]
+            break
+    while lines and (not _plain(lines[-1]) or SIGN_OFFS.match(_plain(lines[-1]))):
+        lines = lines[:-1]
+    return lines
+
+
+def own_words(text: str, *, forwarded: bool = False) -> str:
+    """What the sender wrote: without quoted lines, the quoted history, the signature.
+
+    A forwarded message whose sender added nothing keeps the forwarded text, since that
+    is what they want read.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line for line in lines if not _plain(line).startswith(">")]
+    own, history = _own_part(lines)
+    own = _strip_signature(own)
+    result = tidy("\n".join(own))
+    if not result and (forwarded or any(FORWARD_MARK.match(_plain(x)) for x in lines)):
+        result = tidy("\n".join(_strip_signature(history)))
+    return result

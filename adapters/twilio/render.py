@@ -1,0 +1,92 @@
+"""A reply as WhatsApp or SMS text, and what an SMS costs in parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conversations.messages import Reply
+
+# Twilio refuses longer bodies.
+WHATSAPP_MAX_CHARS = 1600
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# These take an escape character as well, so two septets each.
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+
+
+def sms_units(text: str) -> tuple[int, int, int]:
+    """(length in the encoding's units, capacity of one part, capacity per part when split)."""
+    if is_gsm7(text):
+        return sum(2 if ch in GSM7_EXTENDED else 1 for ch in text), 160, 153
+    # UCS-2 counts UTF-16 code units: an emoji outside the BMP takes two.
+    return len(text.encode("utf-16-le")) // 2, 70, 67
+
+
+def sms_parts(text: str) -> int:
+    """How many SMS parts Twilio bills for this body.
+
+    GSM-7 text fits 160 characters in one part and 153 in each part of a longer one;
+    a single character outside GSM-7 (any Arabic letter) makes the whole message UCS-2:
+    70 in one part, 67 per part beyond.
+    """
+    length, single, per_part = sms_units(text)
+    if length <= single:
+        return 1
+    return -(-length // per_part)
+
+
+def numbered(reply: Reply, pattern: str) -> list[str]:
+    return [pattern.format(n=n, label=c.label) for n, c in enumerate(reply.choices, start=1)]
+
+
+def render_whatsapp(reply: Reply) -> str:
+    """WhatsApp has no free buttons outside approved templates: choices become numbered lines."""
+    text = reply.text.strip()
+    lines = numbered(reply, "{n}. {label}")
+    body = text + ("\n\n" + "\n".join(lines) if lines else "")
+    if len(body) > WHATSAPP_MAX_CHARS:
+        body = body[: WHATSAPP_MAX_CHARS - 1].rstrip() + "…"
+    return body
+
+
+def render_sms(reply: Reply, max_parts: int) -> str:
+    """The catalogue's short variant where there is one, choices as short numbered lines,
+    and never more than ``max_parts`` parts: the text is cut (choices kept) when needed."""
+    head = (reply.short_text or reply.text).strip()
+    tail = "\n".join(numbered(reply, "{n} {label}"))
+    body = _join(head, tail)
+    if sms_parts(body) <= max_parts:
+        return body
+    ellipsis = "..." if is_gsm7(body) else "…"
+    if tail and sms_parts(_join(ellipsis, tail)) <= max_parts:
+        return _longest(head, lambda cut: _join(cut + ellipsis, tail), max_parts)
+    return _longest(body, lambda cut: cut + ellipsis, max_parts)
+
+
+def _join(head: str, tail: str) -> str:
+    return f"{head}\n{tail}" if head and tail else head or tail
+
+
+def _longest(text: str, build: Callable[[str], str], max_parts: int) -> str:
+    """The longest prefix of ``text`` (ending at a word where possible) that fits."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sms_parts(build(text[:middle].rstrip())) <= max_parts:
+            low = middle
+        else:
+            high = middle - 1
+    cut = text[:low]
+    if low < len(text) and not text[low].isspace():
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        # Back to the last whole word when that loses little; a long word is cut in place.
+        if space > 0 and len(cut) - space <= 15:
+            cut = cut[:space]
+    return build(cut.rstrip())

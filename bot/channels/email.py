@@ -1,0 +1,268 @@
+"""The email channel wired to the service: the mailbox reader stores each mail, the outbox
+sends the answers over SMTP in the beneficiary's thread.
+
+What is stored: mail from people. Auto-replies (out-of-office), mailing lists and bounces
+are not beneficiary messages: they get no answer and are not stored; they stay in the
+mailbox, marked read, for anyone who wants to look. A bounce marks the address it names
+unreachable and the reply it returns as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import select
+
+from adapters.email.imap import Cursor, ImapSettings, Mail, MailboxReader, Outcome
+from adapters.email.parse import MailKind, MalformedEmail, ParsedEmail, parse_email
+from adapters.email.render import FilePart, Letterhead, render_reply, reply_subject
+from adapters.email.smtp import SmtpSender, SmtpSettings
+from bot.config import ConfigError
+from bot.service import Service, inbound_payload
+from conversations.delivery import Delivery
+from conversations.messages import Attachment, Channel, Inbound, Reply
+from conversations.normalize import script_language
+from storage.files import TooLarge
+from storage.models import Conversation, Identity, Message
+from storage.repository import Tx
+
+if TYPE_CHECKING:
+    from bot.channels import ChannelRuntime
+
+log = structlog.get_logger("tawasul.email")
+
+MB = 1024 * 1024
+
+
+def subject_key(thread_id: str) -> str:
+    """Where a thread's latest subject is kept, for the "Re:" of the answers."""
+    return "email:subject:" + hashlib.sha256(thread_id.encode()).hexdigest()[:40]
+
+
+class EmailChannel:
+    def __init__(self, service: Service) -> None:
+        cfg = service.config.email
+        self.service = service
+        self.address = (cfg.address or cfg.username).strip().lower()
+        if "@" not in self.address:
+            raise ConfigError("email.address: the bot's email address is needed (name@domain)")
+        self.domain = self.address.rsplit("@", 1)[1]
+        self.max_bytes = int(service.config.storage.max_attachment_mb * MB)
+        self.cursor_name = f"email:{self.address}:{cfg.imap_folder}"
+        login = cfg.username or self.address
+        self.reader = MailboxReader(
+            ImapSettings(
+                host=cfg.imap_host,
+                port=cfg.imap_port,
+                security=cfg.imap_security,
+                username=login,
+                password=cfg.password,
+                folder=cfg.imap_folder,
+                processed_folder=cfg.processed_folder,
+                poll_seconds=cfg.poll_seconds,
+                # Room for a few files at the size limit, base64-encoded.
+                max_fetch_bytes=int(self.max_bytes * 2.75) + MB,
+            ),
+            self.on_mail,
+            self.load_cursor,
+            self.save_cursor,
+        )
+        self.sender = SmtpSender(
+            SmtpSettings(
+                host=cfg.smtp_host,
+                port=cfg.smtp_port,
+                security=cfg.smtp_security,
+                username=login,
+                password=cfg.password,
+            ),
+            self.compose,
+        )
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def load_cursor(self) -> Cursor | None:
+        value = await self.service.cursor(self.cursor_name)
+        if not value:
+            return None
+        return Cursor(int(value["uidvalidity"]), int(value["last_uid"]))
+
+    async def save_cursor(self, cursor: Cursor) -> None:
+        async with self.service.db.session() as session:
+            await Tx(session).set_cursor(
+                self.cursor_name, {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid}
+            )
+
+    async def on_mail(self, mail: Mail) -> Outcome:
+        """Store one mail; returns once it is safely in the database (or deliberately not)."""
+        try:
+            parsed = await asyncio.to_thread(parse_email, mail.raw)
+        except MalformedEmail:
+            log.error("email.unreadable", uid=mail.uid, size=mail.size)
+            return Outcome.KEEP
+        if parsed.problems:
+            log.warning("email.damaged", uid=mail.uid, problems=list(parsed.problems))
+        if parsed.sender == self.address:
+            return Outcome.DONE  # our own mail come back (a copy, a loop): never answered
+        if parsed.kind is MailKind.BOUNCE:
+            await self._bounced(parsed)
+            return Outcome.DONE
+        if parsed.kind is not MailKind.PERSONAL:
+            log.info("email.not_answered", uid=mail.uid, kind=parsed.kind.value)
+            return Outcome.DONE
+        if await self._seen_before(parsed.message_id):
+            return Outcome.DONE
+        attachments, too_large = await self._save_files(parsed)
+        notices: list[tuple[str, dict[str, str]]] = []
+        if too_large or mail.truncated:
+            notices.append(
+                ("channel.too_large", {"max": f"{self.service.config.storage.max_attachment_mb:g}"})
+            )
+        if parsed.damaged_files:
+            notices.append(("channel.file_failed", {}))
+        text = parsed.text
+        if not text and not parsed.is_reply:
+            text = parsed.subject  # a question written only in the subject line
+        inbound = Inbound(
+            channel=Channel.EMAIL,
+            sender_id=parsed.sender,
+            text=text,
+            attachments=tuple(attachments),
+            channel_message_id=parsed.message_id,
+            received_at=datetime.now(UTC),
+            thread_id=parsed.thread_id,
+            reply_to=parsed.in_reply_to,
+            display_name=parsed.display_name,
+        )
+        stored = await self._store(inbound, parsed.subject, notices)
+        log.info(
+            "email.received",
+            uid=mail.uid,
+            message_id=stored,
+            files=len(attachments),
+            refused_files=too_large,
+        )
+        return Outcome.DONE
+
+    async def _seen_before(self, message_id: str) -> bool:
+        async with self.service.db.session(write=False) as session:
+            found = await session.scalar(
+                select(Message.id).where(
+                    Message.channel == Channel.EMAIL.value,
+                    Message.direction == "in",
+                    Message.channel_message_id == message_id,
+                )
+            )
+        return found is not None
+
+    async def _save_files(self, parsed: ParsedEmail) -> tuple[list[Attachment], int]:
+        saved: list[Attachment] = []
+        too_large = 0
+        for part in parsed.files:
+            try:
+                saved.append(
+                    await self.service.files.save_bytes(
+                        part.data,
+                        declared_type=part.content_type,
+                        filename=part.filename,
+                        max_bytes=self.max_bytes,
+                    )
+                )
+            except TooLarge:
+                too_large += 1
+        return saved, too_large
+
+    async def _store(
+        self, inbound: Inbound, subject: str, notices: list[tuple[str, dict[str, str]]]
+    ) -> int | None:
+        """The message, its thread's subject and any notice about its files, in one
+        transaction: a notice is never sent for a mail that was not stored."""
+        async with self.service.db.session() as session:
+            tx = Tx(session)
+            ingested = await tx.ingest(inbound, inbound_payload(inbound))
+            if ingested is None:
+                return None
+            if inbound.thread_id:
+                await tx.set_cursor(subject_key(inbound.thread_id), {"subject": subject[:500]})
+            identity = await tx.identity("email", inbound.sender_id)
+            identity.unreachable = False  # they just wrote from it
+            if notices:
+                conversation = await session.get(Conversation, ingested.conversation_id)
+                assert conversation is not None
+                lang = (conversation.state or {}).get("lang") or script_language(inbound.text)
+                lang = lang if lang in ("ar", "en") else "ar"
+                replies = [
+                    Reply(
+                        text=self.service.catalog.text(lang, key, **params),
+                        key=key,
+                        params=tuple(params.items()),
+                    )
+                    for key, params in notices
+                ]
+                await tx.queue_replies(conversation, replies, identity_id=identity.id)
+        self.service.inbox_wakeup.set()
+        if notices:
+            self.service.outbox_wakeup.set()
+        return ingested.message_id
+
+    async def _bounced(self, parsed: ParsedEmail) -> None:
+        bounce = parsed.bounce
+        if bounce is None:
+            return
+        marked = 0
+        async with self.service.db.session() as session:
+            for address in bounce.failed_recipients:
+                identity = await session.scalar(
+                    select(Identity).where(Identity.kind == "email", Identity.address == address)
+                )
+                if identity is not None:
+                    identity.unreachable = True
+                    marked += 1
+            if bounce.original_message_id:
+                await Tx(session).record_provider_status(
+                    bounce.original_message_id, "failed", bounce.status
+                )
+        log.info("email.bounce", recipients=len(bounce.failed_recipients), marked=marked)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def compose(self, delivery: Delivery) -> EmailMessage:
+        lang = "en" if delivery.lang == "en" else "ar"
+        catalog = self.service.catalog
+        org = self.service.config.organization
+        original = None
+        if delivery.thread_id:
+            original = (await self.service.cursor(subject_key(delivery.thread_id))).get("subject")
+        head = Letterhead(
+            address=self.address,
+            name=org.name_ar if lang == "ar" else org.name_en,
+            domain=self.domain,
+            footer=catalog.text(lang, "channel.email_footer"),
+            choose_hint=catalog.text(lang, "email.choose"),
+            attach_hint=catalog.text(lang, "email.attach"),
+            default_subject=catalog.text(lang, "channel.email_subject"),
+        )
+        files: list[FilePart] = []
+        attachment = delivery.reply.attachment
+        if attachment is not None:
+            path = self.service.files.path(attachment.ref)
+            data = await asyncio.to_thread(path.read_bytes)
+            files.append(FilePart(attachment.filename or path.name, attachment.content_type, data))
+        return render_reply(
+            delivery, head, subject=reply_subject(original, head.default_subject), files=files
+        )
+
+
+def install(service: Service, runtime: ChannelRuntime) -> None:
+    cfg = service.config.email
+    if not cfg.enabled:
+        return
+    channel = EmailChannel(service)
+    runtime.tasks.append(channel.reader.run)
+    if cfg.smtp_host:
+        runtime.senders[Channel.EMAIL.value] = channel.sender
+    runtime.enabled.append("email")

@@ -1,0 +1,335 @@
+"""The Telegram channel at work: long polling, one update at a time, staff announcements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from contextlib import suppress
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import select
+
+from adapters.telegram import (
+    ApiFailed,
+    FileTooLarge,
+    FileUnavailable,
+    IncomingFile,
+    ParsedUpdate,
+    TelegramApi,
+    UpdateKind,
+    command_menu,
+)
+from bot.service import Service, inbound_payload
+from conversations.forms import DEFAULT_TYPES, FieldType
+from conversations.messages import Channel, Inbound, Reply
+from storage.models import Conversation, Identity, Message, utcnow
+from storage.repository import Tx
+
+log = structlog.get_logger("tawasul.telegram")
+
+CURSOR = "telegram"
+STAFF_CURSOR = "telegram.staff_group"
+STAFF_GROUP_INTERVAL = 3.0  # seconds between two announcements in the staff group
+# An update that keeps failing is set aside after this many tries, so it cannot stop the rest.
+MAX_UPDATE_FAILURES = 5
+T = TypeVar("T")
+
+
+class TelegramChannel:
+    def __init__(self, service: Service, api: TelegramApi) -> None:
+        self.service = service
+        self.api = api
+        self._failures: tuple[int, int] = (0, 0)  # (update id, times it failed)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    async def _start(self, stop: asyncio.Event, *, polling: bool) -> bool:
+        """getMe and the command menus, retried until they work or the server stops."""
+        catalog = self.service.catalog
+        menus = command_menu(lambda lang, name: catalog.text(lang, f"commands.{name}"))
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.api.start(menus, polling=polling)
+            except ApiFailed as exc:
+                attempt += 1
+                log.warning("telegram.start_failed", reason=exc.reason, attempt=attempt)
+                await _sleep(stop, exc.retry_after or _backoff(attempt))
+                continue
+            log.info("telegram.started", mode="polling" if polling else "webhook")
+            return True
+        return False
+
+    async def publish_commands(self, stop: asyncio.Event) -> None:
+        """Webhook mode: updates arrive over HTTP; this only publishes the command menus."""
+        await self._start(stop, polling=False)
+
+    # -- the staff group ------------------------------------------------------------------------
+
+    async def announce_handoffs(self, stop: asyncio.Event) -> None:
+        """Tell the staff group about each conversation newly waiting for a staff member."""
+        group = self.service.config.telegram.staff_group_id
+        assert group is not None
+        since = (await self.service.cursor(STAFF_CURSOR)).get("since")
+        if since is None:  # the first start announces from now on, not the whole backlog
+            since = await self._announced_until(utcnow().isoformat())
+        while not stop.is_set():
+            try:
+                since = await self._announce_new(group, since, stop)
+            except Exception:
+                log.exception("telegram.staff_group_error")
+            await _sleep(stop, self.service.config.outbox.poll_seconds)
+
+    async def _announce_new(self, group: int, since: str, stop: asyncio.Event) -> str:
+        for conversation_id, queued_at in await self._newly_queued(since):
+            if stop.is_set():
+                break
+            try:
+                await self.api.say(group, self._handoff_text(conversation_id))
+            except ApiFailed as exc:
+                log.warning("telegram.staff_group_failed", reason=exc.reason)
+                await _sleep(stop, exc.retry_after or STAFF_GROUP_INTERVAL)
+                break
+            since = await self._announced_until(queued_at.isoformat())
+            log.info("telegram.handoff_announced", conversation_id=conversation_id)
+            # Telegram allows about 20 messages a minute in a group.
+            await _sleep(stop, STAFF_GROUP_INTERVAL)
+        return since
+
+    async def _announced_until(self, since: str) -> str:
+        async with self.service.db.session() as session:
+            await Tx(session).set_cursor(STAFF_CURSOR, {"since": since})
+        return since
+
+    async def _newly_queued(self, since: str) -> list[tuple[int, Any]]:
+        after = datetime.fromisoformat(since)
+        async with self.service.db.session(write=False) as session:
+            rows = await session.execute(
+                select(Conversation.id, Conversation.queued_at)
+                .where(Conversation.status == "queued", Conversation.queued_at > after)
+                .order_by(Conversation.queued_at, Conversation.id)
+                .limit(20)
+            )
+            return [(int(cid), at) for cid, at in rows]
+
+    def _handoff_text(self, conversation_id: int) -> str:
+        catalog = self.service.catalog
+        lines = [
+            catalog.text(lang, "telegram.handoff", conversation=conversation_id)
+            for lang in ("ar", "en")
+        ]
+        base = self.service.config.telegram.public_base_url.rstrip("/")
+        if base:
+            lines.append(f"{base}/staff/conversations/{conversation_id}")
+        return "\n".join(lines)
+
+    # -- long polling -------------------------------------------------------------------------
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        if not await self._start(stop, polling=True):
+            return
+        offset = (await self.service.cursor(CURSOR)).get("offset")
+        attempt = 0
+        while not stop.is_set():
+            try:
+                batch = await _unless_stopped(self.api.updates(offset), stop)
+            except ApiFailed as exc:
+                attempt += 1
+                log.warning("telegram.poll_failed", reason=exc.reason, attempt=attempt)
+                await _sleep(stop, exc.retry_after or _backoff(attempt))
+                continue
+            except Exception:
+                attempt += 1
+                log.exception("telegram.poll_error", attempt=attempt)
+                await _sleep(stop, _backoff(attempt))
+                continue
+            if batch is None:
+                return
+            attempt = 0
+            start, stalled = offset, False
+            for parsed in batch:
+                if not await self._handle_polled(parsed):
+                    stalled = True
+                    break
+                offset = parsed.update_id + 1
+            if offset != start:
+                async with self.service.db.session() as session:
+                    await Tx(session).set_cursor(CURSOR, {"offset": offset})
+            if stalled:
+                await _sleep(stop, _backoff(self._failures[1]))
+
+    async def _handle_polled(self, parsed: ParsedUpdate) -> bool:
+        """Handle one update; False to fetch it again later (nothing is lost)."""
+        try:
+            await self.handle(parsed)
+        except Exception:
+            update_id, count = self._failures
+            count = count + 1 if update_id == parsed.update_id else 1
+            self._failures = (parsed.update_id, count)
+            log.exception("telegram.update_failed", update_id=parsed.update_id, attempt=count)
+            return count >= MAX_UPDATE_FAILURES  # set aside after too many tries
+        return True
+
+    # -- one update ---------------------------------------------------------------------------
+
+    async def handle(self, parsed: ParsedUpdate) -> None:
+        inbound = parsed.inbound
+        if parsed.kind is UpdateKind.IGNORED or inbound is None:
+            log.debug("telegram.ignored", update_id=parsed.update_id, reason=parsed.reason)
+        elif await self._seen(inbound.channel_message_id):
+            log.info("telegram.duplicate", update_id=parsed.update_id)
+        elif parsed.kind is UpdateKind.UNSUPPORTED:
+            log.info("telegram.unsupported", update_id=parsed.update_id, kind=parsed.reason)
+            await self._notice(parsed, "channel.unsupported")
+        elif parsed.kind is UpdateKind.FILE and parsed.file is not None:
+            await self._file(parsed, parsed.file)
+        else:
+            await self.service.receive(await self._resolve_language(inbound))
+        if parsed.callback_query_id:
+            await self.api.answer_callback(parsed.callback_query_id)
+        if parsed.keyboard_chat_id is not None and parsed.keyboard_message_id is not None:
+            await self.api.remove_buttons(parsed.keyboard_chat_id, parsed.keyboard_message_id)
+
+    async def _file(self, parsed: ParsedUpdate, file: IncomingFile) -> None:
+        assert parsed.inbound is not None
+        state = await self._state(parsed.inbound.sender_id)
+        allowed, max_bytes = self._attachment_rules(state)
+        max_mb = f"{max_bytes / (1024 * 1024):g}"
+        types = ", ".join(t.split("/")[-1].upper() for t in allowed)
+        declared = file.content_type or "application/octet-stream"
+        # Some apps declare every file as octet-stream: those are judged by their bytes.
+        if declared != "application/octet-stream" and declared not in allowed:
+            await self._notice(parsed, "attachment.bad_type", types=types)
+            return
+        if file.size is not None and file.size > max_bytes:
+            await self._notice(parsed, "channel.too_large", max=max_mb)
+            return
+        try:
+            data = await self.api.fetch_file(file.file_id, max_bytes=max_bytes)
+        except FileTooLarge:
+            await self._notice(parsed, "channel.too_large", max=max_mb)
+            return
+        except FileUnavailable as exc:
+            log.warning("telegram.file_failed", update_id=parsed.update_id, reason=str(exc))
+            await self._notice(parsed, "channel.file_failed")
+            return
+        files = self.service.files
+        attachment = await files.save_bytes(
+            data, declared_type=declared, filename=file.filename, max_bytes=max_bytes
+        )
+        if attachment.content_type not in allowed:
+            files.path(attachment.ref).unlink(missing_ok=True)
+            await self._notice(parsed, "attachment.bad_type", types=types)
+            return
+        inbound = replace(parsed.inbound, attachments=(attachment,))
+        if await self.service.receive(inbound) is None:
+            files.path(attachment.ref).unlink(missing_ok=True)  # the same update, twice at once
+        log.info("telegram.file_received", update_id=parsed.update_id, size=attachment.size)
+
+    def _attachment_rules(self, state: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+        """The current form step's rules when it asks for files, else the widest ones."""
+        overall = int(self.service.config.storage.max_attachment_mb * 1024 * 1024)
+        forms = self.service.knowledge.forms
+        draft = state.get("draft") or {}
+        form = forms.get(str(draft.get("form_id")))
+        if form is not None and draft.get("current"):
+            with suppress(KeyError):
+                field = form.field(str(draft["current"]))
+                if field.type is FieldType.ATTACHMENT:
+                    return field.allowed_types, min(field.max_size_bytes, overall)
+        allowed = {
+            t
+            for f in forms.values()
+            for field in f.fields
+            if field.type is FieldType.ATTACHMENT
+            for t in field.allowed_types
+        }
+        return tuple(sorted(allowed or DEFAULT_TYPES)), overall
+
+    async def _resolve_language(self, inbound: Inbound) -> Inbound:
+        """A bare /lang switches to the other language."""
+        if inbound.command != "lang":
+            return inbound
+        current = (await self._state(inbound.sender_id)).get("lang")
+        return replace(inbound, command="lang:ar" if current == "en" else "lang:en")
+
+    async def _seen(self, channel_message_id: str) -> bool:
+        async with self.service.db.session(write=False) as session:
+            found = await session.scalar(
+                select(Message.id).where(
+                    Message.channel == Channel.TELEGRAM.value,
+                    Message.channel_message_id == channel_message_id,
+                )
+            )
+        return found is not None
+
+    async def _state(self, sender_id: str) -> dict[str, Any]:
+        """The conversation state of this chat's beneficiary (empty for a newcomer)."""
+        async with self.service.db.session(write=False) as session:
+            beneficiary = await session.scalar(
+                select(Identity.beneficiary_id).where(
+                    Identity.kind == Channel.TELEGRAM.value, Identity.address == sender_id
+                )
+            )
+            if beneficiary is None:
+                return {}
+            state = await session.scalar(
+                select(Conversation.state)
+                .where(Conversation.beneficiary_id == beneficiary)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+            )
+        return dict(state or {})
+
+    async def _notice(self, parsed: ParsedUpdate, key: str, **params: object) -> None:
+        """Keep the message in the history and answer it from the catalogue, not the engine:
+        what it held cannot be read, and the conversation's step stays where it was."""
+        inbound = parsed.inbound
+        assert inbound is not None
+        async with self.service.db.session() as session:
+            tx = Tx(session)
+            ingested = await tx.ingest(inbound, inbound_payload(inbound))
+            if ingested is None:
+                return
+            conversation = await session.get(Conversation, ingested.conversation_id)
+            message = await session.get(Message, ingested.message_id)
+            assert conversation is not None and message is not None
+            message.processed_at = utcnow()
+            hint = (parsed.language_code or "")[:2]
+            lang = (conversation.state or {}).get("lang") or (hint if hint == "en" else "ar")
+            reply = Reply(
+                text=self.service.catalog.text(lang, key, **params),
+                key=key,
+                params=tuple((name, str(value)) for name, value in params.items()),
+            )
+            await tx.queue_replies(conversation, [reply], identity_id=message.identity_id)
+        self.service.outbox_wakeup.set()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(60, 2 ** max(attempt - 1, 0)))
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or None when ``stop`` is set first (the work is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopper.cancel()
+        return task.result()
+    task.cancel()
+    with suppress(asyncio.CancelledError, Exception):
+        await task
+    return None

@@ -1,0 +1,300 @@
+"""WhatsApp and SMS through Twilio: signed webhooks on `tawasul serve`, and the outbox senders.
+
+A webhook stores the message (with its files) and answers at once with empty TwiML; the
+inbox worker answers it and the outbox sends the replies through the REST API. Twilio's
+retries carry the same MessageSid and are stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy import select
+
+from adapters.twilio import (
+    BadForm,
+    FormData,
+    MediaFetcher,
+    MediaProblem,
+    MediaRejected,
+    OptChange,
+    ParsedMessage,
+    TwilioSender,
+    TwilioSettings,
+    opt_change,
+    parse_status_form,
+    parse_twilio_form,
+    signature_valid,
+)
+from bot.service import Service, inbound_payload
+from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
+from conversations.normalize import script_language
+from storage.files import TooLarge
+from storage.models import Conversation, Identity, Message, utcnow
+from storage.repository import Tx
+
+if TYPE_CHECKING:
+    from bot.channels import ChannelRuntime
+
+log = structlog.get_logger("tawasul.twilio")
+
+INBOUND_PATH = "/webhooks/twilio"
+STATUS_PATH = "/webhooks/twilio/status"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+MEDIA_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}
+NOTICES = {
+    MediaProblem.TOO_LARGE: "channel.too_large",
+    MediaProblem.UNSUPPORTED: "channel.unsupported",
+    MediaProblem.FAILED: "channel.file_failed",
+}
+
+
+def install(service: Service, runtime: ChannelRuntime) -> None:
+    cfg = service.config.twilio
+    if not cfg.enabled:
+        return
+    base = cfg.public_base_url.rstrip("/")
+    if not base:
+        log.warning("twilio.no_public_base_url")  # no webhook can be verified without it
+    sender = TwilioSender(
+        TwilioSettings(
+            account_sid=cfg.account_sid,
+            auth_token=cfg.auth_token,
+            whatsapp_from=cfg.whatsapp_from,
+            sms_from=cfg.sms_from,
+            api_base_url=cfg.api_base_url,
+            status_callback_url=base + STATUS_PATH if base else "",
+            sms_max_parts=cfg.sms_max_parts,
+            whatsapp_window=timedelta(hours=cfg.whatsapp_window_hours),
+            templates=dict(cfg.templates),
+        )
+    )
+    fetcher = MediaFetcher(
+        cfg.account_sid,
+        cfg.auth_token,
+        max_bytes=int(service.config.storage.max_attachment_mb * 1024 * 1024),
+        allowed_types=MEDIA_TYPES,
+    )
+    runtime.senders[Channel.WHATSAPP.value] = sender
+    runtime.senders[Channel.SMS.value] = sender
+    runtime.routers.append(TwilioWebhooks(service, fetcher).router())
+    runtime.closers += [sender.close, fetcher.close]
+    runtime.enabled += [Channel.WHATSAPP.value, Channel.SMS.value]
+
+
+def twiml() -> Response:
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+class TwilioWebhooks:
+    def __init__(self, service: Service, fetcher: MediaFetcher) -> None:
+        self.service = service
+        self.fetcher = fetcher
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route(INBOUND_PATH, self.inbound, methods=["POST"], include_in_schema=False)
+        router.add_api_route(STATUS_PATH, self.status, methods=["POST"], include_in_schema=False)
+        return router
+
+    async def signed_form(self, request: Request, path: str) -> FormData:
+        """The form, once its X-Twilio-Signature matches the public URL Twilio called."""
+        cfg = self.service.config.twilio
+        signature = request.headers.get("x-twilio-signature", "")
+        if not signature:
+            log.warning("twilio.unsigned", path=path)
+            raise HTTPException(403, "missing X-Twilio-Signature")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise HTTPException(400, "expected an application/x-www-form-urlencoded body")
+        try:
+            form = FormData.decode(await request.body())
+        except BadForm as exc:
+            raise HTTPException(400, str(exc)) from None
+        # Behind a proxy the URL Twilio signed is not the one we see: it is configured.
+        base = cfg.public_base_url.rstrip("/")
+        url = base + path + (f"?{request.url.query}" if request.url.query else "")
+        if not base or not signature_valid(cfg.auth_token, url, form, signature):
+            log.warning("twilio.bad_signature", path=path)
+            raise HTTPException(403, "the X-Twilio-Signature does not match this request")
+        return form
+
+    async def inbound(self, request: Request) -> Response:
+        form = await self.signed_form(request, INBOUND_PATH)
+        try:
+            message = parse_twilio_form(form)
+        except BadForm as exc:
+            raise HTTPException(400, f"not a Twilio message: {exc}") from None
+        inbound = message.inbound
+        log_ctx = {"channel": inbound.channel.value, "message_sid": inbound.channel_message_id}
+        if await self._seen(inbound):
+            log.info("twilio.repeat", **log_ctx)
+            return twiml()
+        change = opt_change(message)
+        if change is OptChange.STOP:
+            await self._record(inbound, opted_out=True)
+            log.info("twilio.opt_out", **log_ctx)
+            return twiml()
+        if change is OptChange.START:
+            if await self._opted_out(inbound):
+                await self._record(inbound, opted_out=False, notice=("channel.optin", {}))
+                log.info("twilio.opt_in", **log_ctx)
+                return twiml()
+            inbound = replace(inbound, command="start")
+        if message.empty:
+            await self._record(inbound, notice=("channel.unsupported", {}))
+            return twiml()
+        attachments, problems = await self._fetch(message)
+        inbound = replace(inbound, attachments=tuple(attachments))
+        notice = self._notice_for(problems[0]) if problems else None
+        if notice is not None and not attachments and not inbound.text.strip():
+            await self._record(inbound, notice=notice)
+            return twiml()
+        if notice is not None:
+            await self._notify(inbound, notice)
+        await self.service.receive(inbound)
+        log.info("twilio.received", files=len(attachments), rejected=len(problems), **log_ctx)
+        return twiml()
+
+    async def status(self, request: Request) -> Response:
+        form = await self.signed_form(request, STATUS_PATH)
+        try:
+            report = parse_status_form(form)
+        except BadForm as exc:
+            raise HTTPException(400, f"not a Twilio status callback: {exc}") from None
+        known = await self.service.record_provider_status(
+            report.provider_id, report.status, report.error_code
+        )
+        log.info(
+            "twilio.status",
+            message_sid=report.provider_id,
+            status=report.status,
+            error_code=report.error_code,
+            known=known,
+        )
+        return Response(status_code=204)
+
+    # -- storage -------------------------------------------------------------------------------
+
+    async def _seen(self, inbound: Inbound) -> bool:
+        """A retry of a message already stored: answer it without fetching files again."""
+        async with self.service.db.session(write=False) as session:
+            found = await session.scalar(
+                select(Message.id).where(
+                    Message.channel == inbound.channel.value,
+                    Message.direction == "in",
+                    Message.channel_message_id == inbound.channel_message_id,
+                )
+            )
+        return found is not None
+
+    async def _opted_out(self, inbound: Inbound) -> bool:
+        async with self.service.db.session(write=False) as session:
+            opted_out = await session.scalar(
+                select(Identity.opted_out).where(
+                    Identity.kind == identity_kind(inbound.channel),
+                    Identity.address == inbound.sender_id,
+                )
+            )
+        return bool(opted_out)
+
+    async def _record(
+        self,
+        inbound: Inbound,
+        *,
+        opted_out: bool | None = None,
+        notice: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Keep a message the engine does not answer (STOP, START, a location) in the history,
+        with what it changes, in one transaction; a repeat changes nothing."""
+        async with self.service.db.session() as session:
+            tx = Tx(session)
+            ingested = await tx.ingest(inbound, inbound_payload(inbound))
+            if ingested is None:
+                return
+            row = await session.get(Message, ingested.message_id)
+            if row is not None:
+                row.processed_at = utcnow()
+            if opted_out is not None:
+                await tx.set_opt_out(identity_kind(inbound.channel), inbound.sender_id, opted_out)
+            if notice is not None:
+                conversation = await session.get(Conversation, ingested.conversation_id)
+                assert conversation is not None
+                await tx.queue_replies(conversation, [self._reply(conversation, inbound, *notice)])
+        if notice is not None:
+            self.service.outbox_wakeup.set()
+
+    async def _notify(self, inbound: Inbound, notice: tuple[str, dict[str, Any]]) -> None:
+        """Tell the sender a file was not kept, before the engine answers the rest."""
+        async with self.service.db.session() as session:
+            tx = Tx(session)
+            identity = await tx.identity(
+                identity_kind(inbound.channel), inbound.sender_id, display_name=inbound.display_name
+            )
+            conversation = await tx.open_conversation(identity.beneficiary_id)
+            conversation.last_channel = inbound.channel.value
+            conversation.last_identity_id = identity.id
+            reply = self._reply(conversation, inbound, *notice)
+            await tx.queue_replies(conversation, [reply], identity_id=identity.id)
+        self.service.outbox_wakeup.set()
+
+    def _reply(
+        self, conversation: Conversation, inbound: Inbound, key: str, params: dict[str, Any]
+    ) -> Reply:
+        lang = (conversation.state or {}).get("lang") or script_language(inbound.text) or "ar"
+        catalog = self.service.catalog
+        return Reply(
+            text=catalog.text(lang, key, **params),
+            short_text=catalog.short(lang, key, **params),
+            key=key,
+            params=tuple((name, str(value)) for name, value in params.items()),
+        )
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def _fetch(self, message: ParsedMessage) -> tuple[list[Attachment], list[MediaProblem]]:
+        attachments: list[Attachment] = []
+        problems: list[MediaProblem] = []
+        sid = message.inbound.channel_message_id
+        for index, media in enumerate(message.media, start=1):
+            name = f"{message.inbound.channel.value}-{sid[-8:]}-{index}"
+            name += MEDIA_TYPES.get(media.content_type, "")
+
+            async def save(chunks: AsyncIterator[bytes], declared: str, name: str = name) -> Any:
+                return await self._save(chunks, declared, name)
+
+            try:
+                attachments.append(await self.fetcher.fetch(media, save))
+            except MediaRejected as exc:
+                problems.append(exc.problem)
+                log.warning("twilio.media_rejected", message_sid=sid, problem=exc.problem.value)
+        return attachments, problems
+
+    async def _save(
+        self, chunks: AsyncIterator[bytes], declared_type: str, filename: str
+    ) -> Attachment:
+        files = self.service.files
+        try:
+            attachment = await files.save(
+                chunks,
+                declared_type=declared_type,
+                filename=filename,
+                max_bytes=self.fetcher.max_bytes,
+            )
+        except TooLarge:
+            raise MediaRejected(MediaProblem.TOO_LARGE) from None
+        # The bytes decide, not the declared type.
+        if attachment.content_type not in MEDIA_TYPES:
+            files.path(attachment.ref).unlink(missing_ok=True)
+            raise MediaRejected(MediaProblem.UNSUPPORTED)
+        return attachment
+
+    def _notice_for(self, problem: MediaProblem) -> tuple[str, dict[str, Any]]:
+        if problem is MediaProblem.TOO_LARGE:
+            return NOTICES[problem], {"max": f"{self.service.config.storage.max_attachment_mb:g}"}
+        return NOTICES[problem], {}

@@ -1,0 +1,301 @@
+"""What every console page shares: who is signed in, CSRF, the templates, the errors."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import structlog
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from conversations.fields import to_hijri
+from staff.backend import Backend
+from staff.i18n import Translator, translator
+from staff.permissions import Perm, Role, Staff, can
+from staff.security import Keys, token_hash
+from storage.staff import ConsoleTx
+
+log = structlog.get_logger("tawasul.staff")
+
+TEMPLATES = Path(__file__).parent / "templates"
+SESSION_COOKIE = "tawasul_staff"
+PRELOGIN_COOKIE = "tawasul_staff_pre"
+LANG_COOKIE = "tawasul_staff_lang"
+PREFIX = "/staff"
+SCOPE_KEY = "tawasul.staff_console"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class LoginRequired(Exception):
+    pass
+
+
+class Denied(Exception):
+    """Signed in, but this role may not do this (403)."""
+
+
+class BadForm(Exception):
+    """A POST without the right CSRF token (403)."""
+
+
+class Missing(Exception):
+    pass
+
+
+def _ltr(text: str) -> str:
+    return f"\u2066{text}\u2069"
+
+
+def actor_label(actor: str, t: Translator) -> str:
+    """Who did it: a staff member's address, or the beneficiary, the system, the shell."""
+    if actor.startswith("staff:"):
+        return _ltr(actor.removeprefix("staff:"))
+    return t.maybe("actor", actor)
+
+
+def minutes_label(value: float | None, t: Translator) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return t("reports.under_a_minute")
+    return t("reports.minutes", n=f"{value:g}")
+
+
+def route_class(console: Console) -> type[APIRoute]:
+    """Routes that turn the console's refusals into pages (the app's JSON errors stay for the
+    API) and carry the console's security headers."""
+
+    class ConsoleRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                request.scope[SCOPE_KEY] = console
+                try:
+                    response = await handler(request)
+                except LoginRequired:
+                    response = _login_redirect(request)
+                except Denied:
+                    response = console.error(request, 403, "errors.forbidden")
+                except BadForm:
+                    response = console.error(request, 403, "errors.csrf")
+                except Missing:
+                    response = console.error(request, 404, "errors.not_found")
+                for name, value in SECURITY_HEADERS.items():
+                    response.headers.setdefault(name, value)
+                return response
+
+            return route
+
+    return ConsoleRoute
+
+
+def _login_redirect(request: Request) -> Response:
+    if request.method != "GET" or "text/event-stream" in request.headers.get("accept", ""):
+        return HTMLResponse("login required", status_code=401)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path inside the console: never another site after login."""
+    if target and target.startswith(f"{PREFIX}/") and "\\" not in target and "//" not in target:
+        return target
+    return f"{PREFIX}/"
+
+
+class Console:
+    def __init__(self, backend: Backend, *, poll_seconds: float = 1.0) -> None:
+        self.backend = backend
+        self.db = backend.db
+        self.keys = Keys(backend.config.staff.secret_key, backend.db)
+        self.zone = ZoneInfo(backend.config.hours.timezone)
+        self.poll_seconds = poll_seconds
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["when"] = self.when
+        self.env.filters["day"] = self.day
+        self.env.filters["size"] = self.size
+        self.env.filters["ltr"] = _ltr
+        self.env.globals["can"] = can
+        self.env.globals["form_title"] = self.form_title
+        self.env.globals["actor"] = actor_label
+        self.env.globals["minutes"] = minutes_label
+        self.env.globals["field_label"] = self.field_label
+        self.env.globals["Perm"] = Perm
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.backend.config.staff.cookie_secure
+
+    # -- formatting -----------------------------------------------------------------------
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.zone)
+
+    def when(self, moment: datetime | None) -> str:
+        # Isolated left-to-right, so that a date keeps its order inside Arabic text.
+        return _ltr(self.local(moment).strftime("%Y-%m-%d %H:%M")) if moment else "—"
+
+    def day(self, moment: datetime | None) -> str:
+        """A due date in both calendars (Gregorian, then Hijri)."""
+        if moment is None:
+            return "—"
+        local = self.local(moment).date()
+        return f"{_ltr(local.isoformat())} · {_ltr(to_hijri(local))}"
+
+    @staticmethod
+    def size(count: int) -> str:
+        if count < 1024:
+            return _ltr(f"{count} B")
+        if count < 1024 * 1024:
+            return _ltr(f"{count / 1024:.1f} KB")
+        return _ltr(f"{count / 1024 / 1024:.1f} MB")
+
+    def waited(self, t: Translator, since: datetime | None, now: datetime) -> str:
+        if since is None:
+            return "—"
+        minutes = max(0, int((now - since).total_seconds() // 60))
+        if minutes < 60:
+            return t("time.minutes", n=minutes)
+        if minutes < 60 * 24:
+            return t("time.hours", h=minutes // 60, m=minutes % 60)
+        return t("time.days", n=minutes // (60 * 24))
+
+    def form_title(self, form_id: str, lang: str) -> str:
+        form = self.backend.knowledge.forms.get(form_id)
+        if form is None:
+            return form_id
+        return form.title.get(lang) or form.title.get("ar") or form_id
+
+    def field_label(self, form_id: str, name: str, lang: str) -> str:
+        form = self.backend.knowledge.forms.get(form_id)
+        spec = next((f for f in form.fields if f.name == name), None) if form else None
+        if spec is None or not spec.label:
+            return name
+        return spec.label.get(lang) or spec.label.get("ar") or name
+
+    def org(self, lang: str) -> str:
+        org = self.backend.config.organization
+        return org.name_en if lang == "en" else org.name_ar
+
+    # -- who is signed in -----------------------------------------------------------------
+
+    async def who(self, request: Request) -> Staff | None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return None
+        token = await self.keys.session_token(cookie)
+        if token is None:
+            return None
+        digest = token_hash(token)
+        async with self.db.session(write=False) as session:
+            found = await ConsoleTx(session).session_user(digest)
+        if found is None:
+            return None
+        _, user = found
+        return Staff(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=Role(user.role),
+            csrf=await self.keys.csrf(digest),
+        )
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def lang_of(self, request: Request) -> str:
+        return request.cookies.get(LANG_COOKIE) or "ar"
+
+    def render(
+        self,
+        request: Request,
+        staff: Staff | None,
+        template: str,
+        *,
+        status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        t = translator(self.lang_of(request))
+        context.setdefault("done", request.query_params.get("done", ""))
+        context.setdefault("error", request.query_params.get("error", ""))
+        html = self.env.get_template(template).render(
+            t=t,
+            staff=staff,
+            csrf=staff.csrf if staff else context.pop("csrf", ""),
+            org=self.org(t.lang),
+            path=request.url.path,
+            query=request.url.query,
+            now=datetime.now(UTC),
+            console=self,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def error(self, request: Request, status: int, key: str) -> HTMLResponse:
+        return self.render(request, None, "error.html", status=status, message_key=key)
+
+    def back(self, url: str, flash: str | None = None) -> RedirectResponse:
+        """After a form: see the result (303, so a reload does not post again)."""
+        if flash:
+            url += ("&" if "?" in url else "?") + f"done={flash}"
+        return RedirectResponse(url, status_code=303)
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.scope[SCOPE_KEY]
+    return console
+
+
+def viewer(perm: Perm | None = None) -> Callable[[Request], Awaitable[Staff]]:
+    """Dependency for pages: signed in, and allowed ``perm``."""
+
+    async def dependency(request: Request) -> Staff:
+        staff = await console_of(request).who(request)
+        if staff is None:
+            raise LoginRequired
+        if perm is not None and not can(staff, perm):
+            raise Denied
+        return staff
+
+    return dependency
+
+
+def actor(perm: Perm | None = None) -> Callable[[Request], Awaitable[Staff]]:
+    """Dependency for forms: signed in, the session's CSRF token, and allowed ``perm``."""
+
+    async def dependency(request: Request) -> Staff:
+        staff = await console_of(request).who(request)
+        if staff is None:
+            raise LoginRequired
+        form = await request.form()
+        given = form.get("csrf")
+        if not isinstance(given, str) or not secrets.compare_digest(given, staff.csrf):
+            raise BadForm
+        if perm is not None and not can(staff, perm):
+            raise Denied
+        return staff
+
+    return dependency

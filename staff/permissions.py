@@ -1,0 +1,137 @@
+"""Who may do what in the console: pure rules over roles and a conversation's owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from conversations.ports import RequestStatus
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class Perm(StrEnum):
+    QUEUE = "queue"
+    REPLY = "reply"
+    REQUESTS = "requests"
+    REVIEW = "review"
+    DECIDE = "decide"
+    BENEFICIARY = "beneficiary"
+    CONTACT_LOG = "contact_log"
+    CANNED_USE = "canned_use"
+    CANNED_MANAGE = "canned_manage"
+    SEE_ALL = "see_all"
+    REASSIGN = "reassign"
+    EXPORT = "export"
+    ANONYMISE = "anonymise"
+    REPORTS = "reports"
+    STAFF_MANAGE = "staff_manage"
+
+
+_AGENT = frozenset(
+    {
+        Perm.QUEUE,
+        Perm.REPLY,
+        Perm.REQUESTS,
+        Perm.REVIEW,
+        Perm.BENEFICIARY,
+        Perm.CONTACT_LOG,
+        Perm.CANNED_USE,
+    }
+)
+_SUPERVISOR = _AGENT | {
+    Perm.DECIDE,
+    Perm.CANNED_MANAGE,
+    Perm.SEE_ALL,
+    Perm.REASSIGN,
+    Perm.EXPORT,
+    Perm.ANONYMISE,
+    Perm.REPORTS,
+}
+ROLE_PERMS: dict[Role, frozenset[Perm]] = {
+    Role.AGENT: _AGENT,
+    Role.SUPERVISOR: frozenset(_SUPERVISOR),
+    Role.ADMIN: frozenset(_SUPERVISOR | {Perm.STAFF_MANAGE}),
+}
+
+# A decision on a request is the committee's (supervisors); agents move it through review.
+DECISIONS = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED})
+
+ESCALATED = "escalated"
+
+
+@dataclass(frozen=True, slots=True)
+class Staff:
+    """The signed-in staff member, as the pages see them."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+    csrf: str = ""
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.email}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.email
+
+
+def can(staff: Staff, perm: Perm) -> bool:
+    return perm in ROLE_PERMS[staff.role]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    """What the rules need to know about a conversation."""
+
+    status: str
+    assigned_to: str | None
+    handoff_reason: str | None = None
+
+
+def owns(staff: Staff, conv: ConversationView) -> bool:
+    return conv.status == "staff" and conv.assigned_to == staff.email
+
+
+def may_view(staff: Staff, conv: ConversationView) -> bool:
+    """Agents see the queue and their own conversations; supervisors see everyone's."""
+    return can(staff, Perm.SEE_ALL) or conv.status == "queued" or owns(staff, conv)
+
+
+def may_claim(staff: Staff, conv: ConversationView) -> bool:
+    """Anyone with the queue takes a waiting conversation; an escalated one needs a supervisor;
+    taking one another member holds is a reassignment."""
+    if not can(staff, Perm.QUEUE):
+        return False
+    if conv.status == "queued":
+        return conv.handoff_reason != ESCALATED or can(staff, Perm.REASSIGN)
+    if conv.status == "staff":
+        return conv.assigned_to != staff.email and can(staff, Perm.REASSIGN)
+    return False
+
+
+def may_act(staff: Staff, conv: ConversationView) -> bool:
+    """Reply, note, transfer, escalate, give back or close: the owner, or a supervisor."""
+    if not can(staff, Perm.REPLY):
+        return False
+    if owns(staff, conv):
+        return True
+    return conv.status == "staff" and can(staff, Perm.REASSIGN)
+
+
+def may_note(staff: Staff, conv: ConversationView) -> bool:
+    """Internal notes may be left on any conversation the member can see."""
+    return can(staff, Perm.REPLY) and may_view(staff, conv)
+
+
+def may_set_status(staff: Staff, new: RequestStatus) -> bool:
+    if new in DECISIONS:
+        return can(staff, Perm.DECIDE)
+    return can(staff, Perm.REVIEW)

@@ -1,0 +1,90 @@
+"""Canned answers (P15) and the staff accounts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from staff.canned import PLACEHOLDERS
+from staff.console import PREFIX, Console, Missing, route_class
+from staff.deps import CannedManager, CannedViewer, StaffAdmin, StaffManager
+from storage.repository import NotFound
+from storage.staff import ConsoleTx
+
+
+def routes(console: Console) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, route_class=route_class(console))
+
+    @router.get("/canned", include_in_schema=False)
+    async def canned_page(
+        request: Request,
+        staff: CannedViewer,
+        done: str = "",
+        error: str = "",
+    ) -> Response:
+        async with console.db.session(write=False) as session:
+            rows = await ConsoleTx(session).canned(active_only=False)
+        return console.render(
+            request,
+            staff,
+            "canned.html",
+            rows=rows,
+            placeholders=PLACEHOLDERS,
+            done=done,
+            error=error,
+        )
+
+    @router.post("/canned", include_in_schema=False)
+    async def canned_save(
+        staff: CannedManager,
+        canned_id: Annotated[int | None, Form()] = None,
+        title: Annotated[str, Form(max_length=200)] = "",
+        text_ar: Annotated[str, Form(max_length=4000)] = "",
+        text_en: Annotated[str, Form(max_length=4000)] = "",
+        active: Annotated[str, Form(max_length=8)] = "",
+    ) -> Response:
+        if not title.strip() or not (text_ar.strip() or text_en.strip()):
+            return console.back(f"{PREFIX}/canned?error=canned")
+        async with console.db.session() as session:
+            try:
+                await ConsoleTx(session).save_canned(
+                    canned_id,
+                    title=title.strip(),
+                    text_ar=text_ar.strip(),
+                    text_en=text_en.strip(),
+                    active=bool(active) or canned_id is None,
+                    staff=staff.email,
+                )
+            except NotFound:
+                raise Missing from None
+        return console.back(f"{PREFIX}/canned", "canned")
+
+    @router.get("/staff-members", include_in_schema=False)
+    async def staff_page(
+        request: Request,
+        staff: StaffManager,
+        done: str = "",
+    ) -> Response:
+        async with console.db.session(write=False) as session:
+            rows = await ConsoleTx(session).staff_list()
+        return console.render(request, staff, "staff.html", rows=rows, done=done, error="")
+
+    @router.post("/staff-members/active", include_in_schema=False)
+    async def staff_active(
+        staff: StaffAdmin,
+        email: Annotated[str, Form(max_length=320)] = "",
+        active: Annotated[str, Form(max_length=8)] = "",
+    ) -> Response:
+        if email.strip().lower() == staff.email:
+            return console.back(f"{PREFIX}/staff-members?error=self")
+        async with console.db.session() as session:
+            found = await ConsoleTx(session).set_staff_active(
+                email, active == "1", actor=staff.actor
+            )
+        if not found:
+            raise Missing
+        return console.back(f"{PREFIX}/staff-members", "saved")
+
+    return router

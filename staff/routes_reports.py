@@ -1,0 +1,132 @@
+"""Reports for a period (P9, P14): on the page with bars, and as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, time, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from staff.console import PREFIX, Console, route_class
+from staff.deps import ReportsViewer
+from staff.i18n import Translator, translator
+from storage.staff_reports import Report, build_report
+
+
+def period(console: Console, start: str, end: str) -> tuple[date, date]:
+    """The chosen days (local), by default the current month up to today."""
+    today = console.local(datetime.now(UTC)).date()
+    try:
+        first = date.fromisoformat(start) if start else today.replace(day=1)
+    except ValueError:
+        first = today.replace(day=1)
+    try:
+        last = date.fromisoformat(end) if end else today
+    except ValueError:
+        last = today
+    if last < first:
+        first, last = last, first
+    return first, last
+
+
+def bars(values: dict[str, int], t: Translator, prefix: str) -> list[dict[str, object]]:
+    """Rows for a horizontal bar chart drawn as SVG on the server."""
+    top = max(values.values(), default=0) or 1
+    return [
+        {"label": t.maybe(prefix, key), "value": value, "share": value / top}
+        for key, value in sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+
+
+def csv_rows(report: Report) -> list[list[object]]:
+    rows: list[list[object]] = [["section", "key", "value"]]
+    rows += [["period", "from", report.start.isoformat()], ["period", "to", report.end.isoformat()]]
+    rows += [["messages_in", k, v] for k, v in sorted(report.messages_in.items())]
+    rows += [["messages_out", k, v] for k, v in sorted(report.messages_out.items())]
+    rows += [["conversations", k, v] for k, v in sorted(report.conversations.items())]
+    rows += [["requests", k, v] for k, v in sorted(report.requests_by_status.items())]
+    rows += [
+        ["requests", "decided", report.decided],
+        ["requests", "decided_on_time", report.decided_on_time],
+        ["requests", "open_late", report.open_late],
+        ["staff", "median_first_response_minutes", report.median_first_response_minutes or ""],
+        ["satisfaction", "answers", report.surveys],
+        [
+            "satisfaction",
+            "average",
+            f"{report.rating_average:.2f}" if report.rating_average is not None else "",
+        ],
+    ]
+    rows += [["satisfaction", f"rating_{r}", report.ratings.get(r, 0)] for r in range(1, 6)]
+    rows += [["unanswered", text, n] for text, n in report.unanswered]
+    for s in report.per_staff:
+        rows += [
+            [f"staff:{s.staff}", "conversations", s.conversations],
+            [f"staff:{s.staff}", "replies", s.replies],
+            [f"staff:{s.staff}", "closed", s.closed],
+            [
+                f"staff:{s.staff}",
+                "median_first_response_minutes",
+                s.median_first_response_minutes or "",
+            ],
+            [f"staff:{s.staff}", "request_changes", s.request_changes],
+        ]
+    return rows
+
+
+def routes(console: Console) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, route_class=route_class(console))
+
+    async def report_for(first: date, last: date) -> Report:
+        start = datetime.combine(first, time.min, console.zone).astimezone(UTC)
+        end = datetime.combine(last + timedelta(days=1), time.min, console.zone).astimezone(UTC)
+        async with console.db.session(write=False) as session:
+            return await build_report(session, start, end)
+
+    @router.get("/reports", include_in_schema=False)
+    async def report_page(
+        request: Request,
+        staff: ReportsViewer,
+        start: str = "",
+        end: str = "",
+    ) -> Response:
+        first, last = period(console, start, end)
+        report = await report_for(first, last)
+        t = translator(console.lang_of(request))
+        channels = sorted(set(report.messages_in) | set(report.messages_out))
+        return console.render(
+            request,
+            staff,
+            "reports.html",
+            report=report,
+            first=first,
+            last=last,
+            channels=channels,
+            conversation_bars=bars(report.conversations, t, "channel"),
+            status_bars=bars(report.requests_by_status, t, "status"),
+            rating_bars=[
+                {
+                    "label": str(r),
+                    "value": report.ratings.get(r, 0),
+                    "share": report.ratings.get(r, 0)
+                    / (max(report.ratings.values(), default=0) or 1),
+                }
+                for r in range(5, 0, -1)
+            ],
+        )
+
+    @router.get("/reports.csv", include_in_schema=False)
+    async def report_csv(staff: ReportsViewer, start: str = "", end: str = "") -> Response:
+        first, last = period(console, start, end)
+        report = await report_for(first, last)
+        out = io.StringIO()
+        csv.writer(out).writerows(csv_rows(report))
+        return Response(
+            "\ufeff" + out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="tawasul-{first}-{last}.csv"'},
+        )
+
+    return router

@@ -1,0 +1,126 @@
+// The console's little script: live regions over server-sent events, canned answers,
+// confirmations. Every fragment is rendered (and escaped) by the server.
+(function () {
+  "use strict";
+
+  function refresh(region) {
+    return fetch(region.dataset.fragment, {
+      credentials: "same-origin",
+      headers: { Accept: "text/html" },
+    }).then(function (response) {
+      if (response.status === 401 || response.redirected) {
+        window.location.reload();
+        return;
+      }
+      if (!response.ok) return;
+      return response.text().then(function (html) {
+        var scroller = region.classList.contains("history-scroll") ? region : null;
+        var atBottom = scroller &&
+          scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+        region.innerHTML = html;
+        if (scroller && atBottom) scroller.scrollTop = scroller.scrollHeight;
+        showWaiting();
+      });
+    });
+  }
+
+  // The number waiting leads the tab's title, so a console in a background tab still says
+  // that someone needs an answer.
+  var baseTitle = document.title;
+  function showWaiting() {
+    var count = document.querySelector("[data-testid='waiting-count']");
+    var n = count ? parseInt(count.textContent, 10) : 0;
+    document.title = n > 0 ? "(" + n + ") " + baseTitle : baseTitle;
+  }
+
+  function setState(value) {
+    var badge = document.getElementById("live-state");
+    if (badge) badge.dataset.liveState = value;
+  }
+
+  function composerBusy() {
+    var box = document.querySelector("[data-testid='reply-text'], #note-text");
+    return box && box.value.trim() !== "";
+  }
+
+  function live(region) {
+    if (!window.EventSource) {
+      window.setInterval(function () { refresh(region); }, 5000);
+      return;
+    }
+    var source = new EventSource(region.dataset.events);
+    source.onopen = function () { setState("open"); };
+    source.onerror = function () { setState(source.readyState === 2 ? "lost" : "connecting"); };
+    source.addEventListener("changed", function () { refresh(region); });
+    source.addEventListener("history", function () { refresh(region); });
+    source.addEventListener("status", function () {
+      // Someone else moved the conversation: show the new actions, unless a reply is
+      // being typed, in which case say so instead of throwing it away.
+      if (composerBusy()) {
+        var banner = document.getElementById("changed-banner");
+        if (banner) banner.hidden = false;
+      } else {
+        window.location.reload();
+      }
+    });
+  }
+
+  function insertAtCursor(box, text) {
+    var start = box.selectionStart || 0;
+    var end = box.selectionEnd || 0;
+    var before = box.value.slice(0, start);
+    var spacer = before && !/\s$/.test(before) ? "\n" : "";
+    box.value = before + spacer + text + box.value.slice(end);
+    var caret = (before + spacer + text).length;
+    box.focus();
+    box.setSelectionRange(caret, caret);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-live]").forEach(live);
+    showWaiting();
+
+    document.querySelectorAll(".history-scroll").forEach(function (el) {
+      el.scrollTop = el.scrollHeight;
+    });
+
+    document.querySelectorAll("select[data-canned]").forEach(function (select) {
+      select.addEventListener("change", function () {
+        var option = select.options[select.selectedIndex];
+        var box = select.form && select.form.querySelector("textarea");
+        if (option && option.dataset.text && box) insertAtCursor(box, option.dataset.text);
+        select.selectedIndex = 0;
+      });
+    });
+
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+
+    document.querySelectorAll("[data-print]").forEach(function (button) {
+      button.addEventListener("click", function () { window.print(); });
+    });
+
+    // Ctrl/Cmd+Enter sends the reply.
+    var reply = document.querySelector("[data-testid='reply-text']");
+    if (reply) {
+      reply.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+          event.preventDefault();
+          reply.form.requestSubmit();
+        }
+      });
+    }
+
+    // A form is sent once: a second click while the page loads does nothing.
+    document.querySelectorAll("form[method='post']").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (event.defaultPrevented) return;
+        if (form.dataset.sent) { event.preventDefault(); return; }
+        form.dataset.sent = "1";
+      });
+    });
+  });
+})();

@@ -1,0 +1,68 @@
+"""The staff console as one router: ``build_staff_router(service)`` and its static files."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import APIRouter
+from sqlalchemy.exc import SQLAlchemyError
+
+from staff import (
+    routes_admin,
+    routes_auth,
+    routes_beneficiaries,
+    routes_conversations,
+    routes_reports,
+    routes_requests,
+)
+from staff.backend import Backend
+from staff.console import PREFIX, Console
+from storage.staff import ConsoleTx
+
+log = structlog.get_logger("tawasul.staff")
+
+STAFF_STATIC = Path(__file__).parent / "static"
+
+
+async def startup_notice(backend: Backend) -> str:
+    """What to tell whoever starts the server: where the console is, and how to create the
+    first account when there is none yet."""
+    server = backend.config.server
+    url = f"http://{server.host}:{server.port}{PREFIX}/"
+    async with backend.db.session(write=False) as session:
+        count = await ConsoleTx(session).count_staff()
+    if count:
+        return f"Staff console: {url}"
+    return (
+        f"Staff console: {url}  (no staff account yet; create the first administrator with\n"
+        "  tawasul staff add you@example.org --role admin )"
+    )
+
+
+def build_staff_router(backend: Backend, *, poll_seconds: float = 1.0) -> APIRouter:
+    console = Console(backend, poll_seconds=poll_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            print(await startup_notice(backend), file=sys.stderr, flush=True)
+        except SQLAlchemyError:
+            log.warning("staff.notice_failed")
+        yield
+
+    router = APIRouter(lifespan=lifespan)
+    for module in (
+        routes_auth,
+        routes_conversations,
+        routes_requests,
+        routes_beneficiaries,
+        routes_admin,
+        routes_reports,
+    ):
+        router.include_router(module.routes(console))
+    return router

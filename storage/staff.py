@@ -1,0 +1,397 @@
+"""Repository of the staff console, over one transaction like ``Tx`` (which it extends)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+
+from conversations.messages import Reply
+from storage.models import (
+    Conversation,
+    Document,
+    Message,
+    OutboxItem,
+    Request,
+    utcnow,
+)
+from storage.repository import NotFound
+from storage.staff_models import (
+    Handling,
+    LoginAttempt,
+    RequestVerification,
+    StaffSession,
+    StaffSetting,
+    StaffUser,
+)
+from storage.staff_people import PeopleTx
+
+OPEN_REQUESTS = ("submitted", "under_review", "needs_info")
+
+
+class StaffExists(ValueError):
+    pass
+
+
+class NotClaimable(ValueError):
+    """Someone else took the conversation first, or it left the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    conversation: Conversation
+    last_message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    message: Message
+    delivery: OutboxItem | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    request: Request
+    late: bool
+    verified: bool
+
+
+class ConsoleTx(PeopleTx):
+    """Everything the console reads and writes, in the caller's transaction."""
+
+    # -- staff accounts ---------------------------------------------------------------------
+
+    async def add_staff(self, email: str, role: str, password_hash: str, name: str = "") -> int:
+        email = email.strip().lower()
+        if await self.staff_by_email(email) is not None:
+            raise StaffExists(email)
+        user = StaffUser(email=email, role=role, password_hash=password_hash, name=name)
+        self.session.add(user)
+        await self.session.flush()
+        await self.audit("cli", "staff.added", email, role=role)
+        return user.id
+
+    async def staff_by_email(self, email: str) -> StaffUser | None:
+        return await self.session.scalar(
+            select(StaffUser).where(StaffUser.email == email.strip().lower())
+        )
+
+    async def staff_list(self, *, active_only: bool = False) -> list[StaffUser]:
+        stmt = select(StaffUser).order_by(StaffUser.email)
+        if active_only:
+            stmt = stmt.where(StaffUser.active.is_(True))
+        return list(await self.session.scalars(stmt))
+
+    async def count_staff(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(StaffUser)) or 0)
+
+    async def set_staff_active(self, email: str, active: bool, *, actor: str) -> bool:
+        user = await self.staff_by_email(email)
+        if user is None:
+            return False
+        user.active = active
+        if not active:
+            await self.session.execute(delete(StaffSession).where(StaffSession.staff_id == user.id))
+        await self.audit(actor, "staff.enabled" if active else "staff.disabled", user.email)
+        return True
+
+    async def set_password(self, email: str, password_hash: str, *, actor: str) -> bool:
+        user = await self.staff_by_email(email)
+        if user is None:
+            return False
+        user.password_hash = password_hash
+        await self.session.execute(delete(StaffSession).where(StaffSession.staff_id == user.id))
+        await self.audit(actor, "staff.password", user.email)
+        return True
+
+    # -- sessions and login attempts --------------------------------------------------------
+
+    async def open_session(self, user: StaffUser, token_hash: str, lifetime: timedelta) -> None:
+        now = utcnow()
+        user.last_login_at = now
+        self.session.add(
+            StaffSession(
+                token_hash=token_hash,
+                staff_id=user.id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + lifetime,
+            )
+        )
+        await self.session.execute(delete(StaffSession).where(StaffSession.expires_at < now))
+
+    async def session_user(self, token_hash: str) -> tuple[StaffSession, StaffUser] | None:
+        row = (
+            await self.session.execute(
+                select(StaffSession, StaffUser)
+                .join(StaffUser, StaffUser.id == StaffSession.staff_id)
+                .where(
+                    StaffSession.token_hash == token_hash,
+                    StaffSession.expires_at > utcnow(),
+                    StaffUser.active.is_(True),
+                )
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    async def close_session(self, token_hash: str) -> None:
+        await self.session.execute(
+            delete(StaffSession).where(StaffSession.token_hash == token_hash)
+        )
+
+    async def failed_logins(self, email: str, ip: str, since: datetime) -> int:
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(LoginAttempt)
+            .where(
+                LoginAttempt.email == email,
+                LoginAttempt.ip == ip,
+                LoginAttempt.at >= since,
+                LoginAttempt.ok.is_(False),
+            )
+        )
+        return int(count or 0)
+
+    async def record_login(self, email: str, ip: str, ok: bool) -> None:
+        now = utcnow()
+        self.session.add(LoginAttempt(email=email[:320], ip=ip[:64], at=now, ok=ok))
+        await self.session.execute(
+            delete(LoginAttempt).where(LoginAttempt.at < now - timedelta(days=30))
+        )
+
+    async def setting(self, name: str) -> str | None:
+        row = await self.session.get(StaffSetting, name)
+        return row.value if row is not None else None
+
+    async def set_setting(self, name: str, value: str) -> None:
+        row = await self.session.get(StaffSetting, name)
+        if row is None:
+            self.session.add(StaffSetting(name=name, value=value, updated_at=utcnow()))
+        else:
+            row.value = value
+            row.updated_at = utcnow()
+
+    # -- the queue and conversations --------------------------------------------------------
+
+    async def queue_rows(self) -> list[QueueRow]:
+        return [QueueRow(c, m) for c, m in await self.queue()]
+
+    async def conversations_with_staff(self, email: str | None) -> list[QueueRow]:
+        """Conversations staff hold: one member's, or everyone's when ``email`` is None."""
+        stmt = select(Conversation).where(Conversation.status == "staff")
+        if email is not None:
+            stmt = stmt.where(Conversation.assigned_to == email)
+        rows = list(await self.session.scalars(stmt.order_by(Conversation.updated_at.desc())))
+        return [QueueRow(c, await self._last_inbound(c.id)) for c in rows]
+
+    async def _last_inbound(self, conversation_id: int) -> Message | None:
+        return await self.session.scalar(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.direction == "in")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+
+    async def queue_signature(self) -> str:
+        """Changes whenever a conversation enters, leaves or changes hands in the queue, or
+        a message arrives."""
+        rows = await self.session.execute(
+            select(Conversation.id, Conversation.status, Conversation.assigned_to)
+            .where(Conversation.status.in_(("queued", "staff")))
+            .order_by(Conversation.id)
+        )
+        newest = await self.session.scalar(select(func.max(Message.id)))
+        return hashlib.sha256(repr(([tuple(r) for r in rows], newest)).encode()).hexdigest()[:16]
+
+    async def conversation_signature(self, conversation: Conversation) -> tuple[str, str]:
+        """(history, status): the first changes with any message or delivery, the second
+        when the conversation changes hands."""
+        newest = await self.session.scalar(
+            select(func.max(Message.id)).where(
+                Message.beneficiary_id == conversation.beneficiary_id
+            )
+        )
+        deliveries = await self.session.execute(
+            select(OutboxItem.status, func.count())
+            .where(OutboxItem.conversation_id == conversation.id)
+            .group_by(OutboxItem.status)
+        )
+        history = f"{newest}:{sorted(tuple(r) for r in deliveries)}"
+        status = f"{conversation.status}:{conversation.assigned_to}"
+        return history, status
+
+    async def conversation(self, conversation_id: int) -> Conversation:
+        row = await self.session.get(Conversation, conversation_id)
+        if row is None:
+            raise NotFound(str(conversation_id))
+        return row
+
+    async def history(self, beneficiary_id: int, limit: int = 500) -> list[HistoryItem]:
+        """Every message of the beneficiary across channels, with each reply's delivery."""
+        rows = list(
+            await self.session.scalars(
+                select(Message)
+                .where(Message.beneficiary_id == beneficiary_id)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+        )
+        rows.reverse()
+        outbound = [r.id for r in rows if r.direction == "out"]
+        deliveries = {o.message_id: o for o in await self.outbox_for_messages(outbound)}
+        return [HistoryItem(r, deliveries.get(r.id)) for r in rows]
+
+    async def claim(self, conversation: Conversation, staff: str) -> None:
+        """Take a conversation; the engine stays silent while its status is ``staff``."""
+        if conversation.status not in ("queued", "staff"):
+            raise NotClaimable(str(conversation.id))
+        if conversation.status == "staff":
+            await self._end_handling(conversation.id, "reassigned")
+        conversation.status = "staff"
+        conversation.assigned_to = staff
+        conversation.updated_at = utcnow()
+        self.session.add(
+            Handling(
+                conversation_id=conversation.id,
+                staff=staff,
+                reason=conversation.handoff_reason,
+                queued_at=conversation.queued_at,
+                claimed_at=utcnow(),
+            )
+        )
+        await self.audit(f"staff:{staff}", "conversation.claimed", str(conversation.id))
+
+    async def _handling(self, conversation_id: int) -> Handling | None:
+        return await self.session.scalar(
+            select(Handling)
+            .where(Handling.conversation_id == conversation_id, Handling.ended_at.is_(None))
+            .order_by(Handling.id.desc())
+            .limit(1)
+        )
+
+    async def _end_handling(self, conversation_id: int, outcome: str) -> None:
+        handling = await self._handling(conversation_id)
+        if handling is not None:
+            handling.ended_at = utcnow()
+            handling.outcome = outcome
+
+    async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Message:
+        """A staff member's message, to the beneficiary's last channel through the outbox."""
+        [row] = await self.queue_replies(
+            conversation, [Reply(text)], author=f"staff:{staff}", kind="staff"
+        )
+        conversation.updated_at = utcnow()
+        handling = await self._handling(conversation.id)
+        if handling is not None:
+            handling.replies += 1
+            if handling.first_reply_at is None:
+                handling.first_reply_at = utcnow()
+        await self.audit(f"staff:{staff}", "conversation.replied", str(conversation.id))
+        return row
+
+    async def say(self, conversation: Conversation, text: str, *, kind: str) -> None:
+        """A sentence of the console's own to the beneficiary (from the catalogue)."""
+        await self.queue_replies(conversation, [Reply(text)], author="bot", kind=kind)
+
+    async def add_note(self, conversation: Conversation, staff: str, text: str) -> None:
+        self.session.add(
+            Message(
+                conversation_id=conversation.id,
+                beneficiary_id=conversation.beneficiary_id,
+                direction="note",
+                channel=conversation.last_channel or "webchat",
+                author=f"staff:{staff}",
+                text=text,
+                payload={},
+                created_at=utcnow(),
+            )
+        )
+        await self.audit(f"staff:{staff}", "conversation.note", str(conversation.id))
+
+    async def transfer(self, conversation: Conversation, actor: str, to: str) -> None:
+        await self._end_handling(conversation.id, "transferred")
+        conversation.assigned_to = to
+        conversation.updated_at = utcnow()
+        self.session.add(
+            Handling(
+                conversation_id=conversation.id,
+                staff=to,
+                reason=conversation.handoff_reason,
+                queued_at=conversation.queued_at,
+                claimed_at=utcnow(),
+            )
+        )
+        await self.audit(f"staff:{actor}", "conversation.transferred", str(conversation.id), to=to)
+
+    async def escalate(self, conversation: Conversation, actor: str, reason: str) -> None:
+        """Back to the queue, kept in its place, for a supervisor to take."""
+        await self._end_handling(conversation.id, "escalated")
+        conversation.status = "queued"
+        conversation.assigned_to = None
+        conversation.handoff_reason = reason
+        conversation.queued_at = conversation.queued_at or utcnow()
+        conversation.updated_at = utcnow()
+        await self.audit(f"staff:{actor}", "conversation.escalated", str(conversation.id))
+
+    async def release(self, conversation: Conversation, actor: str) -> None:
+        """Give the conversation back to the bot without a survey."""
+        await self._end_handling(conversation.id, "returned")
+        conversation.status = "bot"
+        conversation.assigned_to = None
+        conversation.handoff_reason = None
+        conversation.queued_at = None
+        conversation.updated_at = utcnow()
+        await self.audit(f"staff:{actor}", "conversation.returned", str(conversation.id))
+
+    async def closed_by_staff(self, conversation_id: int) -> None:
+        await self._end_handling(conversation_id, "closed")
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def request_list(self, status: str | None, now: datetime) -> list[RequestRow]:
+        """Late requests first, then by due date."""
+        stmt = select(Request).where(Request.status != "draft")
+        if status:
+            stmt = stmt.where(Request.status == status)
+        rows = list(await self.session.scalars(stmt.limit(1000)))
+        verified = set(
+            await self.session.scalars(
+                select(RequestVerification.request_id).where(
+                    RequestVerification.request_id.in_([r.id for r in rows])
+                )
+            )
+        )
+        items = [RequestRow(r, is_late(r, now), r.id in verified) for r in rows]
+        far = now + timedelta(days=36500)
+        items.sort(key=lambda i: (not i.late, i.request.due_at or far, i.request.id))
+        return items
+
+    async def verification(self, request_id: int) -> RequestVerification | None:
+        return await self.session.scalar(
+            select(RequestVerification).where(RequestVerification.request_id == request_id)
+        )
+
+    async def verify(self, request: Request, staff: str, note: str) -> bool:
+        if await self.verification(request.id) is not None:
+            return False
+        self.session.add(RequestVerification(request_id=request.id, verified_by=staff, note=note))
+        await self.audit(f"staff:{staff}", "request.verified", request.reference)
+        return True
+
+    async def document(self, document_id: int) -> tuple[Document, Request]:
+        row = (
+            await self.session.execute(
+                select(Document, Request)
+                .join(Request, Request.id == Document.request_id)
+                .where(Document.id == document_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(str(document_id))
+        return row[0], row[1]
+
+
+def is_late(request: Request, now: datetime) -> bool:
+    return request.status in OPEN_REQUESTS and request.due_at is not None and request.due_at < now

@@ -1,0 +1,230 @@
+"""The console's repository for people: beneficiaries' records, contacts, export,
+anonymisation, and the canned answers staff use with them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from storage.models import (
+    Beneficiary,
+    Conversation,
+    Document,
+    Identity,
+    Message,
+    OutboxItem,
+    Request,
+    RequestAnswer,
+    SurveyAnswer,
+    utcnow,
+)
+from storage.repository import NotFound, Tx
+from storage.staff_models import CannedAnswer, ContactLog
+
+CONTACT_KINDS = ("visit", "call", "letter")
+
+
+class PeopleTx(Tx):
+    # -- beneficiaries ----------------------------------------------------------------------
+
+    async def beneficiary(self, beneficiary_id: int) -> Beneficiary:
+        row = await self.session.get(Beneficiary, beneficiary_id)
+        if row is None:
+            raise NotFound(str(beneficiary_id))
+        return row
+
+    async def identities(self, beneficiary_id: int) -> list[Identity]:
+        rows = await self.session.scalars(
+            select(Identity).where(Identity.beneficiary_id == beneficiary_id).order_by(Identity.id)
+        )
+        return list(rows)
+
+    async def contact_logs(self, beneficiary_id: int) -> list[ContactLog]:
+        rows = await self.session.scalars(
+            select(ContactLog)
+            .where(ContactLog.beneficiary_id == beneficiary_id)
+            .order_by(ContactLog.happened_at.desc())
+        )
+        return list(rows)
+
+    async def add_contact(
+        self, beneficiary_id: int, kind: str, note: str, happened_at: datetime, staff: str
+    ) -> None:
+        if kind not in CONTACT_KINDS:
+            raise ValueError(kind)
+        self.session.add(
+            ContactLog(
+                beneficiary_id=beneficiary_id,
+                kind=kind,
+                note=note,
+                happened_at=happened_at,
+                staff=staff,
+            )
+        )
+        await self.audit(f"staff:{staff}", "contact.logged", str(beneficiary_id), kind=kind)
+
+    async def surveys_of(self, beneficiary_id: int) -> list[SurveyAnswer]:
+        rows = await self.session.scalars(
+            select(SurveyAnswer)
+            .where(SurveyAnswer.beneficiary_id == beneficiary_id)
+            .order_by(SurveyAnswer.id)
+        )
+        return list(rows)
+
+    async def export(self, beneficiary_id: int) -> dict[str, Any]:
+        """Everything stored about one beneficiary (P13)."""
+        person = await self.beneficiary(beneficiary_id)
+        requests = []
+        for request in await self.requests_of_beneficiary(beneficiary_id):
+            details = await self.request_details(request)
+            requests.append(
+                {
+                    **_columns(request, exclude={"verify_last4"}),
+                    "answers": [_columns(a) for a in details["answers"]],
+                    "documents": [_columns(d) for d in details["documents"]],
+                    "history": [_columns(h) for h in details["history"]],
+                }
+            )
+        messages = await self.session.scalars(
+            select(Message)
+            .where(Message.beneficiary_id == beneficiary_id, Message.direction != "note")
+            .order_by(Message.id)
+        )
+        conversations = await self.session.scalars(
+            select(Conversation)
+            .where(Conversation.beneficiary_id == beneficiary_id)
+            .order_by(Conversation.id)
+        )
+        return {
+            "beneficiary": _columns(person),
+            "identities": [_columns(i) for i in await self.identities(beneficiary_id)],
+            "conversations": [_columns(c, exclude={"state"}) for c in conversations],
+            "messages": [_columns(m, exclude={"payload"}) for m in messages],
+            "requests": requests,
+            "contacts": [_columns(c) for c in await self.contact_logs(beneficiary_id)],
+            "surveys": [_columns(s) for s in await self.surveys_of(beneficiary_id)],
+        }
+
+    async def anonymise(self, beneficiary_id: int, actor: str) -> list[str]:
+        """Erase what identifies the person; keep counts and the audit trail. Returns the
+        attachment references whose files the caller deletes after the commit."""
+        person = await self.beneficiary(beneficiary_id)
+        person.display_name = ""
+        person.phone = None
+        person.national_id = None
+        for identity in await self.identities(beneficiary_id):
+            identity.address = f"anonymised:{identity.id}:{secrets.token_hex(6)}"
+            identity.unreachable = True
+        await self.session.execute(
+            update(Message)
+            .where(Message.beneficiary_id == beneficiary_id)
+            .values(text="", payload={})
+        )
+        conversations = await self.session.scalars(
+            select(Conversation).where(Conversation.beneficiary_id == beneficiary_id)
+        )
+        for conversation in conversations:
+            conversation.state = {}
+            if conversation.status != "closed":
+                conversation.status = "closed"
+                conversation.closed_at = utcnow()
+            conversation.assigned_to = None
+        request_ids = [r.id for r in await self.requests_of_beneficiary(beneficiary_id)]
+        await self.session.execute(
+            update(RequestAnswer)
+            .where(RequestAnswer.request_id.in_(request_ids))
+            .values(value=None, display="")
+        )
+        await self.session.execute(
+            update(Request).where(Request.id.in_(request_ids)).values(verify_last4=None)
+        )
+        refs = list(
+            await self.session.scalars(
+                select(Document.ref).where(Document.request_id.in_(request_ids))
+            )
+        )
+        await self.session.execute(
+            update(Document).where(Document.request_id.in_(request_ids)).values(filename="")
+        )
+        await self.session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.conversation_id.in_(
+                    select(Conversation.id).where(Conversation.beneficiary_id == beneficiary_id)
+                ),
+                OutboxItem.status.in_(("pending", "held")),
+            )
+            .values(status="cancelled", last_error="anonymised")
+        )
+        await self.session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.conversation_id.in_(
+                    select(Conversation.id).where(Conversation.beneficiary_id == beneficiary_id)
+                )
+            )
+            .values(address="")
+        )
+        await self.session.execute(
+            update(ContactLog).where(ContactLog.beneficiary_id == beneficiary_id).values(note="")
+        )
+        await self.session.execute(
+            update(SurveyAnswer)
+            .where(SurveyAnswer.beneficiary_id == beneficiary_id)
+            .values(comment=None)
+        )
+        await self.audit(actor, "beneficiary.anonymised", str(beneficiary_id), documents=len(refs))
+        return refs
+
+    # -- canned answers ---------------------------------------------------------------------
+
+    async def canned(self, *, active_only: bool = True) -> list[CannedAnswer]:
+        stmt = select(CannedAnswer).order_by(CannedAnswer.title)
+        if active_only:
+            stmt = stmt.where(CannedAnswer.active.is_(True))
+        return list(await self.session.scalars(stmt))
+
+    async def save_canned(
+        self,
+        canned_id: int | None,
+        *,
+        title: str,
+        text_ar: str,
+        text_en: str,
+        active: bool,
+        staff: str,
+    ) -> int:
+        row = await self.session.get(CannedAnswer, canned_id) if canned_id else None
+        if canned_id and row is None:
+            raise NotFound(str(canned_id))
+        if row is None:
+            row = CannedAnswer()
+            self.session.add(row)
+        row.title, row.text_ar, row.text_en, row.active = title, text_ar, text_en, active
+        row.updated_by = staff
+        row.updated_at = utcnow()
+        await self.session.flush()
+        await self.audit(f"staff:{staff}", "canned.saved", str(row.id))
+        return row.id
+
+    async def requests_of_beneficiary(self, beneficiary_id: int) -> list[Request]:
+        rows = await self.session.scalars(
+            select(Request)
+            .where(Request.beneficiary_id == beneficiary_id, Request.status != "draft")
+            .order_by(Request.id.desc())
+        )
+        return list(rows)
+
+
+def _columns(row: Any, exclude: Sequence[str] | set[str] = ()) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for column in row.__table__.columns:
+        if column.key in exclude:
+            continue
+        value = getattr(row, column.key)
+        data[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return data

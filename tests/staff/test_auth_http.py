@@ -1,0 +1,165 @@
+"""Signing in and out: passwords, cookies, the rate limit, the signing key, the language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from bot.app import create_app
+from bot.service import Service
+from staff.console import SESSION_COOKIE
+from storage.staff_models import StaffSession, StaffSetting
+from tests.conftest import make_config
+from tests.staff.conftest import ACCOUNTS, PASSWORD, audit_count, csrf_of, seed_copy
+
+
+async def try_login(
+    client: httpx.AsyncClient, email: str, password: str, next_path: str = ""
+) -> httpx.Response:
+    page = await client.get("/staff/login")
+    return await client.post(
+        "/staff/login",
+        data={"email": email, "password": password, "csrf": csrf_of(page.text), "next": next_path},
+    )
+
+
+async def test_login_sets_a_safe_cookie_and_is_audited(
+    browser_for: Any, console_service: Service
+) -> None:
+    browser = await browser_for()
+    response = await try_login(browser.client, "Agent@Example.org ", PASSWORD, "/staff/requests")
+    assert response.status_code == 303 and response.headers["location"] == "/staff/requests"
+    cookie = next(
+        c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
+    ).lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/staff" in cookie
+    assert "secure" not in cookie.replace("samesite", "")
+    page = await browser.get("/staff/requests")
+    assert page.status_code == 200 and 'data-testid="me"' in page.text
+    assert await audit_count(console_service, "staff.login") == 1
+
+
+async def test_wrong_password_and_unknown_email_are_refused_alike(browser_for: Any) -> None:
+    browser = await browser_for()
+    wrong = await try_login(browser.client, ACCOUNTS["agent"], "not the password")
+    unknown = await try_login(browser.client, "nobody@example.org", PASSWORD)
+    for response in (wrong, unknown):
+        assert response.status_code == 401
+        assert 'data-testid="login-error"' in response.text
+    assert (await browser.get("/staff/")).status_code == 303
+
+
+async def test_repeated_failures_are_rate_limited_per_email_and_address(
+    browser_for: Any,
+) -> None:
+    browser = await browser_for()
+    for _ in range(5):
+        assert (await try_login(browser.client, ACCOUNTS["agent"], "guess")).status_code == 401
+    blocked = await try_login(browser.client, ACCOUNTS["agent"], PASSWORD)
+    assert blocked.status_code == 429
+    assert (await browser.get("/staff/")).status_code == 303
+    # Another account from the same address is not locked out by someone else's guesses.
+    other = await try_login(browser.client, ACCOUNTS["agent2"], PASSWORD)
+    assert other.status_code == 303
+
+
+async def test_logout_ends_the_session_for_good(browser_for: Any, console_service: Service) -> None:
+    browser = await browser_for("agent")
+    cookie = browser.client.cookies.get(SESSION_COOKIE)
+    out = await browser.post("/staff/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/staff/login"
+    async with console_service.db.session(write=False) as session:
+        assert await session.scalar(select(func.count()).select_from(StaffSession)) == 0
+    replay = await browser_for()
+    replay.client.cookies.set(SESSION_COOKIE, cookie, domain="testserver.local", path="/staff")
+    assert (await replay.get("/staff/")).status_code == 303
+
+
+async def test_a_tampered_cookie_is_ignored(browser_for: Any) -> None:
+    browser = await browser_for("agent")
+    cookie = browser.client.cookies.get(SESSION_COOKIE)
+    browser.client.cookies.set(
+        SESSION_COOKIE, cookie[:-2] + "xx", domain="testserver.local", path="/staff"
+    )
+    assert (await browser.get("/staff/")).status_code == 303
+
+
+async def test_a_disabled_account_cannot_sign_in(
+    browser_for: Any, console_service: Service
+) -> None:
+    from storage.staff import ConsoleTx
+
+    async with console_service.db.session() as session:
+        await ConsoleTx(session).set_staff_active(ACCOUNTS["agent"], False, actor="test")
+    browser = await browser_for()
+    assert (await try_login(browser.client, ACCOUNTS["agent"], PASSWORD)).status_code == 401
+
+
+async def test_after_login_only_console_paths_are_followed(browser_for: Any) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/staff//evil.example", "/x"):
+        browser = await browser_for()
+        response = await try_login(browser.client, ACCOUNTS["agent"], PASSWORD, target)
+        assert response.headers["location"] == "/staff/"
+    browser = await browser_for()
+    lang = await browser.get("/staff/lang/en", params={"next": "https://evil.example/"})
+    assert lang.headers["location"] == "/staff/"
+
+
+async def test_english_toggle_switches_language_and_direction(browser_for: Any) -> None:
+    browser = await browser_for("agent")
+    arabic = await browser.get("/staff/requests")
+    assert 'lang="ar" dir="rtl"' in arabic.text and "الطلبات" in arabic.text
+    toggled = await browser.get("/staff/lang/en", params={"next": "/staff/requests"})
+    assert toggled.headers["location"] == "/staff/requests"
+    english = await browser.get("/staff/requests")
+    assert 'lang="en" dir="ltr"' in english.text and "Requests" in english.text
+    assert "العربية" in english.text  # the way back
+
+
+async def test_secure_cookies_when_configured(seeded: Path, tmp_path: Path) -> None:
+    seed_copy(seeded, tmp_path)
+    service = Service(
+        make_config(tmp_path, staff={"cookie_secure": "true", "secret_key": "k" * 32})
+    )
+    try:
+        app = create_app(service, workers=False)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+        ) as client:
+            response = await try_login(client, ACCOUNTS["agent"], PASSWORD)
+        cookie = next(
+            c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
+        )
+        assert "; secure" in cookie.lower()
+    finally:
+        await service.close()
+
+
+async def test_without_a_configured_key_one_is_generated_and_shared(
+    seeded: Path, tmp_path: Path
+) -> None:
+    seed_copy(seeded, tmp_path)
+    first = Service(make_config(tmp_path))
+    second = Service(make_config(tmp_path))
+    try:
+        app_one, app_two = create_app(first, workers=False), create_app(second, workers=False)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app_one), base_url="http://testserver"
+        ) as client:
+            assert (await try_login(client, ACCOUNTS["agent"], PASSWORD)).status_code == 303
+            cookie = client.cookies.get(SESSION_COOKIE)
+        async with first.db.session(write=False) as session:
+            stored = await session.get(StaffSetting, "secret_key")
+        assert stored is not None and len(stored.value) >= 40
+        # Another process of the same installation accepts the session.
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app_two), base_url="http://testserver"
+        ) as other:
+            other.cookies.set(SESSION_COOKIE, cookie, domain="testserver.local", path="/staff")
+            assert (await other.get("/staff/")).status_code == 200
+    finally:
+        await first.close()
+        await second.close()

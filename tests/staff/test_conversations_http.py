@@ -1,0 +1,218 @@
+"""Taking over a conversation over HTTP: queue, claim, reply, note, transfer, close."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.service import Service
+from storage.models import Conversation, Message, OutboxItem, SurveyAnswer
+from storage.staff_models import Handling
+from tests.staff.conftest import audit_count, queued
+
+
+async def conversation(service: Service, conversation_id: int) -> Conversation:
+    async with service.db.session(write=False) as session:
+        row = await session.get(Conversation, conversation_id)
+    assert row is not None
+    return row
+
+
+async def messages(service: Service, conversation_id: int) -> list[tuple[Message, Any]]:
+    async with service.db.session(write=False) as session:
+        rows = (
+            await session.execute(
+                select(Message, OutboxItem)
+                .outerjoin(OutboxItem, OutboxItem.message_id == Message.id)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.id)
+            )
+        ).all()
+    return [(m, o) for m, o in rows]
+
+
+async def test_the_queue_shows_a_waiting_conversation(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    agent = await browser_for("agent")
+    page = await agent.get("/staff/")
+    assert page.status_code == 200
+    assert f'data-conversation="{conversation_id}"' in page.text
+    assert "موظف" in page.text  # the last message
+    assert 'dir="rtl"' in page.text
+    fragment = await agent.get("/staff/queue/rows")
+    assert f'data-conversation="{conversation_id}"' in fragment.text
+    assert "<html" not in fragment.text
+
+
+async def test_claim_reply_note_and_close(console_service: Service, browser_for: Any) -> None:
+    conversation_id = await queued(console_service)
+    agent = await browser_for("agent")
+
+    claimed = await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    assert claimed.status_code == 303
+    assert claimed.headers["location"] == f"/staff/conversations/{conversation_id}"
+    row = await conversation(console_service, conversation_id)
+    assert row.status == "staff" and row.assigned_to == "agent@example.org"
+
+    page = await agent.get(f"/staff/conversations/{conversation_id}")
+    assert page.status_code == 200
+    assert 'data-testid="composer"' in page.text
+    assert await audit_count(console_service, "conversation.viewed") == 1
+
+    sent = await agent.post(
+        f"/staff/conversations/{conversation_id}/reply", {"text": "أهلًا، كيف أخدمك؟"}
+    )
+    assert sent.status_code == 303
+    await agent.post(f"/staff/conversations/{conversation_id}/note", {"text": "يحتاج متابعة"})
+
+    rows = await messages(console_service, conversation_id)
+    staff_rows = [(m, o) for m, o in rows if m.author == "staff:agent@example.org"]
+    assert [m.text for m, _ in staff_rows] == ["أهلًا، كيف أخدمك؟", "يحتاج متابعة"]
+    reply, outbox = staff_rows[0]
+    assert reply.direction == "out" and outbox.kind == "staff" and outbox.status == "pending"
+    note, no_outbox = staff_rows[1]
+    assert note.direction == "note" and no_outbox is None
+    # The beneficiary was told a staff member joined, in the outbox of their channel.
+    assert any(o is not None and o.channel == "webchat" and m.author == "bot" for m, o in rows)
+
+    history = await agent.get(f"/staff/conversations/{conversation_id}/history")
+    assert "أهلًا، كيف أخدمك؟" in history.text and 'data-testid="note"' in history.text
+    assert 'data-delivery="pending"' in history.text
+
+    closed = await agent.post(f"/staff/conversations/{conversation_id}/close")
+    assert closed.status_code == 303 and "done=closed" in closed.headers["location"]
+    row = await conversation(console_service, conversation_id)
+    assert row.status == "bot" and row.assigned_to is None
+    survey = [m for m, _ in await messages(console_service, conversation_id)][-1]
+    assert survey.payload.get("key") == "survey.ask_conversation"
+    async with console_service.db.session(write=False) as session:
+        handling = await session.scalar(select(Handling))
+    assert handling is not None
+    assert handling.outcome == "closed" and handling.replies == 1
+    assert handling.first_reply_at is not None
+
+
+async def test_a_claimed_conversation_keeps_the_bot_silent(
+    console_service: Service, browser_for: Any
+) -> None:
+    from conversations.messages import Channel
+    from tests.conftest import Chat
+
+    conversation_id = await queued(console_service, sender="web-session-silent-00001")
+    agent = await browser_for("agent")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    chat = Chat(console_service, Channel.WEBCHAT, sender="web-session-silent-00001")
+    assert await chat.say("السلام عليكم") == []
+    page = await agent.get(f"/staff/conversations/{conversation_id}/history")
+    assert page.text.count('data-testid="message-in"') >= 3
+
+
+async def test_a_second_agent_cannot_take_or_answer_a_claimed_conversation(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    first, second = await browser_for("agent"), await browser_for("agent2")
+    await first.post(f"/staff/conversations/{conversation_id}/claim")
+
+    late = await second.post(f"/staff/conversations/{conversation_id}/claim")
+    assert late.status_code == 303 and late.headers["location"] == "/staff/?error=taken"
+    assert (await second.get(f"/staff/conversations/{conversation_id}")).status_code == 403
+    reply = await second.post(f"/staff/conversations/{conversation_id}/reply", {"text": "x"})
+    assert reply.status_code == 403
+    assert (await conversation(console_service, conversation_id)).assigned_to == (
+        "agent@example.org"
+    )
+
+
+async def test_transfer_then_escalate_then_a_supervisor_takes_it(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    agent, agent2 = await browser_for("agent"), await browser_for("agent2")
+    supervisor = await browser_for("supervisor")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+
+    moved = await agent.post(
+        f"/staff/conversations/{conversation_id}/transfer", {"to": "agent2@example.org"}
+    )
+    assert moved.status_code == 303
+    assert (await conversation(console_service, conversation_id)).assigned_to == (
+        "agent2@example.org"
+    )
+    assert (await agent.get(f"/staff/conversations/{conversation_id}")).status_code == 403
+
+    up = await agent2.post(
+        f"/staff/conversations/{conversation_id}/escalate", {"text": "يطلب استثناء"}
+    )
+    assert up.status_code == 303
+    row = await conversation(console_service, conversation_id)
+    assert row.status == "queued" and row.handoff_reason == "escalated"
+    # Escalated: agents may look but not take it; a supervisor may.
+    assert (await agent.post(f"/staff/conversations/{conversation_id}/claim")).status_code == 403
+    taken = await supervisor.post(f"/staff/conversations/{conversation_id}/claim")
+    assert taken.status_code == 303
+    assert (await conversation(console_service, conversation_id)).assigned_to == (
+        "supervisor@example.org"
+    )
+    async with console_service.db.session(write=False) as session:
+        outcomes = list(await session.scalars(select(Handling.outcome).order_by(Handling.id)))
+    assert outcomes == ["transferred", "escalated", None]
+
+
+async def test_transfer_refuses_an_unknown_or_disabled_colleague(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    agent = await browser_for("agent")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    bad = await agent.post(
+        f"/staff/conversations/{conversation_id}/transfer", {"to": "nobody@example.org"}
+    )
+    assert "error=target" in bad.headers["location"]
+    assert (await conversation(console_service, conversation_id)).assigned_to == (
+        "agent@example.org"
+    )
+
+
+async def test_give_back_to_the_bot(console_service: Service, browser_for: Any) -> None:
+    conversation_id = await queued(console_service)
+    agent = await browser_for("agent")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    back = await agent.post(f"/staff/conversations/{conversation_id}/release")
+    assert back.status_code == 303
+    row = await conversation(console_service, conversation_id)
+    assert row.status == "bot" and row.assigned_to is None and row.queued_at is None
+    last = [m for m, _ in await messages(console_service, conversation_id)][-1]
+    assert last.text == console_service.catalog.text("ar", "staff.returned")
+    async with console_service.db.session(write=False) as session:
+        assert await session.scalar(select(SurveyAnswer)) is None
+
+
+async def test_a_supervisor_sees_everyone_and_may_answer_for_a_colleague(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    agent, supervisor = await browser_for("agent"), await browser_for("supervisor")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    queue = await supervisor.get("/staff/")
+    assert 'data-testid="others"' in queue.text
+    assert (await supervisor.get(f"/staff/conversations/{conversation_id}")).status_code == 200
+    note = await supervisor.post(
+        f"/staff/conversations/{conversation_id}/note", {"text": "راجعتها"}
+    )
+    assert note.status_code == 303
+
+
+async def test_an_empty_reply_is_refused(console_service: Service, browser_for: Any) -> None:
+    conversation_id = await queued(console_service)
+    agent = await browser_for("agent")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    empty = await agent.post(f"/staff/conversations/{conversation_id}/reply", {"text": "  "})
+    assert "error=empty" in empty.headers["location"]
+    assert all(
+        m.author != "staff:agent@example.org"
+        for m, _ in await messages(console_service, conversation_id)
+    )

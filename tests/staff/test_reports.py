@@ -1,0 +1,157 @@
+"""The report figures over a period, from rows written as the system writes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.service import Service
+from storage.models import (
+    Beneficiary,
+    Conversation,
+    Message,
+    Request,
+    RequestStatusChange,
+    SurveyAnswer,
+    UnansweredQuestion,
+)
+from storage.staff_models import Handling
+from storage.staff_reports import build_report
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+END = datetime(2026, 11, 1, tzinfo=UTC)
+IN = START + timedelta(days=3)
+BEFORE = START - timedelta(days=3)
+
+
+async def test_figures_for_a_month(console_service: Service) -> None:
+    async with console_service.db.session() as s:
+        person = Beneficiary(display_name="x")
+        s.add(person)
+        await s.flush()
+        web = Conversation(beneficiary_id=person.id, status="bot", last_channel="webchat")
+        sms = Conversation(beneficiary_id=person.id, status="bot", last_channel="sms")
+        s.add_all([web, sms])
+        await s.flush()
+        for conv, channel, n in ((web, "webchat", 3), (sms, "sms", 1)):
+            for i in range(n):
+                s.add(
+                    Message(
+                        conversation_id=conv.id,
+                        beneficiary_id=person.id,
+                        direction="in",
+                        channel=channel,
+                        channel_message_id=f"{channel}-{i}",
+                        created_at=IN,
+                    )
+                )
+        s.add(
+            Message(
+                conversation_id=web.id,
+                beneficiary_id=person.id,
+                direction="in",
+                channel="webchat",
+                channel_message_id="old",
+                created_at=BEFORE,
+            )
+        )
+        s.add(
+            Message(
+                conversation_id=web.id,
+                beneficiary_id=person.id,
+                direction="note",
+                channel="webchat",
+                created_at=IN,
+            )
+        )
+
+        def request(ref: str, status: str, due_days: int) -> Request:
+            return Request(
+                reference=ref,
+                beneficiary_id=person.id,
+                form_id="support_request",
+                kind="request",
+                status=status,
+                channel="webchat",
+                submitted_at=IN,
+                due_at=IN + timedelta(days=due_days),
+            )
+
+        on_time, late_decision, open_late = (
+            request("SR-1", "approved", 14),
+            request("SR-2", "rejected", 2),
+            request("SR-3", "under_review", 5),
+        )
+        s.add_all([on_time, late_decision, open_late])
+        await s.flush()
+        s.add_all(
+            [
+                RequestStatusChange(
+                    request_id=on_time.id,
+                    from_status="submitted",
+                    to_status="approved",
+                    at=IN + timedelta(days=10),
+                    actor="staff:sup@x.org",
+                ),
+                RequestStatusChange(
+                    request_id=late_decision.id,
+                    from_status="submitted",
+                    to_status="rejected",
+                    at=IN + timedelta(days=4),
+                    actor="staff:sup@x.org",
+                ),
+            ]
+        )
+        for rating, comment in ((5, "ممتاز"), (4, None), (5, None), (2, "تأخر الرد")):
+            s.add(
+                SurveyAnswer(
+                    beneficiary_id=person.id, rating=rating, comment=comment, created_at=IN
+                )
+            )
+        s.add(SurveyAnswer(beneficiary_id=person.id, rating=1, created_at=BEFORE))
+        for text in ("كم مدة الرد؟", "كم مده الرد؟", "كم  مدة الرد؟", "أين مقركم؟"):
+            s.add(UnansweredQuestion(text=text, lang="ar", created_at=IN))
+        s.add_all(
+            [
+                Handling(
+                    conversation_id=web.id,
+                    staff="a@x.org",
+                    queued_at=IN,
+                    claimed_at=IN + timedelta(minutes=2),
+                    first_reply_at=IN + timedelta(minutes=4),
+                    replies=3,
+                    outcome="closed",
+                    ended_at=IN + timedelta(minutes=30),
+                ),
+                Handling(
+                    conversation_id=sms.id,
+                    staff="b@x.org",
+                    queued_at=IN,
+                    claimed_at=IN + timedelta(minutes=5),
+                    first_reply_at=IN + timedelta(minutes=10),
+                    replies=1,
+                ),
+            ]
+        )
+
+    async with console_service.db.session(write=False) as s:
+        report = await build_report(s, START, END)
+
+    assert report.messages_in == {"webchat": 3, "sms": 1}
+    assert report.conversations == {"webchat": 1, "sms": 1}
+    assert report.requests_by_status == {"approved": 1, "rejected": 1, "under_review": 1}
+    assert (report.decided, report.decided_on_time, report.open_late) == (2, 1, 1)
+    assert report.on_time_share == 0.5
+    assert report.ratings == {5: 2, 4: 1, 2: 1}
+    assert report.rating_average == 4.0
+    assert sorted(c[2] for c in report.comments) == ["تأخر الرد", "ممتاز"]
+    # Spelling variants of one question count together.
+    assert report.unanswered[0][1] == 3 and report.unanswered[1] == ("أين مقركم؟", 1)
+    assert report.median_first_response_minutes == 7.0
+    by_staff = {f.staff: f for f in report.per_staff}
+    assert by_staff["a@x.org"].closed == 1 and by_staff["a@x.org"].replies == 3
+    assert by_staff["a@x.org"].median_first_response_minutes == 4.0
+    assert by_staff["sup@x.org"].request_changes == 2
+
+    async with console_service.db.session(write=False) as s:
+        empty = await build_report(s, END, END + timedelta(days=30))
+    assert empty.surveys == 0 and empty.rating_average is None and empty.on_time_share is None
