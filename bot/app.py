@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.webchat import ChatItem, build_router
 from adapters.webchat.api import STATIC, UploadRejected
 from bot.channels import build_channels
+from bot.ops import METRICS_CONTENT_TYPE, readiness
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
@@ -178,20 +179,27 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = []
+        tasks: list[tuple[str, asyncio.Task[None]]] = []
         if workers:
-            tasks.append(asyncio.create_task(run_workers(service, stop, channels.senders)))
-            tasks += [asyncio.create_task(task(stop)) for task in channels.tasks]
-            tasks.append(asyncio.create_task(watch_knowledge(service, stop)))
+            tasks.append(
+                ("workers", asyncio.create_task(run_workers(service, stop, channels.senders)))
+            )
+            tasks += [
+                (getattr(task, "__qualname__", "channel"), asyncio.create_task(task(stop)))
+                for task in channels.tasks
+            ]
+            tasks.append(("knowledge", asyncio.create_task(watch_knowledge(service, stop))))
+        app.state.tasks = tasks
         log.info("server.started", channels=["webchat", *channels.enabled])
         try:
             yield
         finally:
             stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _finish(tasks, service.config.server.shutdown_seconds)
             for close in channels.closers:
                 await close()
             await service.close()
+            log.info("server.stopped")
 
     app = FastAPI(
         title="Tawasul",
@@ -228,6 +236,19 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        state = await readiness(service.db, getattr(request.app.state, "tasks", []))
+        return JSONResponse(state.as_dict(), status_code=200 if state.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        try:
+            await service.metrics.refresh(service.db)
+        except Exception:  # the counters are still worth serving
+            log.exception("metrics.refresh_failed")
+        return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     if service.config.webchat.enabled:
         bridge = WebchatBridge(service)
         app.include_router(build_router(bridge, cookie_secure=service.config.webchat.cookie_secure))
@@ -240,7 +261,27 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
 
     max_bytes = int(service.config.server.max_body_mb * 1024 * 1024)
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    from bot.security import SecurityHeaders  # outermost, so refusals carry the headers too
+
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+async def _finish(tasks: list[tuple[str, asyncio.Task[None]]], seconds: float) -> None:
+    """Let the workers finish what is in hand; cut them off at the configured time.
+
+    A cancelled worker rolls back its transaction, so a message is either processed
+    and its replies queued, or left as it was for the next start.
+    """
+    pending = [task for _, task in tasks]
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=seconds * 0.8)
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("server.stop_cut_short", tasks=len(late))
+        await asyncio.wait(late, timeout=seconds * 0.2)
 
 
 def _code(status: int) -> str:

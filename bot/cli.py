@@ -133,6 +133,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
         log_level=config.logging.level,
         access_log=False,
         proxy_headers=True,
+        timeout_graceful_shutdown=int(config.server.shutdown_seconds),
     )
 
 
@@ -508,3 +509,9 @@ main.add_command(faq)
 from bot.staff_cli import staff_group  # noqa: E402
 
 main.add_command(staff_group)
+from bot.outbox_cli import outbox_group  # noqa: E402
+
+main.add_command(outbox_group)
+from bot.privacy_cli import retention_group  # noqa: E402
+
+main.add_command(retention_group)

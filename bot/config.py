@@ -52,6 +52,7 @@ class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_body_mb: float = Field(25, gt=0)
+    shutdown_seconds: float = Field(20, gt=0, le=600)
 
 
 class DatabaseConfig(Section):
@@ -187,6 +188,11 @@ class StaffConfig(Section):
     notify_emails: list[str] = []
 
 
+class RetentionConfig(Section):
+    months: int = Field(24, ge=1, le=1200)  # content of conversations closed this long goes
+    run_hours: float = Field(24, gt=0)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -207,6 +213,7 @@ class Config(Section):
     email: EmailConfig = EmailConfig()
     staff: StaffConfig = StaffConfig()
     logging: LoggingConfig = LoggingConfig()
+    retention: RetentionConfig = RetentionConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

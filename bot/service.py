@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from bot.config import WEEKDAYS, Config
 from bot.knowledge import Knowledge
+from bot.ops import Metrics
 from conversations.catalog import Catalog, default_catalog
 from conversations.delivery import (
     Delivery,
@@ -38,7 +40,10 @@ from storage.repository import Tx
 log = structlog.get_logger("tawasul")
 
 # How long a claimed outbox item may stay "sending" before another pass takes it up again.
-OUTBOX_LEASE = timedelta(minutes=2)
+# A pass never sends after three quarters of it have gone (a slow send is cut short), so an
+# item is never taken up again while the process that claimed it is still alive; after a
+# crash its replies wait at most this long.
+OUTBOX_LEASE = timedelta(seconds=20)
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ class Service:
         self.senders: dict[str, Sender] = {}
         self.inbox_wakeup = asyncio.Event()
         self.outbox_wakeup = asyncio.Event()
+        # Set on shutdown: passes under way finish the item in hand and take no new one.
+        self.stopping = asyncio.Event()
+        self.outbox_lease = OUTBOX_LEASE
+        self.metrics = Metrics()
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -132,23 +141,35 @@ class Service:
     # -- inbound ----------------------------------------------------------------------------
 
     async def receive(self, msg: Inbound) -> int | None:
-        """Store an inbound message (once); its id, or None for a repeat."""
+        """Store an inbound message (once); its id, or None for a repeat or a flood."""
+        from bot.security import admit  # bot.security names Service in its types
+
+        if not await admit(self, msg):
+            return None
         async with self.db.session() as session:
             ingested = await Tx(session).ingest(msg, inbound_payload(msg))
         if ingested is None:
             log.info("inbound.duplicate", channel=msg.channel.value)
+            self.metrics.duplicates.labels(msg.channel.value).inc()
             return None
+        self.metrics.messages_in.labels(msg.channel.value).inc()
         self.inbox_wakeup.set()
         return ingested.message_id
 
     async def process(self, message_id: int, *, now: datetime | None = None) -> list[Delivered]:
         """Run the engine on one stored message; lock, load, step and save in one transaction."""
+        with structlog.contextvars.bound_contextvars(message_id=message_id):
+            return await self._process(message_id, now)
+
+    async def _process(self, message_id: int, now: datetime | None) -> list[Delivered]:
+        started = time.perf_counter()
         async with self.db.session() as session:
             tx = Tx(session)
             claimed = await tx.claim_inbound(message_id)
             if claimed is None:
                 return []
             row, conversation = claimed
+            structlog.contextvars.bind_contextvars(conversation_id=conversation.id)
             identity = await session.get(Identity, row.identity_id) if row.identity_id else None
             msg = inbound_from_row(row, identity.address if identity else "")
             state = State.from_json(conversation.state)
@@ -168,12 +189,8 @@ class Service:
             rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
         if rows:
             self.outbox_wakeup.set()
-        log.info(
-            "inbound.processed",
-            message_id=message_id,
-            replies=len(rows),
-            conversation_id=conversation.id,
-        )
+        self.metrics.processing.observe(time.perf_counter() - started)
+        log.info("inbound.processed", replies=len(rows))
         return [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
         ]
@@ -194,6 +211,8 @@ class Service:
             if not ids:
                 return count
             for message_id in ids:
+                if self.stopping.is_set():
+                    return count  # left stored and unprocessed: the next start takes it
                 await self.process(message_id)
                 count += 1
 
@@ -209,11 +228,16 @@ class Service:
 
         Sending happens outside any database transaction (a slow channel must not hold up
         inbound messages); a claimed item carries a lease, so one left "sending" by a
-        process that died is taken up again. Replies of one conversation leave in order.
+        process that died is taken up again. Each outcome is recorded as soon as the
+        channel answers, so a crash can repeat at most the one send in hand. Replies of
+        one conversation leave in order.
         """
         if not self.senders:
             return 0
         now = utcnow()
+        lease = self.outbox_lease
+        # Sends must be over well before the lease ends, or another pass could repeat them.
+        deadline = time.monotonic() + lease.total_seconds() * 0.75
         claimed: list[tuple[OutboxItem, Delivery, Identity | None]] = []
         async with self.db.session() as session:
             tx = Tx(session)
@@ -224,23 +248,40 @@ class Service:
                 )
                 claimed.append((item, await self._delivery(session, item), identity))
                 item.status = "sending"
-                item.next_attempt_at = now + OUTBOX_LEASE
-        outcomes: list[tuple[int, Outcome]] = []
+                item.next_attempt_at = now + lease
+        later: list[int] = []
         blocked: set[int] = set()
+        sent = 0
         for item, delivery, identity in claimed:
-            if item.conversation_id in blocked:
-                outcomes.append((item.id, _Later()))
+            remaining = deadline - time.monotonic()
+            if item.conversation_id in blocked or remaining <= 0 or self.stopping.is_set():
+                later.append(item.id)
                 continue
-            outcome = await self._send(item, delivery, identity)
-            outcomes.append((item.id, outcome))
-            if not isinstance(outcome, Sent):
+            with structlog.contextvars.bound_contextvars(
+                conversation_id=item.conversation_id, outbox_id=item.id
+            ):
+                try:
+                    outcome = await asyncio.wait_for(
+                        self._send(item, delivery, identity), remaining
+                    )
+                except TimeoutError:
+                    # Whether the channel took it is unknown: it is tried again (at least once).
+                    outcome = DeliveryError("send timed out")
+                async with self.db.session() as session:
+                    row = await session.get(OutboxItem, item.id)
+                    if row is not None:
+                        await self._record(session, row, outcome)
+            if isinstance(outcome, Sent):
+                sent += 1
+            else:
                 blocked.add(item.conversation_id)  # later replies wait behind this one
-        async with self.db.session() as session:
-            for item_id, outcome in outcomes:
-                row = await session.get(OutboxItem, item_id)
-                if row is not None:
-                    await self._record(session, row, outcome)
-        return sum(isinstance(o, Sent) for _, o in outcomes)
+        if later:
+            async with self.db.session() as session:
+                for item_id in later:
+                    row = await session.get(OutboxItem, item_id)
+                    if row is not None:
+                        await self._record(session, row, _Later())
+        return sent
 
     async def _delivery(self, session: Any, item: OutboxItem) -> Delivery:
         message = await session.get(Message, item.message_id)
@@ -289,6 +330,7 @@ class Service:
             return
         item.attempts += 1
         if isinstance(outcome, Sent):
+            self.metrics.messages_out.labels(item.channel).inc()
             item.status = "sent"
             item.sent_at = utcnow()
             item.provider_id = outcome.provider_id
@@ -296,6 +338,7 @@ class Service:
             item.last_error = None
             return
         item.last_error = outcome.reason[:500]
+        self.metrics.outbox_errors.labels(item.channel, _error_outcome(item, outcome, self)).inc()
         if isinstance(outcome, Unreachable):
             item.status = "failed"
             item.last_error = f"unreachable: {outcome.reason}"[:500]
@@ -319,6 +362,37 @@ class Service:
             )
             item.next_attempt_at = utcnow() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=item.attempts, wait=wait)
+
+    async def failed_outbox(self) -> list[OutboxItem]:
+        """Items set aside (failed after their attempts, or held for staff), oldest first."""
+        async with self.db.session(write=False) as session:
+            return list(
+                await session.scalars(
+                    select(OutboxItem)
+                    .where(OutboxItem.status.in_(("failed", "held")))
+                    .order_by(OutboxItem.id)
+                )
+            )
+
+    async def retry_outbox(self, ids: Sequence[int] | None) -> list[int]:
+        """Queue failed or held items again (all of them when ``ids`` is None)."""
+        async with self.db.session() as session:
+            stmt = select(OutboxItem).where(OutboxItem.status.in_(("failed", "held")))
+            if ids is not None:
+                stmt = stmt.where(OutboxItem.id.in_(list(ids)))
+            retried = []
+            for item in await session.scalars(stmt.order_by(OutboxItem.id)):
+                item.status = "pending"
+                item.attempts = 0
+                item.next_attempt_at = utcnow()
+                if item.identity_id:
+                    identity = await session.get(Identity, item.identity_id)
+                    if identity is not None:
+                        identity.unreachable = False
+                retried.append(item.id)
+        if retried:
+            self.outbox_wakeup.set()
+        return retried
 
     async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
         async with self.db.session() as session:
@@ -414,9 +488,18 @@ class Service:
             await self._say(tx, conversation, build, DeliveryKind.NOTIFICATION)
 
 
+def _error_outcome(item: OutboxItem, outcome: DeliveryError, service: Service) -> str:
+    if isinstance(outcome, Unreachable):
+        return "unreachable"
+    if isinstance(outcome, Held):
+        return "held"
+    return "failed" if item.attempts >= service.config.outbox.max_attempts else "retry"
+
+
 async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:
     """Process stored inbound messages and deliver the outbox until ``stop`` is set."""
     service.senders.update(senders)
+    service.stopping = stop
 
     await asyncio.gather(
         _repeat("inbox", service.process_pending, service.inbox_wakeup, stop, 5.0),

@@ -40,7 +40,7 @@ FORM_OF_MENU = {
     "volunteer": "volunteer",
     "complaint": "complaint",
 }
-GLOBAL_WORDS = ("menu", "back", "cancel", "staff", "help", "english", "arabic")
+GLOBAL_WORDS = ("menu", "back", "cancel", "staff", "help", "english", "arabic", "my_data")
 
 
 @dataclass
@@ -195,6 +195,9 @@ class Engine:
             return [self.reply(ctx, "help"), self.menu(ctx)]
         if word == "cancel":
             return self._cancel(ctx)
+        if word == "my_data" and "data_request" in self.forms and state.mode is not Mode.FORM:
+            # A copy or the deletion of one's personal data can be asked from anywhere (PDPL).
+            return self.flow.start(ctx, self.forms["data_request"])
 
         if returning and state.mode is Mode.FORM and state.draft is not None:
             return [self._offer_resume(ctx)]

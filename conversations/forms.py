@@ -224,7 +224,7 @@ def parse_form(text: str, source: str) -> Form:
     )
 
 
-BUILTIN_FORMS = ("support_request", "volunteer", "complaint", "update_data")
+BUILTIN_FORMS = ("support_request", "volunteer", "complaint", "update_data", "data_request")
 
 
 def load_forms(override_dir: Path | None = None) -> dict[str, Form]:

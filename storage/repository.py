@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -58,9 +58,31 @@ class Ingested:
     beneficiary_id: int
 
 
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
 def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    return (postgresql if _dialect(session) == "postgresql" else sqlite).insert(table)
+
+
+# Key spaces of transaction-scoped advisory locks (the first of PostgreSQL's two int keys).
+_OPENING_CONVERSATION = 0x7461_0001
+_SENDING_CONVERSATION = 0x7461_0002
+
+
+async def _xact_lock(session: AsyncSession, space: int, key: int, *, wait: bool) -> bool:
+    """A PostgreSQL advisory lock held until the transaction ends; always granted on SQLite,
+    where one writer at a time already serialises transactions. Keys folding onto the same
+    int only make two unrelated rows wait for each other, never break exclusion."""
+    if _dialect(session) != "postgresql":
+        return True
+    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    result = await session.execute(
+        text(f"SELECT {function}(:space, :key)"),
+        {"space": space, "key": key % 2_147_483_647},
+    )
+    return wait or bool(result.scalar())
 
 
 def _summary(row: Request) -> RequestSummary:
@@ -93,6 +115,8 @@ class Tx:
             beneficiary.phone = address
         self.session.add(beneficiary)
         await self.session.flush()
+        # The unique (kind, address) decides between two first messages arriving at once:
+        # the loser waits for the winner's commit, inserts nothing and uses its identity.
         stmt = (
             _insert(self.session, Identity)
             .values(
@@ -103,8 +127,11 @@ class Tx:
                 unreachable=False,
             )
             .on_conflict_do_nothing()
+            .returning(Identity.id)
         )
-        await self.session.execute(stmt)
+        if (await self.session.execute(stmt)).scalar() is None:
+            await self.session.execute(delete(Beneficiary).where(Beneficiary.id == beneficiary.id))
+            self.session.expunge(beneficiary)
         found = await self.session.scalar(
             select(Identity).where(Identity.kind == kind, Identity.address == address)
         )
@@ -117,19 +144,29 @@ class Tx:
         When the number already belongs to another beneficiary (who wrote on WhatsApp or SMS),
         this identity's history moves to them: one person, one history.
         """
-        phone_identity = await self.session.scalar(
-            select(Identity).where(Identity.kind == "phone", Identity.address == phone)
-        )
         current = identity.beneficiary_id
-        if phone_identity is None:
-            self.session.add(
-                Identity(beneficiary_id=current, kind="phone", address=phone, created_at=utcnow())
+        claimed = await self.session.execute(
+            _insert(self.session, Identity)
+            .values(
+                beneficiary_id=current,
+                kind="phone",
+                address=phone,
+                created_at=utcnow(),
+                unreachable=False,
             )
+            .on_conflict_do_nothing()
+            .returning(Identity.id)
+        )
+        if claimed.scalar() is not None:
             beneficiary = await self.session.get(Beneficiary, current)
             if beneficiary is not None:
                 beneficiary.phone = phone
             await self.session.flush()
             return
+        phone_identity = await self.session.scalar(
+            select(Identity).where(Identity.kind == "phone", Identity.address == phone)
+        )
+        assert phone_identity is not None
         owner = phone_identity.beneficiary_id
         if owner == current:
             return
@@ -182,14 +219,20 @@ class Tx:
         return dict(row.value) if row is not None else {}
 
     async def set_cursor(self, name: str, value: dict[str, Any]) -> None:
-        row = await self.session.get(ChannelCursor, name)
-        if row is None:
-            self.session.add(ChannelCursor(name=name, value=value, updated_at=utcnow()))
-        else:
-            row.value = value
-            row.updated_at = utcnow()
+        now = utcnow()
+        stmt = _insert(self.session, ChannelCursor).values(name=name, value=value, updated_at=now)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"value": value, "updated_at": now}
+            )
+        )
+        # A row this session loaded before would otherwise keep the old value.
+        await self.session.get(ChannelCursor, name, populate_existing=True)
 
     async def open_conversation(self, beneficiary_id: int) -> Conversation:
+        # Two first messages of one beneficiary at once must not open two conversations;
+        # the second waits here until the first commits, then finds its conversation.
+        await _xact_lock(self.session, _OPENING_CONVERSATION, beneficiary_id, wait=True)
         conversation = await self.session.scalar(
             select(Conversation)
             .where(Conversation.beneficiary_id == beneficiary_id, Conversation.status.in_(OPEN))
@@ -343,18 +386,40 @@ class Tx:
             )
             .exists()
         )
-        stmt: Select[tuple[OutboxItem]] = (
+        due = (
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at <= now,
+            OutboxItem.channel.in_(channels),
+            ~waiting_ahead,  # a conversation's replies leave in order
+        )
+        stmt = (
             select(OutboxItem)
-            .where(
-                OutboxItem.status == "pending",
-                OutboxItem.next_attempt_at <= now,
-                OutboxItem.channel.in_(channels),
-                ~waiting_ahead,  # a conversation's replies leave in order
-            )
+            .where(*due)
             .order_by(OutboxItem.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        if _dialect(self.session) != "postgresql":
+            return list(await self.session.scalars(stmt))
+        # Row locks alone would let another instance take a conversation's second reply
+        # while the first is claimed but not yet committed as "sending". So a claimer first
+        # owns whole conversations (skipping those another claimer holds), then reads their
+        # due items afresh, seeing every claim committed before it got them.
+        candidates = await self.session.scalars(
+            select(OutboxItem.conversation_id)
+            .where(*due)
+            .group_by(OutboxItem.conversation_id)
+            .order_by(func.min(OutboxItem.id))
+            .limit(limit)
+        )
+        owned = [
+            conversation_id
+            for conversation_id in candidates
+            if await _xact_lock(self.session, _SENDING_CONVERSATION, conversation_id, wait=False)
+        ]
+        if not owned:
+            return []
+        stmt = stmt.where(OutboxItem.conversation_id.in_(owned))
         return list(await self.session.scalars(stmt))
 
     async def release_expired_leases(self, now: datetime) -> None:
@@ -465,9 +530,9 @@ class Tx:
             national_id = submission.answers.get("national_id", {}).get("value")
             if isinstance(national_id, str):
                 beneficiary.national_id = national_id
-            name = submission.answers.get("full_name", {}).get("value")
-            if isinstance(name, str):
-                beneficiary.display_name = name[:200]
+            full_name = submission.answers.get("full_name", {}).get("value")
+            if isinstance(full_name, str):
+                beneficiary.display_name = full_name[:200]
         await self.audit("beneficiary", "request.submitted", reference)
         return reference
 
@@ -597,7 +662,7 @@ class Tx:
         rows = await self.session.execute(
             select(Request.status, func.count()).group_by(Request.status)
         )
-        return {status: count for status, count in rows.tuples()}
+        return {status: count for status, count in rows}
 
     async def late_requests(self, now: datetime, within: timedelta) -> list[Request]:
         rows = await self.session.scalars(

@@ -80,7 +80,13 @@ def test_catalogues_have_the_same_keys_and_placeholders() -> None:
 
 def test_builtin_forms_are_bilingual() -> None:
     forms = load_forms()
-    assert set(forms) == {"support_request", "volunteer", "complaint", "update_data"}
+    assert set(forms) == {
+        "support_request",
+        "volunteer",
+        "complaint",
+        "update_data",
+        "data_request",
+    }
     support = forms["support_request"]
     assert support.declaration and support.kind == "request"
     assert support.intro["ar"] and support.intro["en"]

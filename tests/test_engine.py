@@ -357,3 +357,23 @@ async def test_attachment_rules(service: Service) -> None:
     assert "larger than allowed" in chat.text
     await chat.say("skip")
     assert "Is everything correct" in chat.text
+
+
+async def test_a_copy_or_deletion_of_personal_data_can_be_asked_from_anywhere(
+    service: Service,
+) -> None:
+    chat = Chat(service, channel=Channel.WHATSAPP, sender="+966500000001")
+    await chat.say("مرحبا")
+    await chat.say("حذف بياناتي")
+    assert "حذفها" in chat.text  # the intro of the data request
+    await chat.say("١")
+    await chat.say("حذف بياناتي")
+    await chat.say("نعم")
+    for _ in range(3):
+        if "DR-" in chat.text:
+            break
+        await chat.say("تأكيد وإرسال")
+    assert "DR-" in chat.text
+    async with service.db.session() as s:
+        request = await s.scalar(select(Request).where(Request.form_id == "data_request"))
+    assert request is not None and request.due_at is not None

@@ -173,6 +173,12 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
         return ParsedUpdate(
             UpdateKind.IGNORED, update_id, callback_query_id=query.id, reason="group"
         )
+    sender = getattr(query, "from_user", None)
+    if sender is None or not sender.id:
+        # A malformed query with no sender: nothing to answer, nobody to answer it to.
+        return ParsedUpdate(
+            UpdateKind.IGNORED, update_id, callback_query_id=query.id, reason="no sender"
+        )
     data = query.data or ""
     label = button_label(message, data) if message is not None else None
     inbound = Inbound(

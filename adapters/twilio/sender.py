@@ -157,7 +157,8 @@ def template_variables(reply: Reply) -> str:
 
 def map_error(exc: TwilioRestException) -> DeliveryError:
     code = int(exc.code) if isinstance(exc.code, int | str) and str(exc.code).isdigit() else None
-    reason = f"twilio {exc.status}" + (f" error {code}" if code else "") + f": {exc.msg}"
+    # Twilio's message text can quote the phone number: keep only the status and the code.
+    reason = f"twilio {exc.status}" + (f" error {code}" if code else "")
     if exc.status == 429 or code == 20429:
         return RateLimited(RATE_LIMIT_WAIT, reason)
     if code in UNREACHABLE_CODES:

@@ -28,6 +28,7 @@ from conversations.delivery import Delivery
 from conversations.messages import Attachment, Channel, Inbound, Reply
 from conversations.normalize import script_language
 from storage.files import TooLarge
+from storage.locks import singleton_task
 from storage.models import Conversation, Identity, Message
 from storage.repository import Tx
 
@@ -262,7 +263,9 @@ def install(service: Service, runtime: ChannelRuntime) -> None:
     if not cfg.enabled:
         return
     channel = EmailChannel(service)
-    runtime.tasks.append(channel.reader.run)
+    # Several instances may share the database; only one reads the mailbox at a time, and
+    # another takes over within seconds of it stopping.
+    runtime.tasks.append(singleton_task(service.db, channel.cursor_name, channel.reader.run))
     if cfg.smtp_host:
         runtime.senders[Channel.EMAIL.value] = channel.sender
     runtime.enabled.append("email")

@@ -1,0 +1,95 @@
+"""`tawasul outbox`: replies set aside after their attempts (or held), and sending them again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from bot.cli import State, pass_state
+from bot.service import Service
+from storage.models import OutboxItem
+
+
+def mask(address: str) -> str:
+    """Enough of an address to tell items apart, never the whole phone or email."""
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        tld = domain.rsplit(".", 1)[-1] if "." in domain else ""
+        return f"{local[:1]}•••@•••" + (f".{tld}" if tld else "")
+    if len(address) <= 4:
+        return "•" * len(address)
+    return address[:4] + "•" * max(len(address) - 6, 1) + address[-2:]
+
+
+def describe(item: OutboxItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "status": item.status,
+        "channel": item.channel,
+        "kind": item.kind,
+        "address": mask(item.address),
+        "attempts": item.attempts,
+        "last_error": item.last_error,
+        "conversation_id": item.conversation_id,
+        "created_at": item.created_at.isoformat() if item.created_at else None,
+    }
+
+
+def _run(state: State, work: Callable[[Service], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        service = Service(state.config)
+        try:
+            return await work(service)
+        finally:
+            await service.close()
+
+    return asyncio.run(go())
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Replies that could not be delivered."""
+
+
+@outbox_group.command("failed")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@pass_state
+def failed(state: State, as_json: bool) -> None:
+    """List replies that failed after their attempts, or are held for staff."""
+    items = [describe(i) for i in _run(state, lambda s: s.failed_outbox())]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        click.echo("Nothing failed or held.")
+        return
+    for i in items:
+        click.echo(
+            f"#{i['id']:<6} {i['status']:<7} {i['channel']:<9} {i['address']:<16} "
+            f"attempts {i['attempts']:<3} {i['last_error'] or ''}"
+        )
+    click.echo(f"{len(items)} item(s). `tawasul outbox retry ID` or `--all` sends them again.")
+
+
+@outbox_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every failed and held item.")
+@pass_state
+def retry(state: State, ids: tuple[int, ...], every: bool) -> None:
+    """Queue failed or held replies again (a running server sends them within a second)."""
+    if not ids and not every:
+        raise click.UsageError("give one or more item ids, or --all")
+    retried = _run(state, lambda s: s.retry_outbox(None if every else list(ids)))
+    missing = sorted(set(ids) - set(retried))
+    if retried:
+        click.echo(f"Queued again: {', '.join(f'#{i}' for i in retried)}")
+    else:
+        click.echo("Nothing to queue again.")
+    if missing:
+        click.echo(f"Not failed or held (or unknown): {', '.join(f'#{i}' for i in missing)}")
+        sys.exit(1)

@@ -1,0 +1,242 @@
+"""Defences in front of the application: security headers on every response, and a
+per-sender flood guard in front of ``Service.receive``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conversations.messages import Channel, Inbound, Reply, identity_kind
+from conversations.state import State
+from storage.repository import Tx
+
+if TYPE_CHECKING:
+    from bot.service import Service
+
+log = structlog.get_logger("tawasul.security")
+
+# -- headers -----------------------------------------------------------------------------------
+
+# The web chat and the staff console load only their own scripts and style sheets and have no
+# inline script, inline style or style attribute, so nothing inline is allowed. Scripts only
+# change styles through the CSSOM (element.style), which CSP does not restrict. The favicon
+# is an empty data: URL.
+PAGE_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+# FastAPI's interactive API page is built from a CDN bundle and an inline start-up script.
+DOCS_PATHS = ("/api/docs", "/docs/oauth2-redirect")
+DOCS_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'",
+        "style-src 'self' https://cdn.jsdelivr.net",
+        "img-src 'self' data: https://fastapi.tiangolo.com",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+)
+COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", PERMISSIONS_POLICY.encode()),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+class SecurityHeaders:
+    """Add the security headers to every HTTP response that does not set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        policy = DOCS_POLICY if path.startswith(DOCS_PATHS) else PAGE_POLICY
+        extra = [*COMMON_HEADERS, (b"content-security-policy", policy.encode())]
+        if scope.get("scheme") == "https":
+            extra.append(HSTS)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+# -- flood control -----------------------------------------------------------------------------
+
+# Limits per sender (one person on WhatsApp and SMS counts once). A person typing fast sends
+# a message every few seconds; a script sends hundreds a minute.
+FLOOD_WINDOW_SECONDS = 60.0
+FLOOD_SLOW_AFTER = 40  # messages in the window before further ones are spaced out
+FLOOD_SLOW_SECONDS = 2.0  # spacing between a slowed sender's messages
+FLOOD_MAX_WAIT_SECONDS = 20.0  # a message that would wait longer is a flood
+FLOOD_BLOCK_AFTER = 100  # messages in the window before the sender is ignored
+FLOOD_BLOCK_SECONDS = 15 * 60.0
+FLOOD_TRACKED_SENDERS = 50_000  # memory bound: quiet senders are forgotten beyond this
+# The terminal is the operator's own.
+UNGUARDED = frozenset({Channel.CONSOLE})
+
+
+@dataclass(frozen=True, slots=True)
+class FloodLimits:
+    window: float = FLOOD_WINDOW_SECONDS
+    slow_after: int = FLOOD_SLOW_AFTER
+    slow_seconds: float = FLOOD_SLOW_SECONDS
+    max_wait: float = FLOOD_MAX_WAIT_SECONDS
+    block_after: int = FLOOD_BLOCK_AFTER
+    block_seconds: float = FLOOD_BLOCK_SECONDS
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    SLOW = "slow"  # pass after the returned wait
+    BLOCK = "block"  # ignored from now on; the sender is told once
+    IGNORE = "ignore"  # ignored, already told
+
+
+@dataclass(slots=True)
+class _Sender:
+    seen: deque[float] = field(default_factory=deque)
+    next_slot: float = 0.0
+    blocked_until: float = 0.0
+
+
+class FloodGuard:
+    """Counts each sender's messages in a sliding window, in memory (per process)."""
+
+    def __init__(
+        self, limits: FloodLimits | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits or FloodLimits()
+        self.clock = clock
+        self._senders: dict[tuple[str, str], _Sender] = {}
+
+    def check(self, kind: str, address: str) -> tuple[Verdict, float]:
+        """The verdict on one more message from this sender, and how long it must wait."""
+        now = self.clock()
+        limits = self.limits
+        key = (kind, address)
+        sender = self._senders.get(key)
+        if sender is None:
+            if len(self._senders) >= FLOOD_TRACKED_SENDERS:
+                self._forget_quiet(now)
+            sender = self._senders[key] = _Sender()
+        if sender.blocked_until:
+            if now < sender.blocked_until:
+                return Verdict.IGNORE, 0.0
+            sender.blocked_until = 0.0
+            sender.seen.clear()
+        while sender.seen and sender.seen[0] <= now - limits.window:
+            sender.seen.popleft()
+        sender.seen.append(now)
+        count = len(sender.seen)
+        if count <= limits.slow_after:
+            return Verdict.PASS, 0.0
+        slot = max(now, sender.next_slot)
+        wait = slot - now
+        if count > limits.block_after or wait > limits.max_wait:
+            sender.blocked_until = now + limits.block_seconds
+            sender.next_slot = 0.0
+            return Verdict.BLOCK, 0.0
+        sender.next_slot = slot + limits.slow_seconds
+        return Verdict.SLOW, wait
+
+    def _forget_quiet(self, now: float) -> None:
+        horizon = now - self.limits.window
+        for key in [
+            k
+            for k, s in self._senders.items()
+            if s.blocked_until <= now and (not s.seen or s.seen[-1] <= horizon)
+        ]:
+            del self._senders[key]
+
+
+_guards: weakref.WeakKeyDictionary[Service, FloodGuard] = weakref.WeakKeyDictionary()
+
+
+def flood_guard(service: Service) -> FloodGuard:
+    guard = _guards.get(service)
+    if guard is None:
+        guard = _guards[service] = FloodGuard()
+    return guard
+
+
+def use_flood_guard(service: Service, guard: FloodGuard) -> None:
+    _guards[service] = guard
+
+
+async def admit(service: Service, msg: Inbound) -> bool:
+    """Whether ``receive`` should store this message; a slowed sender waits here first."""
+    if msg.channel in UNGUARDED:
+        return True
+    verdict, wait = flood_guard(service).check(identity_kind(msg.channel), msg.sender_id)
+    if verdict is Verdict.SLOW:
+        await asyncio.sleep(wait)
+        return True
+    if verdict is Verdict.BLOCK:
+        await _tell_blocked(service, msg)
+        return False
+    return verdict is Verdict.PASS
+
+
+async def _tell_blocked(service: Service, msg: Inbound) -> None:
+    minutes = max(1, round(flood_guard(service).limits.block_seconds / 60))
+    async with service.db.session() as session:
+        tx = Tx(session)
+        identity = await tx.identity(identity_kind(msg.channel), msg.sender_id)
+        conversation = await tx.open_conversation(identity.beneficiary_id)
+        conversation.last_channel = msg.channel.value
+        conversation.last_identity_id = identity.id
+        lang = State.from_json(conversation.state).lang or "ar"
+        reply = Reply(
+            service.catalog.text(lang, "security.flood", minutes=minutes),
+            short_text=service.catalog.short(lang, "security.flood", minutes=minutes),
+            key="security.flood",
+            params=(("minutes", str(minutes)),),
+        )
+        await tx.queue_replies(conversation, [reply], identity_id=identity.id, kind="notification")
+    service.outbox_wakeup.set()
+    log.warning(
+        "security.flood_blocked",
+        channel=msg.channel.value,
+        identity_id=identity.id,
+        conversation_id=conversation.id,
+        minutes=minutes,
+    )

@@ -1,0 +1,131 @@
+"""One sender flooding is slowed, then ignored with one polite message; others carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from bot.security import FloodGuard, FloodLimits, Verdict, use_flood_guard
+from bot.service import Service
+from conversations.messages import Channel, Inbound
+from storage.models import Message
+from tests.conftest import WORKING_TIME
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_thousand_messages_a_minute_are_slowed_then_ignored() -> None:
+    clock = Clock()
+    guard = FloodGuard(clock=clock)  # the shipped limits
+    verdicts: Counter[Verdict] = Counter()
+    waits = []
+    for _ in range(1000):
+        verdict, wait = guard.check("phone", "+966500000001")
+        verdicts[verdict] += 1
+        waits.append(wait)
+        clock.now += 0.06
+    limits = guard.limits
+    assert verdicts[Verdict.PASS] == limits.slow_after
+    assert 0 < verdicts[Verdict.SLOW] <= limits.max_wait / limits.slow_seconds + 1
+    assert verdicts[Verdict.BLOCK] == 1  # told once
+    assert verdicts[Verdict.IGNORE] == 1000 - sum(
+        verdicts[v] for v in (Verdict.PASS, Verdict.SLOW, Verdict.BLOCK)
+    )
+    assert max(waits) <= limits.max_wait
+    # Someone else meanwhile is untouched.
+    assert guard.check("phone", "+966500000002") == (Verdict.PASS, 0.0)
+    clock.now += limits.block_seconds
+    assert guard.check("phone", "+966500000001") == (Verdict.PASS, 0.0)
+
+
+def test_a_person_typing_fast_is_never_slowed() -> None:
+    clock = Clock()
+    guard = FloodGuard(clock=clock)
+    for _ in range(300):  # one message every 2 s for 10 minutes
+        assert guard.check("webchat", "s")[0] is Verdict.PASS
+        clock.now += 2.0
+
+
+def test_quiet_senders_are_forgotten_when_memory_is_full() -> None:
+    import bot.security as security
+
+    clock = Clock()
+    guard = FloodGuard(FloodLimits(window=1.0), clock=clock)
+    for i in range(security.FLOOD_TRACKED_SENDERS):
+        guard.check("webchat", str(i))
+    clock.now += 5
+    guard.check("webchat", "new")
+    assert len(guard._senders) == 1
+
+
+async def _count(service: Service, sender_direction: str, text: str | None = None) -> int:
+    async with service.db.session(write=False) as session:
+        query = (
+            select(func.count()).select_from(Message).where(Message.direction == sender_direction)
+        )
+        if text is not None:
+            query = query.where(Message.text.like(f"%{text}%"))
+        return int(await session.scalar(query) or 0)
+
+
+async def test_others_are_answered_on_time_while_one_floods(service: Service) -> None:
+    limits = FloodLimits(
+        slow_after=10, slow_seconds=0.05, max_wait=0.5, block_after=30, block_seconds=600
+    )
+    use_flood_guard(service, FloodGuard(limits))
+
+    def msg(sender: str, n: int) -> Inbound:
+        return Inbound(
+            Channel.WEBCHAT,
+            sender,
+            text=f"flood {n}",
+            channel_message_id=f"{sender}-{n}",
+            received_at=WORKING_TIME,
+        )
+
+    async def flood() -> None:
+        for batch in range(0, 300, 20):
+            await asyncio.gather(
+                *(
+                    service.handle(msg("flooder-session-000000", n))
+                    for n in range(batch, batch + 20)
+                )
+            )
+
+    latencies: list[float] = []
+
+    async def neighbour() -> None:
+        await asyncio.sleep(0.05)
+        for n in range(6):
+            started = time.monotonic()
+            delivered = await service.handle(
+                Inbound(
+                    Channel.WEBCHAT,
+                    "neighbour-session-00000",
+                    command="menu" if n else "start",
+                    channel_message_id=f"neighbour-{n}",
+                    received_at=WORKING_TIME,
+                )
+            )
+            latencies.append(time.monotonic() - started)
+            assert delivered, "the neighbour got no answer"
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(asyncio.gather(flood(), neighbour()), timeout=45)
+    assert len(latencies) == 6 and max(latencies) < 3.0
+    # The flooder's messages past the limit were never stored, and it was told exactly once.
+    stored = await _count(service, "in", "flood ")
+    assert stored <= limits.block_after
+    async with service.db.session(write=False) as session:
+        said = list(await session.scalars(select(Message.text).where(Message.direction == "out")))
+    polite = {service.catalog.text(lang, "security.flood", minutes=10) for lang in ("ar", "en")}
+    assert sum(text in polite for text in said) == 1

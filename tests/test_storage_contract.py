@@ -1,0 +1,352 @@
+"""What storage promises, checked the same way on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from conversations.messages import Channel, Inbound, Reply
+from conversations.ports import RequestStatus, Submission
+from storage.db import Database
+from storage.locks import Job, run_singleton, singleton
+from storage.migrate import current_revision, head_revision, upgrade
+from storage.models import Beneficiary, Conversation, Identity, OutboxItem, utcnow
+from storage.repository import InvalidTransition, Tx
+from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
+
+AT = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:  # noqa: F811
+    database = Database(database_url)
+    await upgrade(database.engine)
+    yield database
+    await database.dispose()
+
+
+def inbound(
+    sender: str, message_id: str, channel: Channel = Channel.WHATSAPP, **kw: object
+) -> Inbound:
+    return Inbound(
+        channel=channel,
+        sender_id=sender,
+        text="مرحبا",
+        channel_message_id=message_id,
+        received_at=AT,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def ingest(db: Database, msg: Inbound) -> int | None:
+    async with db.session() as s:
+        ingested = await Tx(s).ingest(msg, {})
+    return ingested.message_id if ingested else None
+
+
+async def count(db: Database, model: type) -> int:
+    async with db.session(write=False) as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_schema_is_at_head(db: Database) -> None:
+    assert await current_revision(db.engine) == head_revision()
+    async with db.session() as s:
+        # Server defaults of later migrations fill rows written without them.
+        await s.execute(
+            text("INSERT INTO beneficiaries (created_at, display_name) VALUES (:at, '')"),
+            {"at": AT},
+        )
+        bid = await s.scalar(select(Beneficiary.id))
+        await s.execute(
+            text(
+                "INSERT INTO identities (beneficiary_id, kind, address, created_at, unreachable)"
+                " VALUES (:b, 'phone', '+966500000001', :at, :f)"
+            ),
+            {"b": bid, "at": AT, "f": False},
+        )
+    async with db.session(write=False) as s:
+        identity = await s.scalar(select(Identity))
+        assert identity is not None
+        assert identity.opted_out is False
+        assert identity.created_at == AT and identity.created_at.tzinfo is not None
+
+
+async def test_message_ingested_once_per_channel_message_id(db: Database) -> None:
+    first = await ingest(db, inbound("+966500000001", "SM1"))
+    assert first is not None
+    assert await ingest(db, inbound("+966500000001", "SM1")) is None
+    # The same id on another channel is another message.
+    assert await ingest(db, inbound("u1", "SM1", Channel.TELEGRAM)) is not None
+
+
+async def test_concurrent_ingests_of_one_message_one_wins(db: Database) -> None:
+    results = await asyncio.gather(
+        *(ingest(db, inbound("+966500000002", "SM-dup")) for _ in range(6))
+    )
+    assert len([r for r in results if r is not None]) == 1
+    assert await count(db, Identity) == 1
+    assert await count(db, Beneficiary) == 1
+
+
+async def test_first_messages_at_once_make_one_person_and_one_conversation(
+    db: Database,
+) -> None:
+    results = await asyncio.gather(
+        *(ingest(db, inbound("+966500000003", f"SM-{n}")) for n in range(8))
+    )
+    assert all(r is not None for r in results)
+    assert await count(db, Identity) == 1
+    assert await count(db, Beneficiary) == 1
+    assert await count(db, Conversation) == 1
+    # The person comes back after their conversation closed: again exactly one opens.
+    async with db.session() as s:
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None
+        conversation.status, conversation.closed_at = "closed", AT
+    await asyncio.gather(*(ingest(db, inbound("+966500000003", f"SM-b{n}")) for n in range(8)))
+    async with db.session(write=False) as s:
+        statuses = sorted(c.status for c in await s.scalars(select(Conversation)))
+    assert statuses == ["bot", "closed"]
+
+
+async def test_verified_phone_joins_histories(db: Database) -> None:
+    await ingest(db, inbound("+966500000004", "SM-a"))
+    await ingest(db, inbound("tg-9", "tg-1", Channel.TELEGRAM))
+    async with db.session(write=False) as s:
+        owners = {i.address: i.beneficiary_id for i in await s.scalars(select(Identity))}
+    assert owners["+966500000004"] != owners["tg-9"]
+    await ingest(db, inbound("tg-9", "tg-2", Channel.TELEGRAM, verified_phone="+966500000004"))
+    async with db.session(write=False) as s:
+        owners = {i.address: i.beneficiary_id for i in await s.scalars(select(Identity))}
+        phone_owner = owners["+966500000004"]
+        assert owners["tg-9"] == phone_owner
+        assert len(await Tx(s).messages_of(phone_owner, direction="in")) == 3
+    # A new number the channel vouches for becomes the person's own phone identity.
+    await ingest(db, inbound("tg-7", "tg-3", Channel.TELEGRAM, verified_phone="+966500000005"))
+    async with db.session(write=False) as s:
+        new = await s.scalar(select(Identity).where(Identity.address == "+966500000005"))
+        tg = await s.scalar(select(Identity).where(Identity.address == "tg-7"))
+        assert new is not None and tg is not None and new.beneficiary_id == tg.beneficiary_id
+
+
+async def test_reference_numbers_unique_under_concurrency(db: Database) -> None:
+    async def one() -> str:
+        async with db.session() as s:
+            return await Tx(s).next_reference("REQ", AT)
+
+    references = await asyncio.gather(*(one() for _ in range(20)))
+    assert len(set(references)) == 20
+    assert sorted(int(r.rsplit("-", 1)[1]) for r in references) == list(range(1, 21))
+
+
+async def test_request_lifecycle(db: Database) -> None:
+    await ingest(db, inbound("+966500000006", "SM-r"))
+    async with db.session() as s:
+        tx = Tx(s)
+        identity = await s.scalar(select(Identity))
+        assert identity is not None
+        conversation = await tx.open_conversation(identity.beneficiary_id)
+        reference = await tx.submit(
+            Submission(
+                beneficiary_id=identity.beneficiary_id,
+                conversation_id=conversation.id,
+                form_id="support",
+                kind="support",
+                reference_prefix="SUP",
+                answers={
+                    "national_id": {"value": "1087654321", "display": "1087654321"},
+                    "full_name": {"value": "سارة", "display": "سارة"},
+                },
+                lang="ar",
+                channel=Channel.WHATSAPP,
+                declared_at=AT,
+                submitted_at=AT,
+                due_at=AT + timedelta(days=5),
+            )
+        )
+    async with db.session() as s:
+        tx = Tx(s)
+        assert await tx.verify_request(reference, "4321") is not None
+        assert await tx.verify_request(reference, "0000") is None
+        request = await tx.request_by_reference(reference)
+        await tx.change_status(request, RequestStatus.UNDER_REVIEW, actor="staff@example.org")
+        with pytest.raises(InvalidTransition):
+            await tx.change_status(request, RequestStatus.DRAFT, actor="staff@example.org")
+    async with db.session(write=False) as s:
+        tx = Tx(s)
+        request = await tx.request_by_reference(reference)
+        history = (await tx.request_details(request))["history"]
+        assert [h.to_status for h in history] == ["submitted", "under_review"]
+        assert await tx.count_by_status() == {"under_review": 1}
+
+
+async def _outbox(db: Database, conversations: int, replies: int) -> dict[int, list[int]]:
+    """Queue ``replies`` replies in each of ``conversations`` conversations, interleaved."""
+    ids: dict[int, list[int]] = {}
+    for n in range(conversations):
+        await ingest(db, inbound(f"+9665000001{n:02d}", f"SM-o{n}"))
+    async with db.session() as s:
+        tx = Tx(s)
+        rows = list(await s.scalars(select(Conversation).order_by(Conversation.id)))
+        for k in range(replies):
+            for conversation in rows:
+                await tx.queue_replies(conversation, [Reply(text=f"رد {k}")])
+    async with db.session(write=False) as s:
+        for item in await s.scalars(select(OutboxItem).order_by(OutboxItem.id)):
+            ids.setdefault(item.conversation_id, []).append(item.id)
+    return ids
+
+
+async def _claim(db: Database, limit: int, claimed: asyncio.Event | None, hold: float) -> list[int]:
+    async with db.session() as s:
+        items = await Tx(s).due_outbox(utcnow(), ["whatsapp"], limit=limit)
+        for item in items:
+            item.status = "sending"
+            item.next_attempt_at = utcnow() + timedelta(minutes=5)
+        await s.flush()
+        if claimed is not None:
+            claimed.set()
+        await asyncio.sleep(hold)  # the other claimer runs while this claim is uncommitted
+        return [i.id for i in items]
+
+
+async def test_outbox_claimers_never_share_and_keep_order(db: Database) -> None:
+    ids = await _outbox(db, conversations=4, replies=3)
+    first_claimed = asyncio.Event()
+
+    async def second() -> list[int]:
+        await first_claimed.wait()
+        return await _claim(db, limit=50, claimed=None, hold=0)
+
+    # The first claimer's limit cuts a conversation after its first reply.
+    a, b = await asyncio.gather(_claim(db, 1, first_claimed, 0.3), second())
+    assert a and b
+    assert not set(a) & set(b)
+    for items in ids.values():
+        taken_a = [i for i in items if i in a]
+        taken_b = [i for i in items if i in b]
+        assert not (taken_a and taken_b), "one conversation went to two claimers"
+        taken = taken_a or taken_b
+        assert taken == items[: len(taken)], "a later reply was claimed before an earlier one"
+    # Nothing more is due while every conversation has a reply on its way.
+    assert await _claim(db, 50, None, 0) == []
+
+
+async def test_outbox_claim_many_concurrent_claimers(db: Database) -> None:
+    ids = await _outbox(db, conversations=6, replies=2)
+    results = await asyncio.gather(*(_claim(db, 2, None, 0.05) for _ in range(4)))
+    seen = [i for r in results for i in r]
+    assert len(seen) == len(set(seen))
+    owner = {i: n for n, r in enumerate(results) for i in r}
+    for items in ids.values():
+        assert len({owner[i] for i in items if i in owner}) <= 1
+
+
+async def test_cursors(db: Database) -> None:
+    async with db.session() as s:
+        tx = Tx(s)
+        assert await tx.cursor("email:box") == {}
+        await tx.set_cursor("email:box", {"uid": 1})
+        assert await tx.cursor("email:box") == {"uid": 1}
+        await tx.set_cursor("email:box", {"uid": 2})
+        assert await tx.cursor("email:box") == {"uid": 2}
+
+    async def write(uid: int) -> None:
+        async with db.session() as s:
+            await Tx(s).set_cursor("email:other", {"uid": uid})
+
+    await asyncio.gather(*(write(n) for n in range(5)))
+    async with db.session(write=False) as s:
+        assert (await Tx(s).cursor("email:other"))["uid"] in range(5)
+        assert await Tx(s).cursor("email:box") == {"uid": 2}
+
+
+async def test_provider_status(db: Database) -> None:
+    await _outbox(db, conversations=1, replies=2)
+    async with db.session() as s:
+        items = list(await s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+        items[0].provider_id, items[0].status = "SMa", "sent"
+        items[1].provider_id, items[1].status = "SMb", "sent"
+    async with db.session() as s:
+        tx = Tx(s)
+        assert await tx.record_provider_status("SMa", "delivered", None) is not None
+        assert await tx.record_provider_status("SMb", "undelivered", "30003") is not None
+        assert await tx.record_provider_status("SMx", "delivered", None) is None
+    async with db.session(write=False) as s:
+        a, b = list(await s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+        assert (a.status, a.provider_status) == ("sent", "delivered")
+        assert (b.status, b.error_code) == ("failed", "30003")
+
+
+# -- jobs held by one instance at a time ---------------------------------------------------------
+
+
+async def test_singleton_one_holder_at_a_time(db: Database, database_url: str) -> None:  # noqa: F811
+    other = Database(database_url)  # as another instance would open it
+    try:
+        async with singleton(db, "email:box") as first:
+            assert first is not None
+            async with singleton(other, "email:box") as second:
+                assert second is None
+            async with singleton(other, "reminders") as unrelated:
+                assert unrelated is not None
+        async with singleton(other, "email:box") as second:
+            assert second is not None
+    finally:
+        await other.dispose()
+
+
+async def test_singleton_taken_over_when_holder_goes(db: Database, database_url: str) -> None:  # noqa: F811
+    other = Database(database_url)
+    runs: list[str] = []
+    stop = asyncio.Event()
+
+    def job(tag: str, started: asyncio.Event) -> Job:
+        async def run(job_stop: asyncio.Event) -> None:
+            runs.append(tag)
+            started.set()
+            await job_stop.wait()
+            runs.append(f"{tag} stopped")
+
+        return run
+
+    b_started = asyncio.Event()
+    try:
+        async with singleton(db, "email:box", check_every=0.2) as lease:
+            assert lease is not None
+            b = asyncio.create_task(
+                run_singleton(
+                    other,
+                    "email:box",
+                    job("b", b_started),
+                    stop,
+                    retry_every=0.1,
+                    check_every=0.2,
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert runs == []  # b keeps retrying while the lock is held
+            if not db.is_sqlite:
+                # The holding connection dies (a crashed instance, a cut network).
+                async with other.engine.connect() as c:
+                    await c.execute(
+                        text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.backend_pid}
+                    )
+                await asyncio.wait_for(lease.lost.wait(), timeout=5)
+                await asyncio.wait_for(b_started.wait(), timeout=5)
+                assert runs == ["b"]
+        if db.is_sqlite:
+            await asyncio.wait_for(b_started.wait(), timeout=5)
+        async with singleton(db, "email:box") as third:
+            assert third is None  # b holds it now
+        stop.set()
+        await asyncio.wait_for(b, timeout=5)
+        assert runs == ["b", "b stopped"]
+    finally:
+        stop.set()
+        await other.dispose()
