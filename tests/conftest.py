@@ -119,6 +119,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -165,11 +167,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`tawasul serve` in its own process on a free port, over a fresh database."""
-    tmp = tmp_path_factory.mktemp("server")
-    run_cli(tmp, "db", "upgrade")
+@contextmanager
+def serving(tmp: Path, *, startup_seconds: float = 60) -> Iterator[str]:
+    """`tawasul serve` in its own process on a free port; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [*TAWASUL, "serve", "--port", str(port)],
@@ -180,7 +180,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + startup_seconds
     while True:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -192,9 +192,49 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             output = proc.stdout.read() if proc.stdout else ""
             raise RuntimeError(f"tawasul serve did not start:\n{output}")
         time.sleep(0.1)
-    yield base
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server over a fresh database."""
+    tmp = tmp_path_factory.mktemp("server")
+    run_cli(tmp, "db", "upgrade")
+    with serving(tmp) as base:
+        yield base
+
+
+# -- a real browser ------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("TAWASUL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (scripts/ensure-test-peers installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"Chromium not found at {CHROMIUM}: run scripts/ensure-test-peers")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()

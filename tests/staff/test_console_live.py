@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import TAWASUL, cli_env, free_port, run_cli, valid_national_id
+from tests.conftest import run_cli, serving, valid_national_id
 
-CHROMIUM = os.environ.get("TAWASUL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 AGENT = ("hind@example.org", "agent password 1")
 SUPERVISOR = ("majed@example.org", "supervisor password 1")
@@ -55,46 +43,8 @@ def staff_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "ماجد",
         input=SUPERVISOR[1],
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [*TAWASUL, "serve", "--port", str(port)],
-        cwd=tmp,
-        env=cli_env(tmp),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            output = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"tawasul serve did not start:\n{output}")
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (set TAWASUL_CHROMIUM)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+    with serving(tmp) as base:
+        yield base
 
 
 def context(browser: Browser, viewport: dict[str, int], **extra: object) -> BrowserContext:
