@@ -29,7 +29,7 @@ from conversations.delivery import (
 )
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
 from conversations.hours import WorkingHours
-from conversations.messages import Attachment, Channel, Inbound, Reply
+from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
 from conversations.ports import RequestStatus
 from conversations.state import State
 from storage.db import Database
@@ -38,6 +38,10 @@ from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
 from storage.repository import Tx
 
 log = structlog.get_logger("tawasul")
+
+# Channels where several short replies to one message read better as one (one email, not
+# a greeting mail followed by a menu mail).
+COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 
 # How long a claimed outbox item may stay "sending" before another pass takes it up again.
 # A pass never sends after three quarters of it have gone (a slow send is cut short), so an
@@ -182,6 +186,8 @@ class Service:
                 channel=msg.channel,
             )
             replies = await self.engine.handle(msg, ctx, tx)
+            if msg.channel in COMBINED_CHANNELS:
+                replies = combine_replies(replies)
             conversation.state = state.to_json()
             conversation.status = ctx.status.value
             conversation.updated_at = utcnow()

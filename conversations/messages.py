@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -138,3 +139,35 @@ class Reply:
             if isinstance(params, dict)
             else (),
         )
+
+
+def combine_replies(replies: Sequence[Reply]) -> list[Reply]:
+    """Fold replies into as few as read well as one message (an email, say).
+
+    A reply without choices, request or attachment joins the next one; the text of each
+    stays its own paragraph, and the last reply's choices and request are kept.
+    """
+    combined: list[Reply] = []
+    pending: list[Reply] = []
+    for reply in replies:
+        pending.append(reply)
+        if reply.choices or reply.ask or reply.attachment:
+            combined.append(_fold(pending))
+            pending = []
+    if pending:
+        combined.append(_fold(pending))
+    return combined
+
+
+def _fold(replies: Sequence[Reply]) -> Reply:
+    if len(replies) == 1:
+        return replies[0]
+    last = replies[-1]
+    return Reply(
+        text="\n\n".join(r.text for r in replies),
+        choices=last.choices,
+        ask=last.ask,
+        attachment=last.attachment,
+        key=last.key,
+        params=last.params,
+    )

@@ -377,3 +377,15 @@ async def test_a_copy_or_deletion_of_personal_data_can_be_asked_from_anywhere(
     async with service.db.session() as s:
         request = await s.scalar(select(Request).where(Request.form_id == "data_request"))
     assert request is not None and request.due_at is not None
+
+
+def test_short_replies_fold_into_one_message() -> None:
+    from conversations.messages import Choice, Reply, combine_replies
+
+    greeting = Reply("أهلًا")
+    menu = Reply("اختر:", choices=(Choice("القائمة", "menu"),))
+    answer = Reply("الجواب", choices=(Choice("موظف", "staff"),))
+    folded = combine_replies([greeting, menu, answer])
+    assert [r.text for r in folded] == ["أهلًا\n\nاختر:", "الجواب"]
+    assert folded[0].choices == menu.choices and folded[1].choices == answer.choices
+    assert combine_replies([greeting]) == [greeting]
