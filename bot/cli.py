@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -70,18 +71,38 @@ def main(ctx: click.Context, config_option: str | None) -> None:
     ctx.obj = State(config_option)
 
 
+async def require_current_schema(engine: Any) -> None:
+    """Commands refuse a database whose schema is behind the code, and say what to run."""
+    from storage.migrate import current_revision, head_revision
+
+    if await current_revision(engine) != head_revision():
+        raise click.ClickException("the database is not up to date; run `tawasul db upgrade` first")
+
+
+@asynccontextmanager
+async def opened_database(config: Config, *, check_schema: bool = True) -> AsyncIterator[Any]:
+    """The configured database for one command, disposed of when the command ends."""
+    from storage.db import Database
+
+    database = Database(config.database.url)
+    try:
+        if check_schema:
+            await require_current_schema(database.engine)
+        yield database
+    finally:
+        await database.dispose()
+
+
 async def _service(config: Config, *, check_schema: bool = True) -> Any:
     from bot.service import Service
-    from storage.migrate import current_revision, head_revision
 
     service = Service(config)
     if check_schema:
-        current = await current_revision(service.db.engine)
-        if current != head_revision():
+        try:
+            await require_current_schema(service.db.engine)
+        except click.ClickException:
             await service.close()
-            raise click.ClickException(
-                "the database is not up to date; run `tawasul db upgrade` first"
-            )
+            raise
     return service
 
 
@@ -192,20 +213,11 @@ def db() -> None:
     """The database schema."""
 
 
-def _database(config: Config) -> Any:
-    from storage.db import Database
-
-    return Database(config.database.url)
-
-
 async def _revision(config: Config) -> str | None:
     from storage.migrate import current_revision
 
-    database = _database(config)
-    try:
-        return await current_revision(database.engine)
-    finally:
-        await database.dispose()
+    async with opened_database(config, check_schema=False) as database:
+        return await current_revision(database.engine)  # type: ignore[no-any-return]
 
 
 @db.command("upgrade")
@@ -216,11 +228,8 @@ async def db_upgrade(state: State) -> None:
     from storage.migrate import head_revision, upgrade
 
     before = await _revision(state.config)
-    database = _database(state.config)
-    try:
+    async with opened_database(state.config, check_schema=False) as database:
         await upgrade(database.engine)
-    finally:
-        await database.dispose()
     after = await _revision(state.config)
     if before == after:
         click.echo(f"Database already up to date (revision {after}).")

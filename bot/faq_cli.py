@@ -150,26 +150,25 @@ def misses(ctx: click.Context, limit: int, as_json: bool) -> None:
 async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from storage.db import Database
+    from bot.cli import opened_database
     from storage.models import UnansweredQuestion
 
-    database = Database(config.database.url)
-    try:
-        async with database.session(write=False) as session:
-            rows = await session.scalars(
-                select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc()).limit(limit)
-            )
-            return [
-                {
-                    "id": r.id,
-                    "text": r.text,
-                    "lang": r.lang,
-                    "at": r.created_at.isoformat(timespec="minutes"),
-                }
-                for r in rows
-            ]
-    finally:
-        await database.dispose()
+    async with (
+        opened_database(config, check_schema=False) as database,
+        database.session(write=False) as session,
+    ):
+        rows = await session.scalars(
+            select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc()).limit(limit)
+        )
+        return [
+            {
+                "id": r.id,
+                "text": r.text,
+                "lang": r.lang,
+                "at": r.created_at.isoformat(timespec="minutes"),
+            }
+            for r in rows
+        ]
 
 
 @faq.command()
@@ -219,19 +218,18 @@ def read_faq_text(text: str, path: Path) -> None:
 
 
 async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path) -> str:
-    from storage.db import Database
+    from bot.cli import opened_database
     from storage.models import UnansweredQuestion
     from storage.repository import Tx
 
-    database = Database(config.database.url)
-    try:
-        async with database.session() as session:
-            miss = await session.get(UnansweredQuestion, miss_id)
-            if miss is None:
-                raise click.ClickException(f"no unanswered question #{miss_id}")
-            add_question(path, entry_id, miss.text.strip(), miss.lang)
-            await Tx(session).audit("cli", "faq.taught", entry_id, miss=miss_id)
-            await session.delete(miss)
-            return miss.text
-    finally:
-        await database.dispose()
+    async with (
+        opened_database(config, check_schema=False) as database,
+        database.session() as session,
+    ):
+        miss = await session.get(UnansweredQuestion, miss_id)
+        if miss is None:
+            raise click.ClickException(f"no unanswered question #{miss_id}")
+        add_question(path, entry_id, miss.text.strip(), miss.lang)
+        await Tx(session).audit("cli", "faq.taught", entry_id, miss=miss_id)
+        await session.delete(miss)
+        return miss.text

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
-from bot.cli import State, pass_state, run_async
+from bot.cli import State, opened_database, pass_state, run_async
 
 ROLES = ["agent", "supervisor", "admin"]
-
-
-async def _database(state: State) -> Any:
-    from storage.db import Database
-    from storage.migrate import current_revision, head_revision
-
-    database = Database(state.config.database.url)
-    if await current_revision(database.engine) != head_revision():
-        await database.dispose()
-        raise click.ClickException("the database is not up to date; run `tawasul db upgrade` first")
-    return database
 
 
 def _read_password() -> str:
@@ -53,14 +41,11 @@ async def staff_add(state: State, email: str, role: str, name: str) -> None:
         password_hash = await hash_password(_read_password())
     except WeakPassword as exc:
         raise click.ClickException(str(exc)) from None
-    database = await _database(state)
     try:
-        async with database.session() as session:
+        async with opened_database(state.config) as database, database.session() as session:
             await ConsoleTx(session).add_staff(email, role, password_hash, name=name)
     except StaffExists:
         raise click.ClickException(f"{email} already has an account") from None
-    finally:
-        await database.dispose()
     click.echo(f"Added {email.strip().lower()} ({role}). Sign in at /staff/ on the server.")
 
 
@@ -71,12 +56,11 @@ async def staff_list(state: State) -> None:
     """List the accounts."""
     from storage.staff import ConsoleTx
 
-    database = await _database(state)
-    try:
-        async with database.session(write=False) as session:
-            rows = await ConsoleTx(session).staff_list()
-    finally:
-        await database.dispose()
+    async with (
+        opened_database(state.config) as database,
+        database.session(write=False) as session,
+    ):
+        rows = await ConsoleTx(session).staff_list()
     if not rows:
         click.echo("No staff accounts yet: tawasul staff add EMAIL --role admin")
         return
@@ -89,12 +73,8 @@ async def staff_list(state: State) -> None:
 async def _set_active(state: State, email: str, active: bool) -> None:
     from storage.staff import ConsoleTx
 
-    database = await _database(state)
-    try:
-        async with database.session() as session:
-            found = await ConsoleTx(session).set_staff_active(email, active, actor="cli")
-    finally:
-        await database.dispose()
+    async with opened_database(state.config) as database, database.session() as session:
+        found = await ConsoleTx(session).set_staff_active(email, active, actor="cli")
     if not found:
         raise click.ClickException(f"no account {email}")
 
@@ -132,12 +112,8 @@ async def staff_password(state: State, email: str) -> None:
         password_hash = await hash_password(_read_password())
     except WeakPassword as exc:
         raise click.ClickException(str(exc)) from None
-    database = await _database(state)
-    try:
-        async with database.session() as session:
-            found = await ConsoleTx(session).set_password(email, password_hash, actor="cli")
-    finally:
-        await database.dispose()
+    async with opened_database(state.config) as database, database.session() as session:
+        found = await ConsoleTx(session).set_password(email, password_hash, actor="cli")
     if not found:
         raise click.ClickException(f"no account {email}")
     click.echo(f"Password of {email} changed.")
