@@ -135,8 +135,8 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
         TAWASUL_KNOWLEDGE_FAQ_PATH=str(tmp / "faq.toml"),
         TAWASUL_KNOWLEDGE_CACHE_DIR=str(EMBEDDING_CACHE),
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)  # may replace the defaults above, the database URL for one
     return env
 
 
