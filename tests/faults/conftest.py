@@ -8,8 +8,9 @@ import json
 import secrets
 import signal
 import sys
+import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from bot.channels.twilio import INBOUND_PATH
 from bot.service import Service
 from storage.models import Identity, Message, OutboxItem
 from tests.conftest import cli_env, free_port, make_config, run_cli
+from tests.telegram.conftest import telegram_settings
+from tests.telegram.fake_bot_api import Failure, FakeBotAPI
 from tests.twilio.conftest import PUBLIC_URL, SMS_FROM, WHATSAPP_FROM, sign, twilio_form
 from tests.twilio.fake import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
@@ -54,6 +57,43 @@ class FaultyTwilio(FakeTwilio):
         return await super()._create(request)
 
 
+class FaultyBotAPI(FakeBotAPI):
+    """The fake Telegram Bot API, whose sending methods can also hang or answer 503."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.unavailable = False
+        self.refused = 0
+
+    def _faulty(self, send: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> Any:
+        self.gate.wait(timeout=30)
+        if self.unavailable:
+            self.refused += 1
+            return Failure(503, "Service Unavailable")
+        return send(params)
+
+    def _api_sendMessage(self, params: dict[str, Any]) -> Any:
+        return self._faulty(super()._api_sendMessage, params)
+
+    def _api_sendDocument(self, params: dict[str, Any]) -> Any:
+        return self._faulty(super()._api_sendDocument, params)
+
+    def stop(self) -> None:
+        self.gate.set()
+        super().stop()
+
+
+# Quick retries, so that a test sees several attempts in a few seconds.
+OUTBOX_ENV = {
+    "TAWASUL_OUTBOX_BASE_DELAY_SECONDS": "0.2",
+    "TAWASUL_OUTBOX_MAX_DELAY_SECONDS": "1",
+    "TAWASUL_OUTBOX_POLL_SECONDS": "0.2",
+    "TAWASUL_LOGGING_FORMAT": "json",
+}
+
+
 def twilio_env(fake: FakeTwilio) -> dict[str, str]:
     return {
         "TAWASUL_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -62,11 +102,15 @@ def twilio_env(fake: FakeTwilio) -> dict[str, str]:
         "TAWASUL_TWILIO_SMS_FROM": SMS_FROM,
         "TAWASUL_TWILIO_PUBLIC_BASE_URL": PUBLIC_URL,
         "TAWASUL_TWILIO_API_BASE_URL": fake.base_url,
-        "TAWASUL_OUTBOX_BASE_DELAY_SECONDS": "0.2",
-        "TAWASUL_OUTBOX_MAX_DELAY_SECONDS": "1",
-        "TAWASUL_OUTBOX_POLL_SECONDS": "0.2",
-        "TAWASUL_LOGGING_FORMAT": "json",
+        **OUTBOX_ENV,
     }
+
+
+def telegram_env(fake: FakeBotAPI) -> dict[str, str]:
+    return {
+        f"TAWASUL_TELEGRAM_{key.upper()}": str(value)
+        for key, value in telegram_settings(fake).items()
+    } | OUTBOX_ENV
 
 
 class Server:
@@ -160,9 +204,15 @@ async def faulty_twilio() -> AsyncIterator[FaultyTwilio]:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, faulty_twilio: FaultyTwilio) -> AsyncIterator[Server]:
+def server_env(faulty_twilio: FaultyTwilio) -> dict[str, str]:
+    """The channels the server talks to; a test module may give others."""
+    return twilio_env(faulty_twilio)
+
+
+@pytest.fixture
+async def server(tmp_path: Path, server_env: dict[str, str]) -> AsyncIterator[Server]:
     await asyncio.to_thread(run_cli, tmp_path, "db", "upgrade")
-    srv = Server(tmp_path, twilio_env(faulty_twilio))
+    srv = Server(tmp_path, server_env)
     yield srv
     await srv.stop()
 
