@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from bot.channels.twilio import INBOUND_PATH
@@ -244,6 +245,15 @@ async def settled(svc: Service, seconds: float) -> list[OutboxItem]:
                 f"not settled: {len(busy)} outbox items busy, unprocessed={unprocessed}"
             )
         await asyncio.sleep(0.2)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 # -- senders, as a load balancer in front of one or several instances hands them out ----------

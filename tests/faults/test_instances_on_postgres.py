@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.service import Service
@@ -39,24 +40,31 @@ COUNT = 2 * len(TEXTS)  # messages per beneficiary
 INSTANCES = 3
 
 
-def holders(servers: Sequence[Server], job: str) -> list[Server]:
-    """The instances whose log says they took the job (each takes it at most once here)."""
-    return [
-        s
-        for s in servers
-        if any(e.get("event") == "lock.taken" and e.get("job") == job for e in s.events())
-    ]
+async def holders(servers: Sequence[Server]) -> list[Server]:
+    """The instances whose /readyz says they read the mailbox now."""
+    found = []
+    async with httpx.AsyncClient(timeout=2) as http:
+        for server in servers:
+            state = (await http.get(server.base + "/readyz")).json()
+            assert state["channels"]["email"] in ("connected", "standby"), state
+            if state["channels"]["email"] == "connected":
+                found.append(server)
+    return found
 
 
-async def eventually_one_holder(servers: Sequence[Server], job: str, within: float) -> Server:
+async def eventually_one_holder(servers: Sequence[Server], within: float) -> Server:
     deadline = time.monotonic() + within
     while True:
-        found = holders(servers, job)
+        found = await holders(servers)
         if len(found) == 1:
             return found[0]
-        assert len(found) < 2, "two instances took the mailbox"
-        assert time.monotonic() < deadline, f"nobody took {job} within {within} s"
+        assert len(found) < 2, "two instances read the mailbox"
+        assert time.monotonic() < deadline, f"nobody read the mailbox within {within} s"
         await asyncio.sleep(0.1)
+
+
+def took(server: Server, job: str) -> bool:
+    return any(e.get("event") == "lock.taken" and e.get("job") == job for e in server.events())
 
 
 @pytest.fixture
@@ -89,8 +97,8 @@ async def test_instances_share_the_work_and_survive_one_killed(
 ) -> None:
     servers, bot, observer = instances
     await asyncio.gather(*(s.start() for s in servers))
-    mailbox = f"email:{bot}:INBOX"
-    holder = await eventually_one_holder(servers, mailbox, within=10)
+    holder = await eventually_one_holder(servers, within=10)
+    assert [s for s in servers if took(s, f"email:{bot}:INBOX")] == [holder]
 
     targets = RoundRobin(servers)
     acked: dict[str, list[str]] = defaultdict(list)
@@ -111,8 +119,8 @@ async def test_instances_share_the_work_and_survive_one_killed(
     mail["Message-ID"] = "<after-crash@mail.example.test>"
     mail.set_content("السلام عليكم")
     await asyncio.to_thread(mail_server.deliver, mail.as_bytes(policy=SMTP), bot, person)
-    successor = await eventually_one_holder(survivors, mailbox, within=20)
-    assert successor in survivors
+    successor = await eventually_one_holder(survivors, within=20)
+    assert took(successor, f"email:{bot}:INBOX")
 
     await asyncio.wait_for(asyncio.gather(*drivers), 40)
     assert all(len(acked[number]) == COUNT for number in NUMBERS)

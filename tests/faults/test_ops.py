@@ -5,21 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import create_app
 from bot.service import Service
 from conversations.messages import Channel
 from storage.migrate import upgrade
 from tests.conftest import Chat, make_config
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+from tests.faults.conftest import samples
 
 
 async def test_metrics_count_per_app_and_readiness_reflects_migrations(tmp_path: Path) -> None:

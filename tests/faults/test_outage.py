@@ -24,6 +24,7 @@ from tests.faults.conftest import (
     FaultyTwilio,
     Server,
     post_twilio,
+    samples,
     settled,
     telegram_env,
     twilio_env,
@@ -40,6 +41,7 @@ class TwilioPeer:
     recipients = ("+966501110001", "+966501110002", "+966501110003")
     refused_recipient = "+966501110009"
     refusal = "400"  # how the refusal shows in the failed list
+    link = "webhook"  # what /readyz says of the channel
 
     def __init__(self, fake: FaultyTwilio) -> None:
         self.fake = fake
@@ -73,6 +75,7 @@ class TelegramPeer:
     recipients = ("700000001", "700000002", "700000003")
     refused_recipient = "700000009"
     refusal = "bad request"
+    link = "connected"  # this instance polls
 
     def __init__(self, fake: FaultyBotAPI) -> None:
         self.fake = fake
@@ -189,3 +192,17 @@ async def test_outage_then_recovery_delivers_once_in_order_and_refusals_end_fail
         peer.assert_delivered(after, refused, ordered=False)
         nothing = await asyncio.to_thread(run_cli, tmp_path, "outbox", "failed", env=server.env)
         assert "Nothing failed" in nothing.stdout
+
+        # What the operator sees of all this.
+        ready = (await http.get("/readyz")).json()
+        assert ready["status"] == "ready" and ready["channels"][peer.channel] == peer.link
+        got = samples((await http.get("/metrics")).text)
+    channel = (("channel", peer.channel),)
+    delivered = [i for i in await settled(observer, 5) if i.channel == peer.channel]
+    assert got[("tawasul_messages_out_total", channel)] == len(delivered)
+    assert got[("tawasul_delivery_seconds_count", channel)] == len(delivered)
+    assert got[("tawasul_outbox_errors_total", (*channel, ("outcome", "failed")))] == 1
+    assert got[("tawasul_outbox_errors_total", (*channel, ("outcome", "retry")))] >= 4
+    assert got[("tawasul_outbox_items", (("status", "failed"),))] == 0
+    connected = got.get(("tawasul_channel_connected", channel))
+    assert connected == (1 if peer.link == "connected" else None)
