@@ -236,12 +236,14 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    served = (["webchat"] if service.config.webchat.enabled else []) + channels.enabled
+
     @app.get("/readyz", include_in_schema=False)
     async def ready(request: Request) -> JSONResponse:
         state = await readiness(
             service.db,
             getattr(request.app.state, "tasks", []),
-            channels=channel_states(service.metrics, ["webchat", *channels.enabled]),
+            channels=channel_states(service.metrics, served),
         )
         return JSONResponse(state.as_dict(), status_code=200 if state.ready else 503)
 
