@@ -134,3 +134,6 @@ async def test_instances_share_the_work_and_survive_one_killed(
     while not await asyncio.to_thread(mail_server.messages, person):
         assert time.monotonic() < deadline, "the mail sent after the crash was not answered"
         await asyncio.sleep(0.2)
+    await asyncio.sleep(1.5)  # time enough for a second answer, were there one
+    [answer] = await asyncio.to_thread(mail_server.messages, person)
+    assert answer["In-Reply-To"] == "<after-crash@mail.example.test>"
