@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from adapters.telegram import TelegramApi
-from bot.channels.telegram.channel import TelegramChannel
+from bot.channels.telegram.channel import StaffGroupSink, TelegramChannel
 from bot.channels.telegram.cli import telegram_group
 from bot.channels.telegram.webhook import WEBHOOK_PATH, webhook_router
 from bot.service import Service
@@ -48,6 +48,6 @@ def install(service: Service, runtime: ChannelRuntime) -> None:
     else:
         runtime.tasks.append(channel.poll)
     if config.staff_group_id is not None:
-        runtime.tasks.append(channel.announce_handoffs)
+        runtime.staff_sinks.append(StaffGroupSink(api, config.staff_group_id))
     runtime.closers.append(api.close)
     runtime.enabled.append("telegram")
