@@ -50,6 +50,10 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 OUTBOX_LEASE = timedelta(seconds=20)
 
 
+# Once decided, a request takes no more information from the beneficiary.
+DECIDED = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CLOSED})
+
+
 @dataclass(frozen=True)
 class _Later:
     """Not tried in this pass: an earlier reply of the conversation did not go out."""
@@ -466,6 +470,10 @@ class Service:
                 replies = [
                     self.engine.reply(ctx, key, reference=reference, status=label, note=note)
                 ]
+                if status is RequestStatus.NEEDS_INFO:
+                    replies.append(self.engine.ask_for_info(ctx, reference))
+                elif ctx.state.info_request == reference and status in DECIDED:
+                    ctx.state.info_request = None
                 if status is RequestStatus.CLOSED and ctx.status is ConversationStatus.BOT:
                     replies += self.engine.start_survey(ctx, reference)
                 return replies
