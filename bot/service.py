@@ -466,14 +466,15 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 key = "notify.status_note" if note else "notify.status_changed"
+                if status is RequestStatus.NEEDS_INFO:
+                    self.engine.await_info(ctx, reference)
+                    key = "notify.needs_info"
+                elif ctx.state.info_request == reference and status in DECIDED:
+                    ctx.state.info_request = None
                 label = self.engine.t(ctx, f"status.name.{status.value}")
                 replies = [
                     self.engine.reply(ctx, key, reference=reference, status=label, note=note)
                 ]
-                if status is RequestStatus.NEEDS_INFO:
-                    replies.append(self.engine.ask_for_info(ctx, reference))
-                elif ctx.state.info_request == reference and status in DECIDED:
-                    ctx.state.info_request = None
                 if status is RequestStatus.CLOSED and ctx.status is ConversationStatus.BOT:
                     replies += self.engine.start_survey(ctx, reference)
                 return replies

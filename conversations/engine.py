@@ -413,10 +413,9 @@ class Engine:
 
     # -- more information on a request (P7) ----------------------------------------------------
 
-    def ask_for_info(self, ctx: Context, reference: str) -> Reply:
+    def await_info(self, ctx: Context, reference: str) -> None:
         """Staff asked for more: what the beneficiary sends next goes onto the request."""
         ctx.state.info_request = reference
-        return self.reply(ctx, "info.ask", reference=reference)
 
     async def _info_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, command: str

@@ -13,6 +13,7 @@ from conversations.ports import TRANSITIONS, RequestStatus
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
 from staff.permissions import Staff, may_set_status
+from storage.followup import request_info
 from storage.models import Message
 from storage.repository import InvalidTransition, NotFound
 from storage.staff import ConsoleTx, is_late
@@ -59,6 +60,7 @@ def routes(console: Console) -> APIRouter:
             except NotFound:
                 raise Missing from None
             details = await tx.request_details(row)
+            info = await request_info(session, row.id)
             verification = await tx.verification(row.id)
             person = await tx.beneficiary(row.beneficiary_id)
             others = [
@@ -72,6 +74,7 @@ def routes(console: Console) -> APIRouter:
             req=row,
             late=is_late(row, datetime.now(UTC)),
             details=details,
+            info=info,
             verification=verification,
             person=person,
             others=others,

@@ -1,0 +1,60 @@
+"""A request's follow-up in the console: the information the beneficiary sent when asked."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.service import Service
+from conversations.messages import Channel
+from staff.i18n import translator
+from tests.conftest import Chat
+from tests.staff.conftest import World, audit_count
+from tests.test_engine import pdf
+
+
+@pytest.fixture
+def seed_dir(world_seed: tuple[Path, World]) -> Path:
+    return world_seed[0]
+
+
+async def test_the_request_page_shows_the_information_received(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    agent = await browser_for("agent")
+    asked = await agent.post(
+        f"/staff/requests/{world.reference}/status",
+        {"status": "needs_info", "message": "نحتاج صورة عقد الإيجار"},
+    )
+    assert asked.status_code == 303
+    ar = translator("ar")
+    waiting = await agent.get(f"/staff/requests/{world.reference}")
+    assert 'data-testid="info-waiting"' in waiting.text
+    assert 'data-testid="request-info"' not in waiting.text
+
+    applicant = Chat(console_service, Channel.WEBCHAT, sender="web-session-applicant-0001")
+    applicant.now += timedelta(minutes=30)
+    contract = await pdf(console_service, "عقد الإيجار.pdf")
+    await applicant.say("أرفقت عقد الإيجار كما طلبتم", attachments=[contract])
+    assert world.reference in applicant.text
+
+    page = await agent.get(f"/staff/requests/{world.reference}")
+    assert page.status_code == 200
+    assert 'data-testid="info-received"' in page.text
+    assert 'data-testid="request-status">' + ar("status.under_review") in page.text
+    assert "أرفقت عقد الإيجار كما طلبتم" in page.text
+    # When and through which channel, in Riyadh time (10:30 on the test's Sunday).
+    assert ar("info.entry", at="", channel=ar("channel.webchat")).strip() in page.text
+    assert "2026-11-22 10:30" in page.text
+    assert page.text.count('data-testid="info-item"') == 1
+    link = re.search(r'href="(/staff/documents/\d+)"[^>]*data-testid="info-document"', page.text)
+    assert link is not None and "عقد الإيجار.pdf" in page.text
+    document = await agent.get(link.group(1))
+    assert document.status_code == 200 and document.content.startswith(b"%PDF")
+    assert await audit_count(console_service, "document.viewed") == 1
+    # The status history says the information came from the beneficiary.
+    assert ar("info.received") in page.text.split('data-testid="status-history"')[1]
