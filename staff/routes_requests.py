@@ -13,7 +13,7 @@ from conversations.ports import TRANSITIONS, RequestStatus
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
 from staff.permissions import Staff, may_set_status
-from storage.followup import request_info
+from storage.followup import reminder_notices, request_info
 from storage.models import Message
 from storage.repository import InvalidTransition, NotFound
 from storage.staff import ConsoleTx, is_late
@@ -38,8 +38,15 @@ def routes(console: Console) -> APIRouter:
         chosen = status if status in {s.value for s in LISTED} else ""
         async with console.db.session(write=False) as session:
             rows = await ConsoleTx(session).request_list(chosen or None, datetime.now(UTC))
+            reminders = await reminder_notices(session)
         return console.render(
-            request, staff, "requests.html", rows=rows, statuses=LISTED, chosen=chosen
+            request,
+            staff,
+            "requests.html",
+            rows=rows,
+            statuses=LISTED,
+            chosen=chosen,
+            reminders=reminders,
         )
 
     def page_of(reference: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter
 
 from bot.channels.email import install as install_email
+from bot.channels.request_reminders import install as install_reminders
 from bot.channels.staff_alerts import Sink
 from bot.channels.staff_alerts import install as install_staff_alerts
 from bot.channels.telegram import install as install_telegram
@@ -40,12 +41,13 @@ class ChannelRuntime:
 Installer = Callable[[Service, ChannelRuntime], None]
 
 # The channels, in the order they start. Each module is imported here explicitly. The
-# staff alerts come last: they use the sinks the channels added.
+# staff alerts come after the channels: they use the sinks the channels added.
 INSTALLERS: list[Installer] = [
     install_telegram,
     install_twilio,
     install_email,
     install_staff_alerts,
+    install_reminders,
 ]
 
 

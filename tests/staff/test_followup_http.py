@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from bot.channels.request_reminders import RequestReminders
 from bot.service import Service
 from conversations.messages import Channel
 from staff.i18n import translator
-from tests.conftest import Chat
+from storage.models import Request
+from tests.conftest import WORKING_TIME, Chat
 from tests.staff.conftest import World, audit_count
 from tests.test_engine import pdf
 
@@ -58,3 +61,33 @@ async def test_the_request_page_shows_the_information_received(
     assert await audit_count(console_service, "document.viewed") == 1
     # The status history says the information came from the beneficiary.
     assert ar("info.received") in page.text.split('data-testid="status-history"')[1]
+
+
+async def test_the_requests_page_lists_the_reminders_sent(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    agent = await browser_for("agent")
+    page = await agent.get("/staff/requests")
+    assert 'data-testid="reminders"' not in page.text
+
+    await agent.post(f"/staff/requests/{world.reference}/status", {"status": "under_review"})
+    async with console_service.db.session() as session:
+        row = await session.scalar(select(Request).where(Request.reference == world.reference))
+        assert row is not None
+        row.due_at = WORKING_TIME - timedelta(hours=2)
+    job = RequestReminders(console_service, None)  # no mail server: the console still shows it
+    assert await job.run_once(WORKING_TIME) == 0
+
+    page = await agent.get("/staff/requests")
+    ar = translator("ar")
+    section = page.text.split('data-testid="reminders"')[1].split("</section>")[0]
+    assert section.count('data-testid="reminder"') == 1
+    assert world.reference in section and 'data-stage="late"' in section
+    assert ar("reminder.stage_late") in section
+    assert ar("reminder.assigned", who="agent@example.org") in section
+
+    # A decided request leaves the list.
+    supervisor = await browser_for("supervisor")
+    await supervisor.post(f"/staff/requests/{world.reference}/status", {"status": "approved"})
+    page = await agent.get("/staff/requests")
+    assert 'data-testid="reminders"' not in page.text
