@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bot.channels.staff_mail import StaffMailer, console_link
 from bot.service import Service
-from conversations.delivery import DeliveryError
+from conversations.delivery import DeliveryError, Unreachable
 from staff.i18n import LANGS, translator
 from storage.locks import singleton_task
 from storage.models import Conversation, utcnow
@@ -112,6 +112,9 @@ class EmailSink:
     async def announce(self, handoff: Handoff, text: str) -> None:
         try:
             await self.mailer.send(self.recipients, alert_subject(handoff), text)
+        except Unreachable as exc:
+            # Every address refused: trying again would stop all later alerts behind this one.
+            log.error("staff_alert.refused", reason=exc.reason)
         except DeliveryError as exc:
             raise SinkFailed(exc.reason) from None
 

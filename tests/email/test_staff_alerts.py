@@ -134,3 +134,44 @@ async def test_no_sink_without_smtp(tmp_path: Path) -> None:
     install(service, runtime)
     assert runtime.staff_sinks == [] and runtime.tasks == []
     await service.close()
+
+
+async def test_a_refused_address_does_not_hold_the_alerts_back(
+    tmp_path: Path, mail_server: MailServer
+) -> None:
+    duty = mail_server.new_user("duty")
+    # One address the server does not know: the others still get the alert.
+    service = await make(tmp_path, mail_server, f"gone-{duty},{duty}")
+    try:
+        async with Announcing(service):
+            for sender in ("u4", "u5"):
+                chat = Chat(service, sender=sender)
+                await chat.say("مرحبا")
+                await chat.say("موظف")
+            mails = await inbox(mail_server, duty, 2)
+        assert len(mails) == 2
+    finally:
+        await service.close()
+
+    # Every address refused: the alert is given up, the later ones are not stuck behind it.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    service = await make(alone, mail_server, f"gone-{duty}")
+    try:
+        async with Announcing(service):
+            chat = Chat(service, sender="u6")
+            await chat.say("مرحبا")
+            await chat.say("موظف")
+            [queued] = await queued_ids(service)
+
+            async def passed() -> bool:
+                async with service.db.session(write=False) as session:
+                    at = await session.scalar(
+                        select(Conversation.queued_at).where(Conversation.id == queued)
+                    )
+                cursor = (await service.cursor("staff.queue_alerts.email")).get("since")
+                return at is not None and cursor == at.isoformat()
+
+            assert await eventually(passed)
+    finally:
+        await service.close()
