@@ -416,6 +416,7 @@ class Engine:
     def await_info(self, ctx: Context, reference: str) -> None:
         """Staff asked for more: what the beneficiary sends next goes onto the request."""
         ctx.state.info_request = reference
+        ctx.state.choices = []  # a number they send now is information, not a menu pick
 
     async def _info_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, command: str

@@ -136,3 +136,22 @@ async def test_someone_else_cannot_answer_for_the_request(service: Service, chat
         row = await tx.request_by_reference(reference)
         assert not await tx.add_request_info(reference, row.beneficiary_id + 1, answer)
         assert await tx.add_request_info(reference, row.beneficiary_id, answer)
+
+
+async def test_a_number_sent_when_asked_is_information_not_a_menu_pick(
+    service: Service, chat: Chat
+) -> None:
+    reference = await fill_support_request(chat)
+    await chat.say("القائمة")  # the menu is the last thing the beneficiary saw
+    await service.change_request_status(
+        reference,
+        RequestStatus.NEEDS_INFO,
+        actor="staff:agent@example.org",
+        note="كم عدد أفراد الأسرة؟",
+    )
+    await chat.say("٢")
+    assert chat.text == service.catalog.text("ar", "info.received", reference=reference)
+    row = await request_row(service, reference)
+    async with service.db.session(write=False) as session:
+        [item] = await request_info(session, row.id)
+    assert item.info.text == "٢" and item.documents == []
