@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -183,13 +183,29 @@ async def supervisors(session: AsyncSession) -> list[str]:
     return list(rows)
 
 
-async def unsent_reminders(session: AsyncSession, max_attempts: int) -> list[RequestReminder]:
+async def unsent_reminders(
+    session: AsyncSession, max_attempts: int, after: int, limit: int
+) -> list[RequestReminder]:
     return list(
         await session.scalars(
             select(RequestReminder)
-            .where(RequestReminder.emailed_at.is_(None), RequestReminder.attempts < max_attempts)
+            .where(
+                RequestReminder.emailed_at.is_(None),
+                RequestReminder.attempts < max_attempts,
+                RequestReminder.id > after,
+            )
             .order_by(RequestReminder.id)
+            .limit(limit)
         )
+    )
+
+
+async def give_up_unsent(session: AsyncSession, max_attempts: int, reason: str) -> None:
+    """Nothing can mail them: they stay listed in the console only."""
+    await session.execute(
+        update(RequestReminder)
+        .where(RequestReminder.emailed_at.is_(None), RequestReminder.attempts < max_attempts)
+        .values(attempts=max_attempts, last_error=reason)
     )
 
 

@@ -19,13 +19,14 @@ import structlog
 
 from bot.channels.staff_mail import StaffMailer, console_link
 from bot.service import Service
-from conversations.delivery import DeliveryError
+from conversations.delivery import DeliveryError, Unreachable
 from conversations.reminders import ReminderStage, reminder_stage
 from staff.i18n import LANGS, translator
 from storage.followup import (
     RequestReminder,
     active_staff,
     assignee,
+    give_up_unsent,
     open_requests_due,
     reminded,
     supervisors,
@@ -42,6 +43,7 @@ log = structlog.get_logger("tawasul.reminders")
 JOB = "staff.request_reminders"
 EVERY = 300.0  # seconds between two looks at the due dates
 MAX_ATTEMPTS = 5
+BATCH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,47 +97,68 @@ class RequestReminders:
         return added
 
     async def send(self, now: datetime) -> int:
+        """Mail the reminders not mailed yet, a batch at a time: each transaction stays
+        short (on SQLite a long one would hold up the beneficiaries' messages)."""
+        if self.mailer is None:
+            async with self.service.db.session() as session:
+                await give_up_unsent(session, MAX_ATTEMPTS, "no mail server")
+            return 0
+        sent, after = 0, 0
+        while True:
+            mails = await self._prepare(after)
+            if not mails:
+                return sent
+            after = mails[-1].reminder_id
+            for mail in mails:
+                outcome = await self._mail(mail, now)
+                if outcome is None:
+                    return sent  # the server is not answering: the next pass tries again
+                sent += outcome
+
+    async def _prepare(self, after: int) -> list[Mail]:
         mails: list[Mail] = []
         async with self.service.db.session() as session:
-            for reminder in await unsent_reminders(session, MAX_ATTEMPTS):
+            bosses = await supervisors(session)
+            for reminder in await unsent_reminders(session, MAX_ATTEMPTS, after, BATCH):
                 request = await session.get(Request, reminder.request_id)
                 assert request is not None
                 handler = await assignee(session, request.id)
-                to = sorted(
-                    {
-                        *await active_staff(session, [handler] if handler else []),
-                        *await supervisors(session),
-                    }
-                )
+                handlers = await active_staff(session, [handler] if handler else [])
+                to = sorted({*handlers, *bosses})
                 reminder.recipients = ", ".join(to)
-                if self.mailer is None or not to:
+                if not to:
                     # Shown in the console all the same; there is no one to mail it to.
                     reminder.attempts = MAX_ATTEMPTS
-                    reminder.last_error = "no mail server" if self.mailer is None else "no one"
-                    continue
+                    reminder.last_error = "no one"
                 subject, body = self.compose(request, ReminderStage(reminder.stage), handler)
                 mails.append(Mail(reminder.id, to, subject, body))
-        sent = 0
-        for mail in mails:
-            assert self.mailer is not None
-            error: str | None = None
-            try:
-                await self.mailer.send(mail.to, mail.subject, mail.body)
-            except DeliveryError as exc:
-                error = exc.reason
-            async with self.service.db.session() as session:
-                row = await session.get(RequestReminder, mail.reminder_id)
-                assert row is not None
-                row.attempts += 1
-                row.last_error = error
-                if error is None:
-                    row.emailed_at = now
-                    sent += 1
+        return mails
+
+    async def _mail(self, mail: Mail, now: datetime) -> int | None:
+        """1 when mailed, 0 when not, None when the server itself failed."""
+        if not mail.to:
+            return 0
+        assert self.mailer is not None
+        error: str | None = None
+        server_down = False
+        try:
+            await self.mailer.send(mail.to, mail.subject, mail.body)
+        except Unreachable as exc:
+            error = exc.reason
+        except DeliveryError as exc:
+            error, server_down = exc.reason, True
+        async with self.service.db.session() as session:
+            row = await session.get(RequestReminder, mail.reminder_id)
+            assert row is not None
+            row.attempts += 1
+            row.last_error = error
             if error is None:
-                log.info("reminders.sent", reminder_id=mail.reminder_id, recipients=len(mail.to))
-            else:
-                log.warning("reminders.failed", reminder_id=mail.reminder_id, reason=error)
-        return sent
+                row.emailed_at = now
+        if error is not None:
+            log.warning("reminders.failed", reminder_id=mail.reminder_id, reason=error)
+            return None if server_down else 0
+        log.info("reminders.sent", reminder_id=mail.reminder_id, recipients=len(mail.to))
+        return 1
 
     def compose(
         self, request: Request, stage: ReminderStage, handler: str | None

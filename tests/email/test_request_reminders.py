@@ -4,6 +4,7 @@ clock: only in working hours, once per request and stage, also across restarts."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,7 +21,7 @@ from storage.followup import RequestReminder
 from storage.migrate import upgrade
 from storage.models import Request
 from storage.staff import ConsoleTx
-from tests.conftest import WORKING_TIME, Chat, make_config
+from tests.conftest import WORKING_TIME, Chat, free_port, make_config
 from tests.email.conftest import email_config, eventually, text_of
 from tests.email.mailserver import MailServer
 from tests.test_engine import fill_support_request
@@ -208,5 +209,32 @@ async def test_without_a_mail_server_the_reminder_is_still_recorded(tmp_path: Pa
             [reminder] = list(await session.scalars(select(RequestReminder)))
         assert reminder.stage == "late" and reminder.emailed_at is None
         assert reminder.last_error == "no mail server"
+    finally:
+        await service.close()
+
+
+async def test_a_mail_server_that_is_down_delays_the_reminders(
+    tmp_path: Path, mail_server: MailServer
+) -> None:
+    place = await office(tmp_path, mail_server)
+    service = place.service
+    try:
+        for sender in ("a", "b"):
+            reference = await fill_support_request(Chat(service, sender=sender))
+            await place.due_on(reference, SUNDAY_10 - HOUR)
+        working = StaffMailer.from_config(service.config)
+        assert working is not None
+        down = StaffMailer(
+            working.sender, working.name, replace(working.settings, port=free_port())
+        )
+        # The first failure ends the pass: the second reminder is not even tried.
+        assert await RequestReminders(service, down).run_once(SUNDAY_10) == 0
+        async with service.db.session(write=False) as session:
+            rows = list(await session.scalars(select(RequestReminder).order_by(RequestReminder.id)))
+        assert [(r.attempts, r.emailed_at) for r in rows] == [(1, None), (0, None)]
+        # Back up: both go out at the next pass, each once.
+        assert await place.reminders().run_once(SUNDAY_10 + HOUR) == 2
+        assert len(await place.mails(place.supervisor, 2)) == 2
+        assert await place.reminders().run_once(SUNDAY_10 + 2 * HOUR) == 0
     finally:
         await service.close()
