@@ -50,6 +50,10 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 OUTBOX_LEASE = timedelta(seconds=20)
 
 
+# Once decided, a request takes no more information from the beneficiary.
+DECIDED = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CLOSED})
+
+
 @dataclass(frozen=True)
 class _Later:
     """Not tried in this pass: an earlier reply of the conversation did not go out."""
@@ -462,6 +466,11 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 key = "notify.status_note" if note else "notify.status_changed"
+                if status is RequestStatus.NEEDS_INFO:
+                    self.engine.await_info(ctx, reference)
+                    key = "notify.needs_info"
+                elif ctx.state.info_request == reference and status in DECIDED:
+                    ctx.state.info_request = None
                 label = self.engine.t(ctx, f"status.name.{status.value}")
                 replies = [
                     self.engine.reply(ctx, key, reference=reference, status=label, note=note)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 
 from conversations.messages import Reply
+from storage.followup import OPEN_REQUESTS
 from storage.models import (
     Conversation,
     Document,
@@ -27,8 +28,6 @@ from storage.staff_models import (
     StaffUser,
 )
 from storage.staff_people import PeopleTx
-
-OPEN_REQUESTS = ("submitted", "under_review", "needs_info")
 
 
 class StaffExists(ValueError):
