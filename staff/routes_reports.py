@@ -76,14 +76,19 @@ def csv_rows(report: Report) -> list[list[object]]:
     return rows
 
 
+async def report_between(console: Console, first: date, last: date) -> Report:
+    """The figures of the local days ``first`` to ``last``, both included."""
+    start = datetime.combine(first, time.min, console.zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time.min, console.zone).astimezone(UTC)
+    async with console.db.session(write=False) as session:
+        return await build_report(session, start, end)
+
+
 def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
 
     async def report_for(first: date, last: date) -> Report:
-        start = datetime.combine(first, time.min, console.zone).astimezone(UTC)
-        end = datetime.combine(last + timedelta(days=1), time.min, console.zone).astimezone(UTC)
-        async with console.db.session(write=False) as session:
-            return await build_report(session, start, end)
+        return await report_between(console, first, last)
 
     @router.get("/reports", include_in_schema=False)
     async def report_page(
