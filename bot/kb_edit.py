@@ -23,7 +23,7 @@ import tomlkit
 from sqlalchemy import or_, select
 
 from bot.knowledge import Knowledge, ensure_faq_file
-from conversations.faq import FaqEntry, FaqError, parse_faq
+from conversations.faq import FaqEntry, FaqError, default_faq_text, parse_faq
 from storage.db import Database
 from storage.models import UnansweredQuestion
 from storage.repository import Tx
@@ -233,9 +233,10 @@ class KnowledgeEditor:
 
     def file_version(self) -> str:
         path = self.path
-        if path is None or not path.exists():
+        if path is None:
             return ""
-        return version(path.read_text("utf-8"))
+        # Before the first change the file is the shipped one, created on the first save.
+        return version(path.read_text("utf-8") if path.exists() else default_faq_text())
 
     async def _reload(self) -> None:
         await asyncio.to_thread(self.knowledge.reload)

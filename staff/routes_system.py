@@ -20,8 +20,8 @@ _CODE = re.compile(r"(?<!\d)(\d{3,5})(?!\d)")
 
 
 def error_kind(item: OutboxItem) -> tuple[str, str]:
-    """What went wrong, as a kind the page translates and a code, without the provider's
-    text (which may quote an address)."""
+    """What went wrong, as a kind the page translates and the provider's codes, without the
+    provider's text (which may quote an address)."""
     reason = item.last_error or ""
     if item.status == "held":
         kind = "held"
@@ -33,8 +33,9 @@ def error_kind(item: OutboxItem) -> tuple[str, str]:
         kind = "timeout"
     else:
         kind = "failed"
-    found = _CODE.search(reason)
-    return kind, found.group(1) if found else ""
+    codes = [item.error_code] if item.error_code else []
+    codes += [c for c in _CODE.findall(reason) if c not in codes]
+    return kind, " ".join(codes[:3])
 
 
 def routes(console: Console) -> APIRouter:
