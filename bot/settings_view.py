@@ -65,7 +65,8 @@ def effective_settings(
     sections = []
     for name in Config.model_fields:
         section: BaseModel = getattr(config, name)
-        given = section.model_fields_set if name in config.model_fields_set else set()
+        # Set in the file, or by `serve --host/--port` after loading.
+        given = section.model_fields_set
         rows = []
         for key in type(section).model_fields:
             env = f"{ENV_PREFIX}{name}_{key}".upper()
