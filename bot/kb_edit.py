@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,12 +53,14 @@ def write_checked(path: Path, text: str) -> tuple[FaqEntry, ...]:
     otherwise, the file untouched); the new file replaces the old in one step."""
     entries = parse_faq(text, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(partial, mode)  # the same rights as the file it replaces
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

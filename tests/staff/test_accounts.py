@@ -154,12 +154,15 @@ def test_settings_say_where_each_value_comes_from_and_hide_secrets(tmp_path: Pat
 def test_a_write_that_would_break_the_file_leaves_it_untouched(tmp_path: Path) -> None:
     path = tmp_path / "faq.toml"
     path.write_text(default_faq_text(), "utf-8")
+    path.chmod(0o640)
     before = path.read_bytes()
     for broken in ("[[faq]]\nid = 3\n", "not toml at all [", ""):
         with pytest.raises(FaqError):
             write_checked(path, broken)
         assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["faq.toml"]
+    write_checked(path, default_faq_text().replace("ساعات العمل", "أوقات العمل", 1))
+    assert path.read_bytes() != before and path.stat().st_mode & 0o777 == 0o640
 
 
 def test_entries_are_added_and_edited_keeping_the_rest_of_the_file(tmp_path: Path) -> None:

@@ -143,6 +143,25 @@ async def test_forms_need_the_token_and_the_role(
     assert await total_audit(console_service) > before
 
 
+async def test_each_role_sees_only_its_links_and_unknown_entries_are_missing(
+    browser_for: Any,
+) -> None:
+    links = ("nav-outbox", "nav-knowledge", "nav-settings")
+    expected = {
+        "agent": set(),
+        "supervisor": {"nav-outbox"},
+        "admin": set(links),
+    }
+    for role, shown in expected.items():
+        page = await (await browser_for(role)).get("/staff/")
+        assert {link for link in links if f'data-testid="{link}"' in page.text} == shown, role
+    admin = await browser_for("admin")
+    assert (await admin.get("/staff/knowledge/entries/no-such-entry")).status_code == 404
+    assert (
+        await admin.post("/staff/knowledge/misses/999999/teach", {"entry_id": "x"})
+    ).status_code == 404
+
+
 # -- staff accounts ---------------------------------------------------------------------------
 
 
