@@ -128,18 +128,24 @@ def routes(console: Console) -> APIRouter:
             )
         return console.back(f"{PREFIX}/knowledge/entries/{entry.id}", "kb_saved")
 
-    @router.get("/misses", include_in_schema=False)
-    async def kb_misses(request: Request, staff: KnowledgeViewer, q: str = "") -> Response:
+    async def misses_page(
+        request: Request, staff: Staff, *, q: str = "", problem: str = "", status: int = 200
+    ) -> Response:
         return console.render(
             request,
             staff,
             "kb_misses.html",
+            status=status,
             misses=await kb.misses(limit=200, search=q),
             entries=sorted(kb.entries, key=lambda e: e.id),
             q=q,
-            problem=request.query_params.get("problem", ""),
+            problem=problem,
             editable=kb.path is not None,
         )
+
+    @router.get("/misses", include_in_schema=False)
+    async def kb_misses(request: Request, staff: KnowledgeViewer, q: str = "") -> Response:
+        return await misses_page(request, staff, q=q)
 
     @router.post("/misses/{miss_id}/teach", include_in_schema=False)
     async def kb_teach(
@@ -161,17 +167,7 @@ def routes(console: Console) -> APIRouter:
         except LookupError:
             raise Missing from None
         except FaqError as exc:
-            return console.render(
-                request,
-                staff,
-                "kb_misses.html",
-                status=400,
-                misses=await kb.misses(limit=200),
-                entries=sorted(kb.entries, key=lambda e: e.id),
-                q="",
-                problem=str(exc),
-                editable=kb.path is not None,
-            )
+            return await misses_page(request, staff, problem=str(exc), status=400)
         target = new_entry.id if new_entry else entry_id.strip()
         return console.back(f"{PREFIX}/knowledge/misses?taught={target}", "kb_taught")
 

@@ -41,6 +41,16 @@ async def audit(service: Service) -> list[tuple[str, str, str]]:
         return [(r.actor, r.action, r.subject) for r in rows]
 
 
+def test_administration_belongs_to_its_roles() -> None:
+    from staff.permissions import Perm, Role, Staff, can
+
+    agent, supervisor, admin = (Staff(1, "x@example.org", "", role) for role in Role)
+    admin_only = (Perm.STAFF_MANAGE, Perm.KNOWLEDGE_MANAGE, Perm.SETTINGS)
+    assert not any(can(agent, p) for p in (*admin_only, Perm.OUTBOX))
+    assert can(supervisor, Perm.OUTBOX) and not any(can(supervisor, p) for p in admin_only)
+    assert all(can(admin, p) for p in (*admin_only, Perm.OUTBOX))
+
+
 def test_email_addresses_are_trimmed_and_checked() -> None:
     assert check_email("  Hind@Example.ORG ") == "hind@example.org"
     for bad in ("", "hind", "@example.org", "hind@", "hind@localhost", "a b@example.org"):
