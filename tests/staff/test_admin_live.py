@@ -134,6 +134,18 @@ def test_admin_teaches_the_bot_and_the_web_chat_answers(
         expect(admin.get_by_test_id("board")).to_be_visible()
         shot(admin, "staff-board-print.png")
         admin.emulate_media(media="screen")
+
+        # On a phone, in English.
+        phone = chat_ctx.new_page()
+        chat_ctx.add_cookies(staff_ctx.cookies())
+        phone.goto(f"{base}/staff/reports/board?month=2026-11")
+        phone.get_by_test_id("lang-toggle").click()
+        expect(phone.locator("html")).to_have_attribute("dir", "ltr")
+        expect(phone.get_by_test_id("board-title")).to_contain_text("November 2026")
+        expect(phone.get_by_test_id("board-title")).to_contain_text("AH")
+        width = phone.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], width
+        shot(phone, "staff-board-phone-en.png")
     finally:
         staff_ctx.close()
         chat_ctx.close()
