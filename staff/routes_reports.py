@@ -87,9 +87,6 @@ async def report_between(console: Console, first: date, last: date) -> Report:
 def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
 
-    async def report_for(first: date, last: date) -> Report:
-        return await report_between(console, first, last)
-
     @router.get("/reports", include_in_schema=False)
     async def report_page(
         request: Request,
@@ -98,7 +95,7 @@ def routes(console: Console) -> APIRouter:
         end: str = "",
     ) -> Response:
         first, last = period(console, start, end)
-        report = await report_for(first, last)
+        report = await report_between(console, first, last)
         t = translator(console.lang_of(request))
         channels = sorted(set(report.messages_in) | set(report.messages_out))
         return console.render(
@@ -125,7 +122,7 @@ def routes(console: Console) -> APIRouter:
     @router.get("/reports.csv", include_in_schema=False)
     async def report_csv(staff: ReportsViewer, start: str = "", end: str = "") -> Response:
         first, last = period(console, start, end)
-        report = await report_for(first, last)
+        report = await report_between(console, first, last)
         out = io.StringIO()
         csv.writer(out).writerows(csv_rows(report))
         return Response(
