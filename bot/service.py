@@ -8,14 +8,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import structlog
 from sqlalchemy import select
 
 from bot.config import WEEKDAYS, Config
+from bot.kb_edit import KnowledgeEditor
 from bot.knowledge import Knowledge
 from bot.ops import Metrics
+from bot.settings_view import effective_settings
 from conversations.catalog import Catalog, default_catalog
 from conversations.delivery import (
     Delivery,
@@ -32,6 +35,7 @@ from conversations.hours import WorkingHours
 from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
 from conversations.ports import RequestStatus
 from conversations.state import State
+from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
@@ -145,6 +149,14 @@ class Service:
 
     async def close(self) -> None:
         await self.db.dispose()
+
+    @cached_property
+    def knowledge_admin(self) -> KnowledgeEditor:
+        """The knowledge-base file as the console's administrators edit it."""
+        return KnowledgeEditor(self.knowledge, self.db)
+
+    def effective_settings(self) -> list[SettingsSection]:
+        return effective_settings(self.config)
 
     # -- inbound ----------------------------------------------------------------------------
 
