@@ -83,7 +83,7 @@ class GroupCommit:
         self._wakeup: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._busy = False
+        self._idle: asyncio.Event | None = None
 
     async def run(self, unit: Unit[T], *, key: Hashable | None = None, urgent: bool = False) -> T:
         """Run ``unit(session)`` in a transaction; returns once that transaction committed.
@@ -95,19 +95,22 @@ class GroupCommit:
             async with self.db.session() as session:
                 return await unit(session)
         self._ensure_writer()
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._idle is not None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         (self._urgent if urgent else self._background).append(_Queued(unit, key, urgent, future))
+        self._idle.clear()
         self._wakeup.set()
         return await future
 
     async def close(self) -> None:
         """Finish the queued units, then stop the writer."""
         writer = self._writer
-        if writer is None or writer.done():
+        if writer is None or writer.done() or self._loop is not asyncio.get_running_loop():
             return
-        while (self._urgent or self._background or self._busy) and not writer.done():
-            await asyncio.sleep(0.005)
+        assert self._idle is not None
+        idle = asyncio.ensure_future(self._idle.wait())
+        await asyncio.wait([idle, writer], return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
@@ -120,21 +123,22 @@ class GroupCommit:
         if self._loop is not loop:
             # A new event loop (the server's, after setup ran on another): start afresh.
             self._loop, self._writer = loop, None
-            self._wakeup = asyncio.Event()
+            self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_forever(), name="group-commit")
 
     async def _write_forever(self) -> None:
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._idle is not None
         while True:
             if not (self._urgent or self._background):
+                self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            self._idle.clear()
             batch = self._take()
             if not batch:
                 continue
-            self._busy = True
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
@@ -147,8 +151,6 @@ class GroupCommit:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
-            finally:
-                self._busy = False
 
     def _take(self) -> list[_Queued[Any]]:
         """The urgent units, then background ones; callers that gave up are dropped."""
