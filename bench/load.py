@@ -64,6 +64,17 @@ SCRIPT = [
 ]
 # Each beneficiary writes at most this often, well under the flood guard's limits.
 MIN_SPACING_SECONDS = 2.0
+# Loaded by the server's interpreter when --profile is given: cProfile from start to exit.
+PROFILER = """
+import cProfile, os, signal
+_profile = cProfile.Profile()
+_profile.enable()
+def _stop(*_):
+    _profile.dump_stats(os.environ["TAWASUL_BENCH_PROFILE"])
+    os._exit(0)
+# uvicorn hands SIGTERM back to this handler once it has shut down.
+signal.signal(signal.SIGTERM, _stop)
+"""
 
 
 class TimedTwilio(FakeTwilio):
@@ -140,6 +151,26 @@ def sqlite_baseline(directory: Path, seconds: float = 1.0) -> float:
     elapsed = time.perf_counter() - started
     connection.close()
     return count / elapsed
+
+
+def stages(path: Path) -> dict[str, list[float]]:
+    """Inside the server, from its own records: stored until processed, queued until sent."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        processed = connection.execute(
+            "SELECT (julianday(processed_at) - julianday(created_at)) * 86400 FROM messages"
+            " WHERE direction = 'in' AND processed_at IS NOT NULL"
+        )
+        sent = connection.execute(
+            "SELECT (julianday(o.sent_at) - julianday(m.created_at)) * 86400"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.sent_at IS NOT NULL"
+        )
+        return {
+            "stored -> processed": [row[0] for row in processed],
+            "queued reply -> sent": [row[0] for row in sent],
+        }
+    finally:
+        connection.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -258,6 +289,10 @@ async def start_servers(args: argparse.Namespace, fake: FakeTwilio, work: Path) 
             server.env["TAWASUL_DATABASE_URL"] = f"sqlite+aiosqlite:///{work / 'tawasul.db'}"
         if n == 0:
             await asyncio.to_thread(run_cli, tmp, "db", "upgrade", env=server.env)
+        if args.profile:
+            (tmp / "sitecustomize.py").write_text(PROFILER)
+            server.env["PYTHONPATH"] = str(tmp)
+            server.env["TAWASUL_BENCH_PROFILE"] = str(tmp / "server.prof")
         await server.start()
         servers.append(server)
     return servers
@@ -317,6 +352,18 @@ async def main(args: argparse.Namespace) -> None:
         if cluster is not None:
             cluster.stop()
     summary(driver.steps, peaks)
+    if not args.database_url:
+        for name, values in stages(work / "tawasul.db").items():
+            print(
+                f"{name:<40} p50 {pct(values, 0.5) * 1000:.0f} ms, "
+                f"p99 {pct(values, 0.99) * 1000:.0f} ms (whole run)"
+            )
+    if args.profile:
+        import pstats
+
+        stats = pstats.Stats(str(work / "instance-0" / "server.prof"))
+        print("\nwhere the server's time went (first instance, own time):")
+        stats.sort_stats("tottime").print_stats(args.profile)
 
 
 def report(step: Step, left: int) -> None:
@@ -381,6 +428,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for replies")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print the server's N top functions"
+    )
     return parser.parse_args(argv)
 
 

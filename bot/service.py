@@ -277,6 +277,11 @@ class Service:
                 if (state or {}).get("mode") != "form" and content_words(text)
             ]
             await asyncio.to_thread(self.knowledge.prepare, questions)
+            if not self.group.batching:
+                # PostgreSQL: one at a time, as other instances take the same list.
+                for message_id, key, _, _ in pending:
+                    count += await self._pending_one(message_id, key)
+                continue
             outcomes = await asyncio.gather(
                 *(self._pending_one(message_id, key) for message_id, key, _, _ in pending),
                 return_exceptions=True,
