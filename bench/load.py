@@ -289,10 +289,13 @@ async def start_servers(args: argparse.Namespace, fake: FakeTwilio, work: Path) 
             server.env["TAWASUL_DATABASE_URL"] = f"sqlite+aiosqlite:///{work / 'tawasul.db'}"
         if n == 0:
             await asyncio.to_thread(run_cli, tmp, "db", "upgrade", env=server.env)
+        paths = [str(Path(args.checkout).resolve())] if args.checkout else []
         if args.profile:
             (tmp / "sitecustomize.py").write_text(PROFILER)
-            server.env["PYTHONPATH"] = str(tmp)
+            paths.append(str(tmp))
             server.env["TAWASUL_BENCH_PROFILE"] = str(tmp / "server.prof")
+        if paths:
+            server.env["PYTHONPATH"] = ":".join(paths)
         await server.start()
         servers.append(server)
     return servers
@@ -428,6 +431,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for replies")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--checkout", help="serve the code of another checkout (to compare two versions)"
+    )
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print the server's N top functions"
     )
