@@ -289,7 +289,7 @@ async def start_servers(args: argparse.Namespace, fake: FakeTwilio, work: Path) 
             server.env["TAWASUL_DATABASE_URL"] = f"sqlite+aiosqlite:///{work / 'tawasul.db'}"
         if n == 0:
             await asyncio.to_thread(run_cli, tmp, "db", "upgrade", env=server.env)
-        paths = [str(Path(args.checkout).resolve())] if args.checkout else []
+        paths = [args.checkout] if args.checkout else []
         if args.profile:
             (tmp / "sitecustomize.py").write_text(PROFILER)
             paths.append(str(tmp))
@@ -437,7 +437,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print the server's N top functions"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.checkout:
+        args.checkout = str(Path(args.checkout).resolve())
+    return args
 
 
 if __name__ == "__main__":
