@@ -162,7 +162,8 @@ class GroupCommit:
                     batch.append(item)
         return batch
 
-    async def _commit(self, batch: list[_Queued[Any]]) -> None:
+    async def _commit(self, batch: list[_Queued[Any]], *, cut: bool = True) -> None:
+        """Run ``batch`` in one transaction (cut short after ``max_seconds`` when ``cut``)."""
         results: list[Any] = []
         failed: _Failed | None = None
         try:
@@ -170,7 +171,7 @@ class GroupCommit:
                 started = time.monotonic()
                 for at, item in enumerate(batch):
                     late = time.monotonic() - started > self.max_seconds
-                    if at and late and not item.urgent:
+                    if cut and at and late and not item.urgent:
                         self._give_back(batch[at:])
                         batch = batch[:at]
                         break
@@ -193,8 +194,8 @@ class GroupCommit:
                         held.add(item.key)
                 return
             self._give_back(batch[failed.at + 1 :])
-            if failed.at:
-                await self._commit(batch[: failed.at])
+            if failed.at:  # wholly, so that none of them is left behind the failed one
+                await self._commit(batch[: failed.at], cut=False)
             await self._commit_alone(batch[failed.at])
             return
         self._record(len(batch))
