@@ -230,12 +230,19 @@ class Driver:
         base = self.bases[index % len(self.bases)]
         person.awaiting.append((due, len(self.steps) - 1))
         step.lateness.append(time.monotonic() - due)
-        try:
-            async with http.post(base + INBOUND_PATH, data=urlencode(form), headers=headers) as r:
-                await r.read()
-                ok = r.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            ok = False
+        ok = False
+        for _ in range(2):  # a connection closed under us is tried again, as Twilio does
+            try:
+                async with http.post(
+                    base + INBOUND_PATH, data=urlencode(form), headers=headers
+                ) as response:
+                    await response.read()
+                    ok = response.status == 200
+                break
+            except aiohttp.ClientConnectionError:
+                continue
+            except (aiohttp.ClientError, TimeoutError):
+                break
         now = time.monotonic()
         if ok:
             step.acked += 1
