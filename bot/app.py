@@ -21,7 +21,7 @@ from bot.ops import METRICS_CONTENT_TYPE, readiness
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
-from storage.files import TooLarge
+from storage.files import TooLarge, UnreadableImage
 from storage.models import Identity
 from storage.repository import Tx
 
@@ -136,6 +136,10 @@ class WebchatBridge:
                     "attachment.too_big",
                     max=f"{self.service.config.storage.max_attachment_mb:g}",
                 ),
+            ) from None
+        except UnreadableImage:
+            raise UploadRejected(
+                422, "unreadable_image", self._text(session, "attachment.unreadable")
             ) from None
         if attachment.content_type not in UPLOAD_TYPES:
             self.service.files.path(attachment.ref).unlink(missing_ok=True)
