@@ -18,6 +18,7 @@ from adapters.webchat import ChatItem, build_router
 from adapters.webchat.api import STATIC, UploadRejected
 from bot.channels import build_channels
 from bot.ops import METRICS_CONTENT_TYPE, readiness
+from bot.security import scheduled_retention
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
@@ -193,6 +194,7 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
                 for task in channels.tasks
             ]
             tasks.append(("knowledge", asyncio.create_task(watch_knowledge(service, stop))))
+            tasks.append(("retention", asyncio.create_task(scheduled_retention(service)(stop))))
         app.state.tasks = tasks
         log.info("server.started", channels=["webchat", *channels.enabled])
         try:

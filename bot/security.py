@@ -1,5 +1,5 @@
-"""Defences in front of the application: security headers on every response, and a
-per-sender flood guard in front of ``Service.receive``."""
+"""Defences in front of the application: security headers on every response, a
+per-sender flood guard in front of ``Service.receive``, and the scheduled retention job."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.config import FloodConfig
 from conversations.messages import Channel, Inbound, Reply, identity_kind
 from conversations.state import State
+from storage.locks import Job, singleton_task
 from storage.repository import Tx
+from storage.retention import JOB, retention_job
 
 if TYPE_CHECKING:
     from bot.service import Service
@@ -249,3 +252,15 @@ async def _tell_blocked(service: Service, msg: Inbound) -> None:
         conversation_id=conversation.id,
         minutes=minutes,
     )
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+def scheduled_retention(service: Service) -> Job:
+    """Retention every ``[retention] run_hours``, on one server instance at a time."""
+    config = service.config.retention
+    job = retention_job(
+        service.db, service.files, months=config.months, every=timedelta(hours=config.run_hours)
+    )
+    return singleton_task(service.db, JOB, job)

@@ -19,9 +19,7 @@ from storage.files import AttachmentStore, UnreadableImage
 from storage.models import Message
 from tests.conftest import WORKING_TIME
 from tests.security.images import TRACES, metadata_of, photo
-from tests.twilio.conftest import Phone, TwilioSetup, fake_twilio, twilio_setup
-
-__all__ = ["fake_twilio", "twilio_setup"]  # fixtures used here
+from tests.twilio.conftest import Phone, TwilioSetup
 
 MB = 1024 * 1024
 
