@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from bot.app import create_app
 from bot.service import Service
+from tests.staff.conftest import seeded  # noqa: F401
 from tests.twilio.conftest import fake_twilio, twilio_setup  # noqa: F401
 
 
