@@ -9,16 +9,21 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, update
 
+import storage.retention as retention
 from bot.service import Service
 from conversations.ports import RequestStatus
+from storage.db import Database
+from storage.files import AttachmentStore
 from storage.locks import Job, singleton_task
 from storage.migrate import upgrade
 from storage.models import AuditEntry, Conversation, Message, Request
 from storage.repository import Tx
 from storage.retention import JOB, LAST_RUN, retention_job
 from tests.conftest import Chat, make_config, serving
+from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
 from tests.privacy.test_retention import LONG_AGO, files
 from tests.test_engine import fill_support_request
 
@@ -159,3 +164,38 @@ async def test_the_job_waits_for_its_period_across_restarts_and_runs_once(
 
 async def at_least(counter: Callable[[], Awaitable[int]], n: int) -> bool:
     return await counter() >= n
+
+
+async def test_two_instances_starting_together_run_it_once(
+    database_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[datetime] = []
+
+    async def counted(db: Database, files: AttachmentStore, now: datetime, months: int) -> None:
+        calls.append(now)
+        await asyncio.sleep(0.3)  # long enough for the other instance to try meanwhile
+
+    monkeypatch.setattr(retention, "run_retention", counted)
+    databases = [Database(database_url) for _ in range(2)]  # as two servers open it
+    await upgrade(databases[0].engine)
+    stop = asyncio.Event()
+    try:
+        jobs = [
+            singleton_task(
+                db,
+                JOB,
+                retention_job(db, AttachmentStore(tmp_path), months=24, every=timedelta(hours=1)),
+                retry_every=0.05,
+            )
+            for db in databases
+        ]
+        tasks = [asyncio.ensure_future(job(stop)) for job in jobs]
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        for db in databases:
+            await db.dispose()
+    assert len(calls) == 1
