@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import httpx
@@ -18,7 +22,10 @@ from conversations.messages import Channel, Inbound
 from storage.files import AttachmentStore, UnreadableImage
 from storage.models import Message
 from tests.conftest import WORKING_TIME
+from tests.email.conftest import Beneficiary, RunningBot, text_of
 from tests.security.images import TRACES, metadata_of, photo
+from tests.telegram.conftest import Running, TelegramUser
+from tests.telegram.fake_bot_api import FakeBotAPI
 from tests.twilio.conftest import Phone, TwilioSetup
 
 MB = 1024 * 1024
@@ -181,3 +188,37 @@ async def test_whatsapp_broken_photo_is_refused_and_the_rest_kept(
     assert text == "هذه صورة الهوية"  # the words are kept
     (kept,) = payload["attachments"]  # and the good photo, cleaned
     assert metadata_of(twilio_setup.service.files.path(kept["ref"]).read_bytes()) == {}
+
+
+async def test_telegram_broken_photo_gets_the_clear_answer_and_a_good_one_is_cleaned(
+    fake_api: FakeBotAPI, polling: Running, tg_service: Service
+) -> None:
+    user = TelegramUser(fake_api, tg_service)
+    await user.say("/start")
+    await user.upload(photo()[:600], name="IMG_1.jpg", mime="image/jpeg", file_id="broken")
+    assert user.text == tg_service.catalog.text("ar", "attachment.unreadable")
+    await user.upload(photo(), name="IMG_2.jpg", mime="image/jpeg", file_id="good")
+    (kept,) = kept_files(Path(tg_service.config.storage.attachments_dir))
+    assert metadata_of(kept.read_bytes()) == {}
+
+
+async def test_email_broken_photo_is_named_and_the_mail_and_other_files_kept(
+    running: tuple[RunningBot, Beneficiary],
+) -> None:
+    _, person = running
+    msg = EmailMessage()
+    msg["From"] = person.address
+    msg["To"] = person.bot
+    msg["Subject"] = "صورة الهوية"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="mail.example.test")
+    msg.set_content("أرفقت صورة الهوية")
+    msg.add_attachment(photo()[:700], maintype="image", subtype="jpeg", filename="IMG_1.jpg")
+    msg.add_attachment(photo(), maintype="image", subtype="jpeg", filename="IMG_2.jpg")
+    await person.send(msg.as_bytes(policy=SMTP))
+    answers = await person.answers()
+    unreadable = person.service.catalog.text("ar", "attachment.unreadable")
+    assert any(unreadable in text_of(mail) for mail in answers)
+    assert await person.stored_texts() == ["أرفقت صورة الهوية"]
+    (kept,) = kept_files(Path(person.service.config.storage.attachments_dir))
+    assert metadata_of(kept.read_bytes()) == {}
