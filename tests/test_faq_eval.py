@@ -33,5 +33,6 @@ def test_held_out_figures_hold() -> None:
 
 def test_development_figures_hold() -> None:
     figures = _report("faq_dev.jsonl")
-    assert figures["accuracy"] >= 0.50
-    assert figures["wrong_answers"] <= 0.01
+    assert figures["cases"] == 406
+    assert figures["accuracy"] >= 0.74
+    assert figures["wrong_answers"] <= 0.015
