@@ -62,16 +62,19 @@ class E5Embedder:
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
-    def embed(self, texts: Sequence[str]) -> Vector:
+    def embed(self, texts: Sequence[str], remember: bool = True) -> Vector:
         keys = [self.key(t) for t in texts]
-        missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
+        found = {k: self.cache[k] for k in keys if k in self.cache}
+        missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in found]
         for start in range(0, len(missing), 64):
             batch = missing[start : start + 64]
             vectors = np.atleast_2d(self.model.query([t for _, t in batch])).astype(np.float32)
             for (k, _), vector in zip(batch, vectors, strict=True):
-                self.cache[k] = vector
-            self._dirty = True
-        return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+                found[k] = vector
+                if remember:
+                    self.cache[k] = vector
+                    self._dirty = True
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
 
     def save(self) -> None:
         if self.path is None or not self._dirty:

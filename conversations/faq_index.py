@@ -38,7 +38,9 @@ Vector = NDArray[np.float32]
 class Embedder(Protocol):
     """Sentence embeddings, one L2-normalised row per text."""
 
-    def embed(self, texts: Sequence[str]) -> Vector: ...
+    def embed(self, texts: Sequence[str], remember: bool = True) -> Vector:
+        """``remember=False`` for beneficiaries' questions: only stored questions are cached."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ class FaqIndex:
         char_scores = self.char_index.scores(char_features(words))
         cosines = None
         if self.vectors is not None and self.embedder is not None:
-            query = self.embedder.embed([without_greetings(text)])[0]
+            query = self.embedder.embed([without_greetings(text)], remember=False)[0]
             cosines = (self.vectors @ query).astype(np.float32)
         return word_scores, char_scores, cosines
 
