@@ -257,7 +257,9 @@ class FaqIndex:
         cosines = None
         if self.vectors is not None and self.embedder is not None:
             query = self.embedder.embed([without_greetings(text)], remember=False)[0]
-            cosines = (self.vectors @ query).astype(np.float32)
+            # Not a BLAS matrix product: waking BLAS threads for one vector made the next
+            # question's embedding several times slower on a large knowledge base.
+            cosines = np.einsum("ij,j->i", self.vectors, query).astype(np.float32)
         return word_scores, char_scores, cosines
 
     def combine(
