@@ -54,6 +54,7 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
         "lang": decision.lang,
         "score": round(decision.score, 4),
         "margin": round(decision.margin, 4),
+        "confidence": round(decision.confidence, 4),
         "ranked": [
             {
                 "id": s.entry.id,
@@ -70,7 +71,7 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
         return
     click.echo(
         f"{data['decision']}: {data['answer'] or ', '.join(data['suggestions']) or '—'}"
-        f"  (score {data['score']}, margin {data['margin']})"
+        f"  (score {data['score']}, margin {data['margin']}, confidence {data['confidence']})"
     )
     for row in data["ranked"]:
         click.echo(
@@ -99,7 +100,8 @@ def eval_command(ctx: click.Context, kb: Path | None, cases: Path, as_json: bool
     for failure in report.failures:
         click.echo(
             f"line {failure['line']}: expected {failure['expect'] or 'no answer'}, got "
-            f"{failure['answer'] or failure['outcome']}  {failure['top']}  "
+            f"{failure['answer'] or failure['outcome']} (confidence {failure['confidence']})  "
+            f"{failure['top']}  "
             f"{failure['text']}"
         )
     summary = report.summary()

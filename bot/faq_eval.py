@@ -101,5 +101,6 @@ def describe(case: Case, decision: Decision) -> dict[str, Any]:
         "expect": case.expect,
         "outcome": decision.outcome.value,
         "answer": decision.entry.id if decision.entry else None,
+        "confidence": round(decision.confidence, 3),
         "top": [(s.entry.id, round(s.score, 3)) for s in decision.ranked[:3]],
     }

@@ -4,18 +4,25 @@ Three signals, each a cosine in [0, 1] against every stored question:
   words   TF-IDF over stemmed words (exact keywords, dialect mapped);
   chars   TF-IDF over character n-grams (typos, missing letters, glued words);
   dense   a multilingual sentence embedding (paraphrases, English against Arabic).
-An entry's score is the best of its questions. The bot answers only with a high score
-*and* a clear margin over the best other entry; in a band below, it offers the closest
-questions; below that, it says it did not understand.
+An entry's score comes from its best questions. Whether to answer is a calibrated
+probability that the best entry is the right one: a small logistic model over features of
+the ranking (the score, its margin over the next entry, each signal's own view, whether the
+signals agree, how much of the question the entry's wording covers), fitted on development
+questions by bench/faq_tune.py and stored in conversations/data/faq_calibration.toml. Above
+its threshold the bot answers; in a band below, it offers the closest questions; below that,
+it says it did not understand.
 """
 
 from __future__ import annotations
 
 import math
+import tomllib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 from typing import Protocol
 
 import numpy as np
@@ -36,17 +43,66 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class MatchParams:
-    # Chosen on tests/data/faq_dev.jsonl with bench/faq_tune.py: the highest accuracy with
-    # at most 0.7 % wrong answers, since a wrong answer costs more than offered choices.
-    # The held-out tests/data/faq_test.jsonl only reports the result.
-    word_weight: float = 0.35
-    char_weight: float = 0.15
-    dense_weight: float = 0.50
+    # The ranking's weights, chosen on tests/data/faq_dev.jsonl with bench/faq_tune.py.
+    word_weight: float = 0.20
+    char_weight: float = 0.40
+    dense_weight: float = 0.40
     dense_floor: float = 0.75  # embedding cosines below this count as no similarity
-    answer_threshold: float = 0.54
-    answer_margin: float = 0.10
     suggest_threshold: float = 0.36
     suggestions: int = 3
+
+
+FEATURES = (
+    "score",  # the best entry's combined score
+    "margin",  # its lead over the second entry
+    "dense",  # the best entry's embedding cosine (raw)
+    "dense_lead",  # ... less the best embedding cosine of any other entry
+    "chars",  # the best entry's character n-gram cosine
+    "words",  # the best entry's word cosine
+    "agree",  # how many of the three signals rank the same entry first (0-3)
+    "covered",  # share of the question's words found in the best entry's questions
+    "known",  # share of the question's words found anywhere in the knowledge base
+    "length",  # log(1 + number of meaningful words)
+)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(the best entry is right) = sigmoid(intercept + coef . (features - mean) / scale)."""
+
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    threshold: float  # answer when the probability reaches this
+
+    def probability(self, features: NDArray[np.floating]) -> float:
+        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
+        logit = self.intercept + float(np.dot(np.asarray(self.coef), z))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> Calibration:
+        names = data["features"]
+        if list(names) != list(FEATURES):  # type: ignore[call-overload]
+            raise ValueError("calibration features do not match the matcher's")
+
+        def floats(key: str) -> tuple[float, ...]:
+            return tuple(float(x) for x in data[key])  # type: ignore[attr-defined]
+
+        return cls(
+            intercept=float(data["intercept"]),  # type: ignore[arg-type]
+            mean=floats("mean"),
+            scale=floats("scale"),
+            coef=floats("coef"),
+            threshold=float(data["threshold"]),  # type: ignore[arg-type]
+        )
+
+
+@cache
+def default_calibration() -> Calibration:
+    text = (resources.files("conversations") / "data" / "faq_calibration.toml").read_text("utf-8")
+    return Calibration.from_mapping(tomllib.loads(text))
 
 
 class Outcome(StrEnum):
@@ -70,6 +126,7 @@ class Decision:
     lang: str
     ranked: tuple[Scored, ...]
     suggestions: tuple[FaqEntry, ...] = ()
+    confidence: float = 0.0  # the calibrated probability that the best entry is right
 
     @property
     def entry(self) -> FaqEntry | None:
@@ -102,27 +159,35 @@ def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArr
 
 
 class SparseIndex:
-    """Cosine similarity of TF-IDF vectors through an inverted index of numpy arrays."""
+    """Cosine similarity of TF-IDF vectors through an inverted index of numpy arrays.
+
+    The postings are stored term by term in two flat arrays (document ids and weights) with
+    an offset per term, built with vectorised numpy so that large knowledge bases load fast.
+    """
 
     def __init__(self, docs: Sequence[Sequence[str]]) -> None:
         self.size = len(docs)
-        df: Counter[str] = Counter()
-        for doc in docs:
-            df.update(set(doc))
-        self.idf = {t: math.log((self.size + 1) / (n + 1)) + 1.0 for t, n in df.items()}
+        vocabulary: dict[str, int] = {}
+        term_ids = [vocabulary.setdefault(t, len(vocabulary)) for doc in docs for t in doc]
+        lengths = np.fromiter((len(doc) for doc in docs), dtype=np.int64, count=len(docs))
+        n_terms = max(len(vocabulary), 1)
+        pairs = np.repeat(np.arange(len(docs), dtype=np.int64), lengths) * n_terms + np.asarray(
+            term_ids, dtype=np.int64
+        )
+        unique, counts = np.unique(pairs, return_counts=True)
+        doc_of, term_of = unique // n_terms, unique % n_terms
+        df = np.bincount(term_of, minlength=len(vocabulary))
+        idf = np.log((self.size + 1) / (df + 1)) + 1.0
+        weights = (1.0 + np.log(counts)) * idf[term_of]
+        norms = np.sqrt(np.bincount(doc_of, weights * weights, minlength=self.size))
+        weights = weights / np.where(norms > 0, norms, 1.0)[doc_of]
+        order = np.argsort(term_of, kind="stable")
+        self.doc_ids = doc_of[order].astype(np.int32)
+        self.weights = weights[order].astype(np.float32)
+        self.offsets = np.r_[0, np.cumsum(df)]
+        self.vocabulary = vocabulary
+        self.idf = dict(zip(vocabulary, idf.tolist(), strict=True))
         self.unknown_idf = math.log(self.size + 1) + 1.0
-        postings: dict[str, tuple[list[int], list[float]]] = {}
-        for doc_id, doc in enumerate(docs):
-            weights = self._weights(doc)
-            norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
-            for term, w in weights.items():
-                ids, ws = postings.setdefault(term, ([], []))
-                ids.append(doc_id)
-                ws.append(w / norm)
-        self.postings = {
-            t: (np.asarray(ids, dtype=np.int32), np.asarray(ws, dtype=np.float32))
-            for t, (ids, ws) in postings.items()
-        }
 
     def _weights(self, terms: Sequence[str]) -> dict[str, float]:
         counts = Counter(terms)
@@ -137,9 +202,10 @@ class SparseIndex:
         weights = self._weights(terms)
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         for term, w in weights.items():
-            posting = self.postings.get(term)
-            if posting is not None:
-                out[posting[0]] += posting[1] * (w / norm)
+            index = self.vocabulary.get(term)
+            if index is not None:
+                start, end = self.offsets[index], self.offsets[index + 1]
+                out[self.doc_ids[start:end]] += self.weights[start:end] * (w / norm)
         return out
 
 
@@ -151,9 +217,11 @@ class FaqIndex:
         entries: Sequence[FaqEntry],
         embedder: Embedder | None = None,
         params: MatchParams | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.entries = tuple(entries)
         self.params = params or MatchParams()
+        self.calibration = calibration or default_calibration()
         self.embedder = embedder
         texts: list[str] = []
         owners: list[int] = []
@@ -168,7 +236,12 @@ class FaqIndex:
         self.ends = np.r_[self.starts[1:], len(self.owners)]
         self.run_owner = self.owners[self.starts]
         words = [content_words(t) for t in texts]
-        self.word_index = SparseIndex([word_features(w) for w in words])
+        stems = [word_features(w) for w in words]
+        vocabulary: list[set[str]] = [set() for _ in self.entries]
+        for owner, terms in zip(owners, stems, strict=True):
+            vocabulary[owner].update(terms)
+        self.vocabulary = [frozenset(v) for v in vocabulary]
+        self.word_index = SparseIndex(stems)
         self.char_index = SparseIndex([char_features(w) for w in words])
         self.vectors: Vector | None = None
         if embedder is not None and texts:
@@ -182,7 +255,9 @@ class FaqIndex:
         cosines = None
         if self.vectors is not None and self.embedder is not None:
             query = self.embedder.embed([without_greetings(text)])[0]
-            cosines = (self.vectors @ query).astype(np.float32)
+            # Not a BLAS matrix product: waking BLAS threads for one vector made the next
+            # question's embedding several times slower on a large knowledge base.
+            cosines = np.einsum("ij,j->i", self.vectors, query).astype(np.float32)
         return word_scores, char_scores, cosines
 
     def combine(
@@ -200,14 +275,15 @@ class FaqIndex:
             combined = (p.word_weight * word_scores + p.char_weight * char_scores) / total
         return combined.astype(np.float32), dense.astype(np.float32)
 
-    def rank(self, text: str, limit: int = 5) -> list[Scored]:
+    def _ranked(self, text: str, limit: int) -> tuple[list[Scored], NDArray[np.floating] | None]:
+        """The best entries, and the features the calibrated decision reads."""
         if not len(self.owners):
-            return []
+            return [], None
         word_scores, char_scores, cosines = self.signals(text)
         combined, dense = self.combine(word_scores, char_scores, cosines)
-        # The best question of each entry stands for it.
         best = per_entry(combined, self.starts)
-        order = np.argpartition(-best, min(limit, len(best) - 1))[:limit]
+        limit = min(limit, len(best))
+        order = np.argpartition(-best, limit - 1)[:limit]
         order = order[np.argsort(-best[order])]
         ranked = []
         for run in order:
@@ -222,21 +298,51 @@ class FaqIndex:
                     dense=float(dense[top]),
                 )
             )
-        return ranked
+        first = int(order[0])
+        raw = cosines if cosines is not None else np.zeros_like(word_scores)
+        by_signal = [np.maximum.reduceat(m, self.starts) for m in (word_scores, char_scores, raw)]
+        dense_runs = by_signal[2]
+        others = np.delete(dense_runs, first)
+        terms = set(word_features(content_words(text)))
+        vocabulary = self.vocabulary[int(self.run_owner[first])]
+        known = sum(1 for t in terms if t in self.word_index.idf)
+        features = np.array(
+            [
+                best[first],
+                best[first] - (best[order[1]] if len(order) > 1 else 0.0),
+                dense_runs[first],
+                dense_runs[first] - (float(others.max()) if len(others) else 0.0),
+                by_signal[1][first],
+                by_signal[0][first],
+                sum(int(np.argmax(v)) == first for v in by_signal),
+                len(terms & vocabulary) / len(terms) if terms else 0.0,
+                known / len(terms) if terms else 0.0,
+                math.log1p(len(terms)),
+            ],
+            dtype=np.float64,
+        )
+        return ranked, features
+
+    def rank(self, text: str, limit: int = 5) -> list[Scored]:
+        return self._ranked(text, limit)[0]
+
+    def features(self, text: str) -> tuple[str | None, NDArray[np.floating] | None]:
+        """The best entry's id and the decision's features (for fitting the calibration)."""
+        ranked, features = self._ranked(text, 5)
+        return (ranked[0].entry.id if ranked else None), features
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         p = self.params
         lang = script_language(text) or lang or "ar"
-        ranked = self.rank(text)
-        if not ranked:
+        ranked, features = self._ranked(text, 5)
+        if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
-        best = ranked[0].score
-        second = ranked[1].score if len(ranked) > 1 else 0.0
-        if best >= p.answer_threshold and best - second >= p.answer_margin:
-            return Decision(Outcome.ANSWER, lang, tuple(ranked))
-        if best >= p.suggest_threshold:
+        confidence = self.calibration.probability(features)
+        if confidence >= self.calibration.threshold:
+            return Decision(Outcome.ANSWER, lang, tuple(ranked), confidence=confidence)
+        if ranked[0].score >= p.suggest_threshold:
             close = tuple(
                 s.entry for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold
             )
-            return Decision(Outcome.SUGGEST, lang, tuple(ranked), close)
-        return Decision(Outcome.NONE, lang, tuple(ranked))
+            return Decision(Outcome.SUGGEST, lang, tuple(ranked), close, confidence)
+        return Decision(Outcome.NONE, lang, tuple(ranked), confidence=confidence)

@@ -7,6 +7,7 @@ and words are lightly stemmed; character n-grams of the words absorb typos.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from nltk.stem.isri import ISRIStemmer
@@ -94,6 +95,17 @@ STOPWORDS = frozenset(
     """.split()
 )
 
+_DOUBLED = re.compile(r"([\u0621-\u064a])\1")
+
+
+def squeeze(word: str) -> str:
+    """A doubled Arabic letter as one ("الاورااق", "علييكم"): stretched words match."""
+    return _DOUBLED.sub(r"\1", word)
+
+
+DIALECT = {squeeze(k): v for k, v in DIALECT.items()}
+STOPWORDS = frozenset(squeeze(w) for w in STOPWORDS)
+
 _isri = ISRIStemmer()
 _porter = PorterStemmer()
 
@@ -116,6 +128,7 @@ def content_words(text: str) -> list[str]:
     """Normalised words that carry meaning, dialect mapped to the standard word."""
     words = []
     for token in normalize_arabic(text).split():
+        token = squeeze(token)
         token = DIALECT.get(token, token)
         if token in STOPWORDS or len(token) < 2:
             continue

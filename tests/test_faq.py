@@ -10,7 +10,14 @@ import pytest
 from bot.knowledge import Knowledge
 from bot.service import Service
 from conversations.faq import FaqError, parse_faq
-from conversations.faq_index import FaqIndex, Outcome
+from conversations.faq_index import (
+    FEATURES,
+    Calibration,
+    FaqIndex,
+    Outcome,
+    SparseIndex,
+    default_calibration,
+)
 from conversations.faq_text import content_words
 from tests.conftest import Chat, make_config, run_cli
 
@@ -86,6 +93,38 @@ def test_index_without_embeddings_still_ranks(tmp_path: Path) -> None:
     decision = index.decide("اوقات الدوام عندكم")
     assert decision.outcome is not Outcome.NONE
     assert decision.ranked[0].entry.id == "hours"
+
+
+def test_sparse_index_scores_are_cosines() -> None:
+    index = SparseIndex([["a", "b"], ["c"], ["a", "a", "d"], []])
+    same = index.scores(["a", "b"])
+    assert abs(float(same[0]) - 1.0) < 1e-5
+    assert float(same[1]) == 0.0 and float(same[3]) == 0.0
+    assert 0.0 < float(same[2]) < 1.0
+    assert not index.scores(["zzz"]).any() and not index.scores([]).any()
+
+
+def _calibration(intercept: float) -> Calibration:
+    zeros = tuple(0.0 for _ in FEATURES)
+    ones = tuple(1.0 for _ in FEATURES)
+    return Calibration(intercept, zeros, ones, zeros, threshold=0.5)
+
+
+def test_the_calibrated_probability_decides_whether_to_answer() -> None:
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    sure = FaqIndex(entries, calibration=_calibration(5.0)).decide("اوقات الدوام")
+    assert sure.outcome is Outcome.ANSWER and sure.entry is not None
+    assert sure.entry.id == "hours" and sure.confidence > 0.99
+    doubtful = FaqIndex(entries, calibration=_calibration(-5.0)).decide("اوقات الدوام")
+    assert doubtful.outcome is not Outcome.ANSWER and doubtful.confidence < 0.01
+
+
+def test_the_shipped_calibration_matches_the_features() -> None:
+    calibration = default_calibration()
+    assert len(calibration.coef) == len(calibration.mean) == len(FEATURES)
+    assert 0.5 <= calibration.threshold < 1.0
+    with pytest.raises(ValueError, match="features"):
+        Calibration.from_mapping({"features": ["score"], "intercept": 0, "threshold": 0.5})
 
 
 def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:

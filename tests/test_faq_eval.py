@@ -1,8 +1,10 @@
 """The FAQ matcher's figures on the held-out cases, so they cannot silently drop.
 
-The settings were chosen on tests/data/faq_dev.jsonl only (bench/faq_tune.py). On the
-held-out split the matcher reached accuracy 0.46 with 3.8 % wrong answers; most of the
-rest were offered the closest questions as choices rather than answered.
+The ranking weights and the calibrated decision were fitted on tests/data/faq_dev.jsonl only
+(bench/faq_tune.py: cross-validated accuracy 0.77 with 1.5 % wrong answers there). On the
+held-out split the matcher reached accuracy 0.63 with 6.5 % wrong answers (17 of 260: 13
+out-of-scope questions answered, 4 answered with the wrong entry); most of the rest were
+offered the closest questions as choices. The floors sit slightly below those figures.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ def _report(name: str) -> dict[str, float]:
 def test_held_out_figures_hold() -> None:
     figures = _report("faq_test.jsonl")
     assert figures["cases"] == 260
-    assert figures["accuracy"] >= 0.44
-    assert figures["wrong_answers"] <= 0.045
+    assert figures["accuracy"] >= 0.62
+    assert figures["wrong_answers"] <= 0.07
 
 
 def test_development_figures_hold() -> None:
     figures = _report("faq_dev.jsonl")
-    assert figures["accuracy"] >= 0.50
-    assert figures["wrong_answers"] <= 0.01
+    assert figures["cases"] == 406
+    assert figures["accuracy"] >= 0.81
+    assert figures["wrong_answers"] <= 0.017
