@@ -1,6 +1,6 @@
 """Fit the FAQ matcher's calibrated decision on the development cases only.
 
-    python bench/faq_tune.py [CASES] [--max-wrong 0.015] [--write]
+    python bench/faq_tune.py [CASES] [--max-wrong 0.005] [--write]
 
 For every development question it computes the decision's features (see
 conversations/faq_index.FEATURES) and whether the best entry is the right one, fits a small
@@ -60,7 +60,7 @@ def outcome(p: Array, right: Array, out_of_scope: Array, threshold: float) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="?", default=str(ROOT / "tests/data/faq_dev.jsonl"))
-    parser.add_argument("--max-wrong", type=float, default=0.015)
+    parser.add_argument("--max-wrong", type=float, default=0.005)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     cases = read_cases(Path(args.cases))
