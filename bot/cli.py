@@ -84,7 +84,7 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
     """The configured database for one command, disposed of when the command ends."""
     from storage.db import Database
 
-    database = Database(config.database.url)
+    database = Database(config.database.url, keyring=_keyring(config))
     try:
         if check_schema:
             await require_current_schema(database.engine)
@@ -96,6 +96,7 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
 async def _service(config: Config, *, check_schema: bool = True) -> Any:
     from bot.service import Service
 
+    _keyring(config)  # says why it cannot start before anything else is opened
     service = Service(config)
     if check_schema:
         try:
@@ -104,6 +105,15 @@ async def _service(config: Config, *, check_schema: bool = True) -> Any:
             await service.close()
             raise
     return service
+
+
+def _keyring(config: Config) -> Any:
+    from bot.keys import data_keyring
+
+    try:
+        return data_keyring(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def riyadh(when: datetime | None, config: Config) -> str | None:

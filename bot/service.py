@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import select
 
 from bot.config import WEEKDAYS, Config
+from bot.keys import data_keyring
 from bot.knowledge import Knowledge
 from bot.ops import Metrics
 from conversations.catalog import Catalog, default_catalog
@@ -114,7 +115,7 @@ class Delivered:
 class Service:
     def __init__(self, config: Config, *, catalog: Catalog | None = None) -> None:
         self.config = config
-        self.db = Database(config.database.url)
+        self.db = Database(config.database.url, keyring=data_keyring(config))
         self.files = AttachmentStore(config.storage.attachments_dir)
         self.catalog = catalog or default_catalog()
         self.knowledge = Knowledge(config.knowledge)
