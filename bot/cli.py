@@ -138,6 +138,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     from bot.app import create_app
 
     config = state.config
+    _keyring(config)  # no key in production: say so before creating anything
     from bot.knowledge import ensure_faq_file
 
     faq_path = config.knowledge.faq_path
@@ -534,3 +535,6 @@ main.add_command(outbox_group)
 from bot.privacy_cli import retention_group  # noqa: E402
 
 main.add_command(retention_group)
+from bot.keys_cli import keys_group  # noqa: E402
+
+main.add_command(keys_group)

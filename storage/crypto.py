@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import String, Text
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 PREFIX = "enc1"
@@ -105,9 +106,7 @@ class Keyring:
 
     def encrypt(self, plain: str) -> str:
         nonce = os.urandom(_NONCE)
-        sealed = self._current.encrypt(
-            nonce, plain.encode("utf-8"), self._aad[self.current_id]
-        )
+        sealed = self._current.encrypt(nonce, plain.encode("utf-8"), self._aad[self.current_id])
         return f"{PREFIX}:{self.current_id}:{_b64(nonce + sealed)}"
 
     def decrypt(self, stored: str) -> str:
@@ -194,9 +193,13 @@ class _Encrypted(TypeDecorator[Any]):
 
     class Comparator(TypeDecorator.Comparator[Any]):
         def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
-            # Only NULL and the empty string, which are stored as they are, can be compared.
-            empty = op.__name__ in ("eq", "ne") and other in (("",), (None,))
-            if not empty and op.__name__ not in ("is_", "is_not"):
+            # A Python value would be compared with its ciphertext and never match; only NULL
+            # and the empty string, which are stored as they are, can be compared.
+            values = [o for o in other if not isinstance(o, ClauseElement)]
+            stored_as_is = op.__name__ in ("eq", "ne", "is_", "is_not") and all(
+                v is None or (isinstance(v, str) and v == "") for v in values
+            )
+            if values and not stored_as_is:
                 raise TypeError(
                     f"{self.expr} is encrypted: SQL cannot compare it ({op.__name__}); "
                     "compare its keyed-hash column instead"
