@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, Table, Text, and_, func, select, type_coerce, update
+from sqlalchemy import String, Table, Text, and_, func, select, text, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 
 import storage.staff_models  # noqa: F401  (registers the console's tables)
@@ -83,6 +83,7 @@ async def rotate(
             if changes:
                 try:
                     async with database.session() as session:
+                        await _zero_freed_space(database, session)
                         for row, change in changes:
                             report.rewritten += await _rewrite(session, table, row, change)
                 except IntegrityError:
@@ -91,13 +92,24 @@ async def rotate(
                     for row, change in changes:
                         try:
                             async with database.session() as session:
+                                await _zero_freed_space(database, session)
                                 report.rewritten += await _rewrite(session, table, row, change)
                         except IntegrityError:
                             report.conflicts.append(int(row["id"]))
             if progress is not None:
                 progress(report)
         reports.append(report)
+    if database.is_sqlite:
+        # Old page versions (clear values, older ciphertexts) leave the write-ahead log.
+        async with database.engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return reports
+
+
+async def _zero_freed_space(database: Database, session: Any) -> None:
+    """SQLite otherwise leaves a rewritten value's old bytes in the page's free space."""
+    if database.is_sqlite:
+        await session.execute(text("PRAGMA secure_delete = ON"))
 
 
 def _raw_columns(table: Table) -> list[Any]:

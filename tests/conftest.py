@@ -147,8 +147,8 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
         TAWASUL_SECURITY_DATA_KEYS=TEST_DATA_KEY,
         TAWASUL_SECURITY_LOOKUP_KEY=TEST_LOOKUP_KEY,
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
