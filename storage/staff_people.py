@@ -100,8 +100,11 @@ class PeopleTx(Tx):
             .order_by(Conversation.id)
         )
         return {
-            "beneficiary": _columns(person),
-            "identities": [_columns(i) for i in await self.identities(beneficiary_id)],
+            # The keyed lookup hashes are derived from values already given.
+            "beneficiary": _columns(person, exclude={"phone_hash", "national_id_hash"}),
+            "identities": [
+                _columns(i, exclude={"address_hash"}) for i in await self.identities(beneficiary_id)
+            ],
             "conversations": [_columns(c, exclude={"state"}) for c in conversations],
             "messages": [_columns(m, exclude={"payload"}) for m in messages],
             "requests": requests,

@@ -132,6 +132,8 @@ async def test_the_stored_bytes_hold_no_personal_data_and_lookups_still_work(
         assert DESCRIPTION in said
         export = await PeopleTx(s).export(found[MOBILE])
         assert export["beneficiary"]["national_id"] == NID
+        assert "phone_hash" not in export["beneficiary"]
+        assert {i["address"] for i in export["identities"]} == {MOBILE, "4242"}
     await service.db.dispose()
     stored = await stored_text(database_url)
     assert "enc1:" in "".join(stored)
