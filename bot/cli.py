@@ -510,6 +510,9 @@ def config_check(state: State) -> None:
         from bot.knowledge import Knowledge
 
         Knowledge(config.knowledge)
+        from bot.keys import check_keys
+
+        check_keys(config)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)

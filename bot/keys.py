@@ -25,6 +25,13 @@ def is_production(config: Config) -> bool:
     return mode == "production"
 
 
+def check_keys(config: Config) -> None:
+    """Raise ``ConfigError`` when the keys given are unusable, or missing in production;
+    unlike ``data_keyring`` it never creates the demo's key file."""
+    if config.security.data_keys or config.security.lookup_key or is_production(config):
+        data_keyring(config)
+
+
 def data_keyring(config: Config) -> Keyring:
     """The configured keys; or refuse (production); or the demo's generated ones."""
     security = config.security

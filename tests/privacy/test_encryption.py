@@ -197,6 +197,9 @@ def test_production_without_a_key_refuses_to_start(tmp_path: Path) -> None:
             'security.mode = "demo" for a trial installation'
         ]
         assert not (tmp_path / "var").exists()  # nothing created before refusing
+    production = refuse_env(tmp_path, TAWASUL_SECURITY_MODE="production")
+    result = run_cli(tmp_path, "config", "check", env=production, check=False)
+    assert result.returncode == 1 and "no data key configured" in result.stderr
     half = refuse_env(tmp_path, TAWASUL_SECURITY_DATA_KEYS=TEST_DATA_KEY)
     result = run_cli(tmp_path, "db", "upgrade", env=half, check=False)
     assert result.returncode == 1 and "security.lookup_key is empty" in result.stderr
