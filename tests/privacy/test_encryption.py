@@ -339,6 +339,10 @@ async def test_a_plaintext_database_is_read_then_encrypted_by_rotate(tmp_path: P
     values = await raw_encrypted_values(tmp_path)
     assert values and all(v.startswith("enc1:") for v in values)
     await assert_found_by_hash(tmp_path)
+    # And back to clear values, as before going back to an older version.
+    run_cli(tmp_path, "keys", "rotate", "--decrypt")
+    values = await raw_encrypted_values(tmp_path)
+    assert DESCRIPTION in values and not any(v.startswith("enc1:") for v in values)
 
 
 async def assert_found_by_hash(tmp: Path) -> None:
