@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.webchat import ChatItem, build_router
 from adapters.webchat.api import STATIC, UploadRejected
 from bot.channels import build_channels
-from bot.ops import METRICS_CONTENT_TYPE, readiness
+from bot.ops import METRICS_CONTENT_TYPE, channel_states, readiness
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
@@ -236,9 +236,15 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    served = (["webchat"] if service.config.webchat.enabled else []) + channels.enabled
+
     @app.get("/readyz", include_in_schema=False)
     async def ready(request: Request) -> JSONResponse:
-        state = await readiness(service.db, getattr(request.app.state, "tasks", []))
+        state = await readiness(
+            service.db,
+            getattr(request.app.state, "tasks", []),
+            channels=channel_states(service.metrics, served),
+        )
         return JSONResponse(state.as_dict(), status_code=200 if state.ready else 503)
 
     @app.get("/metrics", include_in_schema=False)

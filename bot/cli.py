@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from bot.config import Config, ConfigError, config_path, load_config
-from bot.logs import setup_logging
+from bot.logs import notice, setup_logging, uvicorn_log_config
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -143,27 +143,24 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
     faq_path = config.knowledge.faq_path
     if faq_path is not None and ensure_faq_file(faq_path):
-        click.echo(
+        notice(
             f"Created {faq_path} from the default knowledge base: edit it to suit the "
-            "association; changes are picked up without a restart.",
-            err=True,
+            "association; changes are picked up without a restart."
         )
     service = asyncio.run(_service_checked(config))
     host = config.server.host = host or config.server.host
     port = config.server.port = port or config.server.port
     app = create_app(service)
     knowledge = service.knowledge
-    click.echo(
-        f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}",
-        err=True,
-    )
-    click.echo(f"Tawasul is serving on http://{host}:{port}/  (web chat)", err=True)
+    notice(f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}")
+    notice(f"Tawasul is serving on http://{host}:{port}/  (web chat)")
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=config.logging.level,
         access_log=False,
+        log_config=uvicorn_log_config(config.logging.format),
         proxy_headers=True,
         timeout_graceful_shutdown=int(config.server.shutdown_seconds),
     )

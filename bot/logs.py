@@ -1,11 +1,33 @@
-"""Structured logs on stderr. Callers log ids and counts, never message text or addresses."""
+"""Structured logs on stderr. Callers log ids and counts, never message text or addresses.
+
+With ``logging.format = "json"`` every line on stderr is one JSON object: our own events,
+the lines of the libraries that use the standard ``logging`` module (uvicorn among them) and
+the notices a person starting the server reads (where the console is). Whatever is logged
+while a message is processed or a reply delivered carries ``conversation_id``: the service
+binds it in the log context, and the context is merged into every line, ours or a library's.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+
+# Plain sentences for whoever starts the server; one JSON line each in json mode.
+NOTICE_LOGGER = "tawasul.notice"
+
+# Libraries that say too much at info level, or put URLs (with tokens in them) in their lines.
+NOISY = ("sqlalchemy.engine", "aiosqlite", "alembic", "httpx", "httpcore")
+
+
+def _shared() -> list[structlog.types.Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
 
 
 def setup_logging(level: str = "info", fmt: str = "console") -> None:
@@ -16,19 +38,64 @@ def setup_logging(level: str = "info", fmt: str = "console") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*_shared(), structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
-    for noisy in ("sqlalchemy.engine", "aiosqlite", "alembic"):
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "tawasul", False)]:
+        root.removeHandler(old)  # ours from an earlier call; others (a test's) stay
+    handler = logging.StreamHandler(sys.stderr)
+    handler.tawasul = True  # type: ignore[attr-defined]
+    if fmt == "json":
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[*_shared(), structlog.stdlib.add_logger_name],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    renderer,
+                ],
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+    notices = logging.getLogger(NOTICE_LOGGER)
+    notices.setLevel(logging.INFO)
+    for old in list(notices.handlers):
+        notices.removeHandler(old)
+    if fmt == "json":
+        notices.propagate = True
+    else:
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter("%(message)s"))
+        notices.addHandler(plain)
+        notices.propagate = False
+
+
+def notice(text: str) -> None:
+    """A sentence for whoever starts the server (plain on a terminal, JSON in json mode)."""
+    logging.getLogger(NOTICE_LOGGER).info(text)
+
+
+def uvicorn_log_config(fmt: str) -> dict[str, Any] | None:
+    """uvicorn's own logging setup, or in json mode none: its lines then go to the root
+    handler above and come out as JSON like ours."""
+    if fmt != "json":
+        from uvicorn.config import LOGGING_CONFIG
+
+        return LOGGING_CONFIG
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

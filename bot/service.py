@@ -337,7 +337,7 @@ class Service:
             return
         item.attempts += 1
         if isinstance(outcome, Sent):
-            self.metrics.messages_out.labels(item.channel).inc()
+            self.metrics.delivered(item.channel, item.created_at)
             item.status = "sent"
             item.sent_at = utcnow()
             item.provider_id = outcome.provider_id

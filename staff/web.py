@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,7 +50,8 @@ def build_staff_router(backend: Backend, *, poll_seconds: float = 1.0) -> APIRou
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         try:
-            print(await startup_notice(backend), file=sys.stderr, flush=True)
+            # Plain on a terminal, one JSON line when the logs are JSON.
+            logging.getLogger("tawasul.notice").info(await startup_notice(backend))
         except SQLAlchemyError:
             log.warning("staff.notice_failed")
         yield

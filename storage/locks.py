@@ -9,6 +9,7 @@ process, so an in-process lock is enough.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -159,6 +160,7 @@ def singleton_task(
 ) -> Job:
     """``job`` as a background task that runs on one instance at a time."""
 
+    @functools.wraps(job)
     async def task(stop: asyncio.Event) -> None:
         await run_singleton(db, name, job, stop, retry_every=retry_every, check_every=check_every)
 

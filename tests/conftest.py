@@ -148,7 +148,7 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
         TAWASUL_SECURITY_LOOKUP_KEY=TEST_LOOKUP_KEY,
         PYTHONUNBUFFERED="1",
     )
-    env.update(extra)
+    env.update(extra)  # may replace the defaults above, the database URL for one
     return env
 
 

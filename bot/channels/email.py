@@ -23,6 +23,7 @@ from adapters.email.parse import MailKind, MalformedEmail, ParsedEmail, parse_em
 from adapters.email.render import FilePart, Letterhead, render_reply, reply_subject
 from adapters.email.smtp import SmtpSender, SmtpSettings
 from bot.config import ConfigError
+from bot.ops import linked
 from bot.service import Service, inbound_payload
 from conversations.delivery import Delivery
 from conversations.messages import Attachment, Channel, Inbound, Reply
@@ -265,7 +266,11 @@ def install(service: Service, runtime: ChannelRuntime) -> None:
     channel = EmailChannel(service)
     # Several instances may share the database; only one reads the mailbox at a time, and
     # another takes over within seconds of it stopping.
-    runtime.tasks.append(singleton_task(service.db, channel.cursor_name, channel.reader.run))
+    link = service.metrics.link("email")
+    link.failing = lambda: channel.reader.failures > 0
+    runtime.tasks.append(
+        singleton_task(service.db, channel.cursor_name, linked(link, channel.reader.run))
+    )
     if cfg.smtp_host:
         runtime.senders[Channel.EMAIL.value] = channel.sender
     runtime.enabled.append("email")

@@ -11,8 +11,10 @@ from adapters.telegram import TelegramApi
 from bot.channels.telegram.channel import TelegramChannel
 from bot.channels.telegram.cli import telegram_group
 from bot.channels.telegram.webhook import WEBHOOK_PATH, webhook_router
+from bot.ops import linked
 from bot.service import Service
 from conversations.messages import Channel
+from storage.locks import singleton_task
 
 if TYPE_CHECKING:
     from bot.channels import ChannelRuntime
@@ -46,8 +48,11 @@ def install(service: Service, runtime: ChannelRuntime) -> None:
         runtime.routers.append(webhook_router(channel, config.webhook_secret))
         runtime.tasks.append(channel.publish_commands)
     else:
-        runtime.tasks.append(channel.poll)
+        # One instance polls at a time (Telegram refuses two), another takes over if it dies.
+        polling = linked(service.metrics.link("telegram"), channel.poll)
+        runtime.tasks.append(singleton_task(service.db, "telegram:polling", polling))
     if config.staff_group_id is not None:
-        runtime.tasks.append(channel.announce_handoffs)
+        announce = channel.announce_handoffs
+        runtime.tasks.append(singleton_task(service.db, "telegram:staff-group", announce))
     runtime.closers.append(api.close)
     runtime.enabled.append("telegram")

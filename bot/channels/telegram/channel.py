@@ -22,6 +22,7 @@ from adapters.telegram import (
     UpdateKind,
     command_menu,
 )
+from bot.ops import CONNECTED, FAILING
 from bot.service import Service, inbound_payload
 from conversations.forms import DEFAULT_TYPES, FieldType
 from conversations.messages import Channel, Inbound, Reply
@@ -138,17 +139,20 @@ class TelegramChannel:
                 batch = await _unless_stopped(self.api.updates(offset), stop)
             except ApiFailed as exc:
                 attempt += 1
+                self.service.metrics.link("telegram", FAILING)
                 log.warning("telegram.poll_failed", reason=exc.reason, attempt=attempt)
                 await _sleep(stop, exc.retry_after or _backoff(attempt))
                 continue
             except Exception:
                 attempt += 1
+                self.service.metrics.link("telegram", FAILING)
                 log.exception("telegram.poll_error", attempt=attempt)
                 await _sleep(stop, _backoff(attempt))
                 continue
             if batch is None:
                 return
             attempt = 0
+            self.service.metrics.link("telegram", CONNECTED)
             start, stalled = offset, False
             for parsed in batch:
                 if not await self._handle_polled(parsed):
