@@ -178,7 +178,9 @@ class _Declared(UserDefinedType[Any]):
         return self.spec
 
 
-class _Encrypted(TypeDecorator[Any]):
+class EncryptedType(TypeDecorator[Any]):
+    """What the encrypted column types share: their declaration, and no SQL comparison."""
+
     impl = Text
     cache_ok = True
 
@@ -209,7 +211,7 @@ class _Encrypted(TypeDecorator[Any]):
     comparator_factory = Comparator
 
 
-class EncryptedText(_Encrypted):
+class EncryptedText(EncryptedType):
     """Text encrypted at rest; ``None`` and ``""`` are stored as they are."""
 
     cache_ok = True
@@ -225,7 +227,7 @@ class EncryptedText(_Encrypted):
         return keyring_for(dialect).decrypt(str(value))
 
 
-class EncryptedJSON(_Encrypted):
+class EncryptedJSON(EncryptedType):
     """A JSON value encrypted at rest (as the text of its JSON)."""
 
     cache_ok = True
@@ -245,7 +247,8 @@ class EncryptedJSON(_Encrypted):
 
 
 class BlindIndex(TypeDecorator[str]):
-    """HMAC-SHA256 (hex) of the clear value bound to it: what lookups compare."""
+    """HMAC-SHA256 (hex) of the clear value bound to it: what lookups compare. A value read
+    back is the hash itself; binding it again would hash it twice."""
 
     impl = String(64)
     cache_ok = True

@@ -19,7 +19,7 @@ from sqlalchemy import String, Table, Text, and_, func, select, text, type_coerc
 from sqlalchemy.exc import IntegrityError
 
 import storage.staff_models  # noqa: F401  (registers the console's tables)
-from storage.crypto import BlindIndex, Keyring, _Encrypted, is_encrypted
+from storage.crypto import BlindIndex, EncryptedType, Keyring, is_encrypted
 from storage.db import Database
 from storage.models import Base
 
@@ -40,7 +40,7 @@ def encrypted_tables() -> list[Table]:
     return [
         table
         for table in Base.metadata.sorted_tables
-        if any(isinstance(c.type, _Encrypted | BlindIndex) for c in table.columns)
+        if any(isinstance(c.type, EncryptedType | BlindIndex) for c in table.columns)
     ]
 
 
@@ -116,7 +116,7 @@ def _raw_columns(table: Table) -> list[Any]:
     return [
         type_coerce(column, Text()).label(column.name)
         for column in table.columns
-        if isinstance(column.type, _Encrypted | BlindIndex)
+        if isinstance(column.type, EncryptedType | BlindIndex)
     ]
 
 
@@ -124,7 +124,7 @@ def _change(table: Table, row: Any, keyring: Keyring, *, decrypt: bool) -> dict[
     change: dict[str, Any] = {}
     for column in table.columns:
         stored = row.get(column.name)
-        if isinstance(column.type, _Encrypted) and stored:
+        if isinstance(column.type, EncryptedType) and stored:
             if decrypt:
                 if is_encrypted(stored):
                     change[column.name] = keyring.decrypt(stored)
@@ -142,10 +142,12 @@ async def _rewrite(session: Any, table: Table, row: Any, change: dict[str, Any])
     as_read = [
         type_coerce(table.c[name], Text()) == row[name]
         for name in change
-        if isinstance(table.c[name].type, _Encrypted)
+        if isinstance(table.c[name].type, EncryptedType)
     ]
     values = {
-        name: type_coerce(value, Text() if isinstance(table.c[name].type, _Encrypted) else String())
+        name: type_coerce(
+            value, Text() if isinstance(table.c[name].type, EncryptedType) else String()
+        )
         for name, value in change.items()
     }
     result = await session.execute(

@@ -270,14 +270,14 @@ async def test_rotation_moves_every_row_to_the_new_key(tmp_path: Path) -> None:
 
 async def raw_encrypted_values(tmp: Path) -> list[str]:
     """Every non-empty stored value of every encrypted column of the SQLite test database."""
-    from storage.crypto import _Encrypted
+    from storage.crypto import EncryptedType
 
     svc = Service(make_config(tmp))
     values: list[str] = []
     try:
         async with svc.db.session(write=False) as s:
             for table in encrypted_tables():
-                names = [c.name for c in table.columns if isinstance(c.type, _Encrypted)]
+                names = [c.name for c in table.columns if isinstance(c.type, EncryptedType)]
                 for name in names:
                     rows = await s.execute(text(f'SELECT "{name}" FROM "{table.name}"'))
                     values += [v for (v,) in rows if v]
