@@ -134,6 +134,10 @@ async def test_the_stored_bytes_hold_no_personal_data_and_lookups_still_work(
         assert export["beneficiary"]["national_id"] == NID
         assert "phone_hash" not in export["beneficiary"]
         assert {i["address"] for i in export["identities"]} == {MOBILE, "4242"}
+        people = PeopleTx(s)
+        assert [p.id for p in await people.find(national_id=NID)] == [found[MOBILE]]
+        assert [p.id for p in await people.find(phone=MOBILE)] == [found[MOBILE]]
+        assert await people.find(national_id=valid_national_id("119988775")) == []
     await service.db.dispose()
     stored = await stored_text(database_url)
     assert "enc1:" in "".join(stored)
@@ -331,6 +335,7 @@ async def test_a_plaintext_database_is_read_then_encrypted_by_rotate(tmp_path: P
             assert person is not None and person.national_id == NID
             first = await s.get(Message, 1)
             assert first is not None and first.text == DESCRIPTION
+            assert [p.id for p in await PeopleTx(s).find(national_id=NID)] == [1]
     finally:
         await svc.close()
     assert DESCRIPTION.encode() in (tmp_path / "tawasul.db").read_bytes()
