@@ -29,7 +29,7 @@ test: install lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: install
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

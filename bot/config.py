@@ -186,6 +186,8 @@ class StaffConfig(Section):
     cookie_secure: bool = False  # true when served over HTTPS
     login_attempts_per_minute: int = Field(5, ge=1)
     notify_emails: list[str] = []
+    public_base_url: str = ""  # https://bot.example.org: links to the console in notifications
+    reminder_hours_before: float = Field(24, ge=0)  # remind this long before a request is due
 
 
 class RetentionConfig(Section):

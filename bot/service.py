@@ -8,15 +8,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import WEEKDAYS, Config
+from bot.kb_edit import KnowledgeEditor
 from bot.keys import data_keyring
 from bot.knowledge import Knowledge
 from bot.ops import Metrics
+from bot.settings_view import effective_settings
 from conversations.catalog import Catalog, default_catalog
 from conversations.delivery import (
     Delivery,
@@ -29,14 +33,17 @@ from conversations.delivery import (
     Unreachable,
 )
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
+from conversations.faq_text import content_words
 from conversations.hours import WorkingHours
 from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
 from conversations.ports import RequestStatus
 from conversations.state import State
+from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
+from storage.group import GroupCommit
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
-from storage.repository import Tx
+from storage.repository import Ingested, Tx
 
 log = structlog.get_logger("tawasul")
 
@@ -49,6 +56,13 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 # item is never taken up again while the process that claimed it is still alive; after a
 # crash its replies wait at most this long.
 OUTBOX_LEASE = timedelta(seconds=20)
+
+# Stored messages taken up per pass of the inbox worker (they share transactions).
+PENDING_PASS = 100
+
+
+# Once decided, a request takes no more information from the beneficiary.
+DECIDED = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CLOSED})
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,7 @@ class Service:
     def __init__(self, config: Config, *, catalog: Catalog | None = None) -> None:
         self.config = config
         self.db = Database(config.database.url, keyring=data_keyring(config))
+        self.group = GroupCommit(self.db)
         self.files = AttachmentStore(config.storage.attachments_dir)
         self.catalog = catalog or default_catalog()
         self.knowledge = Knowledge(config.knowledge)
@@ -141,7 +156,16 @@ class Service:
         self.metrics = Metrics()
 
     async def close(self) -> None:
+        await self.group.close()
         await self.db.dispose()
+
+    @cached_property
+    def knowledge_admin(self) -> KnowledgeEditor:
+        """The knowledge-base file as the console's administrators edit it."""
+        return KnowledgeEditor(self.knowledge, self.db)
+
+    def effective_settings(self) -> list[SettingsSection]:
+        return effective_settings(self.config)
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -151,8 +175,13 @@ class Service:
 
         if not await admit(self, msg):
             return None
-        async with self.db.session() as session:
-            ingested = await Tx(session).ingest(msg, inbound_payload(msg))
+        payload = inbound_payload(msg)
+
+        async def store(session: AsyncSession) -> Ingested | None:
+            return await Tx(session).ingest(msg, payload)
+
+        # Acknowledged only once its (shared) transaction is on disk.
+        ingested = await self.group.run(store, urgent=True)
         if ingested is None:
             log.info("inbound.duplicate", channel=msg.channel.value)
             self.metrics.duplicates.labels(msg.channel.value).inc()
@@ -161,44 +190,69 @@ class Service:
         self.inbox_wakeup.set()
         return ingested.message_id
 
-    async def process(self, message_id: int, *, now: datetime | None = None) -> list[Delivered]:
+    async def process(
+        self, message_id: int, *, now: datetime | None = None, urgent: bool = False
+    ) -> list[Delivered]:
         """Run the engine on one stored message; lock, load, step and save in one transaction."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
-            return await self._process(message_id, now)
+            return await self._process(message_id, now, urgent=urgent)
 
-    async def _process(self, message_id: int, now: datetime | None) -> list[Delivered]:
+    async def _process(
+        self,
+        message_id: int,
+        now: datetime | None,
+        *,
+        key: int | None = None,
+        urgent: bool = False,
+    ) -> list[Delivered]:
         started = time.perf_counter()
-        async with self.db.session() as session:
-            tx = Tx(session)
-            claimed = await tx.claim_inbound(message_id)
-            if claimed is None:
-                return []
-            row, conversation = claimed
-            structlog.contextvars.bind_contextvars(conversation_id=conversation.id)
-            identity = await session.get(Identity, row.identity_id) if row.identity_id else None
-            msg = inbound_from_row(row, identity.address if identity else "")
-            state = State.from_json(conversation.state)
-            ctx = Context(
-                beneficiary_id=conversation.beneficiary_id,
-                conversation_id=conversation.id,
-                status=ConversationStatus(conversation.status),
-                state=state,
-                now=now or datetime.now(UTC),
-                channel=msg.channel,
-            )
-            replies = await self.engine.handle(msg, ctx, tx)
-            if msg.channel in COMBINED_CHANNELS:
-                replies = combine_replies(replies)
-            conversation.state = state.to_json()
-            conversation.status = ctx.status.value
-            conversation.updated_at = utcnow()
-            row.processed_at = utcnow()
-            rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
-        if rows:
+
+        async def step(session: AsyncSession) -> tuple[int, list[Delivered]] | None:
+            if key is not None and self.stopping.is_set():
+                return None  # a pending message not begun: the next start takes it
+            with structlog.contextvars.bound_contextvars(message_id=message_id):
+                return await self._step(session, message_id, now)
+
+        done = await self.group.run(step, key=key, urgent=urgent)
+        if done is None:
+            return []
+        conversation_id, delivered = done
+        if delivered:
             self.outbox_wakeup.set()
         self.metrics.processing.observe(time.perf_counter() - started)
-        log.info("inbound.processed", replies=len(rows))
-        return [
+        log.info("inbound.processed", replies=len(delivered), conversation_id=conversation_id)
+        return delivered
+
+    async def _step(
+        self, session: AsyncSession, message_id: int, now: datetime | None
+    ) -> tuple[int, list[Delivered]] | None:
+        """The engine's step on one message, inside a transaction that may hold others."""
+        tx = Tx(session)
+        claimed = await tx.claim_inbound(message_id)
+        if claimed is None:
+            return None
+        row, conversation = claimed
+        identity = await session.get(Identity, row.identity_id) if row.identity_id else None
+        msg = inbound_from_row(row, identity.address if identity else "")
+        state = State.from_json(conversation.state)
+        ctx = Context(
+            beneficiary_id=conversation.beneficiary_id,
+            conversation_id=conversation.id,
+            status=ConversationStatus(conversation.status),
+            state=state,
+            now=now or datetime.now(UTC),
+            channel=msg.channel,
+        )
+        with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
+            replies = await self.engine.handle(msg, ctx, tx)
+        if msg.channel in COMBINED_CHANNELS:
+            replies = combine_replies(replies)
+        conversation.state = state.to_json()
+        conversation.status = ctx.status.value
+        conversation.updated_at = utcnow()
+        row.processed_at = utcnow()
+        rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
+        return conversation.id, [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
         ]
 
@@ -207,21 +261,57 @@ class Service:
         message_id = await self.receive(msg)
         if message_id is None:
             return []
-        return await self.process(message_id, now=msg.received_at)
+        return await self.process(message_id, now=msg.received_at, urgent=True)
 
     async def process_pending(self) -> int:
-        """Process every stored message not yet processed (after a crash, or from webhooks)."""
+        """Process every stored message not yet processed (after a crash, or from webhooks).
+
+        Messages of different conversations share transactions; those of one conversation
+        are taken in order, and one that fails holds back the later ones of its conversation
+        (they wait for the next pass) while the other conversations go on.
+        """
         count = 0
         while True:
             async with self.db.session(write=False) as session:
-                ids = await Tx(session).unprocessed_ids()
-            if not ids:
-                return count
-            for message_id in ids:
-                if self.stopping.is_set():
-                    return count  # left stored and unprocessed: the next start takes it
-                await self.process(message_id)
-                count += 1
+                pending = list(
+                    await session.execute(
+                        select(
+                            Message.id, Message.conversation_id, Message.text, Conversation.state
+                        )
+                        .join(Conversation, Conversation.id == Message.conversation_id)
+                        .where(Message.direction == "in", Message.processed_at.is_(None))
+                        .order_by(Message.id)
+                        .limit(PENDING_PASS)
+                    )
+                )
+            if not pending or self.stopping.is_set():
+                return count  # left stored and unprocessed: the next start takes it
+            # Questions are embedded together, in a worker thread and outside any transaction;
+            # the engine's steps below then find them cached and hold the writer briefly.
+            questions = [
+                text
+                for _, _, text, state in pending
+                if (state or {}).get("mode") != "form" and content_words(text)
+            ]
+            await asyncio.to_thread(self.knowledge.prepare, questions)
+            if not self.group.batching:
+                # PostgreSQL: one at a time, as other instances take the same list.
+                for message_id, key, _, _ in pending:
+                    count += await self._pending_one(message_id, key)
+                continue
+            outcomes = await asyncio.gather(
+                *(self._pending_one(message_id, key) for message_id, key, _, _ in pending),
+                return_exceptions=True,
+            )
+            count += sum(1 for o in outcomes if o is True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+
+    async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
+        with structlog.contextvars.bound_contextvars(message_id=message_id):
+            await self._process(message_id, None, key=conversation_id)
+        return not self.stopping.is_set()
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -463,6 +553,11 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 key = "notify.status_note" if note else "notify.status_changed"
+                if status is RequestStatus.NEEDS_INFO:
+                    self.engine.await_info(ctx, reference)
+                    key = "notify.needs_info"
+                elif ctx.state.info_request == reference and status in DECIDED:
+                    ctx.state.info_request = None
                 label = self.engine.t(ctx, f"status.name.{status.value}")
                 replies = [
                     self.engine.reply(ctx, key, reference=reference, status=label, note=note)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import click
 
 from bot.cli import State, opened_database, pass_state, run_async
 
 ROLES = ["agent", "supervisor", "admin"]
+T = TypeVar("T")
 
 
 def _read_password() -> str:
@@ -28,25 +31,37 @@ def staff_group() -> None:
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the account may do.")
 @click.option("--name", default="", help="The name colleagues see.")
+@click.option(
+    "--generate-password",
+    is_flag=True,
+    help="Make up a password and print it once, instead of asking for one.",
+)
 @pass_state
 @run_async
-async def staff_add(state: State, email: str, role: str, name: str) -> None:
+async def staff_add(
+    state: State, email: str, role: str, name: str, generate_password: bool
+) -> None:
     """Create an account; the password is asked for (or read from stdin)."""
-    from staff.security import WeakPassword, hash_password
-    from storage.staff import ConsoleTx, StaffExists
+    from staff.accounts import add_account
 
-    if "@" not in email:
-        raise click.BadParameter("give an email address", param_hint="EMAIL")
+    password = None if generate_password else _read_password()
+    async with opened_database(state.config) as database:
+        added = await _checked(
+            add_account(database, email, role, actor="cli", name=name, password=password)
+        )
+    click.echo(f"Added {added.email} ({added.role}). Sign in at /staff/ on the server.")
+    if added.generated_password:
+        click.echo(f"Password (shown once): {added.generated_password}")
+
+
+async def _checked(work: Awaitable[T]) -> T:
+    """The rules' refusals as command-line errors."""
+    from staff.accounts import AccountError
+
     try:
-        password_hash = await hash_password(_read_password())
-    except WeakPassword as exc:
+        return await work
+    except AccountError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        async with opened_database(state.config) as database, database.session() as session:
-            await ConsoleTx(session).add_staff(email, role, password_hash, name=name)
-    except StaffExists:
-        raise click.ClickException(f"{email} already has an account") from None
-    click.echo(f"Added {email.strip().lower()} ({role}). Sign in at /staff/ on the server.")
 
 
 @staff_group.command("list")
@@ -71,12 +86,10 @@ async def staff_list(state: State) -> None:
 
 
 async def _set_active(state: State, email: str, active: bool) -> None:
-    from storage.staff import ConsoleTx
+    from staff.accounts import set_active
 
-    async with opened_database(state.config) as database, database.session() as session:
-        found = await ConsoleTx(session).set_staff_active(email, active, actor="cli")
-    if not found:
-        raise click.ClickException(f"no account {email}")
+    async with opened_database(state.config) as database:
+        await _checked(set_active(database, email, active, actor="cli"))
 
 
 @staff_group.command("disable")
@@ -99,21 +112,29 @@ async def staff_enable(state: State, email: str) -> None:
     click.echo(f"Enabled {email}.")
 
 
+@staff_group.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(ROLES))
+@pass_state
+@run_async
+async def staff_role(state: State, email: str, role: str) -> None:
+    """Change what an account may do."""
+    from staff.accounts import change_role
+
+    async with opened_database(state.config) as database:
+        await _checked(change_role(database, email, role, actor="cli"))
+    click.echo(f"{email} is now {role}.")
+
+
 @staff_group.command("password")
 @click.argument("email")
 @pass_state
 @run_async
 async def staff_password(state: State, email: str) -> None:
     """Set a new password (asked for, or read from stdin); open sessions end."""
-    from staff.security import WeakPassword, hash_password
-    from storage.staff import ConsoleTx
+    from staff.accounts import change_password
 
-    try:
-        password_hash = await hash_password(_read_password())
-    except WeakPassword as exc:
-        raise click.ClickException(str(exc)) from None
-    async with opened_database(state.config) as database, database.session() as session:
-        found = await ConsoleTx(session).set_password(email, password_hash, actor="cli")
-    if not found:
-        raise click.ClickException(f"no account {email}")
+    password = _read_password()
+    async with opened_database(state.config) as database:
+        await _checked(change_password(database, email, password, actor="cli"))
     click.echo(f"Password of {email} changed.")

@@ -22,7 +22,7 @@ from conversations.forms import Form
 from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply
 from conversations.normalize import normalize_arabic, script_language, to_latin_digits
-from conversations.ports import EnginePort, HandoffReason
+from conversations.ports import EnginePort, HandoffReason, InfoAnswer
 from conversations.state import Mode, State, Survey
 
 
@@ -172,6 +172,10 @@ class Engine:
         command = (msg.command or "").lower()
         if command.startswith("lang:"):
             return self._set_language(ctx, command.split(":", 1)[1])
+        if state.info_request is not None:
+            answered = await self._info_answer(msg, ctx, port, command)
+            if answered is not None:
+                return answered
         if command == "start:status":
             return await self._status_start(ctx, port)
         if command.startswith("start") or (state.mode is Mode.NEW and not command):
@@ -406,6 +410,45 @@ class Engine:
                 )
             )
         return replies
+
+    # -- more information on a request (P7) ----------------------------------------------------
+
+    def await_info(self, ctx: Context, reference: str) -> None:
+        """Staff asked for more: what the beneficiary sends next goes onto the request."""
+        ctx.state.info_request = reference
+        ctx.state.choices = []  # a number they send now is information, not a menu pick
+
+    async def _info_answer(
+        self, msg: Inbound, ctx: Context, port: EnginePort, command: str
+    ) -> list[Reply] | None:
+        """Replies when the message was taken as information; None to carry on as usual."""
+        reference = ctx.state.info_request
+        assert reference is not None
+        text = msg.text.strip()
+        word = self.word(text) if text else None
+        choice = self.picked(ctx, text) if text else None
+        if command in ("menu", "cancel") or command.startswith("start"):
+            ctx.state.info_request = None
+            return None
+        if word in ("menu", "cancel", "back") or choice == "menu":
+            ctx.state.info_request = None
+            return None
+        if command or word in ("english", "arabic", "help", "staff", "my_data"):
+            return None
+        if choice == "more":
+            return [self.reply(ctx, "info.more")]
+        if not text and not msg.attachments:
+            return None
+        answer = InfoAnswer(text, msg.attachments, ctx.channel, ctx.now)
+        if not await port.add_request_info(reference, ctx.beneficiary_id, answer):
+            ctx.state.info_request = None
+            return None
+        ctx.state.misunderstood = 0
+        choices = [
+            (self.t(ctx, "info.send_more"), "more"),
+            (self.t(ctx, "choice.main_menu"), "menu"),
+        ]
+        return [self.reply(ctx, "info.received", choices, reference=reference)]
 
     # -- request status (P20: only to the person who applied) -------------------------------------
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from conversations.messages import Channel
+from conversations.messages import Attachment, Channel
 
 
 class RequestStatus(StrEnum):
@@ -85,6 +85,16 @@ class Submission:
     due_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class InfoAnswer:
+    """What a beneficiary sent after being asked for more information on a request."""
+
+    text: str
+    attachments: tuple[Attachment, ...]
+    channel: Channel
+    received_at: datetime
+
+
 class EnginePort(Protocol):
     """The engine's view of storage, inside one transaction."""
 
@@ -112,3 +122,10 @@ class EnginePort(Protocol):
     ) -> None: ...
 
     async def record_unanswered(self, text: str, lang: str) -> None: ...
+
+    async def add_request_info(
+        self, reference: str, beneficiary_id: int, answer: InfoAnswer
+    ) -> bool:
+        """Attach the answer to the beneficiary's request, which goes back under review;
+        False when the request is not theirs or no longer waits for anything."""
+        ...

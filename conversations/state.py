@@ -61,6 +61,8 @@ class State:
     # The question the closest-questions choice was offered for (stored as unanswered if
     # none of them fits).
     last_question: str | None = None
+    # Staff asked for more information on this request: what comes next is attached to it.
+    info_request: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,4 +96,5 @@ class State:
             else None,
             last_seen=data.get("last_seen"),
             last_question=data.get("last_question"),
+            info_request=data.get("info_request"),
         )

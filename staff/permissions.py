@@ -30,6 +30,9 @@ class Perm(StrEnum):
     ANONYMISE = "anonymise"
     REPORTS = "reports"
     STAFF_MANAGE = "staff_manage"
+    KNOWLEDGE_MANAGE = "knowledge_manage"
+    SETTINGS = "settings"
+    OUTBOX = "outbox"
 
 
 _AGENT = frozenset(
@@ -51,11 +54,14 @@ _SUPERVISOR = _AGENT | {
     Perm.EXPORT,
     Perm.ANONYMISE,
     Perm.REPORTS,
+    Perm.OUTBOX,
 }
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {
     Role.AGENT: _AGENT,
     Role.SUPERVISOR: frozenset(_SUPERVISOR),
-    Role.ADMIN: frozenset(_SUPERVISOR | {Perm.STAFF_MANAGE}),
+    Role.ADMIN: frozenset(
+        _SUPERVISOR | {Perm.STAFF_MANAGE, Perm.KNOWLEDGE_MANAGE, Perm.SETTINGS}
+    ),
 }
 
 # A decision on a request is the committee's (supervisors); agents move it through review.

@@ -7,11 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from staff.accounts import ROLES, AccountError, add_account, change_role, set_active
 from staff.canned import PLACEHOLDERS
 from staff.console import PREFIX, Console, Missing, route_class
 from staff.deps import CannedManager, CannedViewer, StaffAdmin, StaffManager
 from storage.repository import NotFound
 from storage.staff import ConsoleTx
+from storage.staff_models import StaffUser
 
 
 def routes(console: Console) -> APIRouter:
@@ -61,15 +63,55 @@ def routes(console: Console) -> APIRouter:
                 raise Missing from None
         return console.back(f"{PREFIX}/canned", "canned")
 
-    @router.get("/staff-members", include_in_schema=False)
-    async def staff_page(
-        request: Request,
-        staff: StaffManager,
-        done: str = "",
-    ) -> Response:
+    async def staff_rows() -> list[StaffUser]:
         async with console.db.session(write=False) as session:
-            rows = await ConsoleTx(session).staff_list()
-        return console.render(request, staff, "staff.html", rows=rows, done=done, error="")
+            return await ConsoleTx(session).staff_list()
+
+    @router.get("/staff-members", include_in_schema=False)
+    async def staff_page(request: Request, staff: StaffManager) -> Response:
+        return console.render(request, staff, "staff.html", rows=await staff_rows(), roles=ROLES)
+
+    @router.post("/staff-members", include_in_schema=False)
+    async def staff_add(
+        request: Request,
+        staff: StaffAdmin,
+        email: Annotated[str, Form(max_length=320)] = "",
+        name: Annotated[str, Form(max_length=200)] = "",
+        role: Annotated[str, Form(max_length=16)] = "",
+        password: Annotated[str, Form(max_length=200)] = "",
+    ) -> Response:
+        try:
+            added = await add_account(
+                console.db, email, role, actor=staff.actor, name=name, password=password or None
+            )
+        except AccountError as exc:
+            return console.back(f"{PREFIX}/staff-members?error={exc.code}")
+        if added.generated_password is None:
+            return console.back(f"{PREFIX}/staff-members", "staff_added")
+        # Shown on this answer only (never in a URL or a log); a reload does not add again.
+        return console.render(
+            request,
+            staff,
+            "staff.html",
+            rows=await staff_rows(),
+            roles=ROLES,
+            added=added,
+            done="staff_added",
+        )
+
+    @router.post("/staff-members/role", include_in_schema=False)
+    async def staff_role(
+        staff: StaffAdmin,
+        email: Annotated[str, Form(max_length=320)] = "",
+        role: Annotated[str, Form(max_length=16)] = "",
+    ) -> Response:
+        try:
+            await change_role(console.db, email, role, actor=staff.actor)
+        except AccountError as exc:
+            if exc.code == "unknown":
+                raise Missing from None
+            return console.back(f"{PREFIX}/staff-members?error={exc.code}")
+        return console.back(f"{PREFIX}/staff-members", "saved")
 
     @router.post("/staff-members/active", include_in_schema=False)
     async def staff_active(
@@ -77,14 +119,12 @@ def routes(console: Console) -> APIRouter:
         email: Annotated[str, Form(max_length=320)] = "",
         active: Annotated[str, Form(max_length=8)] = "",
     ) -> Response:
-        if email.strip().lower() == staff.email:
-            return console.back(f"{PREFIX}/staff-members?error=self")
-        async with console.db.session() as session:
-            found = await ConsoleTx(session).set_staff_active(
-                email, active == "1", actor=staff.actor
-            )
-        if not found:
-            raise Missing
+        try:
+            await set_active(console.db, email, active == "1", actor=staff.actor)
+        except AccountError as exc:
+            if exc.code == "unknown":
+                raise Missing from None
+            return console.back(f"{PREFIX}/staff-members?error={exc.code}")
         return console.back(f"{PREFIX}/staff-members", "saved")
 
     return router

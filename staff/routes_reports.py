@@ -76,14 +76,16 @@ def csv_rows(report: Report) -> list[list[object]]:
     return rows
 
 
+async def report_between(console: Console, first: date, last: date) -> Report:
+    """The figures of the local days ``first`` to ``last``, both included."""
+    start = datetime.combine(first, time.min, console.zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time.min, console.zone).astimezone(UTC)
+    async with console.db.session(write=False) as session:
+        return await build_report(session, start, end)
+
+
 def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
-
-    async def report_for(first: date, last: date) -> Report:
-        start = datetime.combine(first, time.min, console.zone).astimezone(UTC)
-        end = datetime.combine(last + timedelta(days=1), time.min, console.zone).astimezone(UTC)
-        async with console.db.session(write=False) as session:
-            return await build_report(session, start, end)
 
     @router.get("/reports", include_in_schema=False)
     async def report_page(
@@ -93,7 +95,7 @@ def routes(console: Console) -> APIRouter:
         end: str = "",
     ) -> Response:
         first, last = period(console, start, end)
-        report = await report_for(first, last)
+        report = await report_between(console, first, last)
         t = translator(console.lang_of(request))
         channels = sorted(set(report.messages_in) | set(report.messages_out))
         return console.render(
@@ -120,7 +122,7 @@ def routes(console: Console) -> APIRouter:
     @router.get("/reports.csv", include_in_schema=False)
     async def report_csv(staff: ReportsViewer, start: str = "", end: str = "") -> Response:
         first, last = period(console, start, end)
-        report = await report_for(first, last)
+        report = await report_between(console, first, last)
         out = io.StringIO()
         csv.writer(out).writerows(csv_rows(report))
         return Response(

@@ -13,6 +13,7 @@ from conversations.ports import TRANSITIONS, RequestStatus
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
 from staff.permissions import Staff, may_set_status
+from storage.followup import reminder_notices, request_info
 from storage.models import Message
 from storage.repository import InvalidTransition, NotFound
 from storage.staff import ConsoleTx, is_late
@@ -37,8 +38,15 @@ def routes(console: Console) -> APIRouter:
         chosen = status if status in {s.value for s in LISTED} else ""
         async with console.db.session(write=False) as session:
             rows = await ConsoleTx(session).request_list(chosen or None, datetime.now(UTC))
+            reminders = await reminder_notices(session)
         return console.render(
-            request, staff, "requests.html", rows=rows, statuses=LISTED, chosen=chosen
+            request,
+            staff,
+            "requests.html",
+            rows=rows,
+            statuses=LISTED,
+            chosen=chosen,
+            reminders=reminders,
         )
 
     def page_of(reference: str) -> str:
@@ -59,6 +67,7 @@ def routes(console: Console) -> APIRouter:
             except NotFound:
                 raise Missing from None
             details = await tx.request_details(row)
+            info = await request_info(session, row.id)
             verification = await tx.verification(row.id)
             person = await tx.beneficiary(row.beneficiary_id)
             others = [
@@ -72,6 +81,7 @@ def routes(console: Console) -> APIRouter:
             req=row,
             late=is_late(row, datetime.now(UTC)),
             details=details,
+            info=info,
             verification=verification,
             person=person,
             others=others,

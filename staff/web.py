@@ -16,9 +16,12 @@ from staff import (
     routes_admin,
     routes_auth,
     routes_beneficiaries,
+    routes_board,
     routes_conversations,
+    routes_knowledge,
     routes_reports,
     routes_requests,
+    routes_system,
 )
 from staff.backend import Backend
 from staff.console import PREFIX, Console
@@ -64,6 +67,9 @@ def build_staff_router(backend: Backend, *, poll_seconds: float = 1.0) -> APIRou
         routes_beneficiaries,
         routes_admin,
         routes_reports,
+        routes_board,
+        routes_knowledge,
+        routes_system,
     ):
         router.include_router(module.routes(console))
     return router

@@ -18,10 +18,12 @@ from conversations.messages import Channel, Inbound, Reply, identity_kind
 from conversations.ports import (
     TRANSITIONS,
     HandoffReason,
+    InfoAnswer,
     RequestStatus,
     RequestSummary,
     Submission,
 )
+from storage.followup import add_request_info
 from storage.models import (
     AuditEntry,
     Beneficiary,
@@ -572,6 +574,11 @@ class Tx:
 
     async def record_unanswered(self, text: str, lang: str) -> None:
         self.session.add(UnansweredQuestion(text=text[:1000], lang=lang))
+
+    async def add_request_info(
+        self, reference: str, beneficiary_id: int, answer: InfoAnswer
+    ) -> bool:
+        return await add_request_info(self, reference, beneficiary_id, answer)
 
     # -- staff-side operations ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
 from storage.files import AttachmentStore
+from storage.followup import RequestInfo
 from storage.models import AuditEntry, Conversation, Document, Message, Request
 
 log = structlog.get_logger("tawasul.retention")
@@ -231,6 +232,21 @@ async def _batch(
             await session.execute(
                 update(Document).where(Document.id.in_([d.id for d in documents])).values(ref="")
             )
+        # What beneficiaries sent when asked for more goes with the rest of their messages.
+        await session.execute(
+            update(RequestInfo)
+            .where(
+                RequestInfo.request_id.in_(
+                    select(Request.id).where(
+                        Request.conversation_id.in_(chunk),
+                        Request.status.in_(DECIDED),
+                        Request.updated_at < cutoff,
+                    )
+                ),
+                RequestInfo.text != "",
+            )
+            .values(text="")
+        )
     return doomed
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import String, Table, Text, and_, func, select, text, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 
+import storage.followup  # (registers the follow-up tables)
 import storage.staff_models  # noqa: F401  (registers the console's tables)
 from storage.crypto import BlindIndex, EncryptedType, Keyring, is_encrypted
 from storage.db import Database

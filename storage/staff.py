@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 
 from conversations.messages import Reply
+from storage.followup import OPEN_REQUESTS
 from storage.models import (
     Conversation,
     Document,
@@ -27,8 +28,6 @@ from storage.staff_models import (
     StaffUser,
 )
 from storage.staff_people import PeopleTx
-
-OPEN_REQUESTS = ("submitted", "under_review", "needs_info")
 
 
 class StaffExists(ValueError):
@@ -63,14 +62,16 @@ class ConsoleTx(PeopleTx):
 
     # -- staff accounts ---------------------------------------------------------------------
 
-    async def add_staff(self, email: str, role: str, password_hash: str, name: str = "") -> int:
+    async def add_staff(
+        self, email: str, role: str, password_hash: str, name: str = "", *, actor: str = "cli"
+    ) -> int:
         email = email.strip().lower()
         if await self.staff_by_email(email) is not None:
             raise StaffExists(email)
         user = StaffUser(email=email, role=role, password_hash=password_hash, name=name)
         self.session.add(user)
         await self.session.flush()
-        await self.audit("cli", "staff.added", email, role=role)
+        await self.audit(actor, "staff.added", email, role=role)
         return user.id
 
     async def staff_by_email(self, email: str) -> StaffUser | None:
@@ -96,6 +97,21 @@ class ConsoleTx(PeopleTx):
             await self.session.execute(delete(StaffSession).where(StaffSession.staff_id == user.id))
         await self.audit(actor, "staff.enabled" if active else "staff.disabled", user.email)
         return True
+
+    async def set_staff_role(self, email: str, role: str, *, actor: str) -> bool:
+        user = await self.staff_by_email(email)
+        if user is None:
+            return False
+        if user.role != role:
+            await self.audit(actor, "staff.role", user.email, before=user.role, after=role)
+            user.role = role
+        return True
+
+    async def active_admins(self) -> list[str]:
+        rows = await self.session.scalars(
+            select(StaffUser.email).where(StaffUser.role == "admin", StaffUser.active.is_(True))
+        )
+        return list(rows)
 
     async def set_password(self, email: str, password_hash: str, *, actor: str) -> bool:
         user = await self.staff_by_email(email)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from storage.followup import RequestInfo, request_info
 from storage.models import (
     Beneficiary,
     Conversation,
@@ -112,6 +113,9 @@ class PeopleTx(Tx):
                     "answers": [_columns(a) for a in details["answers"]],
                     "documents": [_columns(d) for d in details["documents"]],
                     "history": [_columns(h) for h in details["history"]],
+                    "information": [
+                        _columns(item.info) for item in await request_info(self.session, request.id)
+                    ],
                 }
             )
         messages = await self.session.scalars(
@@ -169,6 +173,9 @@ class PeopleTx(Tx):
         )
         await self.session.execute(
             update(Request).where(Request.id.in_(request_ids)).values(verify_last4=None)
+        )
+        await self.session.execute(
+            update(RequestInfo).where(RequestInfo.request_id.in_(request_ids)).values(text="")
         )
         refs = list(
             await self.session.scalars(

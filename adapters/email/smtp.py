@@ -49,32 +49,36 @@ class SmtpSender:
         return Sent(provider_id=str(message["Message-ID"]))
 
     async def submit(self, message: EmailMessage) -> None:
-        cfg = self.settings
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=cfg.host,
-                port=cfg.port,
-                username=cfg.username or None,
-                password=cfg.password or None,
-                use_tls=cfg.security == "tls",
-                start_tls=cfg.security == "starttls",
-                tls_context=cfg.tls_context,
-                timeout=cfg.timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [e.code for e in exc.recipients]
-            if codes and all(500 <= c < 600 for c in codes):
-                raise Unreachable(f"recipient refused ({codes[0]})") from None
-            raise DeliveryError(f"recipient deferred ({codes[0] if codes else '?'})") from None
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            if 500 <= exc.code < 600:
-                raise Unreachable(f"recipient refused ({exc.code})") from None
-            raise DeliveryError(f"recipient deferred ({exc.code})") from None
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            log.error("email.smtp_login_refused", code=exc.code)
-            raise DeliveryError(f"SMTP login refused ({exc.code})") from None
-        except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {exc.code}") from None
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            raise DeliveryError(f"SMTP {type(exc).__name__}") from None
+        await submit(self.settings, message)
+
+
+async def submit(cfg: SmtpSettings, message: EmailMessage) -> None:
+    """Hand one mail to the SMTP server; our delivery errors on failure."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username or None,
+            password=cfg.password or None,
+            use_tls=cfg.security == "tls",
+            start_tls=cfg.security == "starttls",
+            tls_context=cfg.tls_context,
+            timeout=cfg.timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [e.code for e in exc.recipients]
+        if codes and all(500 <= c < 600 for c in codes):
+            raise Unreachable(f"recipient refused ({codes[0]})") from None
+        raise DeliveryError(f"recipient deferred ({codes[0] if codes else '?'})") from None
+    except aiosmtplib.SMTPRecipientRefused as exc:
+        if 500 <= exc.code < 600:
+            raise Unreachable(f"recipient refused ({exc.code})") from None
+        raise DeliveryError(f"recipient deferred ({exc.code})") from None
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        log.error("email.smtp_login_refused", code=exc.code)
+        raise DeliveryError(f"SMTP login refused ({exc.code})") from None
+    except aiosmtplib.SMTPResponseException as exc:
+        raise DeliveryError(f"SMTP {exc.code}") from None
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+        raise DeliveryError(f"SMTP {type(exc).__name__}") from None

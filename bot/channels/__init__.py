@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter
 
 from bot.channels.email import install as install_email
+from bot.channels.request_reminders import install as install_reminders
+from bot.channels.staff_alerts import Sink
+from bot.channels.staff_alerts import install as install_staff_alerts
 from bot.channels.telegram import install as install_telegram
 from bot.channels.twilio import install as install_twilio
 from bot.service import Service
@@ -31,12 +34,21 @@ class ChannelRuntime:
     # Called once the tasks have finished (close HTTP clients, connections).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     enabled: list[str] = field(default_factory=list)
+    # Where staff are told about conversations entering the queue (besides the console).
+    staff_sinks: list[Sink] = field(default_factory=list)
 
 
 Installer = Callable[[Service, ChannelRuntime], None]
 
-# The channels, in the order they start. Each module is imported here explicitly.
-INSTALLERS: list[Installer] = [install_telegram, install_twilio, install_email]
+# The channels, in the order they start. Each module is imported here explicitly. The
+# staff alerts come after the channels: they use the sinks the channels added.
+INSTALLERS: list[Installer] = [
+    install_telegram,
+    install_twilio,
+    install_email,
+    install_staff_alerts,
+    install_reminders,
+]
 
 
 def build_channels(service: Service) -> ChannelRuntime:

@@ -22,7 +22,7 @@ from adapters.email.imap import Cursor, ImapSettings, Mail, MailboxReader, Outco
 from adapters.email.parse import MailKind, MalformedEmail, ParsedEmail, parse_email
 from adapters.email.render import FilePart, Letterhead, render_reply, reply_subject
 from adapters.email.smtp import SmtpSender, SmtpSettings
-from bot.config import ConfigError
+from bot.config import ConfigError, EmailConfig
 from bot.ops import linked
 from bot.service import Service, inbound_payload
 from conversations.delivery import Delivery
@@ -46,11 +46,27 @@ def subject_key(thread_id: str) -> str:
     return "email:subject:" + hashlib.sha256(thread_id.encode()).hexdigest()[:40]
 
 
+def bot_address(cfg: EmailConfig) -> str:
+    """The address the bot's mail comes from (empty when none is configured)."""
+    return (cfg.address or cfg.username).strip().lower()
+
+
+def smtp_settings(cfg: EmailConfig) -> SmtpSettings:
+    """How to reach the SMTP server of the [email] section."""
+    return SmtpSettings(
+        host=cfg.smtp_host,
+        port=cfg.smtp_port,
+        security=cfg.smtp_security,
+        username=cfg.username or bot_address(cfg),
+        password=cfg.password,
+    )
+
+
 class EmailChannel:
     def __init__(self, service: Service) -> None:
         cfg = service.config.email
         self.service = service
-        self.address = (cfg.address or cfg.username).strip().lower()
+        self.address = bot_address(cfg)
         if "@" not in self.address:
             raise ConfigError("email.address: the bot's email address is needed (name@domain)")
         self.domain = self.address.rsplit("@", 1)[1]
@@ -74,16 +90,7 @@ class EmailChannel:
             self.load_cursor,
             self.save_cursor,
         )
-        self.sender = SmtpSender(
-            SmtpSettings(
-                host=cfg.smtp_host,
-                port=cfg.smtp_port,
-                security=cfg.smtp_security,
-                username=login,
-                password=cfg.password,
-            ),
-            self.compose,
-        )
+        self.sender = SmtpSender(smtp_settings(cfg), self.compose)
 
     # -- reading --------------------------------------------------------------------------------
 

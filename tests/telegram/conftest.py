@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.channels import ChannelRuntime
+from bot.channels.staff_alerts import install as install_staff_alerts
 from bot.channels.telegram import install
 from bot.service import Service, run_workers
 from conversations.messages import Channel
@@ -74,6 +75,7 @@ class Running:
         self.service = service
         self.runtime = ChannelRuntime()
         install(service, self.runtime)
+        install_staff_alerts(service, self.runtime)
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 

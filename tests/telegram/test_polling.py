@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from bot.service import Service
 from conversations.messages import Channel
+from staff.i18n import translator
 from storage.models import Conversation, Identity, Message, Request
 from tests.conftest import Chat, valid_national_id
 from tests.telegram import payloads
@@ -224,9 +225,10 @@ async def test_new_handoffs_are_announced_in_the_staff_group(
                     select(Conversation.id).where(Conversation.status == "queued")
                 )
             [announcement] = fake_api.sent(group)
-            assert service.catalog.text("ar", "telegram.handoff", conversation=queued) in (
-                announcement.text
-            )
+            for lang in ("ar", "en"):
+                t = translator(lang)
+                assert t("alert.waiting", conversation=queued) in announcement.text
+                assert t("channel.telegram") in announcement.text
             assert f"https://bot.example.org/staff/conversations/{queued}" in announcement.text
             # What staff write in their group is not a beneficiary's message.
             assert await user.send(payloads.group_text(user.id, group, "سأتولاها")) == []

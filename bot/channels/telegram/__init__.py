@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from adapters.telegram import TelegramApi
-from bot.channels.telegram.channel import TelegramChannel
+from bot.channels.telegram.channel import StaffGroupSink, TelegramChannel
 from bot.channels.telegram.cli import telegram_group
 from bot.channels.telegram.webhook import WEBHOOK_PATH, webhook_router
 from bot.ops import linked
@@ -52,7 +52,6 @@ def install(service: Service, runtime: ChannelRuntime) -> None:
         polling = linked(service.metrics.link("telegram"), channel.poll)
         runtime.tasks.append(singleton_task(service.db, "telegram:polling", polling))
     if config.staff_group_id is not None:
-        announce = channel.announce_handoffs
-        runtime.tasks.append(singleton_task(service.db, "telegram:staff-group", announce))
+        runtime.staff_sinks.append(StaffGroupSink(api, config.staff_group_id))
     runtime.closers.append(api.close)
     runtime.enabled.append("telegram")

@@ -1,4 +1,4 @@
-"""The Telegram channel at work: long polling, one update at a time, staff announcements."""
+"""The Telegram channel at work: long polling, one update at a time, the staff group."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable
 from contextlib import suppress
 from dataclasses import replace
-from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -22,6 +21,7 @@ from adapters.telegram import (
     UpdateKind,
     command_menu,
 )
+from bot.channels.staff_alerts import Handoff, SinkFailed
 from bot.ops import CONNECTED, FAILING
 from bot.service import Service, inbound_payload
 from conversations.forms import DEFAULT_TYPES, FieldType
@@ -32,11 +32,26 @@ from storage.repository import Tx
 log = structlog.get_logger("tawasul.telegram")
 
 CURSOR = "telegram"
-STAFF_CURSOR = "telegram.staff_group"
-STAFF_GROUP_INTERVAL = 3.0  # seconds between two announcements in the staff group
 # An update that keeps failing is set aside after this many tries, so it cannot stop the rest.
 MAX_UPDATE_FAILURES = 5
 T = TypeVar("T")
+
+
+class StaffGroupSink:
+    """Queue alerts as messages in the staff's Telegram group."""
+
+    cursor = "telegram.staff_group"
+    pause = 3.0  # Telegram allows about 20 messages a minute in a group
+
+    def __init__(self, api: TelegramApi, group: int) -> None:
+        self.api = api
+        self.group = group
+
+    async def announce(self, handoff: Handoff, text: str) -> None:
+        try:
+            await self.api.say(self.group, text)
+        except ApiFailed as exc:
+            raise SinkFailed(exc.reason, exc.retry_after) from None
 
 
 class TelegramChannel:
@@ -67,65 +82,6 @@ class TelegramChannel:
     async def publish_commands(self, stop: asyncio.Event) -> None:
         """Webhook mode: updates arrive over HTTP; this only publishes the command menus."""
         await self._start(stop, polling=False)
-
-    # -- the staff group ------------------------------------------------------------------------
-
-    async def announce_handoffs(self, stop: asyncio.Event) -> None:
-        """Tell the staff group about each conversation newly waiting for a staff member."""
-        group = self.service.config.telegram.staff_group_id
-        assert group is not None
-        since = (await self.service.cursor(STAFF_CURSOR)).get("since")
-        if since is None:  # the first start announces from now on, not the whole backlog
-            since = await self._announced_until(utcnow().isoformat())
-        while not stop.is_set():
-            try:
-                since = await self._announce_new(group, since, stop)
-            except Exception:
-                log.exception("telegram.staff_group_error")
-            await _sleep(stop, self.service.config.outbox.poll_seconds)
-
-    async def _announce_new(self, group: int, since: str, stop: asyncio.Event) -> str:
-        for conversation_id, queued_at in await self._newly_queued(since):
-            if stop.is_set():
-                break
-            try:
-                await self.api.say(group, self._handoff_text(conversation_id))
-            except ApiFailed as exc:
-                log.warning("telegram.staff_group_failed", reason=exc.reason)
-                await _sleep(stop, exc.retry_after or STAFF_GROUP_INTERVAL)
-                break
-            since = await self._announced_until(queued_at.isoformat())
-            log.info("telegram.handoff_announced", conversation_id=conversation_id)
-            # Telegram allows about 20 messages a minute in a group.
-            await _sleep(stop, STAFF_GROUP_INTERVAL)
-        return since
-
-    async def _announced_until(self, since: str) -> str:
-        async with self.service.db.session() as session:
-            await Tx(session).set_cursor(STAFF_CURSOR, {"since": since})
-        return since
-
-    async def _newly_queued(self, since: str) -> list[tuple[int, Any]]:
-        after = datetime.fromisoformat(since)
-        async with self.service.db.session(write=False) as session:
-            rows = await session.execute(
-                select(Conversation.id, Conversation.queued_at)
-                .where(Conversation.status == "queued", Conversation.queued_at > after)
-                .order_by(Conversation.queued_at, Conversation.id)
-                .limit(20)
-            )
-            return [(int(cid), at) for cid, at in rows]
-
-    def _handoff_text(self, conversation_id: int) -> str:
-        catalog = self.service.catalog
-        lines = [
-            catalog.text(lang, "telegram.handoff", conversation=conversation_id)
-            for lang in ("ar", "en")
-        ]
-        base = self.service.config.telegram.public_base_url.rstrip("/")
-        if base:
-            lines.append(f"{base}/staff/conversations/{conversation_id}")
-        return "\n".join(lines)
 
     # -- long polling -------------------------------------------------------------------------
 

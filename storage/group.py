@@ -1,0 +1,246 @@
+"""Group commit: many small units of work share one transaction and one disk flush.
+
+On SQLite every commit waits for the disk (synchronous=FULL), and one writer at a time may
+commit; a unit of work (store one inbound message, process one message) takes far less time
+than that flush. So one writer task takes the units queued while the previous transaction
+was committing, runs them one after the other in a single transaction, commits once, and
+only then tells each caller its result: a caller that was told "done" knows its unit is on
+disk. Units run one at a time, in the order they were queued (urgent ones first), so two
+units of one conversation never overlap and never swap places.
+
+When a unit raises, the transaction is rolled back and nothing of the batch is kept; the
+units before it run again as a batch, the failing unit runs alone (it fails on its own
+account or succeeds), and those after it go back to the queue. Units that name the same
+``key`` as a unit that failed, and were queued behind it, are refused with ``OrderHeld``
+rather than run ahead of it. A unit must therefore do nothing outside the database that it
+could not do twice (count, log and wake others after it returns).
+
+On PostgreSQL, which has its own group commit and many connections, each unit runs in its
+own transaction at once: nothing is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import Database
+
+log = structlog.get_logger("tawasul.storage")
+
+T = TypeVar("T")
+Unit = Callable[[AsyncSession], Awaitable[T]]
+
+
+class OrderHeld(RuntimeError):
+    """Not run: an earlier unit with the same key failed, and order must be kept."""
+
+
+@dataclass(eq=False)
+class _Queued(Generic[T]):
+    unit: Unit[T]
+    key: Hashable | None
+    urgent: bool
+    future: asyncio.Future[T]
+
+
+@dataclass
+class _Failed:
+    at: int
+    error: BaseException
+
+
+@dataclass
+class GroupStats:
+    batches: int = 0
+    units: int = 0
+    largest: int = 0
+    splits: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+
+class GroupCommit:
+    """One writer task committing queued units together (SQLite); direct on PostgreSQL."""
+
+    def __init__(self, db: Database, *, max_units: int = 128, max_seconds: float = 0.015) -> None:
+        self.db = db
+        self.max_units = max_units
+        # A batch stops taking background units after this long, so that an acknowledgement
+        # queued behind it does not wait for a long run of engine steps.
+        self.max_seconds = max_seconds
+        self.batching = db.is_sqlite
+        self.stats = GroupStats()
+        self._urgent: deque[_Queued[Any]] = deque()
+        self._background: deque[_Queued[Any]] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Event | None = None
+
+    async def run(self, unit: Unit[T], *, key: Hashable | None = None, urgent: bool = False) -> T:
+        """Run ``unit(session)`` in a transaction; returns once that transaction committed.
+
+        ``urgent`` units (a channel waits to be acknowledged) go ahead of the others;
+        ``key`` keeps the order of units that must not pass one another.
+        """
+        if not self.batching:
+            async with self.db.session() as session:
+                return await unit(session)
+        self._ensure_writer()
+        assert self._wakeup is not None and self._idle is not None
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._background).append(_Queued(unit, key, urgent, future))
+        self._idle.clear()
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Finish the queued units, then stop the writer."""
+        writer = self._writer
+        if writer is None or writer.done() or self._loop is not asyncio.get_running_loop():
+            return
+        assert self._idle is not None
+        idle = asyncio.ensure_future(self._idle.wait())
+        await asyncio.wait([idle, writer], return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        self._writer = None
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A new event loop (the server's, after setup ran on another): start afresh.
+            self._loop, self._writer = loop, None
+            self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_forever(), name="group-commit")
+
+    async def _write_forever(self) -> None:
+        assert self._wakeup is not None and self._idle is not None
+        while True:
+            if not (self._urgent or self._background):
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            self._idle.clear()
+            batch = self._take()
+            if not batch:
+                continue
+            try:
+                await self._commit(batch)
+            except asyncio.CancelledError:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.cancel()
+                raise
+            except BaseException as exc:  # never leave a caller waiting
+                log.exception("group_commit.error")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _take(self) -> list[_Queued[Any]]:
+        """The urgent units, then background ones; callers that gave up are dropped."""
+        batch: list[_Queued[Any]] = []
+        for queue in (self._urgent, self._background):
+            while queue and len(batch) < self.max_units:
+                item = queue.popleft()
+                if not item.future.cancelled():
+                    batch.append(item)
+        return batch
+
+    async def _commit(self, batch: list[_Queued[Any]], *, cut: bool = True) -> None:
+        """Run ``batch`` in one transaction (cut short after ``max_seconds`` when ``cut``)."""
+        results: list[Any] = []
+        failed: _Failed | None = None
+        try:
+            async with self.db.session() as session:
+                started = time.monotonic()
+                for at, item in enumerate(batch):
+                    late = time.monotonic() - started > self.max_seconds
+                    if cut and at and late and not item.urgent:
+                        self._give_back(batch[at:])
+                        batch = batch[:at]
+                        break
+                    try:
+                        results.append(await item.unit(session))
+                        await session.flush()
+                    except Exception as exc:
+                        failed = _Failed(at, exc)
+                        raise
+        except Exception as exc:
+            del exc
+            self.stats.splits += 1
+            if failed is None:
+                # The commit itself failed: nobody to blame, so each runs on its own.
+                held: set[Hashable] = set()
+                for item in batch:
+                    if item.key is not None and item.key in held:
+                        self._refuse(item)
+                    elif not await self._commit_alone(item) and item.key is not None:
+                        held.add(item.key)
+                return
+            self._give_back(batch[failed.at + 1 :])
+            if failed.at:  # wholly, so that none of them is left behind the failed one
+                await self._commit(batch[: failed.at], cut=False)
+            await self._commit_alone(batch[failed.at])
+            return
+        self._record(len(batch))
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    async def _commit_alone(self, item: _Queued[Any]) -> bool:
+        try:
+            async with self.db.session() as session:
+                result = await item.unit(session)
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            if item.key is not None:
+                self._hold(item.key)
+            return False
+        self._record(1)
+        if not item.future.done():
+            item.future.set_result(result)
+        return True
+
+    def _give_back(self, items: list[_Queued[Any]]) -> None:
+        """Put units back at the head of their queue, in their order."""
+        for item in reversed(items):
+            (self._urgent if item.urgent else self._background).appendleft(item)
+
+    def _hold(self, key: Hashable) -> None:
+        """Refuse the queued units that would run after a failed unit of the same key."""
+        for queue in (self._urgent, self._background):
+            kept = deque(item for item in queue if item.key != key)
+            for item in queue:
+                if item.key == key:
+                    self._refuse(item)
+            queue.clear()
+            queue.extend(kept)
+
+    @staticmethod
+    def _refuse(item: _Queued[Any]) -> None:
+        if not item.future.done():
+            item.future.set_exception(OrderHeld(f"an earlier unit of {item.key!r} failed"))
+
+    def _record(self, size: int) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.units += size
+        stats.largest = max(stats.largest, size)
+        stats.sizes[size] = stats.sizes.get(size, 0) + 1

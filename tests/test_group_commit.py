@@ -1,0 +1,205 @@
+"""Group commit: callers answered only after their shared transaction is on disk; a failing
+unit costs its batch-mates nothing; units of one key keep their order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.service import Service
+from conversations.messages import Channel, Inbound
+from storage.db import Database
+from storage.group import GroupCommit, OrderHeld
+from storage.models import ChannelCursor, Message
+from storage.repository import Tx
+from tests.conftest import WORKING_TIME
+
+
+def cursor_unit(
+    name: str, *, log: list[str] | None = None, fail: bool = False
+) -> Callable[[AsyncSession], Awaitable[str]]:
+    """A unit that writes one row (and fails after writing it, when asked)."""
+
+    async def unit(session: AsyncSession) -> str:
+        await Tx(session).set_cursor(name, {"v": name})
+        if log is not None:
+            log.append(name)
+        if fail:
+            raise ValueError(f"unit {name} fails")
+        return name
+
+    return unit
+
+
+async def stored_cursors(url: str) -> set[str]:
+    """Read through a separate engine: only what was committed is seen."""
+    other = Database(url)
+    try:
+        async with other.session(write=False) as session:
+            return set(await session.scalars(select(ChannelCursor.name)))
+    finally:
+        await other.dispose()
+
+
+async def test_each_receive_returns_only_after_its_row_is_committed(service: Service) -> None:
+    url = service.config.database.url
+    seen_by_others: dict[str, bool] = {}
+
+    async def receive(n: int) -> None:
+        sid = f"wc-{n}"
+        message_id = await service.receive(
+            Inbound(Channel.WEBCHAT, f"visitor-{n}", f"سؤال {n}", channel_message_id=sid)
+        )
+        assert message_id is not None
+        other = Database(url)
+        try:
+            async with other.session(write=False) as session:
+                found = await session.scalar(
+                    select(Message.id).where(Message.channel_message_id == sid)
+                )
+        finally:
+            await other.dispose()
+        seen_by_others[sid] = found == message_id
+
+    await asyncio.gather(*(receive(n) for n in range(24)))
+    assert len(seen_by_others) == 24 and all(seen_by_others.values())
+    # They were committed together, not one transaction each.
+    assert service.group.stats.largest > 1
+    assert service.group.stats.batches < 24
+
+
+async def test_a_repeat_in_the_same_batch_is_stored_once(service: Service) -> None:
+    def msg() -> Inbound:
+        return Inbound(Channel.TELEGRAM, "77", "مرحبا", channel_message_id="tg-dup")
+
+    results = await asyncio.gather(*(service.receive(msg()) for _ in range(5)))
+    assert len([r for r in results if r is not None]) == 1
+    async with service.db.session(write=False) as session:
+        count = await session.scalar(
+            select(func.count()).where(Message.channel_message_id == "tg-dup")
+        )
+    assert count == 1
+
+
+async def test_a_failing_unit_does_not_fail_its_batch_mates(service: Service) -> None:
+    group = GroupCommit(service.db)
+    try:
+        names = [f"u{n}" for n in range(10)]
+        results = await asyncio.gather(
+            *(group.run(cursor_unit(name, fail=name == "u4")) for name in names),
+            return_exceptions=True,
+        )
+    finally:
+        await group.close()
+    assert isinstance(results[4], ValueError)
+    assert [r for r in results if not isinstance(r, BaseException)] == [
+        n for n in names if n != "u4"
+    ]
+    assert group.stats.splits >= 1
+    # Everything else is on disk, the failing unit's own write is not.
+    assert await stored_cursors(service.config.database.url) == set(names) - {"u4"}
+
+
+async def test_units_of_one_key_keep_their_order_and_wait_behind_a_failure(
+    service: Service,
+) -> None:
+    group = GroupCommit(service.db)
+    ran: list[str] = []
+    plan = [("a", "a1", False), ("b", "b1", False), ("a", "a2", True), ("b", "b2", False)]
+    plan += [("a", "a3", False), ("b", "b3", False), ("a", "a4", False)]
+    try:
+        results = await asyncio.gather(
+            *(
+                group.run(cursor_unit(name, log=ran, fail=fail), key=key)
+                for key, name, fail in plan
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await group.close()
+    outcome = dict(zip([name for _, name, _ in plan], results, strict=True))
+    assert isinstance(outcome["a2"], ValueError)
+    # a3 and a4 must not overtake the failed a2: refused, never run, nothing stored.
+    assert isinstance(outcome["a3"], OrderHeld) and isinstance(outcome["a4"], OrderHeld)
+    assert "a3" not in ran and "a4" not in ran
+    assert [outcome[n] for n in ("a1", "b1", "b2", "b3")] == ["a1", "b1", "b2", "b3"]
+    # Order of first runs per key is the order of submission.
+    first_runs = list(dict.fromkeys(ran))
+    assert [n for n in first_runs if n.startswith("b")] == ["b1", "b2", "b3"]
+    assert await stored_cursors(service.config.database.url) == {"a1", "b1", "b2", "b3"}
+
+
+async def test_urgent_units_go_ahead_of_queued_background_ones(service: Service) -> None:
+    group = GroupCommit(service.db, max_units=2)
+    ran: list[str] = []
+    try:
+        background = [
+            asyncio.ensure_future(group.run(cursor_unit(f"bg{n}", log=ran))) for n in range(6)
+        ]
+        await asyncio.sleep(0)  # the background units are queued first
+        urgent = group.run(cursor_unit("ack", log=ran), urgent=True)
+        await asyncio.gather(urgent, *background)
+    finally:
+        await group.close()
+    assert ran.index("ack") < ran.index("bg5")
+    assert ran.index("ack") <= 2
+
+
+async def test_a_poison_message_holds_only_its_own_conversation(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = service.engine.handle
+
+    async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
+        if msg.text == "boom":
+            raise RuntimeError("a bug in a step")
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    script = {
+        "1": ["السلام عليكم", "boom", "القائمة"],
+        "2": ["السلام عليكم", "القائمة", "١"],
+        "3": ["مرحبا", "شكرا"],
+    }
+    for n in range(3):
+        for sender, texts in script.items():
+            if n < len(texts):
+                await service.receive(
+                    Inbound(
+                        Channel.TELEGRAM,
+                        sender,
+                        texts[n],
+                        channel_message_id=f"{sender}-{n}",
+                        received_at=WORKING_TIME,
+                    )
+                )
+    with pytest.raises(RuntimeError, match="a bug in a step"):
+        await service.process_pending()
+    async with service.db.session(write=False) as session:
+        rows = list(
+            await session.scalars(
+                select(Message).where(Message.direction == "in").order_by(Message.id)
+            )
+        )
+    done = {r.channel_message_id: r.processed_at is not None for r in rows}
+    assert done == {
+        "1-0": True,
+        "1-1": False,  # failed
+        "1-2": False,  # waits behind it, in order
+        "2-0": True,
+        "2-1": True,
+        "2-2": True,
+        "3-0": True,
+        "3-1": True,
+    }
+    # Replies of the other conversations were queued in their own order.
+    async with service.db.session(write=False) as session:
+        out = list(
+            await session.scalars(select(Message.conversation_id).where(Message.direction == "out"))
+        )
+    assert len(out) >= 5

@@ -1,0 +1,157 @@
+"""Staff ask for more information on a request; the beneficiary's answer lands on it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.service import Service
+from conversations.messages import Channel
+from conversations.ports import InfoAnswer, RequestStatus
+from storage.followup import request_info
+from storage.models import (
+    Conversation,
+    Document,
+    Message,
+    OutboxItem,
+    Request,
+    RequestStatusChange,
+)
+from storage.repository import Tx
+from tests.conftest import Chat
+from tests.test_engine import fill_support_request, pdf
+
+ASKED = "أرسل صورة عقد الإيجار من فضلك"
+
+
+async def request_row(service: Service, reference: str) -> Request:
+    async with service.db.session(write=False) as session:
+        row = await session.scalar(select(Request).where(Request.reference == reference))
+    assert row is not None
+    return row
+
+
+async def told(service: Service) -> str:
+    """What the beneficiary was last sent from the staff side (through the outbox)."""
+    async with service.db.session(write=False) as session:
+        rows = await session.scalars(
+            select(Message.text)
+            .join(OutboxItem, OutboxItem.message_id == Message.id)
+            .order_by(Message.id.desc())
+            .limit(2)
+        )
+        return "\n".join(reversed(list(rows)))
+
+
+async def test_the_answer_to_needs_info_is_attached_to_the_request(
+    service: Service, chat: Chat
+) -> None:
+    reference = await fill_support_request(chat)
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    sent = await told(service)
+    status = service.catalog.text("ar", "status.name.needs_info")
+    assert sent.endswith(
+        service.catalog.text(
+            "ar", "notify.needs_info", reference=reference, status=status, note=ASKED
+        )
+    )
+
+    chat.now += timedelta(hours=1)
+    contract = await pdf(service, "contract.pdf")
+    await chat.say("هذا عقد الإيجار، والمبلغ المتأخر ١٥٠٠ ريال", attachments=[contract])
+    assert chat.text == service.catalog.text("ar", "info.received", reference=reference)
+    assert chat.choice_values() == ["more", "menu"]
+
+    row = await request_row(service, reference)
+    assert row.status == RequestStatus.UNDER_REVIEW
+    async with service.db.session(write=False) as session:
+        [item] = await request_info(session, row.id)
+        history = list(
+            await session.scalars(
+                select(RequestStatusChange)
+                .where(RequestStatusChange.request_id == row.id)
+                .order_by(RequestStatusChange.id)
+            )
+        )
+    assert item.info.text.startswith("هذا عقد الإيجار") and item.info.channel == "console"
+    assert item.info.received_at == chat.now
+    assert [d.filename for d in item.documents] == ["contract.pdf"]
+    assert (history[-1].from_status, history[-1].to_status, history[-1].actor) == (
+        "needs_info",
+        "under_review",
+        "beneficiary",
+    )
+
+    # "Send more", then a second piece: attached too, no second status change.
+    await chat.say("١")
+    assert chat.text == service.catalog.text("ar", "info.more")
+    await chat.say("ورقم عقد الإيجار 12345")
+    assert reference in chat.text
+    async with service.db.session(write=False) as session:
+        items = await request_info(session, row.id)
+        changes = await session.scalars(
+            select(RequestStatusChange.id).where(RequestStatusChange.request_id == row.id)
+        )
+        assert len(list(changes)) == len(history)
+    assert [i.info.text for i in items][1] == "ورقم عقد الإيجار 12345"
+
+    # Back to the menu: what follows is an ordinary message again.
+    await chat.say("القائمة")
+    assert "more" not in chat.choice_values()
+    await chat.say("كيف أتواصل معكم")
+    async with service.db.session(write=False) as session:
+        assert len(await request_info(session, row.id)) == 2
+        conversation = await session.scalar(select(Conversation))
+    assert conversation is not None and conversation.state.get("info_request") is None
+
+
+async def test_a_decided_request_takes_no_more_information(service: Service, chat: Chat) -> None:
+    reference = await fill_support_request(chat)
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    await service.change_request_status(
+        reference, RequestStatus.REJECTED, actor="staff:supervisor@example.org"
+    )
+    await chat.say("هذا عقد الإيجار")
+    assert "info.received" not in [r.key for r in chat.replies]
+    row = await request_row(service, reference)
+    assert row.status == RequestStatus.REJECTED
+    async with service.db.session(write=False) as session:
+        assert await request_info(session, row.id) == []
+        assert await session.scalar(select(Document).where(Document.field.like("info:%"))) is None
+
+
+async def test_someone_else_cannot_answer_for_the_request(service: Service, chat: Chat) -> None:
+    reference = await fill_support_request(chat)
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    async with service.db.session() as session:
+        tx = Tx(session)
+        answer = InfoAnswer("ليس صاحب الطلب", (), Channel.CONSOLE, chat.now)
+        row = await tx.request_by_reference(reference)
+        assert not await tx.add_request_info(reference, row.beneficiary_id + 1, answer)
+        assert await tx.add_request_info(reference, row.beneficiary_id, answer)
+
+
+async def test_a_number_sent_when_asked_is_information_not_a_menu_pick(
+    service: Service, chat: Chat
+) -> None:
+    reference = await fill_support_request(chat)
+    await chat.say("القائمة")  # the menu is the last thing the beneficiary saw
+    await service.change_request_status(
+        reference,
+        RequestStatus.NEEDS_INFO,
+        actor="staff:agent@example.org",
+        note="كم عدد أفراد الأسرة؟",
+    )
+    await chat.say("٢")
+    assert chat.text == service.catalog.text("ar", "info.received", reference=reference)
+    row = await request_row(service, reference)
+    async with service.db.session(write=False) as session:
+        [item] = await request_info(session, row.id)
+    assert item.info.text == "٢" and item.documents == []
