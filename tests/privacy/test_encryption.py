@@ -365,3 +365,15 @@ async def assert_found_by_hash(tmp: Path) -> None:
         await svc.close()
     raw = b"".join(p.read_bytes() for p in tmp.glob("tawasul.db*"))
     assert DESCRIPTION.encode() not in raw and NID.encode() not in raw
+
+
+async def test_unanswered_questions_are_searched_after_decryption(service: Service) -> None:
+    from bot.kb_edit import misses
+
+    async with service.db.session() as s:
+        for question in ("متى يفتح المستودع", "كم مبلغ الإيجار", "متى موعد التوزيع"):
+            await PeopleTx(s).record_unanswered(question, "ar")
+    found = await misses(service.db, search="متى")
+    assert [m.text for m in found] == ["متى موعد التوزيع", "متى يفتح المستودع"]
+    assert [m.text for m in await misses(service.db, limit=1)] == ["متى موعد التوزيع"]
+    assert await misses(service.db, search="غير موجود") == []
