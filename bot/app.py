@@ -18,10 +18,11 @@ from adapters.webchat import ChatItem, build_router
 from adapters.webchat.api import STATIC, UploadRejected
 from bot.channels import build_channels
 from bot.ops import METRICS_CONTENT_TYPE, channel_states, readiness
+from bot.security import scheduled_retention
 from bot.service import Service, run_workers
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
-from storage.files import TooLarge
+from storage.files import TooLarge, UnreadableImage
 from storage.models import Identity
 from storage.repository import Tx
 
@@ -137,6 +138,10 @@ class WebchatBridge:
                     max=f"{self.service.config.storage.max_attachment_mb:g}",
                 ),
             ) from None
+        except UnreadableImage:
+            raise UploadRejected(
+                422, "unreadable_image", self._text(session, "attachment.unreadable")
+            ) from None
         if attachment.content_type not in UPLOAD_TYPES:
             self.service.files.path(attachment.ref).unlink(missing_ok=True)
             raise UploadRejected(
@@ -189,6 +194,7 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
                 for task in channels.tasks
             ]
             tasks.append(("knowledge", asyncio.create_task(watch_knowledge(service, stop))))
+            tasks.append(("retention", asyncio.create_task(scheduled_retention(service)(stop))))
         app.state.tasks = tasks
         log.info("server.started", channels=["webchat", *channels.enabled])
         try:

@@ -80,6 +80,11 @@ class EngineConfig(Section):
     response_days: int = Field(14, ge=1, le=365)
     misunderstood_limit: int = Field(2, ge=1, le=10)
     status_attempts: int = Field(3, ge=1, le=10)
+    # Wrong answers to the status check, counted across conversations (see docs/security.md).
+    status_sender_attempts: int = Field(5, ge=1, le=100)
+    status_reference_attempts: int = Field(10, ge=1, le=1000)
+    status_window_minutes: float = Field(60, gt=0)
+    status_lock_minutes: float = Field(60, gt=0)
     resume_after_hours: float = Field(6, gt=0)
 
 
@@ -205,6 +210,18 @@ class SecurityConfig(Section):
     key_file: Path = Path("var/tawasul.keys")
 
 
+class FloodConfig(Section):
+    """Per-sender limits on incoming messages (see docs/security.md, Flood control)."""
+
+    window_seconds: float = Field(60, gt=0)
+    slow_after: int = Field(40, ge=1)  # messages in the window answered without delay
+    slow_seconds: float = Field(2, ge=0)  # then spaced this far apart
+    max_wait_seconds: float = Field(20, ge=0)  # a message that would wait longer is a flood
+    block_after: int = Field(100, ge=1)  # messages in the window before the sender is ignored
+    block_minutes: float = Field(15, gt=0)
+    notify_blocked: bool = True  # tell an ignored sender once (catalogue key security.flood)
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -227,6 +244,7 @@ class Config(Section):
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
     security: SecurityConfig = SecurityConfig()
+    flood: FloodConfig = FloodConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -1,5 +1,5 @@
-"""Defences in front of the application: security headers on every response, and a
-per-sender flood guard in front of ``Service.receive``."""
+"""Defences in front of the application: security headers on every response, a
+per-sender flood guard in front of ``Service.receive``, and the scheduled retention job."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.config import FloodConfig
 from conversations.messages import Channel, Inbound, Reply, identity_kind
 from conversations.state import State
+from storage.locks import Job, singleton_task
 from storage.repository import Tx
+from storage.retention import JOB, retention_job
 
 if TYPE_CHECKING:
     from bot.service import Service
@@ -101,27 +105,35 @@ class SecurityHeaders:
 
 # -- flood control -----------------------------------------------------------------------------
 
-# Limits per sender (one person on WhatsApp and SMS counts once). A person typing fast sends
-# a message every few seconds; a script sends hundreds a minute.
-FLOOD_WINDOW_SECONDS = 60.0
-FLOOD_SLOW_AFTER = 40  # messages in the window before further ones are spaced out
-FLOOD_SLOW_SECONDS = 2.0  # spacing between a slowed sender's messages
-FLOOD_MAX_WAIT_SECONDS = 20.0  # a message that would wait longer is a flood
-FLOOD_BLOCK_AFTER = 100  # messages in the window before the sender is ignored
-FLOOD_BLOCK_SECONDS = 15 * 60.0
+# Limits per sender (one person on WhatsApp and SMS counts once), from the [flood] settings.
+# A person typing fast sends a message every few seconds; a script sends hundreds a minute.
 FLOOD_TRACKED_SENDERS = 50_000  # memory bound: quiet senders are forgotten beyond this
 # The terminal is the operator's own.
 UNGUARDED = frozenset({Channel.CONSOLE})
+_SHIPPED = FloodConfig()
 
 
 @dataclass(frozen=True, slots=True)
 class FloodLimits:
-    window: float = FLOOD_WINDOW_SECONDS
-    slow_after: int = FLOOD_SLOW_AFTER
-    slow_seconds: float = FLOOD_SLOW_SECONDS
-    max_wait: float = FLOOD_MAX_WAIT_SECONDS
-    block_after: int = FLOOD_BLOCK_AFTER
-    block_seconds: float = FLOOD_BLOCK_SECONDS
+    window: float = _SHIPPED.window_seconds
+    slow_after: int = _SHIPPED.slow_after
+    slow_seconds: float = _SHIPPED.slow_seconds
+    max_wait: float = _SHIPPED.max_wait_seconds
+    block_after: int = _SHIPPED.block_after
+    block_seconds: float = _SHIPPED.block_minutes * 60
+    notify: bool = _SHIPPED.notify_blocked
+
+    @classmethod
+    def from_config(cls, config: FloodConfig) -> FloodLimits:
+        return cls(
+            window=config.window_seconds,
+            slow_after=config.slow_after,
+            slow_seconds=config.slow_seconds,
+            max_wait=config.max_wait_seconds,
+            block_after=config.block_after,
+            block_seconds=config.block_minutes * 60,
+            notify=config.notify_blocked,
+        )
 
 
 class Verdict(StrEnum):
@@ -194,12 +206,8 @@ _guards: weakref.WeakKeyDictionary[Service, FloodGuard] = weakref.WeakKeyDiction
 def flood_guard(service: Service) -> FloodGuard:
     guard = _guards.get(service)
     if guard is None:
-        guard = _guards[service] = FloodGuard()
+        guard = _guards[service] = FloodGuard(FloodLimits.from_config(service.config.flood))
     return guard
-
-
-def use_flood_guard(service: Service, guard: FloodGuard) -> None:
-    _guards[service] = guard
 
 
 async def admit(service: Service, msg: Inbound) -> bool:
@@ -217,7 +225,11 @@ async def admit(service: Service, msg: Inbound) -> bool:
 
 
 async def _tell_blocked(service: Service, msg: Inbound) -> None:
-    minutes = max(1, round(flood_guard(service).limits.block_seconds / 60))
+    limits = flood_guard(service).limits
+    minutes = max(1, round(limits.block_seconds / 60))
+    if not limits.notify:
+        log.warning("security.flood_blocked", channel=msg.channel.value, minutes=minutes)
+        return
     async with service.db.session() as session:
         tx = Tx(session)
         identity = await tx.identity(identity_kind(msg.channel), msg.sender_id)
@@ -240,3 +252,15 @@ async def _tell_blocked(service: Service, msg: Inbound) -> None:
         conversation_id=conversation.id,
         minutes=minutes,
     )
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+def scheduled_retention(service: Service) -> Job:
+    """Retention every ``[retention] run_hours``, on one server instance at a time."""
+    config = service.config.retention
+    job = retention_job(
+        service.db, service.files, months=config.months, every=timedelta(hours=config.run_hours)
+    )
+    return singleton_task(service.db, JOB, job)

@@ -144,6 +144,10 @@ class Service:
                 response_days=config.engine.response_days,
                 misunderstood_limit=config.engine.misunderstood_limit,
                 status_attempts=config.engine.status_attempts,
+                status_sender_attempts=config.engine.status_sender_attempts,
+                status_reference_attempts=config.engine.status_reference_attempts,
+                status_window=timedelta(minutes=config.engine.status_window_minutes),
+                status_lock=timedelta(minutes=config.engine.status_lock_minutes),
                 resume_after=timedelta(hours=config.engine.resume_after_hours),
             ),
         )

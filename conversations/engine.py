@@ -20,9 +20,9 @@ from conversations.fields import format_dual_date, match_choice
 from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
-from conversations.messages import Channel, Choice, Inbound, Reply
+from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
 from conversations.normalize import normalize_arabic, script_language, to_latin_digits
-from conversations.ports import EnginePort, HandoffReason, InfoAnswer
+from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.state import Mode, State, Survey
 
 
@@ -57,7 +57,13 @@ class Context:
 class EngineSettings:
     response_days: int = 14
     misunderstood_limit: int = 2
-    status_attempts: int = 3
+    status_attempts: int = 3  # wrong answers in one conversation before staff step in
+    # Across conversations: wrong answers within ``status_window`` by one sender, or about
+    # one reference from anyone, after which checking pauses for ``status_lock``.
+    status_sender_attempts: int = 5
+    status_reference_attempts: int = 10
+    status_window: timedelta = timedelta(hours=1)
+    status_lock: timedelta = timedelta(hours=1)
     resume_after: timedelta = timedelta(hours=6)
 
 
@@ -497,6 +503,9 @@ class Engine:
         reference = to_latin_digits(msg.text).strip().upper().replace(" ", "")
         if len(reference) < 4 or len(reference) > 40:
             return [self.reply(ctx, "status.bad_reference")]
+        locked = await self._status_locked(msg, ctx, port, reference)
+        if locked:
+            return locked
         ctx.state.status_reference = reference
         ctx.state.mode = Mode.STATUS_VERIFY
         return [self.reply(ctx, "status.ask_last4")]
@@ -509,8 +518,12 @@ class Engine:
             return [self.reply(ctx, "status.ask_reference")]
         digits = "".join(ch for ch in to_latin_digits(msg.text) if ch.isdigit())
         reference = ctx.state.status_reference or ""
+        locked = await self._status_locked(msg, ctx, port, reference)
+        if locked:
+            return locked
         found = await port.verify_request(reference, digits) if len(digits) == 4 else None
         if found is None:
+            await port.record_failed_check(self._sender(msg), reference, ctx.now)
             ctx.state.status_failures += 1
             if ctx.state.status_failures >= self.settings.status_attempts:
                 ctx.state.status_failures = 0
@@ -519,6 +532,9 @@ class Engine:
                     self.reply(ctx, "status.too_many"),
                     *await self.handoff(ctx, port, HandoffReason.STATUS_VERIFICATION),
                 ]
+            locked = await self._status_locked(msg, ctx, port, reference)
+            if locked:
+                return locked
             ctx.state.mode = Mode.STATUS_REF
             return [self.reply(ctx, "status.not_verified")]
         ctx.state.status_failures = 0
@@ -529,6 +545,44 @@ class Engine:
                 ctx,
                 self._status_line(ctx, found),
                 [(self.t(ctx, "choice.main_menu"), "menu")],
+            )
+        ]
+
+    @staticmethod
+    def _sender(msg: Inbound) -> tuple[str, str]:
+        return identity_kind(msg.channel), msg.sender_id
+
+    def _lock_ends(self, failed: FailedChecks) -> datetime | None:
+        """When checking may resume, if the recent wrong answers have reached a limit."""
+        settings = self.settings
+        ends = [
+            last + settings.status_lock
+            for count, limit, last in (
+                (failed.by_sender, settings.status_sender_attempts, failed.sender_last),
+                (failed.by_reference, settings.status_reference_attempts, failed.reference_last),
+            )
+            if count >= limit and last is not None
+        ]
+        return max(ends) if ends else None
+
+    async def _status_locked(
+        self, msg: Inbound, ctx: Context, port: EnginePort, reference: str
+    ) -> list[Reply]:
+        """The polite refusal while checking is paused for this sender or reference."""
+        since = ctx.now - self.settings.status_window
+        ends = self._lock_ends(await port.failed_checks(self._sender(msg), reference, since))
+        if ends is None or ends <= ctx.now:
+            return []
+        ctx.state.status_reference = None
+        ctx.state.status_failures = 0
+        ctx.state.mode = Mode.MENU
+        minutes = max(1, -(-int((ends - ctx.now).total_seconds()) // 60))
+        return [
+            self.reply(
+                ctx,
+                "status.locked",
+                [(self.t(ctx, "choice.main_menu"), "menu")],
+                minutes=minutes,
             )
         ]
 

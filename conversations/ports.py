@@ -70,6 +70,20 @@ class RequestSummary:
     due_at: datetime | None
 
 
+# Who is writing, as storage knows them: (identity kind, address).
+Sender = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedChecks:
+    """Recent wrong answers to the status check, by one sender and about one reference."""
+
+    by_sender: int = 0
+    sender_last: datetime | None = None
+    by_reference: int = 0
+    reference_last: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
     beneficiary_id: int
@@ -102,6 +116,14 @@ class EnginePort(Protocol):
 
     async def verify_request(self, reference: str, last4: str) -> RequestSummary | None:
         """The request with this reference if ``last4`` matches its national ID or mobile."""
+        ...
+
+    async def failed_checks(self, sender: Sender, reference: str, since: datetime) -> FailedChecks:
+        """Wrong answers to the status check since ``since``, kept across conversations."""
+        ...
+
+    async def record_failed_check(self, sender: Sender, reference: str, at: datetime) -> None:
+        """Count one wrong answer by ``sender`` about ``reference``."""
         ...
 
     async def submit(self, submission: Submission) -> str:

@@ -17,12 +17,15 @@ from conversations.fields import to_hijri
 from conversations.messages import Channel, Inbound, Reply, identity_kind
 from conversations.ports import (
     TRANSITIONS,
+    FailedChecks,
     HandoffReason,
     InfoAnswer,
     RequestStatus,
     RequestSummary,
+    Sender,
     Submission,
 )
+from storage import verification
 from storage.followup import add_request_info
 from storage.models import (
     AuditEntry,
@@ -467,6 +470,12 @@ class Tx:
         if any(secrets.compare_digest(c, last4) for c in candidates):
             return _summary(row)
         return None
+
+    async def failed_checks(self, sender: Sender, reference: str, since: datetime) -> FailedChecks:
+        return await verification.failed_checks(self.session, sender, reference, since)
+
+    async def record_failed_check(self, sender: Sender, reference: str, at: datetime) -> None:
+        await verification.record_failed_check(self.session, sender, reference, at)
 
     async def next_reference(self, prefix: str, at: datetime) -> str:
         year = to_hijri(at.date()).split("-")[0]

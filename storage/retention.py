@@ -8,8 +8,10 @@ references. Conversations with staff and requests still being decided are never 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -19,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.followup import RequestInfo
+from storage.locks import Job
 from storage.models import AuditEntry, Conversation, Document, Message, Request
+from storage.repository import Tx
 
 log = structlog.get_logger("tawasul.retention")
 
@@ -263,3 +267,44 @@ def _delete_files(files: AttachmentStore, refs: set[str]) -> int:
         except FileNotFoundError:
             continue
     return removed
+
+
+# The job's name for the one-instance lock, and where it notes its last run.
+JOB = "retention"
+LAST_RUN = "retention.last_run"
+
+
+def retention_job(
+    db: Database,
+    files: AttachmentStore,
+    *,
+    months: int,
+    every: timedelta,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Job:
+    """Run retention every ``every``, for ``storage.locks.singleton_task``.
+
+    The time of the last run is kept in the database, so a restart or another instance
+    taking the job over does not run it again before it is due.
+    """
+
+    async def job(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            wait = every.total_seconds()
+            try:
+                async with db.session(write=False) as session:
+                    last = (await Tx(session).cursor(LAST_RUN)).get("at")
+                now = clock()
+                due = datetime.fromisoformat(last) + every if last else now
+                if due <= now:
+                    await run_retention(db, files, now, months)
+                    async with db.session() as session:
+                        await Tx(session).set_cursor(LAST_RUN, {"at": now.isoformat()})
+                else:
+                    wait = min(wait, (due - now).total_seconds())
+            except Exception:
+                log.exception("retention.error")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.1))
+
+    return job

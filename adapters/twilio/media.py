@@ -18,6 +18,7 @@ class MediaProblem(StrEnum):
     TOO_LARGE = "too_large"
     UNSUPPORTED = "unsupported"
     FAILED = "failed"
+    UNREADABLE = "unreadable"  # looks like an image but does not open as one
 
 
 class MediaRejected(Exception):

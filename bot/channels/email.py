@@ -28,7 +28,7 @@ from bot.service import Service, inbound_payload
 from conversations.delivery import Delivery
 from conversations.messages import Attachment, Channel, Inbound, Reply
 from conversations.normalize import script_language
-from storage.files import TooLarge
+from storage.files import TooLarge, UnreadableImage
 from storage.locks import singleton_task
 from storage.models import Conversation, Identity, Message
 from storage.repository import Tx
@@ -125,8 +125,10 @@ class EmailChannel:
             return Outcome.DONE
         if await self._seen_before(parsed.message_id):
             return Outcome.DONE
-        attachments, too_large = await self._save_files(parsed)
+        attachments, too_large, unreadable = await self._save_files(parsed)
         notices: list[tuple[str, dict[str, str]]] = []
+        if unreadable:
+            notices.append(("attachment.unreadable", {}))
         if too_large or mail.truncated:
             notices.append(
                 ("channel.too_large", {"max": f"{self.service.config.storage.max_attachment_mb:g}"})
@@ -153,7 +155,7 @@ class EmailChannel:
             uid=mail.uid,
             message_id=stored,
             files=len(attachments),
-            refused_files=too_large,
+            refused_files=too_large + unreadable,
         )
         return Outcome.DONE
 
@@ -168,9 +170,9 @@ class EmailChannel:
             )
         return found is not None
 
-    async def _save_files(self, parsed: ParsedEmail) -> tuple[list[Attachment], int]:
+    async def _save_files(self, parsed: ParsedEmail) -> tuple[list[Attachment], int, int]:
         saved: list[Attachment] = []
-        too_large = 0
+        too_large = unreadable = 0
         for part in parsed.files:
             try:
                 saved.append(
@@ -183,7 +185,9 @@ class EmailChannel:
                 )
             except TooLarge:
                 too_large += 1
-        return saved, too_large
+            except UnreadableImage:
+                unreadable += 1
+        return saved, too_large, unreadable
 
     async def _store(
         self, inbound: Inbound, subject: str, notices: list[tuple[str, dict[str, str]]]

@@ -34,7 +34,7 @@ from adapters.twilio import (
 from bot.service import Service, inbound_payload
 from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
 from conversations.normalize import script_language
-from storage.files import TooLarge
+from storage.files import TooLarge, UnreadableImage
 from storage.models import Conversation, Identity, Message, utcnow
 from storage.repository import Tx
 
@@ -51,6 +51,7 @@ NOTICES = {
     MediaProblem.TOO_LARGE: "channel.too_large",
     MediaProblem.UNSUPPORTED: "channel.unsupported",
     MediaProblem.FAILED: "channel.file_failed",
+    MediaProblem.UNREADABLE: "attachment.unreadable",
 }
 
 
@@ -287,6 +288,8 @@ class TwilioWebhooks:
             )
         except TooLarge:
             raise MediaRejected(MediaProblem.TOO_LARGE) from None
+        except UnreadableImage:
+            raise MediaRejected(MediaProblem.UNREADABLE) from None
         # The bytes decide, not the declared type.
         if attachment.content_type not in MEDIA_TYPES:
             files.path(attachment.ref).unlink(missing_ok=True)

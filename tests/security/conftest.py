@@ -8,6 +8,10 @@ from fastapi import FastAPI
 
 from bot.app import create_app
 from bot.service import Service
+from tests.email.conftest import bot_setup, mail_server, running  # noqa: F401
+from tests.staff.conftest import seeded  # noqa: F401
+from tests.telegram.conftest import fake_api, polling, tg_service  # noqa: F401
+from tests.twilio.conftest import fake_twilio, twilio_setup  # noqa: F401
 
 
 @pytest.fixture

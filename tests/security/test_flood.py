@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
-from bot.security import FloodGuard, FloodLimits, Verdict, use_flood_guard
+from bot.config import FloodConfig
+from bot.security import FloodGuard, FloodLimits, Verdict, flood_guard
 from bot.service import Service
 from conversations.messages import Channel, Inbound
+from storage.migrate import upgrade
 from storage.models import Message
-from tests.conftest import WORKING_TIME
+from tests.conftest import WORKING_TIME, make_config
 
 
 class Clock:
@@ -75,11 +80,36 @@ async def _count(service: Service, sender_direction: str, text: str | None = Non
         return sum(1 for said in texts if text is None or text in said)
 
 
-async def test_others_are_answered_on_time_while_one_floods(service: Service) -> None:
-    limits = FloodLimits(
-        slow_after=10, slow_seconds=0.05, max_wait=0.5, block_after=30, block_seconds=600
-    )
-    use_flood_guard(service, FloodGuard(limits))
+FAST = {
+    "slow_after": 5,
+    "slow_seconds": 0.1,
+    "max_wait_seconds": 0.5,
+    "block_after": 15,
+    "block_minutes": 10,
+}
+
+
+@pytest.fixture
+async def fast_limits(tmp_path: Path) -> AsyncIterator[Service]:
+    """A service whose [flood] settings are small enough to reach in a test."""
+    service = Service(make_config(tmp_path, flood=FAST))
+    await upgrade(service.db.engine)
+    yield service
+    await service.close()
+
+
+async def test_the_flood_settings_are_the_guards_limits(fast_limits: Service) -> None:
+    limits = flood_guard(fast_limits).limits
+    assert (limits.slow_after, limits.slow_seconds, limits.max_wait) == (5, 0.1, 0.5)
+    assert (limits.block_after, limits.block_seconds, limits.window) == (15, 600, 60)
+    assert FloodLimits() == FloodLimits.from_config(FloodConfig())  # one set of defaults
+
+
+async def test_a_thousand_messages_from_one_sender_leave_others_answered_on_time(
+    fast_limits: Service,
+) -> None:
+    service = fast_limits
+    limits = flood_guard(service).limits
 
     def msg(sender: str, n: int) -> Inbound:
         return Inbound(
@@ -91,7 +121,7 @@ async def test_others_are_answered_on_time_while_one_floods(service: Service) ->
         )
 
     async def flood() -> None:
-        for batch in range(0, 300, 20):
+        for batch in range(0, 1000, 20):
             await asyncio.gather(
                 *(
                     service.handle(msg("flooder-session-000000", n))
@@ -99,6 +129,16 @@ async def test_others_are_answered_on_time_while_one_floods(service: Service) ->
                 )
             )
 
+    # Load the question index once (a cold start is not what is measured here).
+    for n in range(2):
+        warm = Inbound(
+            Channel.WEBCHAT,
+            f"warm-up-session-{n}000000",
+            text="ما هي المستندات المطلوبة؟",
+            channel_message_id=f"warm-{n}",
+            received_at=WORKING_TIME,
+        )
+        assert await service.handle(warm)
     latencies: list[float] = []
 
     async def neighbour() -> None:
@@ -119,11 +159,37 @@ async def test_others_are_answered_on_time_while_one_floods(service: Service) ->
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(asyncio.gather(flood(), neighbour()), timeout=45)
-    assert len(latencies) == 6 and max(latencies) < 3.0
-    # The flooder's messages past the limit were never stored, and it was told exactly once.
+    # The neighbour's first message may queue behind the few the flooder had admitted (well
+    # within a webhook's 15 s); once the flooder is ignored, answers come at once.
+    assert len(latencies) == 6 and max(latencies) < 10.0
+    assert sorted(latencies)[3] < 1.0
+    # Slowed first (more than the unslowed share got through), then ignored: the messages
+    # past the limit were never stored, and the sender was told exactly once.
     stored = await _count(service, "in", "flood ")
-    assert stored <= limits.block_after
+    assert limits.slow_after < stored <= limits.block_after
     async with service.db.session(write=False) as session:
         said = list(await session.scalars(select(Message.text).where(Message.direction == "out")))
     polite = {service.catalog.text(lang, "security.flood", minutes=10) for lang in ("ar", "en")}
     assert sum(text in polite for text in said) == 1
+
+
+async def test_an_ignored_sender_can_be_left_untold(tmp_path: Path) -> None:
+    service = Service(make_config(tmp_path, flood={**FAST, "notify_blocked": "false"}))
+    await upgrade(service.db.engine)
+    try:
+        for n in range(40):
+            await service.receive(
+                Inbound(
+                    Channel.WEBCHAT,
+                    "quiet-flooder-session-00",
+                    text=f"flood {n}",
+                    channel_message_id=f"q-{n}",
+                    received_at=WORKING_TIME,
+                )
+            )
+        assert flood_guard(service).check("webchat", "quiet-flooder-session-00")[0] is (
+            Verdict.IGNORE
+        )
+        assert await _count(service, "out") == 0
+    finally:
+        await service.close()

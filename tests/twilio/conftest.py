@@ -20,13 +20,14 @@ from bot.service import Service
 from storage.migrate import upgrade
 from storage.models import OutboxItem
 from tests.conftest import make_config
+from tests.security.images import photo
 from tests.twilio.fake import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 PUBLIC_URL = "https://bot.example.org"
 WHATSAPP_FROM = "whatsapp:+966112345678"
 SMS_FROM = "+966112345679"
-# A JPEG as the bytes show it (the store sniffs the type from them).
-ID_PHOTO = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + secrets.token_bytes(2048) + b"\xff\xd9"
+# A real photo of an ID card, with the GPS position and camera a phone writes into it.
+ID_PHOTO = photo()
 
 
 def sign(url: str, form: Mapping[str, str], token: str = AUTH_TOKEN) -> str:

@@ -26,6 +26,7 @@ from bot.ops import CONNECTED, FAILING
 from bot.service import Service, inbound_payload
 from conversations.forms import DEFAULT_TYPES, FieldType
 from conversations.messages import Channel, Inbound, Reply
+from storage.files import UnreadableImage
 from storage.models import Conversation, Identity, Message, utcnow
 from storage.repository import Tx
 
@@ -177,9 +178,13 @@ class TelegramChannel:
             await self._notice(parsed, "channel.file_failed")
             return
         files = self.service.files
-        attachment = await files.save_bytes(
-            data, declared_type=declared, filename=file.filename, max_bytes=max_bytes
-        )
+        try:
+            attachment = await files.save_bytes(
+                data, declared_type=declared, filename=file.filename, max_bytes=max_bytes
+            )
+        except UnreadableImage:
+            await self._notice(parsed, "attachment.unreadable")
+            return
         if attachment.content_type not in allowed:
             files.path(attachment.ref).unlink(missing_ok=True)
             await self._notice(parsed, "attachment.bad_type", types=types)
