@@ -93,7 +93,7 @@ class WebchatBridge:
             identity = await db.scalar(
                 Identity.__table__.select()
                 .with_only_columns(Identity.beneficiary_id)
-                .where(Identity.kind == identity_kind(Channel.WEBCHAT), Identity.address == session)
+                .where(Identity.lookup(identity_kind(Channel.WEBCHAT), session))
             )
             if identity is None:
                 return []

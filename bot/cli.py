@@ -84,7 +84,7 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
     """The configured database for one command, disposed of when the command ends."""
     from storage.db import Database
 
-    database = Database(config.database.url)
+    database = Database(config.database.url, keyring=_keyring(config))
     try:
         if check_schema:
             await require_current_schema(database.engine)
@@ -96,6 +96,7 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
 async def _service(config: Config, *, check_schema: bool = True) -> Any:
     from bot.service import Service
 
+    _keyring(config)  # says why it cannot start before anything else is opened
     service = Service(config)
     if check_schema:
         try:
@@ -104,6 +105,15 @@ async def _service(config: Config, *, check_schema: bool = True) -> Any:
             await service.close()
             raise
     return service
+
+
+def _keyring(config: Config) -> Any:
+    from bot.keys import data_keyring
+
+    try:
+        return data_keyring(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def riyadh(when: datetime | None, config: Config) -> str | None:
@@ -128,6 +138,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     from bot.app import create_app
 
     config = state.config
+    _keyring(config)  # no key in production: say so before creating anything
     from bot.knowledge import ensure_faq_file
 
     faq_path = config.knowledge.faq_path
@@ -496,6 +507,9 @@ def config_check(state: State) -> None:
         from bot.knowledge import Knowledge
 
         Knowledge(config.knowledge)
+        from bot.keys import check_keys
+
+        check_keys(config)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -521,3 +535,6 @@ main.add_command(outbox_group)
 from bot.privacy_cli import retention_group  # noqa: E402
 
 main.add_command(retention_group)
+from bot.keys_cli import keys_group  # noqa: E402
+
+main.add_command(keys_group)

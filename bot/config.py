@@ -200,6 +200,16 @@ class RetentionConfig(Section):
     run_hours: float = Field(24, gt=0)
 
 
+class SecurityConfig(Section):
+    # secret: TAWASUL_SECURITY_DATA_KEYS, comma-separated; the first encrypts, all decrypt
+    data_keys: list[str] = []
+    lookup_key: str = ""  # secret: TAWASUL_SECURITY_LOOKUP_KEY (keyed hashes for lookups)
+    # production: refuse to start without keys; demo: generate them into key_file;
+    # auto: production on PostgreSQL, demo on SQLite
+    mode: Literal["auto", "production", "demo"] = "auto"
+    key_file: Path = Path("var/tawasul.keys")
+
+
 class FloodConfig(Section):
     """Per-sender limits on incoming messages (see docs/security.md, Flood control)."""
 
@@ -233,6 +243,7 @@ class Config(Section):
     staff: StaffConfig = StaffConfig()
     logging: LoggingConfig = LoggingConfig()
     retention: RetentionConfig = RetentionConfig()
+    security: SecurityConfig = SecurityConfig()
     flood: FloodConfig = FloodConfig()
 
 

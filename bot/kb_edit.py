@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from bot.knowledge import Knowledge, ensure_faq_file
 from conversations.faq import FaqEntry, FaqError, default_faq_text, parse_faq
@@ -173,14 +173,18 @@ def save_entry(path: Path, entry: FaqEntry, *, original_id: str | None, seen: st
 
 async def misses(db: Database, limit: int = 50, search: str = "") -> list[Miss]:
     """Questions the bot could not answer, newest first."""
+    words = search.split()[:5]
+    stmt = select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc())
+    found: list[Miss] = []
     async with db.session(write=False) as session:
-        stmt = select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc()).limit(limit)
-        if search.strip():
-            stmt = stmt.where(
-                or_(*(UnansweredQuestion.text.contains(w) for w in search.split()[:5]))
-            )
-        rows = await session.scalars(stmt)
-        return [Miss(r.id, r.text, r.lang, r.created_at) for r in rows]
+        # The texts are encrypted at rest: a search reads them and matches here.
+        rows = await session.stream_scalars(stmt if words else stmt.limit(limit))
+        async for row in rows:
+            if not words or any(w in row.text for w in words):
+                found.append(Miss(row.id, row.text, row.lang, row.created_at))
+                if len(found) >= limit:
+                    break
+    return found
 
 
 async def teach(

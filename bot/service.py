@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import WEEKDAYS, Config
 from bot.kb_edit import KnowledgeEditor
+from bot.keys import data_keyring
 from bot.knowledge import Knowledge
 from bot.ops import Metrics
 from bot.settings_view import effective_settings
@@ -128,7 +129,7 @@ class Delivered:
 class Service:
     def __init__(self, config: Config, *, catalog: Catalog | None = None) -> None:
         self.config = config
-        self.db = Database(config.database.url)
+        self.db = Database(config.database.url, keyring=data_keyring(config))
         self.group = GroupCommit(self.db)
         self.files = AttachmentStore(config.storage.attachments_dir)
         self.catalog = catalog or default_catalog()

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.crypto import Keyring, install
+
 
 def sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
@@ -41,7 +43,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """The engine, a session factory and, on SQLite, the single-writer lock."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, keyring: Keyring | None = None) -> None:
         self.url = url
         path = sqlite_path(url)
         if path is not None:
@@ -53,6 +55,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        if keyring is not None:
+            # Personal columns encrypt and decrypt with it (storage.crypto).
+            install(keyring, self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer; several tasks writing at once only busy-wait.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conversations.ports import InfoAnswer, RequestStatus
+from storage.crypto import EncryptedText
 from storage.models import Base, Document, Id, Request, RequestStatusChange, utcnow
 from storage.staff_models import RequestVerification, StaffUser
 
@@ -33,7 +34,7 @@ class RequestInfo(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(EncryptedText(), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

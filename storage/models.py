@@ -17,10 +17,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    event,
+    or_,
+    type_coerce,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
+
+from storage.crypto import BlindIndex, EncryptedJSON, EncryptedText
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -66,31 +73,55 @@ class Base(DeclarativeBase):
     }
 
 
+def hashed_match(
+    hashed: InstrumentedAttribute[str | None], clear: InstrumentedAttribute[Any], value: str
+) -> ColumnElement[bool]:
+    """Rows whose encrypted column holds ``value``: found by its keyed hash, or, for a row
+    written before encryption that ``tawasul keys rotate`` has not reached yet, by the clear
+    value itself."""
+    return or_(
+        hashed == value,
+        and_(hashed.is_(None), type_coerce(clear, String()) == value),
+    )
+
+
 class Beneficiary(Base):
     __tablename__ = "beneficiaries"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     lang: Mapped[str | None] = mapped_column(String(8))
-    display_name: Mapped[str] = mapped_column(String(200), default="")
-    phone: Mapped[str | None] = mapped_column(String(32), index=True)
-    national_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    display_name: Mapped[str] = mapped_column(EncryptedText("VARCHAR(200)"), default="")
+    # Encrypted; found by the keyed hash beside each (kept equal by the listeners below).
+    phone: Mapped[str | None] = mapped_column(EncryptedText("VARCHAR(32)"))
+    phone_hash: Mapped[str | None] = mapped_column(BlindIndex(), index=True)
+    national_id: Mapped[str | None] = mapped_column(EncryptedText("VARCHAR(16)"))
+    national_id_hash: Mapped[str | None] = mapped_column(BlindIndex(), index=True)
 
 
 class Identity(Base):
     """A way to reach a beneficiary: the same phone on WhatsApp and SMS is one identity."""
 
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("kind", "address"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "address"),
+        Index("ix_identities_kind_address_hash", "kind", "address_hash", unique=True),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(EncryptedText("VARCHAR(320)"))
+    # Bind the clear address (``Identity.lookup``); the database gets its keyed hash.
+    address_hash: Mapped[str | None] = mapped_column(BlindIndex())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_inbound_at: Mapped[datetime | None]
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     # The beneficiary asked for no more messages (STOP / إيقاف); nothing is sent while true.
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     opted_out_at: Mapped[datetime | None]
+
+    @classmethod
+    def lookup(cls, kind: str, address: str) -> ColumnElement[bool]:
+        return and_(cls.kind == kind, hashed_match(cls.address_hash, cls.address, address))
 
 
 class Conversation(Base):
@@ -99,7 +130,7 @@ class Conversation(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="bot")
-    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("JSON"), default=dict)
     handoff_reason: Mapped[str | None] = mapped_column(String(32))
     queued_at: Mapped[datetime | None]
     assigned_to: Mapped[str | None] = mapped_column(String(320))
@@ -123,8 +154,8 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16))
     channel_message_id: Mapped[str | None] = mapped_column(String(200))
     author: Mapped[str] = mapped_column(String(320), default="")
-    text: Mapped[str] = mapped_column(Text, default="")
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    text: Mapped[str] = mapped_column(EncryptedText(), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("JSON"), default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
 
@@ -143,7 +174,7 @@ class Request(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     lang: Mapped[str] = mapped_column(String(8), default="ar")
     channel: Mapped[str] = mapped_column(String(16))
-    verify_last4: Mapped[str | None] = mapped_column(String(64))
+    verify_last4: Mapped[str | None] = mapped_column(EncryptedText("VARCHAR(64)"))
     declared_at: Mapped[datetime | None]
     declaration_channel: Mapped[str | None] = mapped_column(String(16))
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -159,8 +190,8 @@ class RequestAnswer(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
     field: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)
-    value: Mapped[str | None] = mapped_column(Text)
-    display: Mapped[str] = mapped_column(Text, default="")
+    value: Mapped[str | None] = mapped_column(EncryptedText())
+    display: Mapped[str] = mapped_column(EncryptedText(), default="")
 
 
 class Document(Base):
@@ -171,7 +202,7 @@ class Document(Base):
     ref: Mapped[str] = mapped_column(String(200))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger)
-    filename: Mapped[str] = mapped_column(String(255), default="")
+    filename: Mapped[str] = mapped_column(EncryptedText("VARCHAR(255)"), default="")
 
 
 class RequestStatusChange(Base):
@@ -182,7 +213,7 @@ class RequestStatusChange(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(320))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(EncryptedText(), default="")
 
 
 class SurveyAnswer(Base):
@@ -192,14 +223,14 @@ class SurveyAnswer(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     request_reference: Mapped[str | None] = mapped_column(String(40))
     rating: Mapped[int] = mapped_column(Integer)
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(EncryptedText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class UnansweredQuestion(Base):
     __tablename__ = "unanswered_questions"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(EncryptedText())
     lang: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -224,7 +255,7 @@ class OutboxItem(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
     identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id"))
     channel: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(EncryptedText("VARCHAR(320)"))
     # pending → sent | failed | held (waits for staff) | cancelled (opted out)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     kind: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
@@ -255,3 +286,19 @@ class ChannelCursor(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Whatever sets an encrypted looked-up value through the ORM sets its keyed hash too (the
+# BlindIndex column hashes the clear value when it is bound). Core inserts and updates
+# name both columns themselves.
+def _keep_hash(attribute: InstrumentedAttribute[Any], hashed: str) -> None:
+    def listener(target: Any, value: Any, _old: Any, _initiator: Any) -> Any:
+        setattr(target, hashed, value)
+        return value
+
+    event.listen(attribute, "set", listener, retval=True)
+
+
+_keep_hash(Beneficiary.phone, "phone_hash")
+_keep_hash(Beneficiary.national_id, "national_id_hash")
+_keep_hash(Identity.address, "address_hash")

@@ -111,7 +111,7 @@ class Tx:
     async def identity(self, kind: str, address: str, *, display_name: str = "") -> Identity:
         """The identity for this address, creating the beneficiary on first contact."""
         found = await self.session.scalar(
-            select(Identity).where(Identity.kind == kind, Identity.address == address)
+            select(Identity).where(Identity.lookup(kind, address))
         )
         if found is not None:
             return found
@@ -128,6 +128,7 @@ class Tx:
                 beneficiary_id=beneficiary.id,
                 kind=kind,
                 address=address,
+                address_hash=address,
                 created_at=utcnow(),
                 unreachable=False,
             )
@@ -138,7 +139,7 @@ class Tx:
             await self.session.execute(delete(Beneficiary).where(Beneficiary.id == beneficiary.id))
             self.session.expunge(beneficiary)
         found = await self.session.scalar(
-            select(Identity).where(Identity.kind == kind, Identity.address == address)
+            select(Identity).where(Identity.lookup(kind, address))
         )
         assert found is not None
         return found
@@ -156,6 +157,7 @@ class Tx:
                 beneficiary_id=current,
                 kind="phone",
                 address=phone,
+                address_hash=phone,
                 created_at=utcnow(),
                 unreachable=False,
             )
@@ -169,7 +171,7 @@ class Tx:
             await self.session.flush()
             return
         phone_identity = await self.session.scalar(
-            select(Identity).where(Identity.kind == "phone", Identity.address == phone)
+            select(Identity).where(Identity.lookup("phone", phone))
         )
         assert phone_identity is not None
         owner = phone_identity.beneficiary_id
@@ -194,7 +196,7 @@ class Tx:
     async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
         """Record STOP or START for an address; False when the address is unknown."""
         identity = await self.session.scalar(
-            select(Identity).where(Identity.kind == kind, Identity.address == address)
+            select(Identity).where(Identity.lookup(kind, address))
         )
         if identity is None:
             return False

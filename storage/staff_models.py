@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.crypto import EncryptedText
 from storage.models import Base, Id, utcnow
 
 
@@ -74,7 +75,7 @@ class ContactLog(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("beneficiaries.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(EncryptedText(), default="")
     happened_at: Mapped[datetime]
     staff: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -104,4 +105,4 @@ class RequestVerification(Base):
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), unique=True)
     verified_by: Mapped[str] = mapped_column(String(320))
     verified_at: Mapped[datetime] = mapped_column(default=utcnow)
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(EncryptedText(), default="")

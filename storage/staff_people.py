@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from storage.followup import RequestInfo, request_info
 from storage.models import (
@@ -21,6 +21,7 @@ from storage.models import (
     Request,
     RequestAnswer,
     SurveyAnswer,
+    hashed_match,
     utcnow,
 )
 from storage.repository import NotFound, Tx
@@ -37,6 +38,30 @@ class PeopleTx(Tx):
         if row is None:
             raise NotFound(str(beneficiary_id))
         return row
+
+    async def find(
+        self, *, national_id: str | None = None, phone: str | None = None
+    ) -> list[Beneficiary]:
+        """Beneficiaries with this national ID, or this phone number (their own, or one they
+        write from), compared by keyed hash: the clear values are encrypted."""
+        conditions = []
+        if national_id:
+            conditions.append(
+                hashed_match(Beneficiary.national_id_hash, Beneficiary.national_id, national_id)
+            )
+        if phone:
+            conditions.append(hashed_match(Beneficiary.phone_hash, Beneficiary.phone, phone))
+            conditions.append(
+                Beneficiary.id.in_(
+                    select(Identity.beneficiary_id).where(Identity.lookup("phone", phone))
+                )
+            )
+        if not conditions:
+            return []
+        rows = await self.session.scalars(
+            select(Beneficiary).where(or_(*conditions)).order_by(Beneficiary.id)
+        )
+        return list(rows)
 
     async def identities(self, beneficiary_id: int) -> list[Identity]:
         rows = await self.session.scalars(
@@ -104,8 +129,11 @@ class PeopleTx(Tx):
             .order_by(Conversation.id)
         )
         return {
-            "beneficiary": _columns(person),
-            "identities": [_columns(i) for i in await self.identities(beneficiary_id)],
+            # The keyed lookup hashes are derived from values already given.
+            "beneficiary": _columns(person, exclude={"phone_hash", "national_id_hash"}),
+            "identities": [
+                _columns(i, exclude={"address_hash"}) for i in await self.identities(beneficiary_id)
+            ],
             "conversations": [_columns(c, exclude={"state"}) for c in conversations],
             "messages": [_columns(m, exclude={"payload"}) for m in messages],
             "requests": requests,

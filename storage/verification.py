@@ -49,7 +49,7 @@ def reference_hash(reference: str) -> str:
 async def _identity_id(session: AsyncSession, sender: Sender) -> int:
     kind, address = sender
     found = await session.scalar(
-        select(Identity.id).where(Identity.kind == kind, Identity.address == address)
+        select(Identity.id).where(Identity.lookup(kind, address))
     )
     return int(found) if found is not None else 0
 

@@ -13,6 +13,7 @@ from bot.config import Config, load_config
 from bot.service import Service
 from conversations.fields import national_id_check_digit
 from conversations.messages import Attachment, Channel, Inbound, Reply
+from storage.crypto import Keyring, install
 from storage.migrate import upgrade
 
 # Property-based tests explore new inputs on every local run; in CI they replay a fixed set,
@@ -29,6 +30,13 @@ def valid_national_id(first9: str = "108765432") -> str:
     return first9 + national_id_check_digit(first9)
 
 
+# The keys personal data is encrypted with in tests (config and CLI alike); also the process
+# default, for tests that open a storage.db.Database themselves.
+TEST_DATA_KEY = "3wrBeazgmHEaQ6gULc8f8Q43LFnDtecxABiFzked07g="
+TEST_LOOKUP_KEY = "E2cWfGLyxmscQqW5zc8fWb8lMfRXBTmrSWwm0eCnFps="
+TEST_KEYRING = Keyring([TEST_DATA_KEY], TEST_LOOKUP_KEY)
+install(TEST_KEYRING)
+
 # Sentence embeddings of the knowledge base, shared by all tests (keyed by text hash).
 EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "tawasul-test-embeddings"
 
@@ -39,6 +47,8 @@ def make_config(tmp: Path, **sections: dict[str, object]) -> Config:
         "TAWASUL_STORAGE_ATTACHMENTS_DIR": str(tmp / "attachments"),
         "TAWASUL_KNOWLEDGE_FAQ_PATH": str(tmp / "faq.toml"),
         "TAWASUL_KNOWLEDGE_CACHE_DIR": str(EMBEDDING_CACHE),
+        "TAWASUL_SECURITY_DATA_KEYS": TEST_DATA_KEY,
+        "TAWASUL_SECURITY_LOOKUP_KEY": TEST_LOOKUP_KEY,
     }
     for section, values in sections.items():
         for key, value in values.items():
@@ -134,6 +144,8 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
         TAWASUL_STORAGE_ATTACHMENTS_DIR=str(tmp / "attachments"),
         TAWASUL_KNOWLEDGE_FAQ_PATH=str(tmp / "faq.toml"),
         TAWASUL_KNOWLEDGE_CACHE_DIR=str(EMBEDDING_CACHE),
+        TAWASUL_SECURITY_DATA_KEYS=TEST_DATA_KEY,
+        TAWASUL_SECURITY_LOOKUP_KEY=TEST_LOOKUP_KEY,
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)  # may replace the defaults above, the database URL for one

@@ -80,7 +80,7 @@ async def test_unreachable_marks_the_identity(service: Service) -> None:
     await service.deliver_due()
     assert (await outbox(service))[0].status == "failed"
     async with service.db.session() as s:
-        assert await s.scalar(select(Identity.unreachable).where(Identity.address == "45"))
+        assert await s.scalar(select(Identity.unreachable).where(Identity.lookup("telegram", "45")))
 
 
 def test_backoff_grows_and_is_capped(service: Service) -> None:

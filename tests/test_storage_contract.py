@@ -16,6 +16,7 @@ from storage.locks import Job, run_singleton, singleton
 from storage.migrate import current_revision, head_revision, upgrade
 from storage.models import Beneficiary, Conversation, Identity, OutboxItem, utcnow
 from storage.repository import InvalidTransition, Tx
+from tests.conftest import TEST_KEYRING
 from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
 
 AT = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
@@ -23,7 +24,7 @@ AT = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:  # noqa: F811
-    database = Database(database_url)
+    database = Database(database_url, keyring=TEST_KEYRING)
     await upgrade(database.engine)
     yield database
     await database.dispose()
@@ -129,8 +130,8 @@ async def test_verified_phone_joins_histories(db: Database) -> None:
     # A new number the channel vouches for becomes the person's own phone identity.
     await ingest(db, inbound("tg-7", "tg-3", Channel.TELEGRAM, verified_phone="+966500000005"))
     async with db.session(write=False) as s:
-        new = await s.scalar(select(Identity).where(Identity.address == "+966500000005"))
-        tg = await s.scalar(select(Identity).where(Identity.address == "tg-7"))
+        new = await s.scalar(select(Identity).where(Identity.lookup("phone", "+966500000005")))
+        tg = await s.scalar(select(Identity).where(Identity.lookup("telegram", "tg-7")))
         assert new is not None and tg is not None and new.beneficiary_id == tg.beneficiary_id
 
 
@@ -287,7 +288,7 @@ async def test_provider_status(db: Database) -> None:
 
 
 async def test_singleton_one_holder_at_a_time(db: Database, database_url: str) -> None:  # noqa: F811
-    other = Database(database_url)  # as another instance would open it
+    other = Database(database_url, keyring=TEST_KEYRING)  # as another instance would open it
     try:
         async with singleton(db, "email:box") as first:
             assert first is not None
@@ -302,7 +303,7 @@ async def test_singleton_one_holder_at_a_time(db: Database, database_url: str) -
 
 
 async def test_singleton_taken_over_when_holder_goes(db: Database, database_url: str) -> None:  # noqa: F811
-    other = Database(database_url)
+    other = Database(database_url, keyring=TEST_KEYRING)
     runs: list[str] = []
     stop = asyncio.Event()
 

@@ -230,7 +230,7 @@ class EmailChannel:
         async with self.service.db.session() as session:
             for address in bounce.failed_recipients:
                 identity = await session.scalar(
-                    select(Identity).where(Identity.kind == "email", Identity.address == address)
+                    select(Identity).where(Identity.lookup("email", address))
                 )
                 if identity is not None:
                     identity.unreachable = True

@@ -198,8 +198,7 @@ class TwilioWebhooks:
         async with self.service.db.session(write=False) as session:
             opted_out = await session.scalar(
                 select(Identity.opted_out).where(
-                    Identity.kind == identity_kind(inbound.channel),
-                    Identity.address == inbound.sender_id,
+                    Identity.lookup(identity_kind(inbound.channel), inbound.sender_id)
                 )
             )
         return bool(opted_out)

@@ -201,11 +201,10 @@ class Beneficiary:
                 pending = await session.scalar(
                     select(func.count()).where(OutboxItem.status == "pending")
                 )
-                sent = await session.scalar(
-                    select(func.count()).where(
-                        OutboxItem.status == "sent", OutboxItem.address == self.address
-                    )
+                sent_to = await session.scalars(
+                    select(OutboxItem.address).where(OutboxItem.status == "sent")
                 )
+                sent = sum(1 for address in sent_to if address == self.address)
             if pending or len(inbox) != sent or len(inbox) < self.seen + at_least:
                 return []
             return inbox

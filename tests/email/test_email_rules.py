@@ -47,7 +47,7 @@ async def test_a_bounce_marks_the_address_unreachable_and_the_reply_failed(
     async def marked() -> bool:
         async with runner.service.db.session(write=False) as session:
             identity = await session.scalar(
-                select(Identity).where(Identity.kind == "email", Identity.address == amal.address)
+                select(Identity).where(Identity.lookup("email", amal.address))
             )
             item = await session.scalar(
                 select(OutboxItem).where(OutboxItem.provider_id == str(answer["Message-ID"]))

@@ -41,7 +41,7 @@ async def count(setup: TwilioSetup, model: type) -> int:
 
 async def identity(setup: TwilioSetup, number: str = NUMBER) -> Identity:
     async with setup.service.db.session(write=False) as s:
-        found = await s.scalar(select(Identity).where(Identity.address == number))
+        found = await s.scalar(select(Identity).where(Identity.lookup("phone", number)))
     assert found is not None
     return found
 

@@ -236,7 +236,7 @@ class TelegramChannel:
         async with self.service.db.session(write=False) as session:
             beneficiary = await session.scalar(
                 select(Identity.beneficiary_id).where(
-                    Identity.kind == Channel.TELEGRAM.value, Identity.address == sender_id
+                    Identity.lookup(Channel.TELEGRAM.value, sender_id)
                 )
             )
             if beneficiary is None:
