@@ -1,7 +1,7 @@
 """wrong answers to the request-status check, counted across conversations
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-22 03:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 import storage.models
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

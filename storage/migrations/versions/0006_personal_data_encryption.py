@@ -5,8 +5,8 @@ PostgreSQL, text columns wide enough for ciphertexts (SQLite stores any length a
 Existing rows are encrypted and hashed by `tawasul keys rotate`; until then lookups also
 match the clear values.
 
-Revision ID: 0005
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-22 02:40:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0006"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
