@@ -126,6 +126,7 @@ class OutboxConfig(Section):
     base_delay_seconds: float = Field(2, gt=0)
     max_delay_seconds: float = Field(600, gt=0)
     poll_seconds: float = Field(1, gt=0)
+    concurrency: int = Field(16, ge=1, le=256)
 
 
 class WebchatConfig(Section):

@@ -350,32 +350,32 @@ class Service:
                 claimed.append((item, await self._delivery(session, item), identity))
                 item.status = "sending"
                 item.next_attempt_at = now + lease
+        lines: dict[int, list[tuple[OutboxItem, Delivery, Identity | None]]] = {}
+        for entry in claimed:
+            lines.setdefault(entry[0].conversation_id, []).append(entry)
         later: list[int] = []
-        blocked: set[int] = set()
-        sent = 0
-        for item, delivery, identity in claimed:
-            remaining = deadline - time.monotonic()
-            if item.conversation_id in blocked or remaining <= 0 or self.stopping.is_set():
-                later.append(item.id)
-                continue
-            with structlog.contextvars.bound_contextvars(
-                conversation_id=item.conversation_id, outbox_id=item.id
-            ):
-                try:
-                    outcome = await asyncio.wait_for(
-                        self._send(item, delivery, identity), remaining
-                    )
-                except TimeoutError:
-                    # Whether the channel took it is unknown: it is tried again (at least once).
-                    outcome = DeliveryError("send timed out")
-                async with self.db.session() as session:
-                    row = await session.get(OutboxItem, item.id)
-                    if row is not None:
-                        await self._record(session, row, outcome)
-            if isinstance(outcome, Sent):
-                sent += 1
-            else:
-                blocked.add(item.conversation_id)  # later replies wait behind this one
+        gate = asyncio.Semaphore(self.config.outbox.concurrency)
+
+        async def one_conversation(
+            entries: list[tuple[OutboxItem, Delivery, Identity | None]],
+        ) -> int:
+            # In order within the conversation; a failure holds back the replies after it.
+            sent = 0
+            async with gate:
+                for position, (item, delivery, identity) in enumerate(entries):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self.stopping.is_set():
+                        later.extend(e[0].id for e in entries[position:])
+                        break
+                    outcome = await self._deliver_one(item, delivery, identity, remaining)
+                    if not isinstance(outcome, Sent):
+                        later.extend(e[0].id for e in entries[position + 1 :])
+                        break
+                    sent += 1
+            return sent
+
+        # Conversations go out side by side: one slow recipient does not hold up the others.
+        sent = sum(await asyncio.gather(*(one_conversation(e) for e in lines.values())))
         if later:
             async with self.db.session() as session:
                 for item_id in later:
@@ -383,6 +383,31 @@ class Service:
                     if row is not None:
                         await self._record(session, row, _Later())
         return sent
+
+    async def _deliver_one(
+        self, item: OutboxItem, delivery: Delivery, identity: Identity | None, remaining: float
+    ) -> Outcome:
+        """Send one claimed item and record the outcome before the next of its conversation."""
+        with structlog.contextvars.bound_contextvars(
+            conversation_id=item.conversation_id, outbox_id=item.id
+        ):
+            try:
+                outcome = await asyncio.wait_for(self._send(item, delivery, identity), remaining)
+            except TimeoutError:
+                # Whether the channel took it is unknown: it is tried again (at least once).
+                outcome = DeliveryError("send timed out")
+
+            async def record(session: AsyncSession) -> None:
+                # Run by the writer task, which does not share this task's log context.
+                with structlog.contextvars.bound_contextvars(
+                    conversation_id=item.conversation_id, outbox_id=item.id
+                ):
+                    row = await session.get(OutboxItem, item.id)
+                    if row is not None:
+                        await self._record(session, row, outcome)
+
+            await self.group.run(record, key=("outbox", item.conversation_id))
+        return outcome
 
     async def _delivery(self, session: Any, item: OutboxItem) -> Delivery:
         message = await session.get(Message, item.message_id)

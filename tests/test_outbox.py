@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -113,3 +114,38 @@ async def test_a_stored_message_not_yet_processed_is_processed_after_a_restart(
         )
     finally:
         await restarted.close()
+
+
+class SlowFirstRecipient:
+    """The first recipient's channel hangs until released; the others answer at once."""
+
+    def __init__(self, slow_address: str) -> None:
+        self.slow_address = slow_address
+        self.release = asyncio.Event()
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, delivery: Delivery) -> Sent:
+        if delivery.address == self.slow_address:
+            await self.release.wait()
+        self.sent.append((delivery.address, delivery.reply.text))
+        return Sent(f"provider-{len(self.sent)}")
+
+
+async def test_a_slow_recipient_does_not_hold_up_other_conversations(service: Service) -> None:
+    slow = Chat(service, channel=Channel.TELEGRAM, sender="51")
+    quick = Chat(service, channel=Channel.TELEGRAM, sender="52")
+    await slow.say("مرحبا")
+    await quick.say("مرحبا")
+    sender = SlowFirstRecipient("51")
+    service.senders["telegram"] = sender
+    delivering = asyncio.create_task(service.deliver_due())
+    for _ in range(200):  # the quick conversation's replies leave while the slow one hangs
+        if len(sender.sent) == len(quick.replies):
+            break
+        await asyncio.sleep(0.01)
+    assert [a for a, _ in sender.sent] == ["52"] * len(quick.replies)
+    assert not delivering.done()
+    sender.release.set()
+    assert await delivering == len(slow.replies) + len(quick.replies)
+    in_order = [text for address, text in sender.sent if address == "51"]
+    assert in_order == [r.text for r in slow.replies]
