@@ -164,4 +164,5 @@ def singleton_task(
     async def task(stop: asyncio.Event) -> None:
         await run_singleton(db, name, job, stop, retry_every=retry_every, check_every=check_every)
 
+    task.__qualname__ = task.__name__ = name  # what /readyz lists
     return task
