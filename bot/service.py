@@ -117,6 +117,18 @@ def working_hours(config: Config) -> WorkingHours:
     )
 
 
+def engine_context(conversation: Conversation, *, now: datetime, channel: Channel) -> Context:
+    """What the engine is told about a stored conversation, its state loaded."""
+    return Context(
+        beneficiary_id=conversation.beneficiary_id,
+        conversation_id=conversation.id,
+        status=ConversationStatus(conversation.status),
+        state=State.from_json(conversation.state),
+        now=now,
+        channel=channel,
+    )
+
+
 @dataclass(frozen=True)
 class Delivered:
     """A reply as it left, for channels that show it at once (console, web chat)."""
@@ -238,15 +250,8 @@ class Service:
         row, conversation = claimed
         identity = await session.get(Identity, row.identity_id) if row.identity_id else None
         msg = inbound_from_row(row, identity.address if identity else "")
-        state = State.from_json(conversation.state)
-        ctx = Context(
-            beneficiary_id=conversation.beneficiary_id,
-            conversation_id=conversation.id,
-            status=ConversationStatus(conversation.status),
-            state=state,
-            now=now or datetime.now(UTC),
-            channel=msg.channel,
-        )
+        ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
+        state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
             replies = await self.engine.handle(msg, ctx, tx)
         if msg.channel in COMBINED_CHANNELS:
@@ -551,15 +556,9 @@ class Service:
     async def _say(
         self, tx: Tx, conversation: Conversation, build: Any, kind: DeliveryKind
     ) -> None:
-        state = State.from_json(conversation.state)
-        ctx = Context(
-            beneficiary_id=conversation.beneficiary_id,
-            conversation_id=conversation.id,
-            status=ConversationStatus(conversation.status),
-            state=state,
-            now=datetime.now(UTC),
-            channel=Channel(conversation.last_channel or "webchat"),
-        )
+        channel = Channel(conversation.last_channel or "webchat")
+        ctx = engine_context(conversation, now=datetime.now(UTC), channel=channel)
+        state = ctx.state
         replies = build(ctx)
         conversation.state = state.to_json()
         await tx.queue_replies(conversation, replies, kind=kind.value)

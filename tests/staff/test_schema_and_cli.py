@@ -1,68 +1,10 @@
-"""The migration matches the models; `tawasul staff` manages accounts from the shell."""
+"""`tawasul staff` manages accounts from the shell."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect
-
-import storage.staff_models  # noqa: F401  (registers the console's tables)
-from bot.service import Service
-from storage.migrate import upgrade
-from storage.models import Base
-from tests.conftest import make_config, run_cli
-
-TABLES = {
-    "staff_users",
-    "staff_sessions",
-    "staff_login_attempts",
-    "staff_settings",
-    "canned_answers",
-    "contact_logs",
-    "conversation_handlings",
-    "request_verifications",
-}
-
-
-async def test_migration_0003_matches_the_models_and_goes_down_cleanly(tmp_path: Path) -> None:
-    service = Service(make_config(tmp_path))
-    try:
-        await upgrade(service.db.engine)
-
-        def differences(connection: object) -> list[object]:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})  # type: ignore[arg-type]
-            return list(compare_metadata(context, Base.metadata))
-
-        def tables(connection: object) -> set[str]:
-            return set(inspect(connection).get_table_names())  # type: ignore[arg-type]
-
-        async with service.db.engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
-            assert await connection.run_sync(tables) >= TABLES
-        await upgrade_to(service, "0002")
-        async with service.db.engine.connect() as connection:
-            assert not TABLES & await connection.run_sync(tables)
-        await upgrade(service.db.engine)
-        async with service.db.engine.connect() as connection:
-            assert await connection.run_sync(tables) >= TABLES
-    finally:
-        await service.close()
-
-
-async def upgrade_to(service: Service, revision: str) -> None:
-    from alembic import command
-
-    from storage.migrate import alembic_config
-
-    def down(connection: object) -> None:
-        config = alembic_config(str(service.db.engine.url))
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    async with service.db.engine.begin() as connection:
-        await connection.run_sync(down)
+from tests.conftest import run_cli
 
 
 def test_staff_commands(tmp_path: Path) -> None:
