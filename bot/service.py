@@ -536,6 +536,11 @@ class Service:
             item = await Tx(session).record_provider_status(provider_id, status, error_code)
         return item is not None
 
+    async def received(self, channel: Channel, channel_message_id: str) -> bool:
+        """A channel's retry of a message already stored (answered without fetching again)."""
+        async with self.db.session(write=False) as session:
+            return await Tx(session).received(channel, channel_message_id)
+
     async def cursor(self, name: str) -> dict[str, Any]:
         async with self.db.session(write=False) as session:
             return await Tx(session).cursor(name)

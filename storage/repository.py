@@ -110,9 +110,7 @@ class Tx:
 
     async def identity(self, kind: str, address: str, *, display_name: str = "") -> Identity:
         """The identity for this address, creating the beneficiary on first contact."""
-        found = await self.session.scalar(
-            select(Identity).where(Identity.lookup(kind, address))
-        )
+        found = await self.session.scalar(select(Identity).where(Identity.lookup(kind, address)))
         if found is not None:
             return found
         beneficiary = Beneficiary(display_name=display_name[:200])
@@ -138,9 +136,7 @@ class Tx:
         if (await self.session.execute(stmt)).scalar() is None:
             await self.session.execute(delete(Beneficiary).where(Beneficiary.id == beneficiary.id))
             self.session.expunge(beneficiary)
-        found = await self.session.scalar(
-            select(Identity).where(Identity.lookup(kind, address))
-        )
+        found = await self.session.scalar(select(Identity).where(Identity.lookup(kind, address)))
         assert found is not None
         return found
 
@@ -195,9 +191,7 @@ class Tx:
 
     async def set_opt_out(self, kind: str, address: str, opted_out: bool) -> bool:
         """Record STOP or START for an address; False when the address is unknown."""
-        identity = await self.session.scalar(
-            select(Identity).where(Identity.lookup(kind, address))
-        )
+        identity = await self.session.scalar(select(Identity).where(Identity.lookup(kind, address)))
         if identity is None:
             return False
         identity.opted_out = opted_out
@@ -302,6 +296,17 @@ class Tx:
         conversation.last_identity_id = identity.id
         conversation.updated_at = utcnow()
         return Ingested(message_id, conversation.id, identity.beneficiary_id)
+
+    async def received(self, channel: Channel, channel_message_id: str) -> bool:
+        """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
+        found = await self.session.scalar(
+            select(Message.id).where(
+                Message.channel == channel.value,
+                Message.direction == "in",
+                Message.channel_message_id == channel_message_id,
+            )
+        )
+        return found is not None
 
     async def unprocessed_ids(self, limit: int = 100) -> list[int]:
         rows = await self.session.scalars(

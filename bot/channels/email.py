@@ -30,7 +30,7 @@ from conversations.messages import Attachment, Channel, Inbound, Reply
 from conversations.normalize import script_language
 from storage.files import TooLarge, UnreadableImage
 from storage.locks import singleton_task
-from storage.models import Conversation, Identity, Message
+from storage.models import Conversation, Identity
 from storage.repository import Tx
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class EmailChannel:
         if parsed.kind is not MailKind.PERSONAL:
             log.info("email.not_answered", uid=mail.uid, kind=parsed.kind.value)
             return Outcome.DONE
-        if await self._seen_before(parsed.message_id):
+        if await self.service.received(Channel.EMAIL, parsed.message_id):
             return Outcome.DONE
         attachments, too_large, unreadable = await self._save_files(parsed)
         notices: list[tuple[str, dict[str, str]]] = []
@@ -158,17 +158,6 @@ class EmailChannel:
             refused_files=too_large + unreadable,
         )
         return Outcome.DONE
-
-    async def _seen_before(self, message_id: str) -> bool:
-        async with self.service.db.session(write=False) as session:
-            found = await session.scalar(
-                select(Message.id).where(
-                    Message.channel == Channel.EMAIL.value,
-                    Message.direction == "in",
-                    Message.channel_message_id == message_id,
-                )
-            )
-        return found is not None
 
     async def _save_files(self, parsed: ParsedEmail) -> tuple[list[Attachment], int, int]:
         saved: list[Attachment] = []

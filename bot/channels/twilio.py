@@ -133,7 +133,7 @@ class TwilioWebhooks:
             raise HTTPException(400, f"not a Twilio message: {exc}") from None
         inbound = message.inbound
         log_ctx = {"channel": inbound.channel.value, "message_sid": inbound.channel_message_id}
-        if await self._seen(inbound):
+        if await self.service.received(inbound.channel, inbound.channel_message_id):
             log.info("twilio.repeat", **log_ctx)
             return twiml()
         change = opt_change(message)
@@ -181,18 +181,6 @@ class TwilioWebhooks:
         return Response(status_code=204)
 
     # -- storage -------------------------------------------------------------------------------
-
-    async def _seen(self, inbound: Inbound) -> bool:
-        """A retry of a message already stored: answer it without fetching files again."""
-        async with self.service.db.session(write=False) as session:
-            found = await session.scalar(
-                select(Message.id).where(
-                    Message.channel == inbound.channel.value,
-                    Message.direction == "in",
-                    Message.channel_message_id == inbound.channel_message_id,
-                )
-            )
-        return found is not None
 
     async def _opted_out(self, inbound: Inbound) -> bool:
         async with self.service.db.session(write=False) as session:

@@ -140,7 +140,7 @@ class TelegramChannel:
         inbound = parsed.inbound
         if parsed.kind is UpdateKind.IGNORED or inbound is None:
             log.debug("telegram.ignored", update_id=parsed.update_id, reason=parsed.reason)
-        elif await self._seen(inbound.channel_message_id):
+        elif await self.service.received(Channel.TELEGRAM, inbound.channel_message_id):
             log.info("telegram.duplicate", update_id=parsed.update_id)
         elif parsed.kind is UpdateKind.UNSUPPORTED:
             log.info("telegram.unsupported", update_id=parsed.update_id, kind=parsed.reason)
@@ -220,16 +220,6 @@ class TelegramChannel:
             return inbound
         current = (await self._state(inbound.sender_id)).get("lang")
         return replace(inbound, command="lang:ar" if current == "en" else "lang:en")
-
-    async def _seen(self, channel_message_id: str) -> bool:
-        async with self.service.db.session(write=False) as session:
-            found = await session.scalar(
-                select(Message.id).where(
-                    Message.channel == Channel.TELEGRAM.value,
-                    Message.channel_message_id == channel_message_id,
-                )
-            )
-        return found is not None
 
     async def _state(self, sender_id: str) -> dict[str, Any]:
         """The conversation state of this chat's beneficiary (empty for a newcomer)."""
