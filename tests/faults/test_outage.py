@@ -36,16 +36,10 @@ from tests.twilio.fake import FakeError
 MAX_ATTEMPTS = 5
 
 
-class TwilioPeer:
-    channel = "whatsapp"
-    recipients = ("+966501110001", "+966501110002", "+966501110003")
-    refused_recipient = "+966501110009"
-    refusal = "400"  # how the refusal shows in the failed list
-    link = "webhook"  # what /readyz says of the channel
+class FaultSwitches:
+    """What both fakes share: answer 503, hang, and count the sends they refused."""
 
-    def __init__(self, fake: FaultyTwilio) -> None:
-        self.fake = fake
-        self.env = twilio_env(fake)
+    fake: FaultyTwilio | FaultyBotAPI
 
     def set_unavailable(self, down: bool) -> None:
         self.fake.unavailable = down
@@ -56,6 +50,19 @@ class TwilioPeer:
     @property
     def refused(self) -> int:
         return self.fake.refused
+
+
+class TwilioPeer(FaultSwitches):
+    fake: FaultyTwilio
+    channel = "whatsapp"
+    recipients = ("+966501110001", "+966501110002", "+966501110003")
+    refused_recipient = "+966501110009"
+    refusal = "400"  # how the refusal shows in the failed list
+    link = "webhook"  # what /readyz says of the channel
+
+    def __init__(self, fake: FaultyTwilio) -> None:
+        self.fake = fake
+        self.env = twilio_env(fake)
 
     def refuse_next(self, times: int) -> None:
         self.fake.errors += [FakeError(400, 21611, "Invalid parameter")] * times
@@ -70,7 +77,8 @@ class TwilioPeer:
         assert (theirs if ordered else sorted(theirs)) == (ours if ordered else sorted(ours))
 
 
-class TelegramPeer:
+class TelegramPeer(FaultSwitches):
+    fake: FaultyBotAPI
     channel = "telegram"
     recipients = ("700000001", "700000002", "700000003")
     refused_recipient = "700000009"
@@ -80,16 +88,6 @@ class TelegramPeer:
     def __init__(self, fake: FaultyBotAPI) -> None:
         self.fake = fake
         self.env = telegram_env(fake)
-
-    def set_unavailable(self, down: bool) -> None:
-        self.fake.unavailable = down
-
-    def hang(self, hanging: bool) -> None:
-        (self.fake.gate.clear if hanging else self.fake.gate.set)()
-
-    @property
-    def refused(self) -> int:
-        return self.fake.refused
 
     def refuse_next(self, times: int) -> None:
         self.fake.fail("sendMessage", 400, "Bad Request: can't parse entities", times=times)
