@@ -294,9 +294,11 @@ async def start_servers(args: argparse.Namespace, fake: FakeTwilio, work: Path) 
             server.env["TAWASUL_DATABASE_URL"] = url
         else:  # every instance on the first one's file (one SQLite file, one writer)
             server.env["TAWASUL_DATABASE_URL"] = f"sqlite+aiosqlite:///{work / 'tawasul.db'}"
-        if n == 0:
-            await asyncio.to_thread(run_cli, tmp, "db", "upgrade", env=server.env)
         paths = [args.checkout] if args.checkout else []
+        if paths:
+            server.env["PYTHONPATH"] = ":".join(paths)
+        if n == 0:  # by the code that serves it: the other checkout may have other migrations
+            await asyncio.to_thread(run_cli, tmp, "db", "upgrade", env=server.env)
         if args.profile:
             (tmp / "sitecustomize.py").write_text(PROFILER)
             paths.append(str(tmp))

@@ -227,7 +227,7 @@ class Service:
             if key is not None and self.stopping.is_set():
                 return None  # a pending message not begun: the next start takes it
             with structlog.contextvars.bound_contextvars(message_id=message_id):
-                return await self._step(session, message_id, now)
+                return await self._step(session, message_id, now, key)
 
         done = await self.group.run(step, key=key, urgent=urgent)
         if done is None:
@@ -240,15 +240,18 @@ class Service:
         return delivered
 
     async def _step(
-        self, session: AsyncSession, message_id: int, now: datetime | None
+        self,
+        session: AsyncSession,
+        message_id: int,
+        now: datetime | None,
+        conversation_id: int | None = None,
     ) -> tuple[int, list[Delivered]] | None:
         """The engine's step on one message, inside a transaction that may hold others."""
         tx = Tx(session)
-        claimed = await tx.claim_inbound(message_id)
+        claimed = await tx.claim_inbound(message_id, conversation_id)
         if claimed is None:
             return None
-        row, conversation = claimed
-        identity = await session.get(Identity, row.identity_id) if row.identity_id else None
+        row, conversation, identity = claimed
         msg = inbound_from_row(row, identity.address if identity else "")
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         state = ctx.state
@@ -281,7 +284,7 @@ class Service:
         """
         count = 0
         while True:
-            async with self.db.session(write=False) as session:
+            async with self.db.session(write=False, short=True) as session:
                 pending = list(
                     await session.execute(
                         select(
@@ -344,21 +347,18 @@ class Service:
         lease = self.outbox_lease
         # Sends must be over well before the lease ends, or another pass could repeat them.
         deadline = time.monotonic() + lease.total_seconds() * 0.75
-        claimed: list[tuple[OutboxItem, Delivery, Identity | None]] = []
-        async with self.db.session() as session:
+        async with self.db.session(short=True) as session:
             tx = Tx(session)
             await tx.release_expired_leases(now)
-            for item in await tx.due_outbox(now, list(self.senders)):
-                identity = (
-                    await session.get(Identity, item.identity_id) if item.identity_id else None
-                )
-                claimed.append((item, await self._delivery(session, item), identity))
+            items = await tx.due_outbox(now, list(self.senders))
+            for item in items:
                 item.status = "sending"
                 item.next_attempt_at = now + lease
+            claimed = await self._deliveries(tx, items)
         lines: dict[int, list[tuple[OutboxItem, Delivery, Identity | None]]] = {}
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
-        later: list[int] = []
+        later: list[OutboxItem] = []
         gate = asyncio.Semaphore(self.config.outbox.concurrency)
 
         async def one_conversation(
@@ -370,11 +370,11 @@ class Service:
                 for position, (item, delivery, identity) in enumerate(entries):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self.stopping.is_set():
-                        later.extend(e[0].id for e in entries[position:])
+                        later.extend(e[0] for e in entries[position:])
                         break
                     outcome = await self._deliver_one(item, delivery, identity, remaining)
                     if not isinstance(outcome, Sent):
-                        later.extend(e[0].id for e in entries[position + 1 :])
+                        later.extend(e[0] for e in entries[position + 1 :])
                         break
                     sent += 1
             return sent
@@ -382,11 +382,9 @@ class Service:
         # Conversations go out side by side: one slow recipient does not hold up the others.
         sent = sum(await asyncio.gather(*(one_conversation(e) for e in lines.values())))
         if later:
-            async with self.db.session() as session:
-                for item_id in later:
-                    row = await session.get(OutboxItem, item_id)
-                    if row is not None:
-                        await self._record(session, row, _Later())
+            async with self.db.session(short=True) as session:
+                for item in later:
+                    await self._record(session, await session.merge(item, load=False), _Later())
         return sent
 
     async def _deliver_one(
@@ -407,36 +405,37 @@ class Service:
                 with structlog.contextvars.bound_contextvars(
                     conversation_id=item.conversation_id, outbox_id=item.id
                 ):
-                    row = await session.get(OutboxItem, item.id)
-                    if row is not None:
-                        await self._record(session, row, outcome)
+                    # The claimed row as it was committed: this process holds its lease, so
+                    # nobody changed it since (no need to read it again).
+                    await self._record(session, await session.merge(item, load=False), outcome)
 
             await self.group.run(record, key=("outbox", item.conversation_id))
         return outcome
 
-    async def _delivery(self, session: Any, item: OutboxItem) -> Delivery:
-        message = await session.get(Message, item.message_id)
-        conversation = await session.get(Conversation, item.conversation_id)
-        identity = await session.get(Identity, item.identity_id) if item.identity_id else None
-        last_in = None
-        if item.identity_id:
-            last_in = await session.scalar(
-                select(Message)
-                .where(Message.identity_id == item.identity_id, Message.direction == "in")
-                .order_by(Message.id.desc())
-                .limit(1)
+    async def _deliveries(
+        self, tx: Tx, items: Sequence[OutboxItem]
+    ) -> list[tuple[OutboxItem, Delivery, Identity | None]]:
+        """What sending each claimed item needs, read for all of them at once."""
+        rows = await tx.delivery_rows(items)
+        claimed = []
+        for item in items:
+            message = rows.messages[item.message_id]
+            conversation = rows.conversations[item.conversation_id]
+            identity = rows.identities.get(item.identity_id) if item.identity_id else None
+            last_in = rows.latest_inbound.get(item.identity_id) if item.identity_id else None
+            delivery = Delivery(
+                outbox_id=item.id,
+                channel=Channel(item.channel),
+                address=item.address,
+                reply=Reply.from_dict(message.payload),
+                kind=DeliveryKind(item.kind),
+                lang=(conversation.state or {}).get("lang") or "ar",
+                last_inbound_at=identity.last_inbound_at if identity else None,
+                in_reply_to=last_in.channel_message_id if last_in else None,
+                thread_id=(last_in.payload or {}).get("thread_id") if last_in else None,
             )
-        return Delivery(
-            outbox_id=item.id,
-            channel=Channel(item.channel),
-            address=item.address,
-            reply=Reply.from_dict(message.payload),
-            kind=DeliveryKind(item.kind),
-            lang=(conversation.state or {}).get("lang") or "ar",
-            last_inbound_at=identity.last_inbound_at if identity else None,
-            in_reply_to=last_in.channel_message_id if last_in else None,
-            thread_id=(last_in.payload or {}).get("thread_id") if last_in else None,
-        )
+            claimed.append((item, delivery, identity))
+        return claimed
 
     async def _send(
         self, item: OutboxItem, delivery: Delivery, identity: Identity | None

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Keyring, install
+from storage.sqlite_loop import loop_connection, on_the_loop
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -36,7 +37,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -52,6 +52,11 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        elif path is not None:
+            # Short statements may run on the event loop (storage.sqlite_loop); waiting for
+            # another writer's lock (up to 10 s) is done in the connection's thread.
+            file = path
+            kwargs["async_creator"] = lambda: loop_connection(file)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -63,8 +68,19 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
-    async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction, committed on success and rolled back on error."""
+    async def session(
+        self, *, write: bool = True, short: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction, committed on success and rolled back on error.
+
+        ``short``: only quick statements (rows by key, small inserts); on SQLite they run on
+        the event loop rather than through the connection's thread (storage.sqlite_loop).
+        """
+        if short:
+            with on_the_loop():
+                async with self.session(write=write) as session:
+                    yield session
+            return
         if write and self._write_lock is not None:
             async with self._write_lock, self.sessions() as session, session.begin():
                 yield session

@@ -33,6 +33,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
+from storage.sqlite_loop import on_the_loop
 
 log = structlog.get_logger("tawasul.storage")
 
@@ -128,6 +129,11 @@ class GroupCommit:
             self._writer = loop.create_task(self._write_forever(), name="group-commit")
 
     async def _write_forever(self) -> None:
+        assert self._wakeup is not None and self._idle is not None
+        with on_the_loop():  # units are short: their statements skip the thread hand-off
+            await self._serve()
+
+    async def _serve(self) -> None:
         assert self._wakeup is not None and self._idle is not None
         while True:
             if not (self._urgent or self._background):

@@ -161,6 +161,8 @@ class Message(Base):
 
 
 Index("ix_messages_unprocessed", Message.direction, Message.processed_at)
+# A reply by email threads under the address's latest message: read before each send.
+Index("ix_messages_identity", Message.identity_id, Message.direction, Message.id)
 
 
 class Request(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +54,16 @@ class InvalidTransition(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRows:
+    """What sending outbox items needs, by id (see ``Tx.delivery_rows``)."""
+
+    messages: dict[int, Message]
+    conversations: dict[int, Conversation]
+    identities: dict[int, Identity]
+    latest_inbound: dict[int, Message]  # by identity id: its latest inbound message
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,22 +327,38 @@ class Tx:
         )
         return list(rows)
 
-    async def claim_inbound(self, message_id: int) -> tuple[Message, Conversation] | None:
-        """Lock the message's conversation, then load the message if still unprocessed."""
-        conversation_id = await self.session.scalar(
-            select(Message.conversation_id).where(Message.id == message_id)
-        )
+    async def claim_inbound(
+        self, message_id: int, conversation_id: int | None = None
+    ) -> tuple[Message, Conversation, Identity | None] | None:
+        """Lock the message's conversation, then load the message if still unprocessed.
+
+        Also its sender's address. ``conversation_id``, when the caller knows it already,
+        saves reading it first.
+        """
         if conversation_id is None:
-            return None
+            conversation_id = await self.session.scalar(
+                select(Message.conversation_id).where(Message.id == message_id)
+            )
+            if conversation_id is None:
+                return None
         conversation = await self.session.scalar(
             select(Conversation).where(Conversation.id == conversation_id).with_for_update()
         )
-        message = await self.session.scalar(
-            select(Message).where(Message.id == message_id, Message.processed_at.is_(None))
-        )
-        if message is None or conversation is None:
+        found = (
+            await self.session.execute(
+                select(Message, Identity)
+                .outerjoin(Identity, Identity.id == Message.identity_id)
+                .where(
+                    Message.id == message_id,
+                    Message.conversation_id == conversation_id,
+                    Message.processed_at.is_(None),
+                )
+            )
+        ).first()
+        if found is None or conversation is None:
             return None
-        return message, conversation
+        message, identity = found
+        return message, conversation, identity
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -433,6 +459,33 @@ class Tx:
             return []
         stmt = stmt.where(OutboxItem.conversation_id.in_(owned))
         return list(await self.session.scalars(stmt))
+
+    async def delivery_rows(self, items: Sequence[OutboxItem]) -> DeliveryRows:
+        """The messages, conversations and addresses of outbox items, in four statements."""
+
+        async def by_id(model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
+            wanted = sorted({i for i in ids if i is not None})
+            if not wanted:
+                return {}
+            rows = await self.session.scalars(select(model).where(model.id.in_(wanted)))
+            return {row.id: row for row in rows}
+
+        identities = await by_id(Identity, (i.identity_id for i in items))
+        latest: dict[int, Message] = {}
+        if identities:
+            newest = (
+                select(func.max(Message.id))
+                .where(Message.identity_id.in_(list(identities)), Message.direction == "in")
+                .group_by(Message.identity_id)
+            )
+            rows = await self.session.scalars(select(Message).where(Message.id.in_(newest)))
+            latest = {row.identity_id: row for row in rows if row.identity_id is not None}
+        return DeliveryRows(
+            messages=await by_id(Message, (i.message_id for i in items)),
+            conversations=await by_id(Conversation, (i.conversation_id for i in items)),
+            identities=identities,
+            latest_inbound=latest,
+        )
 
     async def release_expired_leases(self, now: datetime) -> None:
         """Items claimed by a process that died before recording the result go back."""

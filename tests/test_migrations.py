@@ -18,7 +18,8 @@ from storage.migrate import alembic_config, upgrade
 from storage.models import Base
 from tests.conftest import make_config
 
-# What each revision adds: tables, and "table.column" for columns added to existing tables.
+# What each revision adds: tables, "table.column" for columns added to existing tables, and
+# "index:name" for indexes.
 ADDED = {
     "0003": {
         "staff_users",
@@ -37,6 +38,7 @@ ADDED = {
         "beneficiaries.national_id_hash",
         "identities.address_hash",
     },
+    "0007": {"index:ix_messages_identity"},
 }
 
 
@@ -46,6 +48,7 @@ def _schema(connection: object) -> set[str]:
     for table in inspector.get_table_names():
         names.add(table)
         names |= {f"{table}.{column['name']}" for column in inspector.get_columns(table)}
+        names |= {f"index:{index['name']}" for index in inspector.get_indexes(table)}
     return names
 
 
