@@ -59,6 +59,7 @@ OUTBOX_LEASE = timedelta(seconds=20)
 
 # Stored messages taken up per pass of the inbox worker (they share transactions).
 PENDING_PASS = 100
+PREPARE_SLICE = 20  # pending messages whose questions are embedded together
 
 
 # Once decided, a request takes no more information from the beneficiary.
@@ -298,27 +299,64 @@ class Service:
                 )
             if not pending or self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
-            # Questions are embedded together, in a worker thread and outside any transaction;
-            # the engine's steps below then find them cached and hold the writer briefly.
-            questions = [
-                text
-                for _, _, text, state in pending
-                if (state or {}).get("mode") != "form" and content_words(text)
-            ]
-            await asyncio.to_thread(self.knowledge.prepare, questions)
-            if not self.group.batching:
-                # PostgreSQL: one at a time, as other instances take the same list.
-                for message_id, key, _, _ in pending:
-                    count += await self._pending_one(message_id, key)
-                continue
-            outcomes = await asyncio.gather(
-                *(self._pending_one(message_id, key) for message_id, key, _, _ in pending),
-                return_exceptions=True,
-            )
-            count += sum(1 for o in outcomes if o is True)
-            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            # Questions are embedded in a worker thread, outside any transaction, so that the
+            # engine's steps find them cached and hold the writer briefly. A slice's questions
+            # are embedded while the slice before it is processed (the model and the writer
+            # work side by side), and the slices are processed one after the other, in order.
+            slices = [pending[i : i + PREPARE_SLICE] for i in range(0, len(pending), PREPARE_SLICE)]
+            held: set[int] = set()  # conversations with a failed message: the rest wait
+            errors: list[BaseException] = []
+            ready = asyncio.ensure_future(self._prepare(slices[0]))
+            try:
+                for position, rows in enumerate(slices):
+                    await ready
+                    if position + 1 < len(slices):
+                        ready = asyncio.ensure_future(self._prepare(slices[position + 1]))
+                    count += await self._pending_slice(
+                        [row for row in rows if row[1] not in held], held, errors
+                    )
+                    if self.stopping.is_set():
+                        return count
+            finally:
+                ready.cancel()
             if errors:
                 raise errors[0]
+
+    async def _prepare(self, rows: Sequence[Any]) -> None:
+        questions = [
+            text
+            for _, _, text, state in rows
+            if (state or {}).get("mode") != "form" and content_words(text)
+        ]
+        await asyncio.to_thread(self.knowledge.prepare, questions)
+
+    async def _pending_slice(
+        self, rows: Sequence[Any], held: set[int], errors: list[BaseException]
+    ) -> int:
+        """Process ``rows``; a conversation whose message fails goes into ``held``."""
+        if not self.group.batching:
+            # PostgreSQL: one at a time, as other instances take the same list.
+            outcomes: list[bool | BaseException] = []
+            for message_id, key, _, _ in rows:
+                if key in held:
+                    continue
+                try:
+                    outcomes.append(await self._pending_one(message_id, key))
+                except Exception as exc:
+                    outcomes.append(exc)
+                    held.add(key)
+        else:
+            outcomes = await asyncio.gather(
+                *(self._pending_one(message_id, key) for message_id, key, _, _ in rows),
+                return_exceptions=True,
+            )
+            held.update(
+                row[1]
+                for row, o in zip(rows, outcomes, strict=True)
+                if isinstance(o, BaseException)
+            )
+        errors.extend(o for o in outcomes if isinstance(o, BaseException))
+        return sum(1 for o in outcomes if o is True)
 
     async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
@@ -537,7 +575,7 @@ class Service:
 
     async def received(self, channel: Channel, channel_message_id: str) -> bool:
         """A channel's retry of a message already stored (answered without fetching again)."""
-        async with self.db.session(write=False) as session:
+        async with self.db.session(write=False, short=True) as session:
             return await Tx(session).received(channel, channel_message_id)
 
     async def cursor(self, name: str) -> dict[str, Any]:

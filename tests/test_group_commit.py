@@ -150,9 +150,11 @@ async def test_urgent_units_go_ahead_of_queued_background_ones(service: Service)
     assert ran.index("ack") <= 2
 
 
+@pytest.mark.parametrize("slice_size", [20, 2])  # one slice; the conversations over several
 async def test_a_poison_message_holds_only_its_own_conversation(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: Service, monkeypatch: pytest.MonkeyPatch, slice_size: int
 ) -> None:
+    monkeypatch.setattr("bot.service.PREPARE_SLICE", slice_size)
     handle = service.engine.handle
 
     async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
