@@ -156,6 +156,8 @@ class Tx:
         When the number already belongs to another beneficiary (who wrote on WhatsApp or SMS),
         this identity's history moves to them: one person, one history.
         """
+        if identity.kind == "phone" and identity.address == phone:
+            return  # WhatsApp and SMS: the sender's identity is that phone number already
         current = identity.beneficiary_id
         claimed = await self.session.execute(
             _insert(self.session, Identity)
