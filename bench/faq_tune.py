@@ -26,11 +26,13 @@ from numpy.typing import NDArray
 
 from bot.faq_eval import read_cases
 from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
-from conversations.faq_index import FEATURES, FaqIndex
+from conversations.faq_index import FEATURES, Calibration, FaqIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 Array = NDArray[np.float64]
+Bools = NDArray[np.bool_]
 Model = tuple[Array, Array, Array]
+Decision = tuple[Model, Model]  # P(in scope), P(best entry right | in scope)
 
 
 def fit(x: Array, y: Array, l2: float = 1.0) -> Model:
@@ -56,9 +58,17 @@ def predict(model: Model, x: Array) -> Array:
     return 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
 
 
-def outcome(
-    answered: NDArray[np.bool_], right: NDArray[np.bool_], outside: NDArray[np.bool_]
-) -> tuple[float, float]:
+def fit_decision(x: Array, right: Bools, outside: Bools) -> Decision:
+    """P(in scope), fitted on all the cases, and P(best entry right), on those in scope."""
+    inside = ~outside
+    return fit(x, inside.astype(np.float64)), fit(x[inside], right[inside].astype(np.float64))
+
+
+def probability(decision: Decision, x: Array) -> Array:
+    return predict(decision[0], x) * predict(decision[1], x)
+
+
+def outcome(answered: Bools, right: Bools, outside: Bools) -> tuple[float, float]:
     accuracy = float(np.mean(np.where(answered, right, outside)))
     wrong = float(np.mean(answered & ~right))
     return accuracy, wrong
@@ -68,51 +78,43 @@ THRESHOLDS = np.round(np.arange(0.30, 0.995, 0.005), 3)
 
 
 def choose(
-    x: Array,
-    right: NDArray[np.bool_],
-    outside: NDArray[np.bool_],
-    max_wrong: float,
-    seed: int,
-    folds: int,
-) -> tuple[Model, float]:
-    """The model fitted on these cases, and the threshold chosen on their cross-validated
+    x: Array, right: Bools, outside: Bools, max_wrong: float, seed: int, folds: int
+) -> tuple[Decision, float]:
+    """The decision fitted on these cases, and the threshold chosen on their cross-validated
     probabilities: the highest accuracy with wrong answers at most max_wrong."""
-    y = right.astype(np.float64)
     split = np.random.default_rng(seed).permutation(len(x)) % folds
     held = np.zeros(len(x))
     for k in range(folds):
-        held[split == k] = predict(fit(x[split != k], y[split != k]), x[split == k])
+        train = split != k
+        held[~train] = probability(fit_decision(x[train], right[train], outside[train]), x[~train])
     best: tuple[float, float] | None = None
     for t in THRESHOLDS:
         accuracy, wrong = outcome(held >= t, right, outside)
         if wrong <= max_wrong and (best is None or accuracy > best[0]):
             best = (accuracy, float(t))
     threshold = best[1] if best else float(THRESHOLDS[-1])
-    return fit(x, y), threshold
+    return fit_decision(x, right, outside), threshold
 
 
 def cross_validated(
-    x: Array,
-    right: NDArray[np.bool_],
-    outside: NDArray[np.bool_],
-    max_wrong: float,
-    folds: int,
-    repeats: int,
-) -> tuple[float, float]:
-    """Accuracy and wrong answers, each fold scored by a decision chosen without it."""
+    x: Array, right: Bools, outside: Bools, max_wrong: float, folds: int, repeats: int
+) -> tuple[float, float, Bools]:
+    """Accuracy and wrong answers, each fold scored by a decision chosen without it; and
+    which cases the last split answered."""
     figures = []
+    answered = np.zeros(len(x), dtype=bool)
     for seed in range(repeats):
         split = np.random.default_rng(seed).permutation(len(x)) % folds
         answered = np.zeros(len(x), dtype=bool)
         for k in range(folds):
             train, test = split != k, split == k
-            model, threshold = choose(
+            decision, threshold = choose(
                 x[train], right[train], outside[train], max_wrong, 100 + seed, folds
             )
-            answered[test] = predict(model, x[test]) >= threshold
+            answered[test] = probability(decision, x[test]) >= threshold
         figures.append(outcome(answered, right, outside))
     accuracy, wrong = np.mean(figures, axis=0)
-    return float(accuracy), float(wrong)
+    return float(accuracy), float(wrong), answered
 
 
 def case_features(index: FaqIndex, texts: list[str]) -> tuple[list[str | None], Array]:
@@ -135,22 +137,32 @@ def main() -> None:
     args = parser.parse_args()
     cases = read_cases(Path(args.cases))
     embedder = E5Embedder(Path(tempfile.gettempdir()) / "tawasul-test-embeddings")
-    index = FaqIndex(read_faq(None), embedder, out_of_scope=read_out_of_scope(None))
+    # The features do not depend on the calibration: a neutral one, so that the tuner also
+    # runs when the features have changed and the stored calibration no longer fits.
+    neutral = Calibration(
+        0.0, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (0.0,) * len(FEATURES), 0.5
+    )
+    index = FaqIndex(
+        read_faq(None), embedder, calibration=neutral, out_of_scope=read_out_of_scope(None)
+    )
     tops, x = case_features(index, [c.text for c in cases])
     embedder.save()
     right = np.array([top == c.expect for top, c in zip(tops, cases, strict=True)])
     outside = np.array([c.expect is None for c in cases])
-    accuracy, wrong = cross_validated(x, right, outside, args.max_wrong, args.folds, args.repeats)
+    accuracy, wrong, _ = cross_validated(
+        x, right, outside, args.max_wrong, args.folds, args.repeats
+    )
     print(
         f"{len(cases)} development cases ({int(outside.sum())} out of scope); best entry right "
         f"for {int(right.sum())} of {int((~outside).sum())} in scope. {args.folds}-fold "
         f"cross-validated over {args.repeats} splits: accuracy {accuracy:.3f}, "
         f"wrong answers {wrong:.3f}"
     )
-    (w, mean, scale), threshold = choose(x, right, outside, args.max_wrong, 100, args.folds)
+    (scope, right_model), threshold = choose(x, right, outside, args.max_wrong, 100, args.folds)
     print(f"fitted on all the cases: answer at probability {threshold:.3f}")
-    for name, c in zip(FEATURES, w[1:], strict=True):
-        print(f"  {name:<16} {c:+.3f}")
+    print(f"  {'feature':<16} {'in scope':>9} {'right':>9}")
+    for name, a, b in zip(FEATURES, scope[0][1:], right_model[0][1:], strict=True):
+        print(f"  {name:<16} {a:+9.3f} {b:+9.3f}")
     if args.write:
         path = ROOT / "conversations/data/faq_calibration.toml"
         fmt = ", ".join
@@ -158,17 +170,24 @@ def main() -> None:
         def numbers(values: Array) -> str:
             return f"[{fmt(f'{v:.6g}' for v in values)}]"
 
+        def model(m: Model) -> str:
+            w, mean, scale = m
+            return (
+                f"intercept = {w[0]:.6g}\n"
+                f"mean = {numbers(mean)}\n"
+                f"scale = {numbers(scale)}\n"
+                f"coef = {numbers(w[1:])}\n"
+            )
+
         path.write_text(
             "# The FAQ matcher's calibrated decision, fitted by bench/faq_tune.py on\n"
             f"# tests/data/faq_dev.jsonl ({len(cases)} cases, --max-wrong {args.max_wrong}; "
             f"{args.folds}-fold cross-validated\n# accuracy {accuracy:.3f}, "
             f"wrong answers {wrong:.3f}).\n"
+            "# P(answer right) = P(in scope) x P(best entry right | in scope); the first model\n"
+            "# is [in_scope], the second the top-level intercept, mean, scale and coef.\n"
             f"features = [{fmt(repr(n).replace(chr(39), chr(34)) for n in FEATURES)}]\n"
-            f"intercept = {w[0]:.6g}\n"
-            f"mean = {numbers(mean)}\n"
-            f"scale = {numbers(scale)}\n"
-            f"coef = {numbers(w[1:])}\n"
-            f"threshold = {threshold:.3f}\n",
+            f"threshold = {threshold:.3f}\n" + model(right_model) + "\n[in_scope]\n" + model(scope),
             "utf-8",
         )
         print(f"written {path.relative_to(ROOT)}")

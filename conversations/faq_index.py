@@ -29,8 +29,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from conversations.faq import FaqEntry
-from conversations.faq_text import char_features, content_words, without_greetings, word_features
-from conversations.normalize import script_language
+from conversations.faq_text import (
+    GREETINGS,
+    char_features,
+    content_words,
+    squeeze,
+    without_greetings,
+    word_features,
+)
+from conversations.normalize import normalize_arabic, script_language
 
 Vector = NDArray[np.float32]
 
@@ -69,23 +76,51 @@ FEATURES = (
     "classifier",  # the entry classifier's score for the best entry
     "classifier_lead",  # ... less its best score for any other entry (or out of scope)
     "outside",  # the best out-of-scope example's score less the best entry's (-1: none)
+    "outside_class",  # the classifier's score for out of scope (0: no examples)
 )
+
+
+def _sigmoid_of(
+    features: NDArray[np.floating],
+    intercept: float,
+    mean: tuple[float, ...],
+    scale: tuple[float, ...],
+    coef: tuple[float, ...],
+) -> float:
+    z = (features - np.asarray(mean)) / np.asarray(scale)
+    logit = intercept + float(np.dot(np.asarray(coef), z))
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """sigmoid(intercept + coef . (features - mean) / scale)."""
+
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+
+    def probability(self, features: NDArray[np.floating]) -> float:
+        return _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(the best entry is right) = sigmoid(intercept + coef . (features - mean) / scale)."""
+    """P(the best entry is right) = P(the question is in scope) x P(the best entry is the
+    right one, for a question in scope): two logistic models over the same features. Without
+    the first (``in_scope``), one model stands for both."""
 
     intercept: float
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     threshold: float  # answer when the probability reaches this
+    in_scope: Logistic | None = None
 
     def probability(self, features: NDArray[np.floating]) -> float:
-        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-        logit = self.intercept + float(np.dot(np.asarray(self.coef), z))
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+        p = _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
+        return p * (self.in_scope.probability(features) if self.in_scope else 1.0)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> Calibration:
@@ -93,15 +128,29 @@ class Calibration:
         if list(names) != list(FEATURES):  # type: ignore[call-overload]
             raise ValueError("calibration features do not match the matcher's")
 
-        def floats(key: str) -> tuple[float, ...]:
-            return tuple(float(x) for x in data[key])  # type: ignore[attr-defined]
+        def model(table: Mapping[str, object]) -> Logistic:
+            def floats(key: str) -> tuple[float, ...]:
+                values = tuple(float(x) for x in table[key])  # type: ignore[attr-defined]
+                if len(values) != len(FEATURES):
+                    raise ValueError(f"calibration {key} does not match the features")
+                return values
 
+            return Logistic(
+                intercept=float(table["intercept"]),  # type: ignore[arg-type]
+                mean=floats("mean"),
+                scale=floats("scale"),
+                coef=floats("coef"),
+            )
+
+        right = model(data)
+        scope = data.get("in_scope")
         return cls(
-            intercept=float(data["intercept"]),  # type: ignore[arg-type]
-            mean=floats("mean"),
-            scale=floats("scale"),
-            coef=floats("coef"),
+            right.intercept,
+            right.mean,
+            right.scale,
+            right.coef,
             threshold=float(data["threshold"]),  # type: ignore[arg-type]
+            in_scope=model(scope) if isinstance(scope, Mapping) else None,
         )
 
 
@@ -147,6 +196,13 @@ class Decision:
         if len(self.ranked) < 2:
             return self.score
         return self.ranked[0].score - self.ranked[1].score
+
+
+def exact_key(text: str) -> str:
+    """The text as compared for an exact match: normalised, stretched letters and greetings
+    aside ("السلام عليكم، وش الأوراق؟؟" and "وش الاوراق" are the same)."""
+    words = normalize_arabic(text).split()
+    return " ".join(squeeze(w) for w in words if w not in GREETINGS)
 
 
 def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArray[np.floating]:
@@ -286,6 +342,15 @@ class FaqIndex:
         self.ends = np.r_[self.starts[1:], len(self.owners)]
         self.run_owner = self.owners[self.starts]
         words = [content_words(t) for t in texts]
+        # A question written exactly as one stored (normalised, greetings aside) is answered
+        # by that entry, or not at all for an out-of-scope example; a wording stored for two
+        # owners decides nothing.
+        exact: dict[str, int] = {}
+        for owner, text in zip(owners, texts, strict=True):
+            key = exact_key(text)
+            if key:
+                exact[key] = owner if exact.get(key, owner) == owner else -1
+        self.exact = {key: owner for key, owner in exact.items() if owner >= 0}
         stems = [word_features(w) for w in words]
         vocabulary: list[set[str]] = [set() for _ in range(len(self.entries) + 1)]
         for owner, terms in zip(owners, stems, strict=True):
@@ -395,6 +460,7 @@ class FaqIndex:
                 clf,
                 clf_lead,
                 outside,
+                float(classified[n]) if classified is not None and self.outside else 0.0,
             ],
             dtype=np.float64,
         )
@@ -414,6 +480,15 @@ class FaqIndex:
         ranked, features = self._ranked(text, 5)
         if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
+        owner = self.exact.get(exact_key(text))
+        if owner is not None and owner < len(self.entries):
+            entry = self.entries[owner]
+            first = next((s for s in ranked if s.entry.id == entry.id), None)
+            first = first or Scored(entry, 1.0, 1.0, 1.0, 1.0)
+            rest = tuple(s for s in ranked if s.entry.id != entry.id)
+            return Decision(Outcome.ANSWER, lang, (first, *rest), confidence=1.0)
+        if owner is not None:
+            return Decision(Outcome.NONE, lang, tuple(ranked))
         confidence = self.calibration.probability(features)
         if confidence >= self.calibration.threshold:
             return Decision(Outcome.ANSWER, lang, tuple(ranked), confidence=confidence)

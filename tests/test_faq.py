@@ -9,7 +9,7 @@ import pytest
 
 from bot.knowledge import Knowledge
 from bot.service import Service
-from conversations.faq import FaqError, parse_faq
+from conversations.faq import FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
     FEATURES,
     Calibration,
@@ -184,3 +184,33 @@ async def test_the_server_reloads_a_changed_file(tmp_path: Path) -> None:
         stop.set()
         await task
         await service.close()
+
+
+OUT_OF_SCOPE = """
+[[out_of_scope]]
+questions.ar = ["متى ينزل حساب المواطن", "ابي قرض من البنك"]
+questions.en = ["Can I get a bank loan?"]
+"""
+
+
+def test_out_of_scope_examples_are_optional_and_checked() -> None:
+    assert parse_out_of_scope(SMALL_KB, "kb.toml") == ()
+    assert len(parse_faq(SMALL_KB + OUT_OF_SCOPE, "kb.toml")) == 2
+    assert parse_out_of_scope(SMALL_KB + OUT_OF_SCOPE, "kb.toml") == (
+        "متى ينزل حساب المواطن",
+        "ابي قرض من البنك",
+        "Can I get a bank loan?",
+    )
+    with pytest.raises(FaqError, match="out_of_scope 1"):
+        parse_out_of_scope('[[out_of_scope]]\nquestions.ar = "قرض"\n', "kb.toml")
+
+
+def test_a_stored_wording_decides_and_an_out_of_scope_one_declines() -> None:
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    outside = parse_out_of_scope(OUT_OF_SCOPE, "kb.toml")
+    index = FaqIndex(entries, calibration=_calibration(-5.0), out_of_scope=outside)
+    stored = index.decide("السلام عليكم، ما هي اوقات الدوام؟؟")
+    assert stored.outcome is Outcome.ANSWER and stored.entry is not None
+    assert stored.entry.id == "hours"
+    assert index.decide("can i get a bank loan").outcome is Outcome.NONE
+    assert all(s.entry.id in {"hours", "location"} for s in index.rank("قرض البنك"))
