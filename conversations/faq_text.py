@@ -92,6 +92,8 @@ STOPWORDS = frozenset(
     should may might to of for in on at by from with about as it its this that these those
     there here my me we our us you your he she they them his her what how when where which who
     why want wanna need like know tell please ask question
+    ابيك ابغاك يعطيكم يعافيكم مسا اود يمكن هناك تكفى
+    ya hal fe fi 3la ala el al ana abi abgha abga law samaht mumkin kam wsh wesh eish ayesh
     """.split()
 )
 
