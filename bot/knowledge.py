@@ -29,10 +29,13 @@ def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
 
 
 def read_out_of_scope(path: Path | None) -> tuple[str, ...]:
-    """The example questions the knowledge base does not answer, from the same file."""
-    if path is None or not path.exists():
-        return parse_out_of_scope(default_faq_text(), "default knowledge base")
-    return parse_out_of_scope(path.read_text("utf-8"), str(path))
+    """The questions the knowledge base does not answer, from its ``[[out_of_scope]]``
+    tables; a file without any (one written before they existed) uses the shipped ones."""
+    if path is not None and path.exists():
+        found = parse_out_of_scope(path.read_text("utf-8"), str(path))
+        if found is not None:
+            return found
+    return parse_out_of_scope(default_faq_text(), "default knowledge base") or ()
 
 
 def ensure_faq_file(path: Path) -> bool:

@@ -73,15 +73,18 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
     return tuple(entries)
 
 
-def parse_out_of_scope(text: str, source: str) -> tuple[str, ...]:
+def parse_out_of_scope(text: str, source: str) -> tuple[str, ...] | None:
     """The optional ``[[out_of_scope]]`` tables: questions the association does not answer
     here (government programmes, loans, jobs...). When one of them is closer to a question
-    than any entry's, the bot does not answer from the knowledge base."""
+    than any entry's, the bot does not answer from the knowledge base. None when the file
+    has no such table."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FaqError(f"{source}: {exc}") from None
-    raw = data.get("out_of_scope", [])
+    if "out_of_scope" not in data:
+        return None
+    raw = data["out_of_scope"]
     if not isinstance(raw, list):
         raise FaqError(f"{source}: expected [[out_of_scope]] tables")
     found: list[str] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.knowledge import Knowledge
+from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
 from conversations.faq import FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
@@ -194,7 +194,7 @@ questions.en = ["Can I get a bank loan?"]
 
 
 def test_out_of_scope_examples_are_optional_and_checked() -> None:
-    assert parse_out_of_scope(SMALL_KB, "kb.toml") == ()
+    assert parse_out_of_scope(SMALL_KB, "kb.toml") is None
     assert len(parse_faq(SMALL_KB + OUT_OF_SCOPE, "kb.toml")) == 2
     assert parse_out_of_scope(SMALL_KB + OUT_OF_SCOPE, "kb.toml") == (
         "متى ينزل حساب المواطن",
@@ -207,10 +207,18 @@ def test_out_of_scope_examples_are_optional_and_checked() -> None:
 
 def test_a_stored_wording_decides_and_an_out_of_scope_one_declines() -> None:
     entries = parse_faq(SMALL_KB, "kb.toml")
-    outside = parse_out_of_scope(OUT_OF_SCOPE, "kb.toml")
+    outside = parse_out_of_scope(OUT_OF_SCOPE, "kb.toml") or ()
     index = FaqIndex(entries, calibration=_calibration(-5.0), out_of_scope=outside)
     stored = index.decide("السلام عليكم، ما هي اوقات الدوام؟؟")
     assert stored.outcome is Outcome.ANSWER and stored.entry is not None
     assert stored.entry.id == "hours"
     assert index.decide("can i get a bank loan").outcome is Outcome.NONE
     assert all(s.entry.id in {"hours", "location"} for s in index.rank("قرض البنك"))
+
+
+def test_a_file_without_out_of_scope_examples_uses_the_shipped_ones(tmp_path: Path) -> None:
+    path = tmp_path / "faq.toml"
+    path.write_text(SMALL_KB, "utf-8")
+    assert len(read_out_of_scope(path)) > 100
+    path.write_text(SMALL_KB + "\n[[out_of_scope]]\nquestions.ar = []\n", "utf-8")
+    assert read_out_of_scope(path) == ()
