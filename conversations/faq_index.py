@@ -58,7 +58,7 @@ class MatchParams:
     # How much the entry classifier's score adds to an entry's ranking score (0: not at all).
     classifier_weight: float = 0.1
     classifier_ridge: float = 1.0  # its L2 regularisation
-    suggest_threshold: float = 0.36
+    suggest_threshold: float = 0.42
     suggestions: int = 3
 
 
@@ -493,7 +493,9 @@ class FaqIndex:
         confidence = self.calibration.probability(features)
         if confidence >= self.calibration.threshold:
             return Decision(Outcome.ANSWER, lang, tuple(ranked), confidence=confidence)
-        if ranked[0].score >= p.suggest_threshold:
+        # No choices to offer when an out-of-scope example is closer than every entry.
+        nearer_outside = features[FEATURES.index("outside")] > 0
+        if ranked[0].score >= p.suggest_threshold and not nearer_outside:
             close = tuple(
                 s.entry for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold
             )
