@@ -33,6 +33,7 @@ from conversations.faq_text import (
     GREETINGS,
     char_features,
     content_words,
+    meaningful,
     squeeze,
     without_greetings,
     word_features,
@@ -198,11 +199,11 @@ class Decision:
         return self.ranked[0].score - self.ranked[1].score
 
 
-def exact_key(text: str) -> str:
-    """The text as compared for an exact match: normalised, stretched letters and greetings
-    aside ("السلام عليكم، وش الأوراق؟؟" and "وش الاوراق" are the same)."""
-    words = normalize_arabic(text).split()
-    return " ".join(squeeze(w) for w in words if w not in GREETINGS)
+def exact_key(normalized: str) -> str:
+    """A text (normalised with ``normalize_arabic``) as compared for an exact match:
+    stretched letters and greetings aside ("السلام عليكم، وش الأوراق؟؟" and "وش الاوراق" are
+    the same)."""
+    return " ".join(squeeze(w) for w in normalized.split() if w not in GREETINGS)
 
 
 def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArray[np.floating]:
@@ -272,6 +273,10 @@ class SparseIndex:
         return out
 
 
+# Above this many entries, the classifier scores only the entries most similar to a question.
+CANDIDATES = 200
+
+
 class EntryClassifier:
     """A linear classifier from a question's embedding to the entry it asks about.
 
@@ -283,28 +288,31 @@ class EntryClassifier:
     """
 
     def __init__(self, vectors: Vector, starts: NDArray[np.intp], ridge: float) -> None:
-        x = vectors.astype(np.float64)
-        self.mean = x.mean(axis=0)
-        z = x - self.mean
-        gram = z.T @ z + ridge * np.eye(z.shape[1])
-        # Targets are one per run of questions (one run per class): Z^T Y sums each run.
-        sums = np.add.reduceat(z, starts, axis=0).T
-        weights = np.linalg.solve(gram, sums)
+        count = len(vectors)
+        sizes = np.diff(np.r_[starts, count])
+        self.mean = vectors.astype(np.float64).mean(axis=0)
+        # The centred Gram matrix and each class's sum of centred vectors, from the raw
+        # vectors (float32 products, float64 corrections): no centred copy of the vectors.
+        gram = (vectors.T @ vectors).astype(np.float64) - count * np.outer(self.mean, self.mean)
+        gram += ridge * np.eye(len(self.mean))
+        sums = np.add.reduceat(vectors, starts, axis=0).astype(np.float64)
+        sums -= sizes[:, None] * self.mean
+        weights = sums @ np.linalg.inv(gram)  # one row per class (the Gram matrix is symmetric)
         # An entry with few questions gets small scores from ridge regression, even for its
         # own questions: each entry's scores are divided by the mean it gives its own
         # questions, so a new entry with two questions is not outvoted by an old one with 30.
-        own = np.einsum(
-            "ij,ij->i",
-            z,
-            weights.T[np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(z)]))],
-        )
-        mean_own = np.add.reduceat(own, starts) / np.diff(np.r_[starts, len(z)])
-        weights = weights / np.maximum(mean_own, 1e-3)
-        self.weights = weights.astype(np.float32)
-        self.offset = (self.mean @ weights).astype(np.float32)
+        mean_own = np.einsum("cj,cj->c", sums, weights) / sizes
+        weights /= np.maximum(mean_own, 1e-3)[:, None]
+        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        self.offset = (weights @ self.mean).astype(np.float32)
 
-    def scores(self, query: Vector) -> Vector:
-        scores: Vector = np.einsum("j,jk->k", query, self.weights) - self.offset
+    def scores(self, query: Vector, classes: NDArray[np.intp] | None = None) -> Vector:
+        """The query's score for each class, or for the given ones."""
+        weights, offset = self.weights, self.offset
+        if classes is not None:
+            weights, offset = weights[classes], offset[classes]
+        # As for the cosines: one vector against a matrix, without waking BLAS threads.
+        scores: Vector = np.einsum("ij,j->i", weights, query) - offset
         return scores.astype(np.float32)
 
 
@@ -342,12 +350,13 @@ class FaqIndex:
         self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
         self.ends = np.r_[self.starts[1:], len(self.owners)]
         self.run_owner = self.owners[self.starts]
-        words = [content_words(t) for t in texts]
+        normalized = [normalize_arabic(t) for t in texts]
+        words = [meaningful(t) for t in normalized]
         # A question written exactly as one stored (normalised, greetings aside) is answered
         # by that entry, or not at all for an out-of-scope example; a wording stored for two
         # owners decides nothing.
         exact: dict[str, int] = {}
-        for owner, text in zip(owners, texts, strict=True):
+        for owner, text in zip(owners, normalized, strict=True):
             key = exact_key(text)
             if key:
                 exact[key] = owner if exact.get(key, owner) == owner else -1
@@ -370,20 +379,32 @@ class FaqIndex:
 
     def signals(self, text: str) -> tuple[Vector, Vector, Vector | None, Vector | None]:
         """Per stored question: word and character cosines, and the embedding cosine; and
-        the classifier's score per entry (and for out of scope, last, when there are examples).
-        """
+        the question's embedding."""
         words = content_words(text)
         word_scores = self.word_index.scores(word_features(words))
         char_scores = self.char_index.scores(char_features(words))
-        cosines = classified = None
+        cosines = query = None
         if self.vectors is not None and self.embedder is not None:
             query = self.embedder.embed([without_greetings(text)])[0]
             # Not a BLAS matrix product: waking BLAS threads for one vector made the next
             # question's embedding several times slower on a large knowledge base.
             cosines = np.einsum("ij,j->i", self.vectors, query).astype(np.float32)
-            if self.classifier is not None:
-                classified = self.classifier.scores(query)
-        return word_scores, char_scores, cosines, classified
+        return word_scores, char_scores, cosines, query
+
+    def classify(self, query: Vector, similar: Vector) -> Vector:
+        """The classifier's score for each run (entries, then out of scope). In a large
+        knowledge base only the runs most similar to the question are scored (and out of
+        scope); the others get -inf, and so cannot be ranked first."""
+        assert self.classifier is not None
+        runs = len(similar)
+        if runs <= CANDIDATES:
+            return self.classifier.scores(query)
+        chosen = np.argpartition(-similar, CANDIDATES - 1)[:CANDIDATES]
+        if self.outside:
+            chosen = np.union1d(chosen, np.arange(len(self.entries), runs))
+        classified = np.full(runs, -np.inf, dtype=np.float32)
+        classified[chosen] = self.classifier.scores(query, chosen)
+        return classified
 
     def combine(
         self, word_scores: Vector, char_scores: Vector, cosines: Vector | None
@@ -404,12 +425,14 @@ class FaqIndex:
         """The best entries, and the features the calibrated decision reads."""
         if not len(self.entries):
             return [], None
-        word_scores, char_scores, cosines, classified = self.signals(text)
+        word_scores, char_scores, cosines, query = self.signals(text)
         combined, dense = self.combine(word_scores, char_scores, cosines)
         similar = per_entry(combined, self.starts)
         # One run per entry, then the out-of-scope examples' run when there are any.
         total = similar.copy()
-        if classified is not None:
+        classified = None
+        if query is not None and self.classifier is not None:
+            classified = self.classify(query, similar)
             total += self.params.classifier_weight * classified
         n = len(self.entries)
         best = total[:n]
@@ -481,7 +504,7 @@ class FaqIndex:
         ranked, features = self._ranked(text, 5)
         if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
-        owner = self.exact.get(exact_key(text))
+        owner = self.exact.get(exact_key(normalize_arabic(text)))
         if owner is not None and owner < len(self.entries):
             entry = self.entries[owner]
             first = next((s for s in ranked if s.entry.id == entry.id), None)
