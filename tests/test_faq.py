@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
-from conversations.faq import FaqError, parse_faq, parse_out_of_scope
+from conversations.faq import FaqEntry, FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
+    CANDIDATES,
     FEATURES,
     Calibration,
     FaqIndex,
@@ -222,3 +225,27 @@ def test_a_file_without_out_of_scope_examples_uses_the_shipped_ones(tmp_path: Pa
     assert len(read_out_of_scope(path)) > 100
     path.write_text(SMALL_KB + "\n[[out_of_scope]]\nquestions.ar = []\n", "utf-8")
     assert read_out_of_scope(path) == ()
+
+
+class _LetterEmbedder:
+    """Embeddings from letter counts: similar wordings get similar vectors."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in zip(rows, texts, strict=True):
+            for ch in text:
+                row[ord(ch) % 64] += 1.0
+            row /= max(float(np.linalg.norm(row)), 1e-6)
+        return rows
+
+
+def test_a_large_knowledge_base_scores_its_closest_entries_with_the_classifier() -> None:
+    entries = [
+        FaqEntry(f"topic-{n}", {"en": (f"question number {n} about topic {n}",)}, {"ar": "."})
+        for n in range(CANDIDATES + 50)
+    ]
+    index = FaqIndex(entries, _LetterEmbedder(), out_of_scope=["what is the weather today"])
+    assert index.classifier is not None
+    ranked = index.rank("question number 17 about topic 17")
+    assert ranked[0].entry.id == "topic-17"
+    assert all(np.isfinite(s.score) for s in ranked)
