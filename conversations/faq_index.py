@@ -4,13 +4,17 @@ Three signals, each a cosine in [0, 1] against every stored question:
   words   TF-IDF over stemmed words (exact keywords, dialect mapped);
   chars   TF-IDF over character n-grams (typos, missing letters, glued words);
   dense   a multilingual sentence embedding (paraphrases, English against Arabic).
-An entry's score comes from its best questions. Whether to answer is a calibrated
-probability that the best entry is the right one: a small logistic model over features of
-the ranking (the score, its margin over the next entry, each signal's own view, whether the
-signals agree, how much of the question the entry's wording covers), fitted on development
-questions by bench/faq_tune.py and stored in conversations/data/faq_calibration.toml. Above
-its threshold the bot answers; in a band below, it offers the closest questions; below that,
-it says it did not understand.
+An entry's score comes from its best questions, plus a classifier's: a ridge regression
+from the embedding to the entry, fitted on all the stored questions when the index is built.
+Examples of questions the knowledge base does not answer (``[[out_of_scope]]``) are ranked
+like one more entry. Whether to answer is a calibrated probability that the best entry is
+the right one: P(in scope) x P(best entry right | in scope), two small logistic models over
+features of the ranking (the score, its margin over the next entry, each signal's and the
+classifier's own view, how much of the question the entry's wording covers, how close the
+out-of-scope examples come), fitted on development questions by bench/faq_tune.py and stored
+in conversations/data/faq_calibration.toml. Above its threshold the bot answers; in a band
+below, it offers the closest questions; below that, it says it did not understand. A
+question written exactly as a stored one is decided by that one.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class MatchParams:
-    # The ranking's weights, chosen on tests/data/faq_dev.jsonl with bench/faq_tune.py.
+    # The ranking's weights, chosen by comparing a few settings on tests/data/faq_dev.jsonl.
     word_weight: float = 0.20
     char_weight: float = 0.40
     dense_weight: float = 0.40
@@ -281,8 +285,8 @@ class EntryClassifier:
     """A linear classifier from a question's embedding to the entry it asks about.
 
     Ridge regression onto one-hot targets, fitted in closed form on the knowledge base's own
-    questions when the index is built: one solve of a 384 x 384 system, so it takes well
-    under a second even for tens of thousands of questions, and needs no cache. Where the
+    questions when the index is built: one 384 x 384 inverse and a few products, so it takes
+    well under a second even for tens of thousands of questions, and needs no cache. Where the
     nearest stored questions only see the closest phrasings, it weighs every phrasing of
     every entry, and so tells apart entries whose single best phrasings look alike.
     """
@@ -340,7 +344,7 @@ class FaqIndex:
                 for question in questions:
                     texts.append(question)
                     owners.append(index)
-        # The out-of-scope examples are one more run after the entries' (owner: -1).
+        # The out-of-scope examples are one more run after the entries' (owner: their count).
         self.outside = len(out_of_scope) > 0
         for question in out_of_scope:
             texts.append(question)
