@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.knowledge import E5Embedder, read_faq
+from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
 from conversations.faq import FaqEntry
 from conversations.faq_index import FaqIndex
 
@@ -61,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     for size in args.sizes:
         entries = synthetic(size)
+        outside = read_out_of_scope(None)
         if args.cache:
             cache = args.cache / str(size)
         else:
@@ -69,12 +70,12 @@ def main() -> None:
         if not (cache / f"{E5Embedder.VERSION}.npz").exists():
             started = time.perf_counter()
             embedder = E5Embedder(cache)
-            FaqIndex(entries, embedder)
+            FaqIndex(entries, embedder, out_of_scope=outside)
             embedder.save()
             cold = f"{time.perf_counter() - started:6.1f}"
         started = time.perf_counter()
         embedder = E5Embedder(cache)
-        index = FaqIndex(entries, embedder)
+        index = FaqIndex(entries, embedder, out_of_scope=outside)
         warm = time.perf_counter() - started
         latencies, embedding = [], []
         for round_ in range(25):

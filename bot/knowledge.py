@@ -13,7 +13,7 @@ import numpy as np
 import structlog
 
 from bot.config import KnowledgeConfig
-from conversations.faq import FaqEntry, default_faq_text, parse_faq
+from conversations.faq import FaqEntry, default_faq_text, parse_faq, parse_out_of_scope
 from conversations.faq_index import Decision, FaqIndex, Vector
 from conversations.faq_text import without_greetings
 from conversations.forms import Form, load_forms
@@ -26,6 +26,16 @@ def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
     if path is None or not path.exists():
         return parse_faq(default_faq_text(), "default knowledge base")
     return parse_faq(path.read_text("utf-8"), str(path))
+
+
+def read_out_of_scope(path: Path | None) -> tuple[str, ...]:
+    """The questions the knowledge base does not answer, from its ``[[out_of_scope]]``
+    tables; a file without any (one written before they existed) uses the shipped ones."""
+    if path is not None and path.exists():
+        found = parse_out_of_scope(path.read_text("utf-8"), str(path))
+        if found is not None:
+            return found
+    return parse_out_of_scope(default_faq_text(), "default knowledge base") or ()
 
 
 def ensure_faq_file(path: Path) -> bool:
@@ -129,15 +139,15 @@ class Knowledge:
         self.forms: dict[str, Form] = load_forms(config.forms_dir)
         self.embedder = E5Embedder(config.cache_dir) if dense else None
         self.entries = read_faq(config.faq_path)
-        self.index = self._build(self.entries)
+        self.index = self._build(self.entries, read_out_of_scope(config.faq_path))
         self.loaded_signature = self.signature()
 
-    def _build(self, entries: Sequence[FaqEntry]) -> FaqIndex:
+    def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
         if self.embedder is None:
-            return FaqIndex(entries, None)
+            return FaqIndex(entries, None, out_of_scope=outside)
         self.embedder.pinning = True
         try:
-            index = FaqIndex(entries, self.embedder)
+            index = FaqIndex(entries, self.embedder, out_of_scope=outside)
         finally:
             self.embedder.pinning = False
         self.embedder.save()
@@ -153,7 +163,7 @@ class Knowledge:
     def reload(self) -> int:
         """Read the file again; on any error the old knowledge base stays in use."""
         entries = read_faq(self.config.faq_path)
-        index = self._build(entries)
+        index = self._build(entries, read_out_of_scope(self.config.faq_path))
         self.entries, self.index = entries, index
         self.loaded_signature = self.signature()
         log.info("faq.reloaded", entries=len(entries))

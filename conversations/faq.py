@@ -73,6 +73,34 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
     return tuple(entries)
 
 
+def parse_out_of_scope(text: str, source: str) -> tuple[str, ...] | None:
+    """The optional ``[[out_of_scope]]`` tables: questions the association does not answer
+    here (government programmes, loans, jobs...). When one of them is closer to a question
+    than any entry's, the bot does not answer from the knowledge base. None when the file
+    has no such table."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FaqError(f"{source}: {exc}") from None
+    if "out_of_scope" not in data:
+        return None
+    raw = data["out_of_scope"]
+    if not isinstance(raw, list):
+        raise FaqError(f"{source}: expected [[out_of_scope]] tables")
+    found: list[str] = []
+    for index, item in enumerate(raw, start=1):
+        questions = item.get("questions", {}) if isinstance(item, Mapping) else None
+        if not isinstance(questions, Mapping):
+            raise FaqError(f"{source}: out_of_scope {index}: questions.ar or questions.en")
+        for lang, qs in questions.items():
+            if not isinstance(qs, list) or not all(isinstance(q, str) and q.strip() for q in qs):
+                raise FaqError(
+                    f"{source}: out_of_scope {index}: questions.{lang} must be a list of texts"
+                )
+            found.extend(str(q) for q in qs)
+    return tuple(found)
+
+
 def _entry_lines(text: str) -> list[int]:
     """The line of each ``[[faq]]`` header, so errors point at the entry."""
     return [n for n, line in enumerate(text.splitlines(), start=1) if line.strip() == "[[faq]]"]

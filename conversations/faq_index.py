@@ -4,13 +4,17 @@ Three signals, each a cosine in [0, 1] against every stored question:
   words   TF-IDF over stemmed words (exact keywords, dialect mapped);
   chars   TF-IDF over character n-grams (typos, missing letters, glued words);
   dense   a multilingual sentence embedding (paraphrases, English against Arabic).
-An entry's score comes from its best questions. Whether to answer is a calibrated
-probability that the best entry is the right one: a small logistic model over features of
-the ranking (the score, its margin over the next entry, each signal's own view, whether the
-signals agree, how much of the question the entry's wording covers), fitted on development
-questions by bench/faq_tune.py and stored in conversations/data/faq_calibration.toml. Above
-its threshold the bot answers; in a band below, it offers the closest questions; below that,
-it says it did not understand.
+An entry's score comes from its best questions, plus a classifier's: a ridge regression
+from the embedding to the entry, fitted on all the stored questions when the index is built.
+Examples of questions the knowledge base does not answer (``[[out_of_scope]]``) are ranked
+like one more entry. Whether to answer is a calibrated probability that the best entry is
+the right one: P(in scope) x P(best entry right | in scope), two small logistic models over
+features of the ranking (the score, its margin over the next entry, each signal's and the
+classifier's own view, how much of the question the entry's wording covers, how close the
+out-of-scope examples come), fitted on development questions by bench/faq_tune.py and stored
+in conversations/data/faq_calibration.toml. Above its threshold the bot answers; in a band
+below, it offers the closest questions; below that, it says it did not understand. A
+question written exactly as a stored one is decided by that one.
 """
 
 from __future__ import annotations
@@ -29,8 +33,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from conversations.faq import FaqEntry
-from conversations.faq_text import char_features, content_words, without_greetings, word_features
-from conversations.normalize import script_language
+from conversations.faq_text import (
+    GREETINGS,
+    char_features,
+    content_words,
+    meaningful,
+    squeeze,
+    without_greetings,
+    word_features,
+)
+from conversations.normalize import normalize_arabic, script_language
 
 Vector = NDArray[np.float32]
 
@@ -43,12 +55,15 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class MatchParams:
-    # The ranking's weights, chosen on tests/data/faq_dev.jsonl with bench/faq_tune.py.
+    # The ranking's weights, chosen by comparing a few settings on tests/data/faq_dev.jsonl.
     word_weight: float = 0.20
     char_weight: float = 0.40
     dense_weight: float = 0.40
     dense_floor: float = 0.75  # embedding cosines below this count as no similarity
-    suggest_threshold: float = 0.36
+    # How much the entry classifier's score adds to an entry's ranking score (0: not at all).
+    classifier_weight: float = 0.1
+    classifier_ridge: float = 1.0  # its L2 regularisation
+    suggest_threshold: float = 0.42
     suggestions: int = 3
 
 
@@ -63,23 +78,54 @@ FEATURES = (
     "covered",  # share of the question's words found in the best entry's questions
     "known",  # share of the question's words found anywhere in the knowledge base
     "length",  # log(1 + number of meaningful words)
+    "classifier",  # the entry classifier's score for the best entry
+    "classifier_lead",  # ... less its best score for any other entry (or out of scope)
+    "outside",  # the best out-of-scope example's score less the best entry's (-1: none)
+    "outside_class",  # the classifier's score for out of scope (0: no examples)
 )
+
+
+def _sigmoid_of(
+    features: NDArray[np.floating],
+    intercept: float,
+    mean: tuple[float, ...],
+    scale: tuple[float, ...],
+    coef: tuple[float, ...],
+) -> float:
+    z = (features - np.asarray(mean)) / np.asarray(scale)
+    logit = intercept + float(np.dot(np.asarray(coef), z))
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """sigmoid(intercept + coef . (features - mean) / scale)."""
+
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+
+    def probability(self, features: NDArray[np.floating]) -> float:
+        return _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(the best entry is right) = sigmoid(intercept + coef . (features - mean) / scale)."""
+    """P(the best entry is right) = P(the question is in scope) x P(the best entry is the
+    right one, for a question in scope): two logistic models over the same features. Without
+    the first (``in_scope``), one model stands for both."""
 
     intercept: float
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     threshold: float  # answer when the probability reaches this
+    in_scope: Logistic | None = None
 
     def probability(self, features: NDArray[np.floating]) -> float:
-        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-        logit = self.intercept + float(np.dot(np.asarray(self.coef), z))
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+        p = _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
+        return p * (self.in_scope.probability(features) if self.in_scope else 1.0)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> Calibration:
@@ -87,15 +133,29 @@ class Calibration:
         if list(names) != list(FEATURES):  # type: ignore[call-overload]
             raise ValueError("calibration features do not match the matcher's")
 
-        def floats(key: str) -> tuple[float, ...]:
-            return tuple(float(x) for x in data[key])  # type: ignore[attr-defined]
+        def model(table: Mapping[str, object]) -> Logistic:
+            def floats(key: str) -> tuple[float, ...]:
+                values = tuple(float(x) for x in table[key])  # type: ignore[attr-defined]
+                if len(values) != len(FEATURES):
+                    raise ValueError(f"calibration {key} does not match the features")
+                return values
 
+            return Logistic(
+                intercept=float(table["intercept"]),  # type: ignore[arg-type]
+                mean=floats("mean"),
+                scale=floats("scale"),
+                coef=floats("coef"),
+            )
+
+        right = model(data)
+        scope = data.get("in_scope")
         return cls(
-            intercept=float(data["intercept"]),  # type: ignore[arg-type]
-            mean=floats("mean"),
-            scale=floats("scale"),
-            coef=floats("coef"),
+            right.intercept,
+            right.mean,
+            right.scale,
+            right.coef,
             threshold=float(data["threshold"]),  # type: ignore[arg-type]
+            in_scope=model(scope) if isinstance(scope, Mapping) else None,
         )
 
 
@@ -143,8 +203,16 @@ class Decision:
         return self.ranked[0].score - self.ranked[1].score
 
 
+def exact_key(normalized: str) -> str:
+    """A text (normalised with ``normalize_arabic``) as compared for an exact match:
+    stretched letters and greetings aside ("السلام عليكم، وش الأوراق؟؟" and "وش الاوراق" are
+    the same)."""
+    return " ".join(squeeze(w) for w in normalized.split() if w not in GREETINGS)
+
+
 def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArray[np.floating]:
-    """An entry's score from its questions': the mean of its best two.
+    """An entry's score from its questions': its best, with a quarter of the weight moved
+    to its second best (0.75 best + 0.25 second).
 
     Two agreeing phrasings are stronger evidence than one lucky match. An entry with fewer
     than three phrasings (one per language, say) is scored by its best one. Works on the
@@ -155,7 +223,7 @@ def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArr
     run = np.repeat(np.arange(len(starts)), lengths)
     rest = np.where(combined >= best[..., run], -1.0, combined)
     second = np.maximum.reduceat(rest, starts, axis=-1)
-    return np.where((second < 0) | (lengths < 3), best, (best + second) / 2)
+    return np.where((second < 0) | (lengths < 3), best, 0.75 * best + 0.25 * second)
 
 
 class SparseIndex:
@@ -209,6 +277,49 @@ class SparseIndex:
         return out
 
 
+# Above this many entries, the classifier scores only the entries most similar to a question.
+CANDIDATES = 200
+
+
+class EntryClassifier:
+    """A linear classifier from a question's embedding to the entry it asks about.
+
+    Ridge regression onto one-hot targets, fitted in closed form on the knowledge base's own
+    questions when the index is built: one 384 x 384 inverse and a few products, so it takes
+    well under a second even for tens of thousands of questions, and needs no cache. Where the
+    nearest stored questions only see the closest phrasings, it weighs every phrasing of
+    every entry, and so tells apart entries whose single best phrasings look alike.
+    """
+
+    def __init__(self, vectors: Vector, starts: NDArray[np.intp], ridge: float) -> None:
+        count = len(vectors)
+        sizes = np.diff(np.r_[starts, count])
+        self.mean = vectors.astype(np.float64).mean(axis=0)
+        # The centred Gram matrix and each class's sum of centred vectors, from the raw
+        # vectors (float32 products, float64 corrections): no centred copy of the vectors.
+        gram = (vectors.T @ vectors).astype(np.float64) - count * np.outer(self.mean, self.mean)
+        gram += ridge * np.eye(len(self.mean))
+        sums = np.add.reduceat(vectors, starts, axis=0).astype(np.float64)
+        sums -= sizes[:, None] * self.mean
+        weights = sums @ np.linalg.inv(gram)  # one row per class (the Gram matrix is symmetric)
+        # An entry with few questions gets small scores from ridge regression, even for its
+        # own questions: each entry's scores are divided by the mean it gives its own
+        # questions, so a new entry with two questions is not outvoted by an old one with 30.
+        mean_own = np.einsum("cj,cj->c", sums, weights) / sizes
+        weights /= np.maximum(mean_own, 1e-3)[:, None]
+        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        self.offset = (weights @ self.mean).astype(np.float32)
+
+    def scores(self, query: Vector, classes: NDArray[np.intp] | None = None) -> Vector:
+        """The query's score for each class, or for the given ones."""
+        weights, offset = self.weights, self.offset
+        if classes is not None:
+            weights, offset = weights[classes], offset[classes]
+        # As for the cosines: one vector against a matrix, without waking BLAS threads.
+        scores: Vector = np.einsum("ij,j->i", weights, query) - offset
+        return scores.astype(np.float32)
+
+
 class FaqIndex:
     """Built once when the knowledge base loads; ``decide`` answers one question."""
 
@@ -218,7 +329,10 @@ class FaqIndex:
         embedder: Embedder | None = None,
         params: MatchParams | None = None,
         calibration: Calibration | None = None,
+        out_of_scope: Sequence[str] = (),
     ) -> None:
+        """``out_of_scope``: questions the association does not answer (government
+        programmes, loans, jobs...): when one of them is the closest match, no entry is."""
         self.entries = tuple(entries)
         self.params = params or MatchParams()
         self.calibration = calibration or default_calibration()
@@ -230,35 +344,71 @@ class FaqIndex:
                 for question in questions:
                     texts.append(question)
                     owners.append(index)
+        # The out-of-scope examples are one more run after the entries' (owner: their count).
+        self.outside = len(out_of_scope) > 0
+        for question in out_of_scope:
+            texts.append(question)
+            owners.append(len(self.entries))
         self.owners = np.asarray(owners, dtype=np.int32)
         # Questions are stored entry by entry: each entry's run starts here.
         self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
         self.ends = np.r_[self.starts[1:], len(self.owners)]
         self.run_owner = self.owners[self.starts]
-        words = [content_words(t) for t in texts]
+        normalized = [normalize_arabic(t) for t in texts]
+        words = [meaningful(t) for t in normalized]
+        # A question written exactly as one stored (normalised, greetings aside) is answered
+        # by that entry, or not at all for an out-of-scope example; a wording stored for two
+        # owners decides nothing.
+        exact: dict[str, int] = {}
+        for owner, text in zip(owners, normalized, strict=True):
+            key = exact_key(text)
+            if key:
+                exact[key] = owner if exact.get(key, owner) == owner else -1
+        self.exact = {key: owner for key, owner in exact.items() if owner >= 0}
         stems = [word_features(w) for w in words]
-        vocabulary: list[set[str]] = [set() for _ in self.entries]
+        vocabulary: list[set[str]] = [set() for _ in range(len(self.entries) + 1)]
         for owner, terms in zip(owners, stems, strict=True):
             vocabulary[owner].update(terms)
         self.vocabulary = [frozenset(v) for v in vocabulary]
         self.word_index = SparseIndex(stems)
         self.char_index = SparseIndex([char_features(w) for w in words])
         self.vectors: Vector | None = None
+        self.classifier: EntryClassifier | None = None
         if embedder is not None and texts:
             self.vectors = embedder.embed([without_greetings(t) for t in texts])
+            if self.params.classifier_weight > 0:
+                self.classifier = EntryClassifier(
+                    self.vectors, self.starts, self.params.classifier_ridge
+                )
 
-    def signals(self, text: str) -> tuple[Vector, Vector, Vector | None]:
-        """Per stored question: word and character cosines, and the embedding cosine."""
+    def signals(self, text: str) -> tuple[Vector, Vector, Vector | None, Vector | None]:
+        """Per stored question: word and character cosines, and the embedding cosine; and
+        the question's embedding."""
         words = content_words(text)
         word_scores = self.word_index.scores(word_features(words))
         char_scores = self.char_index.scores(char_features(words))
-        cosines = None
+        cosines = query = None
         if self.vectors is not None and self.embedder is not None:
             query = self.embedder.embed([without_greetings(text)])[0]
             # Not a BLAS matrix product: waking BLAS threads for one vector made the next
             # question's embedding several times slower on a large knowledge base.
             cosines = np.einsum("ij,j->i", self.vectors, query).astype(np.float32)
-        return word_scores, char_scores, cosines
+        return word_scores, char_scores, cosines, query
+
+    def classify(self, query: Vector, similar: Vector) -> Vector:
+        """The classifier's score for each run (entries, then out of scope). In a large
+        knowledge base only the runs most similar to the question are scored (and out of
+        scope); the others get -inf, and so cannot be ranked first."""
+        assert self.classifier is not None
+        runs = len(similar)
+        if runs <= CANDIDATES:
+            return self.classifier.scores(query)
+        chosen = np.argpartition(-similar, CANDIDATES - 1)[:CANDIDATES]
+        if self.outside:
+            chosen = np.union1d(chosen, np.arange(len(self.entries), runs))
+        classified = np.full(runs, -np.inf, dtype=np.float32)
+        classified[chosen] = self.classifier.scores(query, chosen)
+        return classified
 
     def combine(
         self, word_scores: Vector, char_scores: Vector, cosines: Vector | None
@@ -277,12 +427,20 @@ class FaqIndex:
 
     def _ranked(self, text: str, limit: int) -> tuple[list[Scored], NDArray[np.floating] | None]:
         """The best entries, and the features the calibrated decision reads."""
-        if not len(self.owners):
+        if not len(self.entries):
             return [], None
-        word_scores, char_scores, cosines = self.signals(text)
+        word_scores, char_scores, cosines, query = self.signals(text)
         combined, dense = self.combine(word_scores, char_scores, cosines)
-        best = per_entry(combined, self.starts)
-        limit = min(limit, len(best))
+        similar = per_entry(combined, self.starts)
+        # One run per entry, then the out-of-scope examples' run when there are any.
+        total = similar.copy()
+        classified = None
+        if query is not None and self.classifier is not None:
+            classified = self.classify(query, similar)
+            total += self.params.classifier_weight * classified
+        n = len(self.entries)
+        best = total[:n]
+        limit = min(limit, n)
         order = np.argpartition(-best, limit - 1)[:limit]
         order = order[np.argsort(-best[order])]
         ranked = []
@@ -300,12 +458,21 @@ class FaqIndex:
             )
         first = int(order[0])
         raw = cosines if cosines is not None else np.zeros_like(word_scores)
-        by_signal = [np.maximum.reduceat(m, self.starts) for m in (word_scores, char_scores, raw)]
+        by_signal = [
+            np.maximum.reduceat(m, self.starts)[:n] for m in (word_scores, char_scores, raw)
+        ]
         dense_runs = by_signal[2]
         others = np.delete(dense_runs, first)
         terms = set(word_features(content_words(text)))
         vocabulary = self.vocabulary[int(self.run_owner[first])]
         known = sum(1 for t in terms if t in self.word_index.idf)
+        if classified is not None:
+            rest = np.delete(classified, first)
+            clf = float(classified[first])
+            clf_lead = clf - (float(rest.max()) if len(rest) else 0.0)
+        else:
+            clf = clf_lead = 0.0
+        outside = float(total[n] - total[first]) if self.outside else -1.0
         features = np.array(
             [
                 best[first],
@@ -318,6 +485,10 @@ class FaqIndex:
                 len(terms & vocabulary) / len(terms) if terms else 0.0,
                 known / len(terms) if terms else 0.0,
                 math.log1p(len(terms)),
+                clf,
+                clf_lead,
+                outside,
+                float(classified[n]) if classified is not None and self.outside else 0.0,
             ],
             dtype=np.float64,
         )
@@ -337,10 +508,21 @@ class FaqIndex:
         ranked, features = self._ranked(text, 5)
         if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
+        owner = self.exact.get(exact_key(normalize_arabic(text)))
+        if owner is not None and owner < len(self.entries):
+            entry = self.entries[owner]
+            first = next((s for s in ranked if s.entry.id == entry.id), None)
+            first = first or Scored(entry, 1.0, 1.0, 1.0, 1.0)
+            rest = tuple(s for s in ranked if s.entry.id != entry.id)
+            return Decision(Outcome.ANSWER, lang, (first, *rest), confidence=1.0)
+        if owner is not None:
+            return Decision(Outcome.NONE, lang, tuple(ranked))
         confidence = self.calibration.probability(features)
         if confidence >= self.calibration.threshold:
             return Decision(Outcome.ANSWER, lang, tuple(ranked), confidence=confidence)
-        if ranked[0].score >= p.suggest_threshold:
+        # No choices to offer when an out-of-scope example is closer than every entry.
+        nearer_outside = features[FEATURES.index("outside")] > 0
+        if ranked[0].score >= p.suggest_threshold and not nearer_outside:
             close = tuple(
                 s.entry for s in ranked[: p.suggestions] if s.score >= p.suggest_threshold
             )

@@ -92,6 +92,8 @@ STOPWORDS = frozenset(
     should may might to of for in on at by from with about as it its this that these those
     there here my me we our us you your he she they them his her what how when where which who
     why want wanna need like know tell please ask question
+    ابيك ابغاك يعطيكم يعافيكم مسا اود يمكن هناك تكفى
+    ya hal fe fi 3la ala el al ana abi abgha abga law samaht mumkin kam wsh wesh eish ayesh
     """.split()
 )
 
@@ -126,8 +128,13 @@ def stem(word: str) -> str:
 
 def content_words(text: str) -> list[str]:
     """Normalised words that carry meaning, dialect mapped to the standard word."""
+    return meaningful(normalize_arabic(text))
+
+
+def meaningful(normalized: str) -> list[str]:
+    """``content_words`` of a text already normalised with ``normalize_arabic``."""
     words = []
-    for token in normalize_arabic(text).split():
+    for token in normalized.split():
         token = squeeze(token)
         token = DIALECT.get(token, token)
         if token in STOPWORDS or len(token) < 2:
@@ -159,8 +166,13 @@ def char_features(words: list[str], sizes: tuple[int, ...] = (3, 4)) -> list[str
 
 def without_greetings(text: str) -> str:
     """The text as written, less the greeting and filler words around the question."""
-    kept = [raw for raw in text.split() if normalize_arabic(raw) not in GREETINGS]
+    kept = [raw for raw in text.split() if _normal_word(raw) not in GREETINGS]
     return " ".join(kept) or text
+
+
+@lru_cache(maxsize=100_000)
+def _normal_word(word: str) -> str:
+    return normalize_arabic(word)
 
 
 GREETINGS = frozenset(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bot.knowledge import Knowledge
+from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
-from conversations.faq import FaqError, parse_faq
+from conversations.faq import FaqEntry, FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
+    CANDIDATES,
     FEATURES,
     Calibration,
     FaqIndex,
@@ -184,3 +187,65 @@ async def test_the_server_reloads_a_changed_file(tmp_path: Path) -> None:
         stop.set()
         await task
         await service.close()
+
+
+OUT_OF_SCOPE = """
+[[out_of_scope]]
+questions.ar = ["متى ينزل حساب المواطن", "ابي قرض من البنك"]
+questions.en = ["Can I get a bank loan?"]
+"""
+
+
+def test_out_of_scope_examples_are_optional_and_checked() -> None:
+    assert parse_out_of_scope(SMALL_KB, "kb.toml") is None
+    assert len(parse_faq(SMALL_KB + OUT_OF_SCOPE, "kb.toml")) == 2
+    assert parse_out_of_scope(SMALL_KB + OUT_OF_SCOPE, "kb.toml") == (
+        "متى ينزل حساب المواطن",
+        "ابي قرض من البنك",
+        "Can I get a bank loan?",
+    )
+    with pytest.raises(FaqError, match="out_of_scope 1"):
+        parse_out_of_scope('[[out_of_scope]]\nquestions.ar = "قرض"\n', "kb.toml")
+
+
+def test_a_stored_wording_decides_and_an_out_of_scope_one_declines() -> None:
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    outside = parse_out_of_scope(OUT_OF_SCOPE, "kb.toml") or ()
+    index = FaqIndex(entries, calibration=_calibration(-5.0), out_of_scope=outside)
+    stored = index.decide("السلام عليكم، ما هي اوقات الدوام؟؟")
+    assert stored.outcome is Outcome.ANSWER and stored.entry is not None
+    assert stored.entry.id == "hours"
+    assert index.decide("can i get a bank loan").outcome is Outcome.NONE
+    assert all(s.entry.id in {"hours", "location"} for s in index.rank("قرض البنك"))
+
+
+def test_a_file_without_out_of_scope_examples_uses_the_shipped_ones(tmp_path: Path) -> None:
+    path = tmp_path / "faq.toml"
+    path.write_text(SMALL_KB, "utf-8")
+    assert len(read_out_of_scope(path)) > 100
+    path.write_text(SMALL_KB + "\n[[out_of_scope]]\nquestions.ar = []\n", "utf-8")
+    assert read_out_of_scope(path) == ()
+
+
+class _LetterEmbedder:
+    """Embeddings from letter counts: similar wordings get similar vectors."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in zip(rows, texts, strict=True):
+            for ch in text:
+                row[ord(ch) % 64] += 1.0
+            row /= max(float(np.linalg.norm(row)), 1e-6)
+        return rows
+
+
+def test_a_large_knowledge_base_scores_its_closest_entries_with_the_classifier() -> None:
+    entries = [
+        FaqEntry(f"topic-{n}", {"en": (f"question number {n} about topic {n}",)}, {"ar": "."})
+        for n in range(CANDIDATES + 50)
+    ]
+    index = FaqIndex(entries, _LetterEmbedder(), out_of_scope=["what is the weather today"])
+    assert index.classifier is not None
+    ranked = index.rank("question number 17 about topic 17")
+    assert ranked[0].entry.id == "topic-17"
+    assert all(np.isfinite(s.score) for s in ranked)
