@@ -206,6 +206,7 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            gc.unfreeze()
             stop.set()
             await _finish(tasks, service.config.server.shutdown_seconds)
             for close in channels.closers:

@@ -175,8 +175,11 @@ class Knowledge:
     def prepare(self, texts: Sequence[str]) -> None:
         """Embed questions about to be matched, in one batch (call it from a worker thread:
         the matching that follows, inside a transaction, then finds them cached)."""
-        if self.embedder is not None and texts:
-            self.embedder.embed([without_greetings(t) for t in texts])
+        if self.embedder is not None:
+            # One at a time: the engine may need the model on the event loop meanwhile (a
+            # question that was not prepared), and then waits for one question, not a batch.
+            for text in texts:
+                self.embedder.embed([without_greetings(text)])
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -319,16 +320,22 @@ class Service:
                         return count
             finally:
                 ready.cancel()
+                with contextlib.suppress(BaseException):
+                    await ready
             if errors:
                 raise errors[0]
 
     async def _prepare(self, rows: Sequence[Any]) -> None:
+        """Embed the rows' questions ahead; only a cache is warmed, so a failure is logged."""
         questions = [
             text
             for _, _, text, state in rows
             if (state or {}).get("mode") != "form" and content_words(text)
         ]
-        await asyncio.to_thread(self.knowledge.prepare, questions)
+        try:
+            await asyncio.to_thread(self.knowledge.prepare, questions)
+        except Exception:
+            log.exception("inbox.prepare_failed")
 
     async def _pending_slice(
         self, rows: Sequence[Any], held: set[int], errors: list[BaseException]

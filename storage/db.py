@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Keyring, install
-from storage.sqlite_loop import loop_connection, on_the_loop
+from storage.sqlite_loop import LoopConnection, loop_connection, on_the_loop
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -37,6 +37,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    if not isinstance(getattr(dbapi_connection, "_connection", None), LoopConnection):
+        # (A LoopConnection waits for other writers in its thread only: storage.sqlite_loop.)
+        cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -52,9 +55,10 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        elif path is not None:
+        elif path is not None and not make_url(url).query:
             # Short statements may run on the event loop (storage.sqlite_loop); waiting for
-            # another writer's lock (up to 10 s) is done in the connection's thread.
+            # another writer's lock (up to 10 s) is done in the connection's thread. (A URL
+            # with options such as ?mode=ro keeps aiosqlite's own connection, which reads them.)
             file = path
             kwargs["async_creator"] = lambda: loop_connection(file)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)

@@ -5,7 +5,8 @@ five calls (open a cursor, execute, fetch, close), each a hand-off to the thread
 For the short statements of the message path (a row by primary key, one insert) the hand-off
 costs more than the statement: about half of a message's time went there. Inside
 ``on_the_loop()`` a connection runs its statements directly on the event loop instead. Two
-things still go to the thread, so the loop never waits on anything but memory:
+things still go to the thread, so the loop never waits for the disk to flush or for another
+writer (reading pages not yet in memory still happens on the loop):
 
 * a commit (it waits for the disk: ``synchronous=FULL``), and
 * a statement that found the database locked by another process or connection: the loop's
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
@@ -57,7 +58,8 @@ def _waiting(conn: sqlite3.Connection, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     finally:
-        conn.execute("PRAGMA busy_timeout=0")
+        with suppress(sqlite3.Error):  # never hide the error ``fn`` raised
+            conn.execute("PRAGMA busy_timeout=0")
 
 
 class LoopConnection(aiosqlite.Connection):
@@ -69,12 +71,15 @@ class LoopConnection(aiosqlite.Connection):
         conn = self._connection
         call = partial(fn, *args, **kwargs)
         if _ON_THE_LOOP.get() and fn != conn.commit and fn != conn.close:
+            changes = conn.total_changes
             try:
                 return call()
             except sqlite3.OperationalError as exc:
-                if not _busy(exc):
+                # Locked by someone else: wait for it in the thread, not on the loop; but only
+                # a statement that changed nothing yet may run again (in WAL mode the lock is
+                # taken before any change, so this always holds there).
+                if not _busy(exc) or conn.total_changes != changes:
                     raise
-            # Locked by someone else: wait for it in the thread, not on the loop.
         if fn == conn.close:
             return await super()._execute(call)
         return await super()._execute(_waiting, conn, call)

@@ -205,3 +205,31 @@ async def test_a_poison_message_holds_only_its_own_conversation(
             await session.scalars(select(Message.conversation_id).where(Message.direction == "out"))
         )
     assert len(out) >= 5
+
+
+async def test_a_failing_embedding_ahead_only_costs_the_cache(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(texts: object) -> None:
+        raise RuntimeError("the model is not available")
+
+    monkeypatch.setattr(service.knowledge, "prepare", broken)
+    monkeypatch.setattr("bot.service.PREPARE_SLICE", 2)
+    for n in range(5):
+        await service.receive(
+            Inbound(
+                Channel.TELEGRAM,
+                f"p{n}",
+                "السلام عليكم",
+                channel_message_id=f"p{n}",
+                received_at=WORKING_TIME,
+            )
+        )
+    assert await service.process_pending() == 5
+    async with service.db.session(write=False) as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(Message)
+            .where(Message.direction == "in", Message.processed_at.is_(None))
+        )
+    assert left == 0
