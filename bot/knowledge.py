@@ -13,12 +13,16 @@ import numpy as np
 import structlog
 
 from bot.config import KnowledgeConfig
+from bot.logs import notice
 from conversations.faq import FaqEntry, default_faq_text, parse_faq, parse_out_of_scope
 from conversations.faq_index import Decision, FaqIndex, Vector
 from conversations.faq_text import without_greetings
 from conversations.forms import Form, load_forms
 
 log = structlog.get_logger("tawasul.knowledge")
+
+# A start that must embed at least this many questions first says so (it takes a while).
+SLOW_START_QUESTIONS = 500
 
 
 def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
@@ -85,6 +89,11 @@ class E5Embedder:
             except (OSError, ValueError, KeyError):
                 log.warning("faq.cache_unreadable")
 
+    def missing(self, texts: Sequence[str]) -> int:
+        """How many of ``texts`` are not embedded yet (each costs about 20 ms)."""
+        with self._cache_lock:
+            return sum(1 for t in set(texts) if self.key(t) not in self.cache)
+
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
@@ -145,6 +154,15 @@ class Knowledge:
     def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
         if self.embedder is None:
             return FaqIndex(entries, None, out_of_scope=outside)
+        questions = [q for e in entries for qs in e.questions.values() for q in qs]
+        missing = self.embedder.missing([without_greetings(q) for q in [*questions, *outside]])
+        if missing >= SLOW_START_QUESTIONS:
+            where = self.config.cache_dir or "memory"
+            notice(
+                f"Preparing the knowledge base: {missing:,} ways of asking to embed for the first "
+                f"time (about {max(1, round(missing * 0.02 / 60))} min on one core); later "
+                f"starts read them from {where}."
+            )
         self.embedder.pinning = True
         try:
             index = FaqIndex(entries, self.embedder, out_of_scope=outside)

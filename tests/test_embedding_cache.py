@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.knowledge import E5Embedder
 
@@ -42,3 +43,37 @@ def test_a_serving_knowledge_base_pins_only_its_own_questions(tmp_path: Path) ->
     assert len(pinned) > 100  # every question of the knowledge base
     knowledge.prepare(["سؤال لم يكتبه أحد من قبل ٤٢"])
     assert embedder.pinned == pinned and len(embedder.recent) == 1
+
+
+def test_a_start_that_must_embed_many_questions_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot import knowledge as module
+    from bot.config import KnowledgeConfig
+
+    faq = tmp_path / "faq.toml"
+    faq.write_text(
+        """
+[[faq]]
+id = "hours"
+questions.ar = ["متى الدوام؟", "وش اوقات العمل"]
+questions.en = ["When are you open?"]
+answer.ar = "من الأحد إلى الخميس."
+answer.en = "Sunday to Thursday."
+
+[[out_of_scope]]
+questions.ar = []
+""",
+        encoding="utf-8",
+    )
+    config = KnowledgeConfig(faq_path=faq, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(module, "SLOW_START_QUESTIONS", 3)
+    with caplog.at_level("INFO", logger="tawasul.notice"):
+        module.Knowledge(config)
+    said = [r.getMessage() for r in caplog.records if r.name == "tawasul.notice"]
+    assert any("3 ways of asking to embed for the first time" in s for s in said), said
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tawasul.notice"):
+        module.Knowledge(config)  # embedded and saved by the first start: nothing to say
+    assert not [r for r in caplog.records if r.name == "tawasul.notice"]
