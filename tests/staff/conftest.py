@@ -179,11 +179,13 @@ async def queued(service: Service, sender: str = "web-session-0001-abcdefgh") ->
     return conversation.id
 
 
-async def audit_count(service: Service, action: str) -> int:
+async def audit_count(service: Service, action: str | None = None) -> int:
+    """Audit entries of this action (of any action when None)."""
+    stmt = select(func.count()).select_from(AuditEntry)
+    if action is not None:
+        stmt = stmt.where(AuditEntry.action == action)
     async with service.db.session(write=False) as session:
-        count = await session.scalar(
-            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == action)
-        )
+        count = await session.scalar(stmt)
     return int(count or 0)
 
 

@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from bot.service import Service
-from storage.models import AuditEntry
 from tests.staff.conftest import (
     ACCOUNTS,
     PASSWORD,
@@ -70,11 +68,6 @@ def fill(template: str, world: World) -> str:
     return template
 
 
-async def total_audit(service: Service) -> int:
-    async with service.db.session(write=False) as session:
-        return int(await session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
-
-
 @pytest.mark.parametrize("path", [p for p, _ in PAGES] + STREAMS)
 async def test_pages_send_the_signed_out_to_the_login(
     path: str, world: World, browser_for: Any
@@ -95,12 +88,12 @@ async def test_forms_refuse_the_signed_out(
     console_service: Service,
 ) -> None:
     anonymous = await browser_for()
-    before = await total_audit(console_service)
+    before = await audit_count(console_service)
     response = await anonymous.post(
         fill(path, world), {k: fill(v, world) for k, v in data.items()}, csrf=False
     )
     assert response.status_code == 401
-    assert await total_audit(console_service) == before
+    assert await audit_count(console_service) == before
 
 
 @pytest.mark.parametrize(("path", "data", "role"), FORMS)
@@ -113,14 +106,14 @@ async def test_forms_without_the_csrf_token_change_nothing(
     console_service: Service,
 ) -> None:
     admin = await browser_for("admin")
-    before = await total_audit(console_service)
+    before = await audit_count(console_service)
     form = {k: fill(v, world) for k, v in data.items()}
     missing = await admin.post(fill(path, world), form, csrf=False)
     assert missing.status_code == 403
     assert "انتهت صلاحية النموذج" in missing.text
     forged = await admin.post(fill(path, world), {**form, "csrf": "forged"}, csrf=False)
     assert forged.status_code == 403
-    assert await total_audit(console_service) == before
+    assert await audit_count(console_service) == before
 
 
 @pytest.mark.parametrize(("path", "role"), [(p, r) for p, r in PAGES if r != "agent"])
@@ -145,10 +138,10 @@ async def test_forms_refuse_a_smaller_role(
     console_service: Service,
 ) -> None:
     member = await browser_for(SMALLER[role])
-    before = await total_audit(console_service)
+    before = await audit_count(console_service)
     response = await member.post(fill(path, world), {k: fill(v, world) for k, v in data.items()})
     assert response.status_code == 403
-    assert await total_audit(console_service) == before
+    assert await audit_count(console_service) == before
     allowed = await browser_for(role)
     done = await allowed.post(fill(path, world), {k: fill(v, world) for k, v in data.items()})
     assert done.status_code == 303, done.text

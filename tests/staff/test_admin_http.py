@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.service import Service
 from conversations.faq_index import Outcome
@@ -42,11 +42,6 @@ async def set_aside(service: Service, reason: str) -> int:
         assert item is not None
         item.status, item.attempts, item.last_error = "failed", 8, reason
         return item.id
-
-
-async def total_audit(service: Service) -> int:
-    async with service.db.session(write=False) as session:
-        return int(await session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
 
 
 PAGES = [
@@ -122,7 +117,7 @@ async def test_forms_need_the_token_and_the_role(
     path = await prepared(console_service, path)
     kb = console_service.config.knowledge.faq_path
     assert kb is not None
-    before = await total_audit(console_service)
+    before = await audit_count(console_service)
 
     anonymous = await browser_for()
     assert (await anonymous.post(path, data, csrf=False)).status_code == 401
@@ -134,13 +129,13 @@ async def test_forms_need_the_token_and_the_role(
     for smaller in {"agent", SMALLER[role]}:
         member = await browser_for(smaller)
         assert (await member.post(path, data)).status_code == 403, smaller
-    assert await total_audit(console_service) == before
+    assert await audit_count(console_service) == before
     assert not kb.exists() or "book-donations" not in kb.read_text("utf-8")
 
     allowed = await browser_for(role)
     done = await allowed.post(path, data)
     assert done.status_code in (200, 303), done.text
-    assert await total_audit(console_service) > before
+    assert await audit_count(console_service) > before
 
 
 async def test_each_role_sees_only_its_links_and_unknown_entries_are_missing(
