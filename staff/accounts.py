@@ -12,6 +12,7 @@ from staff.permissions import Role
 from staff.security import WeakPassword, hash_password
 from storage.db import Database
 from storage.staff import ConsoleTx, StaffExists
+from storage.staff_models import StaffUser
 
 ROLES = tuple(role.value for role in Role)
 MAX_NAME = 200
@@ -98,6 +99,13 @@ async def add_account(
     return Added(email, role, generated)
 
 
+async def _existing(tx: ConsoleTx, email: str) -> StaffUser:
+    user = await tx.staff_by_email(email)
+    if user is None:
+        raise AccountError("unknown", f"no account {email}")
+    return user
+
+
 async def _guard_last_admin(tx: ConsoleTx, email: str) -> None:
     """There is always at least one active administrator left to manage the others."""
     if await tx.active_admins() == [email]:
@@ -111,9 +119,7 @@ async def change_role(db: Database, email: str, role: str, *, actor: str) -> Non
         raise AccountError("self", "you cannot change your own role")
     async with db.session() as session:
         tx = ConsoleTx(session)
-        user = await tx.staff_by_email(email)
-        if user is None:
-            raise AccountError("unknown", f"no account {email}")
+        user = await _existing(tx, email)
         if user.role == "admin" and role != "admin" and user.active:
             await _guard_last_admin(tx, email)
         await tx.set_staff_role(email, role, actor=actor)
@@ -126,9 +132,7 @@ async def set_active(db: Database, email: str, active: bool, *, actor: str) -> N
         raise AccountError("self", "you cannot disable your own account")
     async with db.session() as session:
         tx = ConsoleTx(session)
-        user = await tx.staff_by_email(email)
-        if user is None:
-            raise AccountError("unknown", f"no account {email}")
+        user = await _existing(tx, email)
         if not active and user.role == "admin":
             await _guard_last_admin(tx, email)
         await tx.set_staff_active(email, active, actor=actor)
