@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Keyring, install
-from storage.sqlite_loop import LoopConnection, loop_connection, on_the_loop
+from storage.sqlite_loop import LOCK_WAIT_MS, loop_connection, on_the_loop
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -37,9 +37,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    if not isinstance(getattr(dbapi_connection, "_connection", None), LoopConnection):
-        # (A LoopConnection waits for other writers in its thread only: storage.sqlite_loop.)
-        cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -61,6 +58,9 @@ class Database:
             # with options such as ?mode=ro keeps aiosqlite's own connection, which reads them.)
             file = path
             kwargs["async_creator"] = lambda: loop_connection(file)
+        else:
+            # How long a writer waits for another's lock.
+            kwargs["connect_args"] = {"timeout": LOCK_WAIT_MS / 1000}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
