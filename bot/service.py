@@ -313,9 +313,13 @@ class Service:
                     await ready
                     if position + 1 < len(slices):
                         ready = asyncio.ensure_future(self._prepare(slices[position + 1]))
-                    count += await self._pending_slice(
-                        [row for row in rows if row[1] not in held], held, errors
-                    )
+                    outcomes = await self._pending_slice([r for r in rows if r[1] not in held])
+                    for key, outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            held.add(key)
+                            errors.append(outcome)
+                        elif outcome:
+                            count += 1
                     if self.stopping.is_set():
                         return count
             finally:
@@ -337,33 +341,27 @@ class Service:
         except Exception:
             log.exception("inbox.prepare_failed")
 
-    async def _pending_slice(
-        self, rows: Sequence[Any], held: set[int], errors: list[BaseException]
-    ) -> int:
-        """Process ``rows``; a conversation whose message fails goes into ``held``."""
-        if not self.group.batching:
-            # PostgreSQL: one at a time, as other instances take the same list.
-            outcomes: list[bool | BaseException] = []
-            for message_id, key, _, _ in rows:
-                if key in held:
-                    continue
-                try:
-                    outcomes.append(await self._pending_one(message_id, key))
-                except Exception as exc:
-                    outcomes.append(exc)
-                    held.add(key)
-        else:
+    async def _pending_slice(self, rows: Sequence[Any]) -> list[tuple[int, bool | BaseException]]:
+        """Process ``rows``: each one's conversation and whether it was done (or its error)."""
+        if self.group.batching:
             outcomes = await asyncio.gather(
                 *(self._pending_one(message_id, key) for message_id, key, _, _ in rows),
                 return_exceptions=True,
             )
-            held.update(
-                row[1]
-                for row, o in zip(rows, outcomes, strict=True)
-                if isinstance(o, BaseException)
-            )
-        errors.extend(o for o in outcomes if isinstance(o, BaseException))
-        return sum(1 for o in outcomes if o is True)
+            return [(row[1], outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+        # PostgreSQL: one at a time, as other instances take the same list; a conversation
+        # whose message failed is not taken further.
+        done: list[tuple[int, bool | BaseException]] = []
+        failed: set[int] = set()
+        for message_id, key, _, _ in rows:
+            if key in failed:
+                continue
+            try:
+                done.append((key, await self._pending_one(message_id, key)))
+            except Exception as exc:
+                done.append((key, exc))
+                failed.add(key)
+        return done
 
     async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
