@@ -21,7 +21,7 @@ from conversations.forms import Form, load_forms
 
 log = structlog.get_logger("tawasul.knowledge")
 
-# A start that must embed at least this many questions first says so (it takes a while).
+# Embedding at least this many questions at once (a first start) is announced: it takes a while.
 SLOW_START_QUESTIONS = 500
 
 
@@ -89,11 +89,6 @@ class E5Embedder:
             except (OSError, ValueError, KeyError):
                 log.warning("faq.cache_unreadable")
 
-    def missing(self, texts: Sequence[str]) -> int:
-        """How many of ``texts`` are not embedded yet (each costs about 20 ms)."""
-        with self._cache_lock:
-            return sum(1 for t in set(texts) if self.key(t) not in self.cache)
-
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
@@ -101,6 +96,13 @@ class E5Embedder:
     def embed(self, texts: Sequence[str]) -> Vector:
         keys = [self.key(t) for t in texts]
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
+        if len(missing) >= SLOW_START_QUESTIONS:  # a first start, or a new knowledge base
+            where = self.path.parent if self.path is not None else "memory"
+            notice(
+                f"Preparing the knowledge base: {len(missing):,} ways of asking to embed for the "
+                f"first time (about {max(1, round(len(missing) * 0.02 / 60))} min on one core); "
+                f"later starts read them from {where}."
+            )
         for start in range(0, len(missing), 64):
             batch = missing[start : start + 64]
             with self._model_lock:
@@ -154,15 +156,6 @@ class Knowledge:
     def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
         if self.embedder is None:
             return FaqIndex(entries, None, out_of_scope=outside)
-        questions = [q for e in entries for qs in e.questions.values() for q in qs]
-        missing = self.embedder.missing([without_greetings(q) for q in [*questions, *outside]])
-        if missing >= SLOW_START_QUESTIONS:
-            where = self.config.cache_dir or "memory"
-            notice(
-                f"Preparing the knowledge base: {missing:,} ways of asking to embed for the first "
-                f"time (about {max(1, round(missing * 0.02 / 60))} min on one core); later "
-                f"starts read them from {where}."
-            )
         self.embedder.pinning = True
         try:
             index = FaqIndex(entries, self.embedder, out_of_scope=outside)
