@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from bot.faq_eval import read_cases
 from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
-from conversations.faq_index import FEATURES, Calibration, FaqIndex
+from conversations.faq_index import FEATURES, Calibration, FaqIndex, Logistic
 
 ROOT = Path(__file__).resolve().parent.parent
 Array = NDArray[np.float64]
@@ -139,9 +139,7 @@ def main() -> None:
     embedder = E5Embedder(Path(tempfile.gettempdir()) / "tawasul-test-embeddings")
     # The features do not depend on the calibration: a neutral one, so that the tuner also
     # runs when the features have changed and the stored calibration no longer fits.
-    neutral = Calibration(
-        0.0, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (0.0,) * len(FEATURES), 0.5
-    )
+    neutral = Calibration(Logistic.constant(0.0), threshold=0.5)
     index = FaqIndex(
         read_faq(None), embedder, calibration=neutral, out_of_scope=read_out_of_scope(None)
     )

@@ -85,18 +85,6 @@ FEATURES = (
 )
 
 
-def _sigmoid_of(
-    features: NDArray[np.floating],
-    intercept: float,
-    mean: tuple[float, ...],
-    scale: tuple[float, ...],
-    coef: tuple[float, ...],
-) -> float:
-    z = (features - np.asarray(mean)) / np.asarray(scale)
-    logit = intercept + float(np.dot(np.asarray(coef), z))
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
-
-
 @dataclass(frozen=True)
 class Logistic:
     """sigmoid(intercept + coef . (features - mean) / scale)."""
@@ -107,24 +95,29 @@ class Logistic:
     coef: tuple[float, ...]
 
     def probability(self, features: NDArray[np.floating]) -> float:
-        return _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
+        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
+        logit = self.intercept + float(np.dot(np.asarray(self.coef), z))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, logit))))
+
+    @classmethod
+    def constant(cls, intercept: float) -> Logistic:
+        """sigmoid(intercept), whatever the features."""
+        zeros = (0.0,) * len(FEATURES)
+        return cls(intercept, zeros, (1.0,) * len(FEATURES), zeros)
 
 
 @dataclass(frozen=True)
 class Calibration:
     """P(the best entry is right) = P(the question is in scope) x P(the best entry is the
     right one, for a question in scope): two logistic models over the same features. Without
-    the first (``in_scope``), one model stands for both."""
+    the first (``in_scope``), one model (``right``) stands for both."""
 
-    intercept: float
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    coef: tuple[float, ...]
+    right: Logistic
     threshold: float  # answer when the probability reaches this
     in_scope: Logistic | None = None
 
     def probability(self, features: NDArray[np.floating]) -> float:
-        p = _sigmoid_of(features, self.intercept, self.mean, self.scale, self.coef)
+        p = self.right.probability(features)
         return p * (self.in_scope.probability(features) if self.in_scope else 1.0)
 
     @classmethod
@@ -147,13 +140,9 @@ class Calibration:
                 coef=floats("coef"),
             )
 
-        right = model(data)
         scope = data.get("in_scope")
         return cls(
-            right.intercept,
-            right.mean,
-            right.scale,
-            right.coef,
+            model(data),
             threshold=float(data["threshold"]),  # type: ignore[arg-type]
             in_scope=model(scope) if isinstance(scope, Mapping) else None,
         )

@@ -17,6 +17,7 @@ from conversations.faq_index import (
     FEATURES,
     Calibration,
     FaqIndex,
+    Logistic,
     Outcome,
     SparseIndex,
     default_calibration,
@@ -108,9 +109,7 @@ def test_sparse_index_scores_are_cosines() -> None:
 
 
 def _calibration(intercept: float) -> Calibration:
-    zeros = tuple(0.0 for _ in FEATURES)
-    ones = tuple(1.0 for _ in FEATURES)
-    return Calibration(intercept, zeros, ones, zeros, threshold=0.5)
+    return Calibration(Logistic.constant(intercept), threshold=0.5)
 
 
 def test_the_calibrated_probability_decides_whether_to_answer() -> None:
@@ -124,7 +123,7 @@ def test_the_calibrated_probability_decides_whether_to_answer() -> None:
 
 def test_the_shipped_calibration_matches_the_features() -> None:
     calibration = default_calibration()
-    assert len(calibration.coef) == len(calibration.mean) == len(FEATURES)
+    assert len(calibration.right.coef) == len(calibration.right.mean) == len(FEATURES)
     assert 0.5 <= calibration.threshold < 1.0
     with pytest.raises(ValueError, match="features"):
         Calibration.from_mapping({"features": ["score"], "intercept": 0, "threshold": 0.5})
