@@ -13,7 +13,7 @@ import click
 from bot import kb_edit
 from bot.config import Config
 from bot.faq_eval import CasesError, evaluate, read_cases
-from bot.knowledge import E5Embedder, ensure_faq_file, read_faq, read_out_of_scope
+from bot.knowledge import E5Embedder, ensure_faq_file, read_knowledge
 from conversations.faq import FaqError
 from conversations.faq_index import FaqIndex
 
@@ -25,8 +25,7 @@ def _config(ctx: click.Context) -> Config:
 
 def _index(config: Config, kb: Path | None) -> FaqIndex:
     try:
-        entries = read_faq(kb or config.knowledge.faq_path)
-        outside = read_out_of_scope(kb or config.knowledge.faq_path)
+        entries, outside = read_knowledge(kb or config.knowledge.faq_path)
     except FaqError as exc:
         raise click.ClickException(str(exc)) from None
     embedder = E5Embedder(config.knowledge.cache_dir)

@@ -28,8 +28,7 @@ from conversations.faq import (
     FaqEntry,
     FaqError,
     default_faq_text,
-    parse_faq,
-    parse_out_of_scope,
+    parse_knowledge,
 )
 from storage.db import Database
 from storage.models import UnansweredQuestion
@@ -57,8 +56,7 @@ def version(text: str) -> str:
 def write_checked(path: Path, text: str) -> tuple[FaqEntry, ...]:
     """Write ``text`` over the file only when it parses as a knowledge base (FaqError
     otherwise, the file untouched); the new file replaces the old in one step."""
-    entries = parse_faq(text, str(path))
-    parse_out_of_scope(text, str(path))
+    entries, _ = parse_knowledge(text, str(path))  # both parts checked
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

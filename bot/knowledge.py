@@ -14,7 +14,7 @@ import structlog
 
 from bot.config import KnowledgeConfig
 from bot.logs import notice
-from conversations.faq import FaqEntry, default_faq_text, parse_faq, parse_out_of_scope
+from conversations.faq import FaqEntry, default_faq_text, parse_knowledge
 from conversations.faq_index import Decision, FaqIndex, Vector
 from conversations.faq_text import without_greetings
 from conversations.forms import Form, load_forms
@@ -25,21 +25,26 @@ log = structlog.get_logger("tawasul.knowledge")
 SLOW_START_QUESTIONS = 500
 
 
-def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
-    """The association's file when it exists, else the knowledge base shipped with Tawasul."""
+def read_knowledge(path: Path | None) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+    """The entries and the out-of-scope questions of the association's file when it exists,
+    else of the knowledge base shipped with Tawasul. A file without ``[[out_of_scope]]``
+    tables (one written before they existed) uses the shipped ones."""
+    shipped = (default_faq_text(), "default knowledge base")
     if path is None or not path.exists():
-        return parse_faq(default_faq_text(), "default knowledge base")
-    return parse_faq(path.read_text("utf-8"), str(path))
+        entries, outside = parse_knowledge(*shipped)
+        return entries, outside or ()
+    entries, outside = parse_knowledge(path.read_text("utf-8"), str(path))
+    if outside is None:
+        outside = parse_knowledge(*shipped)[1]
+    return entries, outside or ()
+
+
+def read_faq(path: Path | None) -> tuple[FaqEntry, ...]:
+    return read_knowledge(path)[0]
 
 
 def read_out_of_scope(path: Path | None) -> tuple[str, ...]:
-    """The questions the knowledge base does not answer, from its ``[[out_of_scope]]``
-    tables; a file without any (one written before they existed) uses the shipped ones."""
-    if path is not None and path.exists():
-        found = parse_out_of_scope(path.read_text("utf-8"), str(path))
-        if found is not None:
-            return found
-    return parse_out_of_scope(default_faq_text(), "default knowledge base") or ()
+    return read_knowledge(path)[1]
 
 
 def ensure_faq_file(path: Path) -> bool:
@@ -149,8 +154,8 @@ class Knowledge:
         self.config = config
         self.forms: dict[str, Form] = load_forms(config.forms_dir)
         self.embedder = E5Embedder(config.cache_dir) if dense else None
-        self.entries = read_faq(config.faq_path)
-        self.index = self._build(self.entries, read_out_of_scope(config.faq_path))
+        self.entries, outside = read_knowledge(config.faq_path)
+        self.index = self._build(self.entries, outside)
         self.loaded_signature = self.signature()
 
     def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
@@ -173,8 +178,8 @@ class Knowledge:
 
     def reload(self) -> int:
         """Read the file again; on any error the old knowledge base stays in use."""
-        entries = read_faq(self.config.faq_path)
-        index = self._build(entries, read_out_of_scope(self.config.faq_path))
+        entries, outside = read_knowledge(self.config.faq_path)
+        index = self._build(entries, outside)
         self.entries, self.index = entries, index
         self.loaded_signature = self.signature()
         log.info("faq.reloaded", entries=len(entries))

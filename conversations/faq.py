@@ -6,7 +6,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from conversations.faq_index import Decision
@@ -32,11 +32,33 @@ class FaqMatcher(Protocol):
     def entry(self, entry_id: str) -> FaqEntry | None: ...
 
 
+def parse_knowledge(text: str, source: str) -> tuple[tuple[FaqEntry, ...], tuple[str, ...] | None]:
+    """A knowledge-base file's entries and its out-of-scope questions (see the two below),
+    read in one pass."""
+    data = _loads(text, source)
+    return _entries(data, text, source), _out_of_scope(data, source)
+
+
 def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
+    return _entries(_loads(text, source), text, source)
+
+
+def parse_out_of_scope(text: str, source: str) -> tuple[str, ...] | None:
+    """The optional ``[[out_of_scope]]`` tables: questions the association does not answer
+    here (government programmes, loans, jobs...). When one of them is closer to a question
+    than any entry's, the bot does not answer from the knowledge base. None when the file
+    has no such table."""
+    return _out_of_scope(_loads(text, source), source)
+
+
+def _loads(text: str, source: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FaqError(f"{source}: {exc}") from None
+
+
+def _entries(data: Mapping[str, Any], text: str, source: str) -> tuple[FaqEntry, ...]:
     raw = data.get("faq")
     if not isinstance(raw, list):
         raise FaqError(f"{source}: expected [[faq]] entries")
@@ -73,15 +95,7 @@ def parse_faq(text: str, source: str) -> tuple[FaqEntry, ...]:
     return tuple(entries)
 
 
-def parse_out_of_scope(text: str, source: str) -> tuple[str, ...] | None:
-    """The optional ``[[out_of_scope]]`` tables: questions the association does not answer
-    here (government programmes, loans, jobs...). When one of them is closer to a question
-    than any entry's, the bot does not answer from the knowledge base. None when the file
-    has no such table."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise FaqError(f"{source}: {exc}") from None
+def _out_of_scope(data: Mapping[str, Any], source: str) -> tuple[str, ...] | None:
     if "out_of_scope" not in data:
         return None
     raw = data["out_of_scope"]
