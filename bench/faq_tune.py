@@ -1,6 +1,6 @@
 """Fit the FAQ matcher's calibrated decision on the development cases, cross-validated.
 
-    python bench/faq_tune.py [CASES] [--max-wrong 0.0075] [--folds 5] [--repeats 3] [--write]
+    python bench/faq_tune.py [CASES] [--max-wrong 0.015] [--folds 5] [--repeats 3] [--write]
 
 For every development question it computes the decision's features (see
 conversations/faq_index.FEATURES) and whether the best entry is the right one. The decision is
@@ -130,7 +130,7 @@ def case_features(index: FaqIndex, texts: list[str]) -> tuple[list[str | None], 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="?", default=str(ROOT / "tests/data/faq_dev.jsonl"))
-    parser.add_argument("--max-wrong", type=float, default=0.0075)
+    parser.add_argument("--max-wrong", type=float, default=0.015)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true")

@@ -5,7 +5,8 @@ Three signals, each a cosine in [0, 1] against every stored question:
   chars   TF-IDF over character n-grams (typos, missing letters, glued words);
   dense   a multilingual sentence embedding (paraphrases, English against Arabic).
 An entry's score comes from its best questions, plus a classifier's: a ridge regression
-from the embedding to the entry, fitted on all the stored questions when the index is built.
+from the embedding to the entry, fitted on all the stored questions when the index is built,
+and the share of the question's words that the entry's wording holds.
 Examples of questions the knowledge base does not answer (``[[out_of_scope]]``) are ranked
 like one more entry. Whether to answer is a calibrated probability that the best entry is
 the right one: P(in scope) x P(best entry right | in scope), two small logistic models over
@@ -61,8 +62,10 @@ class MatchParams:
     dense_weight: float = 0.40
     dense_floor: float = 0.75  # embedding cosines below this count as no similarity
     # How much the entry classifier's score adds to an entry's ranking score (0: not at all).
-    classifier_weight: float = 0.1
-    classifier_ridge: float = 1.0  # its L2 regularisation
+    classifier_weight: float = 0.3
+    classifier_ridge: float = 3.0  # its L2 regularisation
+    # How much the share of the question's words found in an entry's wording adds.
+    coverage_weight: float = 0.3
     suggest_threshold: float = 0.42
     suggestions: int = 3
 
@@ -355,10 +358,13 @@ class FaqIndex:
                 exact[key] = owner if exact.get(key, owner) == owner else -1
         self.exact = {key: owner for key, owner in exact.items() if owner >= 0}
         stems = [word_features(w) for w in words]
-        vocabulary: list[set[str]] = [set() for _ in range(len(self.entries) + 1)]
+        # Which owners' wording holds each word: an inverted index, so that every entry's
+        # coverage of a question costs one array update per word of the question.
+        holders: dict[str, set[int]] = {}
         for owner, terms in zip(owners, stems, strict=True):
-            vocabulary[owner].update(terms)
-        self.vocabulary = [frozenset(v) for v in vocabulary]
+            for term in terms:
+                holders.setdefault(term, set()).add(owner)
+        self.holders = {t: np.fromiter(o, dtype=np.intp, count=len(o)) for t, o in holders.items()}
         self.word_index = SparseIndex(stems)
         self.char_index = SparseIndex([char_features(w) for w in words])
         self.vectors: Vector | None = None
@@ -421,8 +427,10 @@ class FaqIndex:
         word_scores, char_scores, cosines, query = self.signals(text)
         combined, dense = self.combine(word_scores, char_scores, cosines)
         similar = per_entry(combined, self.starts)
+        terms = set(word_features(content_words(text)))
+        coverage = self.coverage(terms)
         # One run per entry, then the out-of-scope examples' run when there are any.
-        total = similar.copy()
+        total = similar + self.params.coverage_weight * coverage
         classified = None
         if query is not None and self.classifier is not None:
             classified = self.classify(query, similar)
@@ -452,8 +460,6 @@ class FaqIndex:
         ]
         dense_runs = by_signal[2]
         others = np.delete(dense_runs, first)
-        terms = set(word_features(content_words(text)))
-        vocabulary = self.vocabulary[int(self.run_owner[first])]
         known = sum(1 for t in terms if t in self.word_index.idf)
         if classified is not None:
             rest = np.delete(classified, first)
@@ -471,7 +477,7 @@ class FaqIndex:
                 by_signal[1][first],
                 by_signal[0][first],
                 sum(int(np.argmax(v)) == first for v in by_signal),
-                len(terms & vocabulary) / len(terms) if terms else 0.0,
+                coverage[first],
                 known / len(terms) if terms else 0.0,
                 math.log1p(len(terms)),
                 clf,
@@ -482,6 +488,17 @@ class FaqIndex:
             dtype=np.float64,
         )
         return ranked, features
+
+    def coverage(self, terms: set[str]) -> Vector:
+        """For each run (entries, then out of scope): the share of the question's words found
+        in its wording."""
+        counts = np.zeros(len(self.entries) + 1)  # owners: the entries, then out of scope
+        for term in terms:
+            owners = self.holders.get(term)
+            if owners is not None:
+                counts[owners] += 1
+        shares = counts[self.run_owner] / max(len(terms), 1)
+        return shares.astype(np.float32)
 
     def rank(self, text: str, limit: int = 5) -> list[Scored]:
         return self._ranked(text, limit)[0]

@@ -18,11 +18,12 @@ from conversations.faq_index import (
     Calibration,
     FaqIndex,
     Logistic,
+    MatchParams,
     Outcome,
     SparseIndex,
     default_calibration,
 )
-from conversations.faq_text import content_words
+from conversations.faq_text import content_words, word_features
 from tests.conftest import Chat, make_config, run_cli
 
 SMALL_KB = """
@@ -248,3 +249,30 @@ def test_a_large_knowledge_base_scores_its_closest_entries_with_the_classifier()
     ranked = index.rank("question number 17 about topic 17")
     assert ranked[0].entry.id == "topic-17"
     assert all(np.isfinite(s.score) for s in ranked)
+
+
+def test_an_entry_whose_wording_holds_more_of_the_question_ranks_higher() -> None:
+    kb = """
+[[faq]]
+id = "fees"
+questions.en = ["Do I pay a fee for the service?"]
+answer.ar = "."
+
+[[faq]]
+id = "rent"
+questions.en = ["Can you help with the rent?", "My landlord wants the rent and I have no salary"]
+answer.ar = "."
+"""
+    entries = parse_faq(kb, "kb.toml")
+    index = FaqIndex(entries, out_of_scope=["what is the weather today"])
+    # Words of the question found in each entry's wording, then in the out-of-scope examples'.
+    terms = set(word_features(content_words("landlord fee salary weather")))
+    assert index.coverage(terms).tolist() == pytest.approx([0.25, 0.5, 0.25])
+    assert not index.coverage(set()).any()
+    question = "no salary, landlord fee"
+    plain = FaqIndex(entries, params=MatchParams(coverage_weight=0.0))
+    covered = FaqIndex(entries, params=MatchParams(coverage_weight=0.3))
+    assert covered.rank(question)[0].entry.id == "rent"
+    gap = {s.entry.id: s.score for s in covered.rank(question)}
+    plain_gap = {s.entry.id: s.score for s in plain.rank(question)}
+    assert gap["rent"] - gap["fees"] > plain_gap["rent"] - plain_gap["fees"]

@@ -1,16 +1,17 @@
 """The FAQ matcher's figures, so they cannot silently drop.
 
-Held out: tests/data/faq_holdout.jsonl (407 cases) played no part in any choice. Run once on
-the final matcher, it measured accuracy 0.597 with 1.97 % wrong answers (the matcher before the
-classifier and the out-of-scope examples: 0.413 with 1.97 %). Its floors sit slightly below.
+Held out: tests/data/faq_holdout.jsonl (407 cases) played no part in any choice. Run on the
+final matcher, it measured accuracy 0.590 with 1.47 % wrong answers (the previous matcher:
+0.597 with 1.97 %; before the classifier and the out-of-scope examples: 0.413 with 1.97 %).
+Its floors sit slightly below.
 
 Development:
 
 The calibrated decision was fitted on tests/data/faq_dev.jsonl (`bench/faq_tune.py
---max-wrong 0.0075`). Its honest figure is the cross-validated one the tuner prints, where each
-fold is scored by a decision fitted without it: accuracy 0.78 with 0.8 % wrong answers. This
-test runs the shipped decision, fitted on all the cases, over all of them (accuracy 0.791 with
-0.45 % wrong answers): it measures the fit, not how the matcher does on new questions, and its
+--max-wrong 0.015`). Its honest figure is the cross-validated one the tuner prints, where each
+fold is scored by a decision fitted without it: accuracy 0.488 with 1.4 % wrong answers. This
+test runs the shipped decision, fitted on all the cases, over all of them (accuracy 0.495 with
+1.37 % wrong answers): it measures the fit, not how the matcher does on new questions, and its
 floors sit slightly below those figures.
 """
 
@@ -35,13 +36,13 @@ def _report(name: str) -> dict[str, float]:
 
 def test_development_figures_hold() -> None:
     figures = _report("faq_dev.jsonl")
-    assert figures["cases"] == 666
-    assert figures["accuracy"] >= 0.78
-    assert figures["wrong_answers"] <= 0.01
+    assert figures["cases"] == 2335
+    assert figures["accuracy"] >= 0.48
+    assert figures["wrong_answers"] <= 0.016
 
 
 def test_held_out_figures_hold() -> None:
     figures = _report("faq_holdout.jsonl")
     assert figures["cases"] == 407
-    assert figures["accuracy"] >= 0.58
-    assert figures["wrong_answers"] <= 0.025
+    assert figures["accuracy"] >= 0.57
+    assert figures["wrong_answers"] <= 0.02
