@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import WEEKDAYS, Config
@@ -94,7 +94,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
     }
 
 
-def inbound_from_row(row: Message, sender: str) -> Inbound:
+def inbound_from_row(row: Message | Row[Any], sender: str) -> Inbound:
     payload = row.payload or {}
     return Inbound(
         channel=Channel(row.channel),
@@ -119,7 +119,9 @@ def working_hours(config: Config) -> WorkingHours:
     )
 
 
-def engine_context(conversation: Conversation, *, now: datetime, channel: Channel) -> Context:
+def engine_context(
+    conversation: Conversation | Row[Any], *, now: datetime, channel: Channel
+) -> Context:
     """What the engine is told about a stored conversation, its state loaded."""
     return Context(
         beneficiary_id=conversation.beneficiary_id,
@@ -253,19 +255,17 @@ class Service:
         claimed = await tx.claim_inbound(message_id, conversation_id)
         if claimed is None:
             return None
-        row, conversation, identity = claimed
-        msg = inbound_from_row(row, identity.address if identity else "")
+        conversation = claimed.conversation
+        msg = inbound_from_row(claimed.message, claimed.address or "")
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
             replies = await self.engine.handle(msg, ctx, tx)
         if msg.channel in COMBINED_CHANNELS:
             replies = combine_replies(replies)
-        conversation.state = state.to_json()
-        conversation.status = ctx.status.value
-        conversation.updated_at = utcnow()
-        row.processed_at = utcnow()
-        rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
+        rows = await tx.save_step(
+            claimed, state=state.to_json(), status=ctx.status.value, replies=replies
+        )
         return conversation.id, [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
         ]
