@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Row, String, and_, delete, func, or_, select, text, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -67,13 +66,29 @@ class NotFound(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRows:
-    """What sending outbox items needs, by id (see ``Tx.delivery_rows``)."""
+class OutboxEntry:
+    """A claimed outbox item, as sending it and recording the outcome need it."""
 
-    messages: dict[int, Message]
-    conversations: dict[int, Conversation]
-    identities: dict[int, Identity]
-    latest_inbound: dict[int, Message]  # by identity id: its latest inbound message
+    id: int
+    message_id: int
+    conversation_id: int
+    identity_id: int | None
+    channel: str
+    address: str
+    kind: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRows:
+    """What sending outbox items needs, by id (see ``Tx.delivery_rows``), as rows."""
+
+    messages: dict[int, Row[Any]]  # id, payload
+    conversations: dict[int, Row[Any]]  # id, state
+    identities: dict[int, Row[Any]]  # id, last_inbound_at, opted_out, unreachable
+    latest_inbound: dict[int, Row[Any]]  # by identity id: its latest inbound message's
+    # identity_id, channel_message_id, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,81 +658,114 @@ class Tx:
                 )
         return rows
 
-    async def due_outbox(
-        self, now: datetime, channels: Sequence[str], limit: int = 50
-    ) -> list[OutboxItem]:
-        earlier = aliased(OutboxItem)
+    async def claim_outbox(
+        self, now: datetime, channels: Sequence[str], until: datetime, limit: int = 50
+    ) -> list[OutboxEntry]:
+        """The outbox items due now, marked "sending" until ``until`` (their lease)."""
+        o = OUTBOX.c
+        earlier = OUTBOX.alias("earlier")
         waiting_ahead = (
-            select(earlier.id)
+            select(earlier.c.id)
             .where(
-                earlier.conversation_id == OutboxItem.conversation_id,
-                earlier.id < OutboxItem.id,
+                earlier.c.conversation_id == o.conversation_id,
+                earlier.c.id < o.id,
                 or_(
-                    earlier.status == "sending",
-                    (earlier.status == "pending") & (earlier.next_attempt_at > now),
+                    earlier.c.status == "sending",
+                    (earlier.c.status == "pending") & (earlier.c.next_attempt_at > now),
                 ),
             )
             .exists()
         )
         due = (
-            OutboxItem.status == "pending",
-            OutboxItem.next_attempt_at <= now,
-            OutboxItem.channel.in_(channels),
+            o.status == "pending",
+            o.next_attempt_at <= now,
+            o.channel.in_(channels),
             ~waiting_ahead,  # a conversation's replies leave in order
         )
         stmt = (
-            select(OutboxItem)
+            select(
+                o.id,
+                o.message_id,
+                o.conversation_id,
+                o.identity_id,
+                o.channel,
+                o.address,
+                o.kind,
+                o.attempts,
+                o.created_at,
+            )
             .where(*due)
-            .order_by(OutboxItem.id)
+            .order_by(o.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        if _dialect(self.session) != "postgresql":
-            return list(await self.session.scalars(stmt))
-        # Row locks alone would let another instance take a conversation's second reply
-        # while the first is claimed but not yet committed as "sending". So a claimer first
-        # owns whole conversations (skipping those another claimer holds), then reads their
-        # due items afresh, seeing every claim committed before it got them.
-        candidates = await self.session.scalars(
-            select(OutboxItem.conversation_id)
-            .where(*due)
-            .group_by(OutboxItem.conversation_id)
-            .order_by(func.min(OutboxItem.id))
-            .limit(limit)
-        )
-        owned = [
-            conversation_id
-            for conversation_id in candidates
-            if await _xact_lock(self.session, _SENDING_CONVERSATION, conversation_id, wait=False)
-        ]
-        if not owned:
-            return []
-        stmt = stmt.where(OutboxItem.conversation_id.in_(owned))
-        return list(await self.session.scalars(stmt))
+        if _dialect(self.session) == "postgresql":
+            # Row locks alone would let another instance take a conversation's second reply
+            # while the first is claimed but not yet committed as "sending". So a claimer
+            # first owns whole conversations (skipping those another claimer holds), then
+            # reads their due items afresh, seeing every claim committed before it got them.
+            candidates = await self.session.scalars(
+                select(o.conversation_id)
+                .where(*due)
+                .group_by(o.conversation_id)
+                .order_by(func.min(o.id))
+                .limit(limit)
+            )
+            owned = [
+                conversation_id
+                for conversation_id in candidates
+                if await _xact_lock(
+                    self.session, _SENDING_CONVERSATION, conversation_id, wait=False
+                )
+            ]
+            if not owned:
+                return []
+            stmt = stmt.where(o.conversation_id.in_(owned))
+        items = [OutboxEntry(*row) for row in await self.session.execute(stmt)]
+        if items:
+            await self.session.execute(
+                update(OUTBOX)
+                .where(o.id.in_([item.id for item in items]))
+                .values(status="sending", next_attempt_at=until)
+            )
+        return items
 
-    async def delivery_rows(self, items: Sequence[OutboxItem]) -> DeliveryRows:
+    async def record_outbox(self, item: OutboxEntry, values: dict[str, Any]) -> None:
+        """What became of a claimed item (its new status, attempts, error...)."""
+        await self._update(OutboxItem, item.id, values)
+
+    async def mark_unreachable(self, identity_id: int) -> None:
+        """The address refused a message for good: nothing more is sent to it."""
+        await self._update(Identity, identity_id, {"unreachable": True})
+
+    async def delivery_rows(self, items: Sequence[OutboxEntry]) -> DeliveryRows:
         """The messages, conversations and addresses of outbox items, in four statements."""
+        m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
 
-        async def by_id(model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
+        async def by_id(*columns: Any, ids: Iterable[int | None]) -> dict[int, Row[Any]]:
             wanted = sorted({i for i in ids if i is not None})
             if not wanted:
                 return {}
-            rows = await self.session.scalars(select(model).where(model.id.in_(wanted)))
-            return {row.id: row for row in rows}
+            rows = await self.session.execute(select(*columns).where(columns[0].in_(wanted)))
+            return {row[0]: row for row in rows}
 
-        identities = await by_id(Identity, (i.identity_id for i in items))
-        latest: dict[int, Message] = {}
+        identities = await by_id(
+            i.id, i.last_inbound_at, i.opted_out, i.unreachable, ids=(e.identity_id for e in items)
+        )
+        latest: dict[int, Row[Any]] = {}
         if identities:
             newest = (
-                select(func.max(Message.id))
-                .where(Message.identity_id.in_(list(identities)), Message.direction == "in")
-                .group_by(Message.identity_id)
+                select(func.max(m.id))
+                .where(m.identity_id.in_(list(identities)), m.direction == "in")
+                .group_by(m.identity_id)
             )
-            rows = await self.session.scalars(select(Message).where(Message.id.in_(newest)))
+            rows = await self.session.execute(
+                select(m.identity_id, m.channel_message_id, m.payload).where(m.id.in_(newest))
+            )
             latest = {row.identity_id: row for row in rows if row.identity_id is not None}
         return DeliveryRows(
-            messages=await by_id(Message, (i.message_id for i in items)),
-            conversations=await by_id(Conversation, (i.conversation_id for i in items)),
+            messages=await by_id(m.id, m.payload, ids=(e.message_id for e in items)),
+            conversations=await by_id(c.id, c.state, ids=(e.conversation_id for e in items)),
             identities=identities,
             latest_inbound=latest,
         )
@@ -725,8 +773,8 @@ class Tx:
     async def release_expired_leases(self, now: datetime) -> None:
         """Items claimed by a process that died before recording the result go back."""
         await self.session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.status == "sending", OutboxItem.next_attempt_at < now)
+            update(OUTBOX)
+            .where(OUTBOX.c.status == "sending", OUTBOX.c.next_attempt_at < now)
             .values(status="pending")
         )
 
