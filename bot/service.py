@@ -44,7 +44,7 @@ from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import GroupCommit
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
-from storage.repository import Ingested, OutboxEntry, Tx
+from storage.repository import Ingested, OutboxEntry, Tx, received
 
 log = structlog.get_logger("tawasul")
 
@@ -581,8 +581,8 @@ class Service:
 
     async def received(self, channel: Channel, channel_message_id: str) -> bool:
         """A channel's retry of a message already stored (answered without fetching again)."""
-        async with self.db.session(write=False, short=True) as session:
-            return await Tx(session).received(channel, channel_message_id)
+        async with self.db.quick_read() as connection:
+            return await received(connection, channel, channel_message_id)
 
     async def cursor(self, name: str) -> dict[str, Any]:
         async with self.db.session(write=False) as session:

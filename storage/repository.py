@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, String, and_, delete, func, or_, select, text, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -117,6 +117,21 @@ class Queued:
 
     id: int
     created_at: datetime
+
+
+async def received(
+    db: AsyncSession | AsyncConnection, channel: Channel, channel_message_id: str
+) -> bool:
+    """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
+    c = MESSAGES.c
+    found = await db.scalar(
+        select(c.id).where(
+            c.channel == channel.value,
+            c.direction == "in",
+            c.channel_message_id == channel_message_id,
+        )
+    )
+    return found is not None
 
 
 def _identity_match(kind: str, address: str) -> ColumnElement[bool]:
@@ -462,15 +477,7 @@ class Tx:
 
     async def received(self, channel: Channel, channel_message_id: str) -> bool:
         """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
-        c = MESSAGES.c
-        found = await self.session.scalar(
-            select(c.id).where(
-                c.channel == channel.value,
-                c.direction == "in",
-                c.channel_message_id == channel_message_id,
-            )
-        )
-        return found is not None
+        return await received(self.session, channel, channel_message_id)
 
     async def unprocessed_ids(self, limit: int = 100) -> list[int]:
         rows = await self.session.scalars(
