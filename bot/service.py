@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import WEEKDAYS, Config
@@ -44,7 +44,7 @@ from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import GroupCommit
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
-from storage.repository import Ingested, OutboxEntry, Tx, received
+from storage.repository import AnyRow, Ingested, OutboxEntry, Tx, received
 
 log = structlog.get_logger("tawasul")
 
@@ -94,7 +94,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
     }
 
 
-def inbound_from_row(row: Message | Row[Any], sender: str) -> Inbound:
+def inbound_from_row(row: Message | AnyRow, sender: str) -> Inbound:
     payload = row.payload or {}
     return Inbound(
         channel=Channel(row.channel),
@@ -120,7 +120,7 @@ def working_hours(config: Config) -> WorkingHours:
 
 
 def engine_context(
-    conversation: Conversation | Row[Any], *, now: datetime, channel: Channel
+    conversation: Conversation | AnyRow, *, now: datetime, channel: Channel
 ) -> Context:
     """What the engine is told about a stored conversation, its state loaded."""
     return Context(
@@ -395,14 +395,14 @@ class Service:
             await tx.release_expired_leases(now)
             items = await tx.claim_outbox(now, list(self.senders), now + lease)
             claimed = await self._deliveries(tx, items)
-        lines: dict[int, list[tuple[OutboxEntry, Delivery, Row[Any] | None]]] = {}
+        lines: dict[int, list[tuple[OutboxEntry, Delivery, AnyRow | None]]] = {}
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
         later: list[OutboxEntry] = []
         gate = asyncio.Semaphore(self.config.outbox.concurrency)
 
         async def one_conversation(
-            entries: list[tuple[OutboxEntry, Delivery, Row[Any] | None]],
+            entries: list[tuple[OutboxEntry, Delivery, AnyRow | None]],
         ) -> int:
             # In order within the conversation; a failure holds back the replies after it.
             sent = 0
@@ -428,7 +428,7 @@ class Service:
         return sent
 
     async def _deliver_one(
-        self, item: OutboxEntry, delivery: Delivery, identity: Row[Any] | None, remaining: float
+        self, item: OutboxEntry, delivery: Delivery, identity: AnyRow | None, remaining: float
     ) -> Outcome:
         """Send one claimed item and record the outcome before the next of its conversation."""
         with structlog.contextvars.bound_contextvars(
@@ -454,7 +454,7 @@ class Service:
 
     async def _deliveries(
         self, tx: Tx, items: Sequence[OutboxEntry]
-    ) -> list[tuple[OutboxEntry, Delivery, Row[Any] | None]]:
+    ) -> list[tuple[OutboxEntry, Delivery, AnyRow | None]]:
         """What sending each claimed item needs, read for all of them at once."""
         rows = await tx.delivery_rows(items)
         claimed = []
@@ -478,7 +478,7 @@ class Service:
         return claimed
 
     async def _send(
-        self, item: OutboxEntry, delivery: Delivery, identity: Row[Any] | None
+        self, item: OutboxEntry, delivery: Delivery, identity: AnyRow | None
     ) -> Outcome:
         if identity is not None and identity.opted_out:
             return _Skip("cancelled", "opted out")

@@ -6,9 +6,21 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias, cast
 
-from sqlalchemy import Row, String, and_, delete, func, or_, select, text, type_coerce, update
+from sqlalchemy import (
+    Row,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -51,10 +63,12 @@ OPEN = ("bot", "queued", "staff")
 # The tables themselves, for the statements of the message path: a statement naming only
 # columns (not mapped classes) skips the ORM's compiling, autoflush and entity loading, which
 # cost more than the statement itself there. Their types still encrypt and hash.
-MESSAGES = Message.__table__
-CONVERSATIONS = Conversation.__table__
-IDENTITIES = Identity.__table__
-OUTBOX = OutboxItem.__table__
+MESSAGES = cast(Table, Message.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)
+IDENTITIES = cast(Table, Identity.__table__)
+OUTBOX = cast(Table, OutboxItem.__table__)
+# A row of such a statement: its columns by name.
+AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
 
 
 class InvalidTransition(ValueError):
@@ -84,10 +98,10 @@ class OutboxEntry:
 class DeliveryRows:
     """What sending outbox items needs, by id (see ``Tx.delivery_rows``), as rows."""
 
-    messages: dict[int, Row[Any]]  # id, payload
-    conversations: dict[int, Row[Any]]  # id, state
-    identities: dict[int, Row[Any]]  # id, last_inbound_at, opted_out, unreachable
-    latest_inbound: dict[int, Row[Any]]  # by identity id: its latest inbound message's
+    messages: dict[int, AnyRow]  # id, payload
+    conversations: dict[int, AnyRow]  # id, state
+    identities: dict[int, AnyRow]  # id, last_inbound_at, opted_out, unreachable
+    latest_inbound: dict[int, AnyRow]  # by identity id: its latest inbound message's
     # identity_id, channel_message_id, payload
 
 
@@ -106,8 +120,8 @@ class ClaimedInbound:
     ``conversation``: id, beneficiary_id, status, state, last_channel, last_identity_id.
     """
 
-    message: Row[Any]
-    conversation: Row[Any]
+    message: AnyRow
+    conversation: AnyRow
     address: str | None  # the sender's, when the message names its identity
 
 
@@ -749,7 +763,7 @@ class Tx:
         """The messages, conversations and addresses of outbox items, in four statements."""
         m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
 
-        async def by_id(*columns: Any, ids: Iterable[int | None]) -> dict[int, Row[Any]]:
+        async def by_id(*columns: Any, ids: Iterable[int | None]) -> dict[int, AnyRow]:
             wanted = sorted({i for i in ids if i is not None})
             if not wanted:
                 return {}
@@ -759,7 +773,7 @@ class Tx:
         identities = await by_id(
             i.id, i.last_inbound_at, i.opted_out, i.unreachable, ids=(e.identity_id for e in items)
         )
-        latest: dict[int, Row[Any]] = {}
+        latest: dict[int, AnyRow] = {}
         if identities:
             newest = (
                 select(func.max(m.id))
