@@ -44,7 +44,7 @@ from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import GroupCommit
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
-from storage.repository import Ingested, Tx
+from storage.repository import AnyRow, Ingested, OutboxEntry, Tx, received
 
 log = structlog.get_logger("tawasul")
 
@@ -94,7 +94,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
     }
 
 
-def inbound_from_row(row: Message, sender: str) -> Inbound:
+def inbound_from_row(row: Message | AnyRow, sender: str) -> Inbound:
     payload = row.payload or {}
     return Inbound(
         channel=Channel(row.channel),
@@ -119,7 +119,9 @@ def working_hours(config: Config) -> WorkingHours:
     )
 
 
-def engine_context(conversation: Conversation, *, now: datetime, channel: Channel) -> Context:
+def engine_context(
+    conversation: Conversation | AnyRow, *, now: datetime, channel: Channel
+) -> Context:
     """What the engine is told about a stored conversation, its state loaded."""
     return Context(
         beneficiary_id=conversation.beneficiary_id,
@@ -253,19 +255,17 @@ class Service:
         claimed = await tx.claim_inbound(message_id, conversation_id)
         if claimed is None:
             return None
-        row, conversation, identity = claimed
-        msg = inbound_from_row(row, identity.address if identity else "")
+        conversation = claimed.conversation
+        msg = inbound_from_row(claimed.message, claimed.address or "")
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
             replies = await self.engine.handle(msg, ctx, tx)
         if msg.channel in COMBINED_CHANNELS:
             replies = combine_replies(replies)
-        conversation.state = state.to_json()
-        conversation.status = ctx.status.value
-        conversation.updated_at = utcnow()
-        row.processed_at = utcnow()
-        rows = await tx.queue_replies(conversation, replies, identity_id=row.identity_id)
+        rows = await tx.save_step(
+            claimed, state=state.to_json(), status=ctx.status.value, replies=replies
+        )
         return conversation.id, [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
         ]
@@ -393,19 +393,16 @@ class Service:
         async with self.db.session(short=True) as session:
             tx = Tx(session)
             await tx.release_expired_leases(now)
-            items = await tx.due_outbox(now, list(self.senders))
-            for item in items:
-                item.status = "sending"
-                item.next_attempt_at = now + lease
+            items = await tx.claim_outbox(now, list(self.senders), now + lease)
             claimed = await self._deliveries(tx, items)
-        lines: dict[int, list[tuple[OutboxItem, Delivery, Identity | None]]] = {}
+        lines: dict[int, list[tuple[OutboxEntry, Delivery, AnyRow | None]]] = {}
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
-        later: list[OutboxItem] = []
+        later: list[OutboxEntry] = []
         gate = asyncio.Semaphore(self.config.outbox.concurrency)
 
         async def one_conversation(
-            entries: list[tuple[OutboxItem, Delivery, Identity | None]],
+            entries: list[tuple[OutboxEntry, Delivery, AnyRow | None]],
         ) -> int:
             # In order within the conversation; a failure holds back the replies after it.
             sent = 0
@@ -427,11 +424,11 @@ class Service:
         if later:
             async with self.db.session(short=True) as session:
                 for item in later:
-                    await self._record(session, await session.merge(item, load=False), _Later())
+                    await self._record(Tx(session), item, _Later())
         return sent
 
     async def _deliver_one(
-        self, item: OutboxItem, delivery: Delivery, identity: Identity | None, remaining: float
+        self, item: OutboxEntry, delivery: Delivery, identity: AnyRow | None, remaining: float
     ) -> Outcome:
         """Send one claimed item and record the outcome before the next of its conversation."""
         with structlog.contextvars.bound_contextvars(
@@ -450,14 +447,14 @@ class Service:
                 ):
                     # The claimed row as it was committed: this process holds its lease, so
                     # nobody changed it since (no need to read it again).
-                    await self._record(session, await session.merge(item, load=False), outcome)
+                    await self._record(Tx(session), item, outcome)
 
             await self.group.run(record, key=("outbox", item.conversation_id))
         return outcome
 
     async def _deliveries(
-        self, tx: Tx, items: Sequence[OutboxItem]
-    ) -> list[tuple[OutboxItem, Delivery, Identity | None]]:
+        self, tx: Tx, items: Sequence[OutboxEntry]
+    ) -> list[tuple[OutboxEntry, Delivery, AnyRow | None]]:
         """What sending each claimed item needs, read for all of them at once."""
         rows = await tx.delivery_rows(items)
         claimed = []
@@ -481,7 +478,7 @@ class Service:
         return claimed
 
     async def _send(
-        self, item: OutboxItem, delivery: Delivery, identity: Identity | None
+        self, item: OutboxEntry, delivery: Delivery, identity: AnyRow | None
     ) -> Outcome:
         if identity is not None and identity.opted_out:
             return _Skip("cancelled", "opted out")
@@ -493,48 +490,52 @@ class Service:
         except DeliveryError as exc:
             return exc
 
-    async def _record(self, session: Any, item: OutboxItem, outcome: Outcome) -> None:
+    async def _record(self, tx: Tx, item: OutboxEntry, outcome: Outcome) -> None:
         if isinstance(outcome, _Later):
-            item.status = "pending"
-            item.next_attempt_at = utcnow()
+            await tx.record_outbox(item, {"status": "pending", "next_attempt_at": utcnow()})
             return
         if isinstance(outcome, _Skip):
-            item.status, item.last_error = outcome.status, outcome.reason
+            await tx.record_outbox(item, {"status": outcome.status, "last_error": outcome.reason})
             return
-        item.attempts += 1
+        attempts = item.attempts + 1
         if isinstance(outcome, Sent):
             self.metrics.delivered(item.channel, item.created_at)
-            item.status = "sent"
-            item.sent_at = utcnow()
-            item.provider_id = outcome.provider_id
-            item.parts = outcome.parts
-            item.last_error = None
+            await tx.record_outbox(
+                item,
+                {
+                    "attempts": attempts,
+                    "status": "sent",
+                    "sent_at": utcnow(),
+                    "provider_id": outcome.provider_id,
+                    "parts": outcome.parts,
+                    "last_error": None,
+                },
+            )
             return
-        item.last_error = outcome.reason[:500]
-        self.metrics.outbox_errors.labels(item.channel, _error_outcome(item, outcome, self)).inc()
+        values: dict[str, Any] = {"attempts": attempts, "last_error": outcome.reason[:500]}
+        self.metrics.outbox_errors.labels(
+            item.channel, _error_outcome(attempts, outcome, self)
+        ).inc()
         if isinstance(outcome, Unreachable):
-            item.status = "failed"
-            item.last_error = f"unreachable: {outcome.reason}"[:500]
+            values["status"] = "failed"
+            values["last_error"] = f"unreachable: {outcome.reason}"[:500]
             if item.identity_id:
-                identity = await session.get(Identity, item.identity_id)
-                if identity is not None:
-                    identity.unreachable = True
+                await tx.mark_unreachable(item.identity_id)
             log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
         elif isinstance(outcome, Held):
-            item.status = "held"
+            values["status"] = "held"
             log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
-        elif item.attempts >= self.config.outbox.max_attempts:
-            item.status = "failed"
-            log.error("outbox.failed", outbox_id=item.id, attempts=item.attempts)
+        elif attempts >= self.config.outbox.max_attempts:
+            values["status"] = "failed"
+            log.error("outbox.failed", outbox_id=item.id, attempts=attempts)
         else:
-            item.status = "pending"
+            values["status"] = "pending"
             wait = (
-                outcome.retry_after
-                if isinstance(outcome, RateLimited)
-                else self.backoff(item.attempts)
+                outcome.retry_after if isinstance(outcome, RateLimited) else self.backoff(attempts)
             )
-            item.next_attempt_at = utcnow() + timedelta(seconds=wait)
-            log.warning("outbox.retry", outbox_id=item.id, attempts=item.attempts, wait=wait)
+            values["next_attempt_at"] = utcnow() + timedelta(seconds=wait)
+            log.warning("outbox.retry", outbox_id=item.id, attempts=attempts, wait=wait)
+        await tx.record_outbox(item, values)
 
     async def failed_outbox(self) -> list[OutboxItem]:
         """Items set aside (failed after their attempts, or held for staff), oldest first."""
@@ -580,8 +581,8 @@ class Service:
 
     async def received(self, channel: Channel, channel_message_id: str) -> bool:
         """A channel's retry of a message already stored (answered without fetching again)."""
-        async with self.db.session(write=False, short=True) as session:
-            return await Tx(session).received(channel, channel_message_id)
+        async with self.db.quick_read() as connection:
+            return await received(connection, channel, channel_message_id)
 
     async def cursor(self, name: str) -> dict[str, Any]:
         async with self.db.session(write=False) as session:
@@ -665,12 +666,12 @@ class Service:
             await self._say(tx, conversation, build, DeliveryKind.NOTIFICATION)
 
 
-def _error_outcome(item: OutboxItem, outcome: DeliveryError, service: Service) -> str:
+def _error_outcome(attempts: int, outcome: DeliveryError, service: Service) -> str:
     if isinstance(outcome, Unreachable):
         return "unreachable"
     if isinstance(outcome, Held):
         return "held"
-    return "failed" if item.attempts >= service.config.outbox.max_attempts else "retry"
+    return "failed" if attempts >= service.config.outbox.max_attempts else "retry"
 
 
 async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -91,6 +92,18 @@ class Database:
         else:
             async with self.sessions() as session, session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def quick_read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one short read by key, on the event loop on SQLite.
+
+        No session and nothing to commit: the connection goes back to the pool with a
+        rollback, which SQLite does on the loop, where a commit would go to the
+        connection's thread and back (``storage.sqlite_loop``).
+        """
+        with on_the_loop():
+            async with self.engine.connect() as connection:
+                yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -6,12 +6,25 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias, cast
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import ColumnElement
 
 from conversations.fields import to_hijri
 from conversations.messages import Channel, Inbound, Reply, identity_kind
@@ -47,6 +60,16 @@ from storage.models import (
 
 OPEN = ("bot", "queued", "staff")
 
+# The tables themselves, for the statements of the message path: a statement naming only
+# columns (not mapped classes) skips the ORM's compiling, autoflush and entity loading, which
+# cost more than the statement itself there. Their types still encrypt and hash.
+MESSAGES = cast(Table, Message.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)
+IDENTITIES = cast(Table, Identity.__table__)
+OUTBOX = cast(Table, OutboxItem.__table__)
+# A row of such a statement: its columns by name.
+AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
+
 
 class InvalidTransition(ValueError):
     pass
@@ -57,13 +80,29 @@ class NotFound(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRows:
-    """What sending outbox items needs, by id (see ``Tx.delivery_rows``)."""
+class OutboxEntry:
+    """A claimed outbox item, as sending it and recording the outcome need it."""
 
-    messages: dict[int, Message]
-    conversations: dict[int, Conversation]
-    identities: dict[int, Identity]
-    latest_inbound: dict[int, Message]  # by identity id: its latest inbound message
+    id: int
+    message_id: int
+    conversation_id: int
+    identity_id: int | None
+    channel: str
+    address: str
+    kind: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRows:
+    """What sending outbox items needs, by id (see ``Tx.delivery_rows``), as rows."""
+
+    messages: dict[int, AnyRow]  # id, payload
+    conversations: dict[int, AnyRow]  # id, state
+    identities: dict[int, AnyRow]  # id, last_inbound_at, opted_out, unreachable
+    latest_inbound: dict[int, AnyRow]  # by identity id: its latest inbound message's
+    # identity_id, channel_message_id, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +110,97 @@ class Ingested:
     message_id: int
     conversation_id: int
     beneficiary_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedInbound:
+    """A stored message taken up by the engine (see ``Tx.claim_inbound``), as rows.
+
+    ``message``: id, identity_id, channel, channel_message_id, text, payload, created_at;
+    ``conversation``: id, beneficiary_id, status, state, last_channel, last_identity_id.
+    """
+
+    message: AnyRow
+    conversation: AnyRow
+    address: str | None  # the sender's, when the message names its identity
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A reply recorded as a message (and put in the outbox when it has an address)."""
+
+    id: int
+    created_at: datetime
+
+
+async def received(
+    db: AsyncSession | AsyncConnection, channel: Channel, channel_message_id: str
+) -> bool:
+    """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
+    c = MESSAGES.c
+    found = await db.scalar(
+        select(c.id).where(
+            c.channel == channel.value,
+            c.direction == "in",
+            c.channel_message_id == channel_message_id,
+        )
+    )
+    return found is not None
+
+
+def _identity_match(kind: str, address: str) -> ColumnElement[bool]:
+    """``Identity.lookup`` on the table's columns."""
+    c = IDENTITIES.c
+    return and_(
+        c.kind == kind,
+        or_(
+            c.address_hash == address,
+            and_(c.address_hash.is_(None), type_coerce(c.address, String()) == address),
+        ),
+    )
+
+
+def _reply_message(
+    conversation_id: int,
+    beneficiary_id: int,
+    identity_id: int | None,
+    channel: str,
+    author: str,
+    reply: Reply,
+) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "beneficiary_id": beneficiary_id,
+        "identity_id": identity_id,
+        "direction": "out",
+        "channel": channel,
+        "author": author,
+        "text": reply.text,
+        "payload": reply.to_dict(),
+        "created_at": utcnow(),
+    }
+
+
+def _outbox_entry(
+    message_id: int,
+    conversation_id: int,
+    identity_id: int,
+    channel: str,
+    address: str,
+    opted_out: bool,
+    kind: str,
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        "identity_id": identity_id,
+        "channel": channel,
+        "address": address,
+        "status": "cancelled" if opted_out else "pending",
+        "last_error": "opted out" if opted_out else None,
+        "kind": kind,
+        "next_attempt_at": utcnow(),
+    }
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -275,21 +405,40 @@ class Tx:
     # -- inbound ----------------------------------------------------------------------------
 
     async def ingest(self, msg: Inbound, payload: dict[str, Any]) -> Ingested | None:
-        """Store an inbound message once; ``None`` when the channel sent it before."""
-        identity = await self.identity(
-            identity_kind(msg.channel), msg.sender_id, display_name=msg.display_name
-        )
-        identity.last_inbound_at = msg.received_at
-        if msg.verified_phone:
-            await self.link_phone(identity, msg.verified_phone)
-        conversation = await self.open_conversation(identity.beneficiary_id)
+        """Store an inbound message once; ``None`` when the channel sent it before.
+
+        A known sender writing to an open conversation (nearly every message) costs four
+        statements on the tables; a first contact, a new conversation or a phone number to
+        link takes the longer way through the mapped classes.
+        """
+        kind = identity_kind(msg.channel)
+        found = (
+            await self.session.execute(
+                select(IDENTITIES.c.id, IDENTITIES.c.beneficiary_id).where(
+                    _identity_match(kind, msg.sender_id)
+                )
+            )
+        ).first()
+        phone = msg.verified_phone
+        # The identity found has the sender's address: a phone identity is its own number.
+        linked = not phone or (kind == "phone" and msg.sender_id == phone)
+        if found is None or not linked:
+            identity = await self.identity(kind, msg.sender_id, display_name=msg.display_name)
+            identity.last_inbound_at = msg.received_at
+            if phone:
+                await self.link_phone(identity, phone)
+            identity_id, beneficiary_id = identity.id, identity.beneficiary_id
+        else:
+            identity_id, beneficiary_id = found
+            await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
+        conversation_id = await self.open_conversation_id(beneficiary_id)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
         stmt = (
-            _insert(self.session, Message)
+            _insert(self.session, MESSAGES)
             .values(
-                conversation_id=conversation.id,
-                beneficiary_id=identity.beneficiary_id,
-                identity_id=identity.id,
+                conversation_id=conversation_id,
+                beneficiary_id=beneficiary_id,
+                identity_id=identity_id,
                 direction="in",
                 channel=msg.channel.value,
                 channel_message_id=channel_message_id,
@@ -299,26 +448,50 @@ class Tx:
                 created_at=msg.received_at,
             )
             .on_conflict_do_nothing()
-            .returning(Message.id)
+            .returning(MESSAGES.c.id)
         )
         message_id = (await self.session.execute(stmt)).scalar()
         if message_id is None:
             return None
-        conversation.last_channel = msg.channel.value
-        conversation.last_identity_id = identity.id
-        conversation.updated_at = utcnow()
-        return Ingested(message_id, conversation.id, identity.beneficiary_id)
+        await self._update(
+            Conversation,
+            conversation_id,
+            {
+                "last_channel": msg.channel.value,
+                "last_identity_id": identity_id,
+                "updated_at": utcnow(),
+            },
+        )
+        return Ingested(message_id, conversation_id, beneficiary_id)
+
+    async def open_conversation_id(self, beneficiary_id: int) -> int:
+        """``open_conversation``'s id, read from the table when the conversation exists."""
+        await _xact_lock(self.session, _OPENING_CONVERSATION, beneficiary_id, wait=True)
+        c = CONVERSATIONS.c
+        found = await self.session.scalar(
+            select(c.id)
+            .where(c.beneficiary_id == beneficiary_id, c.status.in_(OPEN))
+            .order_by(c.id.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return int(found)
+        return (await self.open_conversation(beneficiary_id)).id
+
+    async def _update(self, model: Any, row_id: int, values: dict[str, Any]) -> None:
+        """UPDATE one row by id on its table; a copy this session loaded gets the values too
+        (as committed), so that whoever reads it in this transaction sees them."""
+        table = model.__table__
+        await self.session.execute(update(table).where(table.c.id == row_id).values(**values))
+        key = self.session.sync_session.identity_key(model, row_id)
+        loaded = self.session.identity_map.get(key)
+        if loaded is not None:
+            for name, value in values.items():
+                set_committed_value(loaded, name, value)
 
     async def received(self, channel: Channel, channel_message_id: str) -> bool:
         """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
-        found = await self.session.scalar(
-            select(Message.id).where(
-                Message.channel == channel.value,
-                Message.direction == "in",
-                Message.channel_message_id == channel_message_id,
-            )
-        )
-        return found is not None
+        return await received(self.session, channel, channel_message_id)
 
     async def unprocessed_ids(self, limit: int = 100) -> list[int]:
         rows = await self.session.scalars(
@@ -331,36 +504,133 @@ class Tx:
 
     async def claim_inbound(
         self, message_id: int, conversation_id: int | None = None
-    ) -> tuple[Message, Conversation, Identity | None] | None:
-        """Lock the message's conversation, then load the message if still unprocessed.
+    ) -> ClaimedInbound | None:
+        """Lock the message's conversation, then read the message if still unprocessed.
 
         Also its sender's address. ``conversation_id``, when the caller knows it already,
         saves reading it first.
         """
+        m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
         if conversation_id is None:
             conversation_id = await self.session.scalar(
-                select(Message.conversation_id).where(Message.id == message_id)
+                select(m.conversation_id).where(m.id == message_id)
             )
             if conversation_id is None:
                 return None
-        conversation = await self.session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-        )
+        conversation = (
+            await self.session.execute(
+                select(
+                    c.id, c.beneficiary_id, c.status, c.state, c.last_channel, c.last_identity_id
+                )
+                .where(c.id == conversation_id)
+                .with_for_update()
+            )
+        ).first()
         found = (
             await self.session.execute(
-                select(Message, Identity)
-                .outerjoin(Identity, Identity.id == Message.identity_id)
+                select(
+                    m.id,
+                    m.identity_id,
+                    m.channel,
+                    m.channel_message_id,
+                    m.text,
+                    m.payload,
+                    m.created_at,
+                    i.address,
+                )
+                .select_from(MESSAGES.outerjoin(IDENTITIES, i.id == m.identity_id))
                 .where(
-                    Message.id == message_id,
-                    Message.conversation_id == conversation_id,
-                    Message.processed_at.is_(None),
+                    m.id == message_id,
+                    m.conversation_id == conversation_id,
+                    m.processed_at.is_(None),
                 )
             )
         ).first()
         if found is None or conversation is None:
             return None
-        message, identity = found
-        return message, conversation, identity
+        return ClaimedInbound(found, conversation, found.address)
+
+    async def save_step(
+        self,
+        claimed: ClaimedInbound,
+        *,
+        state: dict[str, Any],
+        status: str,
+        replies: Sequence[Reply],
+    ) -> list[Queued]:
+        """The engine's step on a claimed message: the conversation's new state, the message
+        processed, the replies queued (to the message's sender)."""
+        conversation, now = claimed.conversation, utcnow()
+        # As the mapped class would: only what changed (the engine's port may have changed
+        # the status meanwhile, through its own statement).
+        values: dict[str, Any] = {"updated_at": now}
+        if state != conversation.state:
+            values["state"] = state
+        if status != conversation.status:
+            values["status"] = status
+        await self._update(Conversation, conversation.id, values)
+        await self._update(Message, claimed.message.id, {"processed_at": now})
+        return await self.queue_rows(
+            conversation.id,
+            conversation.beneficiary_id,
+            conversation.last_channel,
+            claimed.message.identity_id or conversation.last_identity_id,
+            replies,
+        )
+
+    async def queue_rows(
+        self,
+        conversation_id: int,
+        beneficiary_id: int,
+        last_channel: str | None,
+        identity_id: int | None,
+        replies: Sequence[Reply],
+        *,
+        author: str = "bot",
+        kind: str = "reply",
+    ) -> list[Queued]:
+        """``queue_replies`` on the tables, for a conversation known by its columns."""
+        if not replies:
+            return []
+        i = IDENTITIES.c
+        identity = None
+        if identity_id:
+            identity = (
+                await self.session.execute(
+                    select(i.id, i.address, i.opted_out).where(i.id == identity_id)
+                )
+            ).first()
+        channel = last_channel or Channel.WEBCHAT.value
+        queued: list[Queued] = []
+        for reply in replies:
+            values = _reply_message(
+                conversation_id,
+                beneficiary_id,
+                identity.id if identity else None,
+                channel,
+                author,
+                reply,
+            )
+            stmt = _insert(self.session, MESSAGES).values(**values).returning(MESSAGES.c.id)
+            message_id = (await self.session.execute(stmt)).scalar_one()
+            queued.append(Queued(message_id, values["created_at"]))
+        if identity is not None:
+            await self.session.execute(
+                _insert(self.session, OUTBOX),
+                [
+                    _outbox_entry(
+                        q.id,
+                        conversation_id,
+                        identity.id,
+                        channel,
+                        identity.address,
+                        identity.opted_out,
+                        kind,
+                    )
+                    for q in queued
+                ],
+            )
+        return queued
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -380,15 +650,14 @@ class Tx:
         rows: list[Message] = []
         for reply in replies:
             row = Message(
-                conversation_id=conversation.id,
-                beneficiary_id=conversation.beneficiary_id,
-                identity_id=identity.id if identity else None,
-                direction="out",
-                channel=channel,
-                author=author,
-                text=reply.text,
-                payload=reply.to_dict(),
-                created_at=utcnow(),
+                **_reply_message(
+                    conversation.id,
+                    conversation.beneficiary_id,
+                    identity.id if identity else None,
+                    channel,
+                    author,
+                    reply,
+                )
             )
             self.session.add(row)
             rows.append(row)
@@ -397,94 +666,127 @@ class Tx:
             for row in rows:
                 self.session.add(
                     OutboxItem(
-                        message_id=row.id,
-                        conversation_id=conversation.id,
-                        identity_id=identity.id,
-                        channel=channel,
-                        address=identity.address,
-                        status="cancelled" if identity.opted_out else "pending",
-                        last_error="opted out" if identity.opted_out else None,
-                        kind=kind,
-                        next_attempt_at=utcnow(),
+                        **_outbox_entry(
+                            row.id,
+                            conversation.id,
+                            identity.id,
+                            channel,
+                            identity.address,
+                            identity.opted_out,
+                            kind,
+                        )
                     )
                 )
         return rows
 
-    async def due_outbox(
-        self, now: datetime, channels: Sequence[str], limit: int = 50
-    ) -> list[OutboxItem]:
-        earlier = aliased(OutboxItem)
+    async def claim_outbox(
+        self, now: datetime, channels: Sequence[str], until: datetime, limit: int = 50
+    ) -> list[OutboxEntry]:
+        """The outbox items due now, marked "sending" until ``until`` (their lease)."""
+        o = OUTBOX.c
+        earlier = OUTBOX.alias("earlier")
         waiting_ahead = (
-            select(earlier.id)
+            select(earlier.c.id)
             .where(
-                earlier.conversation_id == OutboxItem.conversation_id,
-                earlier.id < OutboxItem.id,
+                earlier.c.conversation_id == o.conversation_id,
+                earlier.c.id < o.id,
                 or_(
-                    earlier.status == "sending",
-                    (earlier.status == "pending") & (earlier.next_attempt_at > now),
+                    earlier.c.status == "sending",
+                    (earlier.c.status == "pending") & (earlier.c.next_attempt_at > now),
                 ),
             )
             .exists()
         )
         due = (
-            OutboxItem.status == "pending",
-            OutboxItem.next_attempt_at <= now,
-            OutboxItem.channel.in_(channels),
+            o.status == "pending",
+            o.next_attempt_at <= now,
+            o.channel.in_(channels),
             ~waiting_ahead,  # a conversation's replies leave in order
         )
         stmt = (
-            select(OutboxItem)
+            select(
+                o.id,
+                o.message_id,
+                o.conversation_id,
+                o.identity_id,
+                o.channel,
+                o.address,
+                o.kind,
+                o.attempts,
+                o.created_at,
+            )
             .where(*due)
-            .order_by(OutboxItem.id)
+            .order_by(o.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        if _dialect(self.session) != "postgresql":
-            return list(await self.session.scalars(stmt))
-        # Row locks alone would let another instance take a conversation's second reply
-        # while the first is claimed but not yet committed as "sending". So a claimer first
-        # owns whole conversations (skipping those another claimer holds), then reads their
-        # due items afresh, seeing every claim committed before it got them.
-        candidates = await self.session.scalars(
-            select(OutboxItem.conversation_id)
-            .where(*due)
-            .group_by(OutboxItem.conversation_id)
-            .order_by(func.min(OutboxItem.id))
-            .limit(limit)
-        )
-        owned = [
-            conversation_id
-            for conversation_id in candidates
-            if await _xact_lock(self.session, _SENDING_CONVERSATION, conversation_id, wait=False)
-        ]
-        if not owned:
-            return []
-        stmt = stmt.where(OutboxItem.conversation_id.in_(owned))
-        return list(await self.session.scalars(stmt))
+        if _dialect(self.session) == "postgresql":
+            # Row locks alone would let another instance take a conversation's second reply
+            # while the first is claimed but not yet committed as "sending". So a claimer
+            # first owns whole conversations (skipping those another claimer holds), then
+            # reads their due items afresh, seeing every claim committed before it got them.
+            candidates = await self.session.scalars(
+                select(o.conversation_id)
+                .where(*due)
+                .group_by(o.conversation_id)
+                .order_by(func.min(o.id))
+                .limit(limit)
+            )
+            owned = [
+                conversation_id
+                for conversation_id in candidates
+                if await _xact_lock(
+                    self.session, _SENDING_CONVERSATION, conversation_id, wait=False
+                )
+            ]
+            if not owned:
+                return []
+            stmt = stmt.where(o.conversation_id.in_(owned))
+        items = [OutboxEntry(*row) for row in await self.session.execute(stmt)]
+        if items:
+            await self.session.execute(
+                update(OUTBOX)
+                .where(o.id.in_([item.id for item in items]))
+                .values(status="sending", next_attempt_at=until)
+            )
+        return items
 
-    async def delivery_rows(self, items: Sequence[OutboxItem]) -> DeliveryRows:
+    async def record_outbox(self, item: OutboxEntry, values: dict[str, Any]) -> None:
+        """What became of a claimed item (its new status, attempts, error...)."""
+        await self._update(OutboxItem, item.id, values)
+
+    async def mark_unreachable(self, identity_id: int) -> None:
+        """The address refused a message for good: nothing more is sent to it."""
+        await self._update(Identity, identity_id, {"unreachable": True})
+
+    async def delivery_rows(self, items: Sequence[OutboxEntry]) -> DeliveryRows:
         """The messages, conversations and addresses of outbox items, in four statements."""
+        m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
 
-        async def by_id(model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
+        async def by_id(*columns: Any, ids: Iterable[int | None]) -> dict[int, AnyRow]:
             wanted = sorted({i for i in ids if i is not None})
             if not wanted:
                 return {}
-            rows = await self.session.scalars(select(model).where(model.id.in_(wanted)))
-            return {row.id: row for row in rows}
+            rows = await self.session.execute(select(*columns).where(columns[0].in_(wanted)))
+            return {row[0]: row for row in rows}
 
-        identities = await by_id(Identity, (i.identity_id for i in items))
-        latest: dict[int, Message] = {}
+        identities = await by_id(
+            i.id, i.last_inbound_at, i.opted_out, i.unreachable, ids=(e.identity_id for e in items)
+        )
+        latest: dict[int, AnyRow] = {}
         if identities:
             newest = (
-                select(func.max(Message.id))
-                .where(Message.identity_id.in_(list(identities)), Message.direction == "in")
-                .group_by(Message.identity_id)
+                select(func.max(m.id))
+                .where(m.identity_id.in_(list(identities)), m.direction == "in")
+                .group_by(m.identity_id)
             )
-            rows = await self.session.scalars(select(Message).where(Message.id.in_(newest)))
+            rows = await self.session.execute(
+                select(m.identity_id, m.channel_message_id, m.payload).where(m.id.in_(newest))
+            )
             latest = {row.identity_id: row for row in rows if row.identity_id is not None}
         return DeliveryRows(
-            messages=await by_id(Message, (i.message_id for i in items)),
-            conversations=await by_id(Conversation, (i.conversation_id for i in items)),
+            messages=await by_id(m.id, m.payload, ids=(e.message_id for e in items)),
+            conversations=await by_id(c.id, c.state, ids=(e.conversation_id for e in items)),
             identities=identities,
             latest_inbound=latest,
         )
@@ -492,8 +794,8 @@ class Tx:
     async def release_expired_leases(self, now: datetime) -> None:
         """Items claimed by a process that died before recording the result go back."""
         await self.session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.status == "sending", OutboxItem.next_attempt_at < now)
+            update(OUTBOX)
+            .where(OUTBOX.c.status == "sending", OUTBOX.c.next_attempt_at < now)
             .values(status="pending")
         )
 

@@ -48,9 +48,7 @@ def reference_hash(reference: str) -> str:
 
 async def _identity_id(session: AsyncSession, sender: Sender) -> int:
     kind, address = sender
-    found = await session.scalar(
-        select(Identity.id).where(Identity.lookup(kind, address))
-    )
+    found = await session.scalar(select(Identity.id).where(Identity.lookup(kind, address)))
     return int(found) if found is not None else 0
 
 

@@ -205,11 +205,8 @@ async def _outbox(db: Database, conversations: int, replies: int) -> dict[int, l
 
 async def _claim(db: Database, limit: int, claimed: asyncio.Event | None, hold: float) -> list[int]:
     async with db.session() as s:
-        items = await Tx(s).due_outbox(utcnow(), ["whatsapp"], limit=limit)
-        for item in items:
-            item.status = "sending"
-            item.next_attempt_at = utcnow() + timedelta(minutes=5)
-        await s.flush()
+        now = utcnow()
+        items = await Tx(s).claim_outbox(now, ["whatsapp"], now + timedelta(minutes=5), limit)
         if claimed is not None:
             claimed.set()
         await asyncio.sleep(hold)  # the other claimer runs while this claim is uncommitted

@@ -98,9 +98,11 @@ class TwilioWebhooks:
         self.fetcher = fetcher
 
     def router(self) -> APIRouter:
+        # Plain routes: the handlers read the request themselves, so FastAPI's per-request
+        # dependency solving and response handling around them would be work for nothing.
         router = APIRouter()
-        router.add_api_route(INBOUND_PATH, self.inbound, methods=["POST"], include_in_schema=False)
-        router.add_api_route(STATUS_PATH, self.status, methods=["POST"], include_in_schema=False)
+        router.add_route(INBOUND_PATH, self.inbound, methods=["POST"], include_in_schema=False)
+        router.add_route(STATUS_PATH, self.status, methods=["POST"], include_in_schema=False)
         return router
 
     async def signed_form(self, request: Request, path: str) -> FormData:

@@ -13,9 +13,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.routing import Route
 
 EXAMPLES = 400
 JSON_VALUES = st.recursive(
@@ -78,7 +78,7 @@ def routes(app: FastAPI) -> list[tuple[str, str]]:
 
     def walk(routes: list[Any], prefix: str) -> None:
         for route in routes:
-            if isinstance(route, APIRoute):
+            if isinstance(route, Route):  # FastAPI's routes and plain ones
                 methods = sorted((route.methods or set()) - {"HEAD"})
                 found.extend((m, prefix + route.path) for m in methods)
             elif hasattr(route, "original_router"):  # how newer FastAPI keeps included routers
