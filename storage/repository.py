@@ -570,7 +570,7 @@ class Tx:
             values["status"] = status
         await self._update(Conversation, conversation.id, values)
         await self._update(Message, claimed.message.id, {"processed_at": now})
-        return await self.queue_rows(
+        return await self._queue_replies(
             conversation.id,
             conversation.beneficiary_id,
             conversation.last_channel,
@@ -578,7 +578,7 @@ class Tx:
             replies,
         )
 
-    async def queue_rows(
+    async def _queue_replies(
         self,
         conversation_id: int,
         beneficiary_id: int,
@@ -589,7 +589,8 @@ class Tx:
         author: str = "bot",
         kind: str = "reply",
     ) -> list[Queued]:
-        """``queue_replies`` on the tables, for a conversation known by its columns."""
+        """Replies as messages of the conversation known by these columns, put in the outbox
+        when the conversation has an address to send them to."""
         if not replies:
             return []
         i = IDENTITIES.c
@@ -642,42 +643,20 @@ class Tx:
         author: str = "bot",
         identity_id: int | None = None,
         kind: str = "reply",
-    ) -> list[Message]:
+    ) -> list[Queued]:
         """Record replies as messages and put them in the outbox, in this transaction."""
-        identity_id = identity_id or conversation.last_identity_id
-        identity = await self.session.get(Identity, identity_id) if identity_id else None
-        channel = conversation.last_channel or Channel.WEBCHAT.value
-        rows: list[Message] = []
-        for reply in replies:
-            row = Message(
-                **_reply_message(
-                    conversation.id,
-                    conversation.beneficiary_id,
-                    identity.id if identity else None,
-                    channel,
-                    author,
-                    reply,
-                )
-            )
-            self.session.add(row)
-            rows.append(row)
+        # What this session changed (a conversation opened, an address opted out) is written
+        # first, so that the statements below read it as the mapped objects hold it.
         await self.session.flush()
-        if identity is not None:
-            for row in rows:
-                self.session.add(
-                    OutboxItem(
-                        **_outbox_entry(
-                            row.id,
-                            conversation.id,
-                            identity.id,
-                            channel,
-                            identity.address,
-                            identity.opted_out,
-                            kind,
-                        )
-                    )
-                )
-        return rows
+        return await self._queue_replies(
+            conversation.id,
+            conversation.beneficiary_id,
+            conversation.last_channel,
+            identity_id or conversation.last_identity_id,
+            replies,
+            author=author,
+            kind=kind,
+        )
 
     async def claim_outbox(
         self, now: datetime, channels: Sequence[str], until: datetime, limit: int = 50

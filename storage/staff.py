@@ -18,7 +18,7 @@ from storage.models import (
     Request,
     utcnow,
 )
-from storage.repository import NotFound
+from storage.repository import NotFound, Queued
 from storage.staff_models import (
     Handling,
     LoginAttempt,
@@ -293,7 +293,7 @@ class ConsoleTx(PeopleTx):
             handling.ended_at = utcnow()
             handling.outcome = outcome
 
-    async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Message:
+    async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Queued:
         """A staff member's message, to the beneficiary's last channel through the outbox."""
         [row] = await self.queue_replies(
             conversation, [Reply(text)], author=f"staff:{staff}", kind="staff"
