@@ -74,7 +74,9 @@ class Base(DeclarativeBase):
 
 
 def hashed_match(
-    hashed: InstrumentedAttribute[str | None], clear: InstrumentedAttribute[Any], value: str
+    hashed: ColumnElement[Any] | InstrumentedAttribute[str | None],
+    clear: ColumnElement[Any] | InstrumentedAttribute[Any],
+    value: str,
 ) -> ColumnElement[bool]:
     """Rows whose encrypted column holds ``value``: found by its keyed hash, or, for a row
     written before encryption that ``tawasul keys rotate`` has not reached yet, by the clear

@@ -10,7 +10,6 @@ from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
     Row,
-    String,
     Table,
     and_,
     delete,
@@ -18,7 +17,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,6 +53,7 @@ from storage.models import (
     RequestStatusChange,
     SurveyAnswer,
     UnansweredQuestion,
+    hashed_match,
     utcnow,
 )
 
@@ -151,56 +150,7 @@ async def received(
 def _identity_match(kind: str, address: str) -> ColumnElement[bool]:
     """``Identity.lookup`` on the table's columns."""
     c = IDENTITIES.c
-    return and_(
-        c.kind == kind,
-        or_(
-            c.address_hash == address,
-            and_(c.address_hash.is_(None), type_coerce(c.address, String()) == address),
-        ),
-    )
-
-
-def _reply_message(
-    conversation_id: int,
-    beneficiary_id: int,
-    identity_id: int | None,
-    channel: str,
-    author: str,
-    reply: Reply,
-) -> dict[str, Any]:
-    return {
-        "conversation_id": conversation_id,
-        "beneficiary_id": beneficiary_id,
-        "identity_id": identity_id,
-        "direction": "out",
-        "channel": channel,
-        "author": author,
-        "text": reply.text,
-        "payload": reply.to_dict(),
-        "created_at": utcnow(),
-    }
-
-
-def _outbox_entry(
-    message_id: int,
-    conversation_id: int,
-    identity_id: int,
-    channel: str,
-    address: str,
-    opted_out: bool,
-    kind: str,
-) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "conversation_id": conversation_id,
-        "identity_id": identity_id,
-        "channel": channel,
-        "address": address,
-        "status": "cancelled" if opted_out else "pending",
-        "last_error": "opted out" if opted_out else None,
-        "kind": kind,
-        "next_attempt_at": utcnow(),
-    }
+    return and_(c.kind == kind, hashed_match(c.address_hash, c.address, address))
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -373,17 +323,29 @@ class Tx:
         await self.session.get(ChannelCursor, name, populate_existing=True)
 
     async def open_conversation(self, beneficiary_id: int) -> Conversation:
+        # What this session changed (a conversation just closed) is written first, so that
+        # the statement below reads it as the mapped objects hold it.
+        await self.session.flush()
+        conversation = await self.session.get(
+            Conversation, await self.open_conversation_id(beneficiary_id)
+        )
+        assert conversation is not None  # found or made in this transaction
+        return conversation
+
+    async def open_conversation_id(self, beneficiary_id: int) -> int:
+        """The beneficiary's open conversation, a new one when none is open."""
         # Two first messages of one beneficiary at once must not open two conversations;
         # the second waits here until the first commits, then finds its conversation.
         await _xact_lock(self.session, _OPENING_CONVERSATION, beneficiary_id, wait=True)
-        conversation = await self.session.scalar(
-            select(Conversation)
-            .where(Conversation.beneficiary_id == beneficiary_id, Conversation.status.in_(OPEN))
-            .order_by(Conversation.id.desc())
+        c = CONVERSATIONS.c
+        found = await self.session.scalar(
+            select(c.id)
+            .where(c.beneficiary_id == beneficiary_id, c.status.in_(OPEN))
+            .order_by(c.id.desc())
             .limit(1)
         )
-        if conversation is not None:
-            return conversation
+        if found is not None:
+            return int(found)
         previous = await self.session.scalar(
             select(Conversation)
             .where(Conversation.beneficiary_id == beneficiary_id)
@@ -400,7 +362,7 @@ class Tx:
         conversation = Conversation(beneficiary_id=beneficiary_id, status="bot", state=state)
         self.session.add(conversation)
         await self.session.flush()
-        return conversation
+        return conversation.id
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -463,20 +425,6 @@ class Tx:
             },
         )
         return Ingested(message_id, conversation_id, beneficiary_id)
-
-    async def open_conversation_id(self, beneficiary_id: int) -> int:
-        """``open_conversation``'s id, read from the table when the conversation exists."""
-        await _xact_lock(self.session, _OPENING_CONVERSATION, beneficiary_id, wait=True)
-        c = CONVERSATIONS.c
-        found = await self.session.scalar(
-            select(c.id)
-            .where(c.beneficiary_id == beneficiary_id, c.status.in_(OPEN))
-            .order_by(c.id.desc())
-            .limit(1)
-        )
-        if found is not None:
-            return int(found)
-        return (await self.open_conversation(beneficiary_id)).id
 
     async def _update(self, model: Any, row_id: int, values: dict[str, Any]) -> None:
         """UPDATE one row by id on its table; a copy this session loaded gets the values too
@@ -604,30 +552,40 @@ class Tx:
         channel = last_channel or Channel.WEBCHAT.value
         queued: list[Queued] = []
         for reply in replies:
-            values = _reply_message(
-                conversation_id,
-                beneficiary_id,
-                identity.id if identity else None,
-                channel,
-                author,
-                reply,
+            created_at = utcnow()
+            stmt = (
+                _insert(self.session, MESSAGES)
+                .values(
+                    conversation_id=conversation_id,
+                    beneficiary_id=beneficiary_id,
+                    identity_id=identity.id if identity else None,
+                    direction="out",
+                    channel=channel,
+                    author=author,
+                    text=reply.text,
+                    payload=reply.to_dict(),
+                    created_at=created_at,
+                )
+                .returning(MESSAGES.c.id)
             )
-            stmt = _insert(self.session, MESSAGES).values(**values).returning(MESSAGES.c.id)
             message_id = (await self.session.execute(stmt)).scalar_one()
-            queued.append(Queued(message_id, values["created_at"]))
+            queued.append(Queued(message_id, created_at))
         if identity is not None:
+            opted_out = identity.opted_out
             await self.session.execute(
                 _insert(self.session, OUTBOX),
                 [
-                    _outbox_entry(
-                        q.id,
-                        conversation_id,
-                        identity.id,
-                        channel,
-                        identity.address,
-                        identity.opted_out,
-                        kind,
-                    )
+                    {
+                        "message_id": q.id,
+                        "conversation_id": conversation_id,
+                        "identity_id": identity.id,
+                        "channel": channel,
+                        "address": identity.address,
+                        "status": "cancelled" if opted_out else "pending",
+                        "last_error": "opted out" if opted_out else None,
+                        "kind": kind,
+                        "next_attempt_at": utcnow(),
+                    }
                     for q in queued
                 ],
             )
