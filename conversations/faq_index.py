@@ -376,11 +376,13 @@ class FaqIndex:
                     self.vectors, self.starts, self.params.classifier_ridge
                 )
 
-    def signals(self, text: str) -> tuple[Vector, Vector, Vector | None, Vector | None]:
+    def signals(
+        self, text: str, words: list[str], stems: list[str]
+    ) -> tuple[Vector, Vector, Vector | None, Vector | None]:
         """Per stored question: word and character cosines, and the embedding cosine; and
-        the question's embedding."""
-        words = content_words(text)
-        word_scores = self.word_index.scores(word_features(words))
+        the question's embedding. ``words``: the question's ``content_words``, ``stems``
+        their ``word_features``."""
+        word_scores = self.word_index.scores(stems)
         char_scores = self.char_index.scores(char_features(words))
         cosines = query = None
         if self.vectors is not None and self.embedder is not None:
@@ -424,10 +426,12 @@ class FaqIndex:
         """The best entries, and the features the calibrated decision reads."""
         if not len(self.entries):
             return [], None
-        word_scores, char_scores, cosines, query = self.signals(text)
+        words = content_words(text)
+        stems = word_features(words)
+        word_scores, char_scores, cosines, query = self.signals(text, words, stems)
         combined, dense = self.combine(word_scores, char_scores, cosines)
         similar = per_entry(combined, self.starts)
-        terms = set(word_features(content_words(text)))
+        terms = set(stems)
         coverage = self.coverage(terms)
         # One run per entry, then the out-of-scope examples' run when there are any.
         total = similar + self.params.coverage_weight * coverage
