@@ -94,7 +94,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
     }
 
 
-def inbound_from_row(row: Message | AnyRow, sender: str) -> Inbound:
+def inbound_from_row(row: AnyRow, sender: str) -> Inbound:
     payload = row.payload or {}
     return Inbound(
         channel=Channel(row.channel),
@@ -513,28 +513,26 @@ class Service:
             )
             return
         values: dict[str, Any] = {"attempts": attempts, "last_error": outcome.reason[:500]}
-        self.metrics.outbox_errors.labels(
-            item.channel, _error_outcome(attempts, outcome, self)
-        ).inc()
         if isinstance(outcome, Unreachable):
-            values["status"] = "failed"
+            values["status"], label = "failed", "unreachable"
             values["last_error"] = f"unreachable: {outcome.reason}"[:500]
             if item.identity_id:
                 await tx.mark_unreachable(item.identity_id)
             log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
         elif isinstance(outcome, Held):
-            values["status"] = "held"
+            values["status"], label = "held", "held"
             log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
         elif attempts >= self.config.outbox.max_attempts:
-            values["status"] = "failed"
+            values["status"], label = "failed", "failed"
             log.error("outbox.failed", outbox_id=item.id, attempts=attempts)
         else:
-            values["status"] = "pending"
+            values["status"], label = "pending", "retry"
             wait = (
                 outcome.retry_after if isinstance(outcome, RateLimited) else self.backoff(attempts)
             )
             values["next_attempt_at"] = utcnow() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=attempts, wait=wait)
+        self.metrics.outbox_errors.labels(item.channel, label).inc()
         await tx.record_outbox(item, values)
 
     async def failed_outbox(self) -> list[OutboxItem]:
@@ -664,14 +662,6 @@ class Service:
                 return replies
 
             await self._say(tx, conversation, build, DeliveryKind.NOTIFICATION)
-
-
-def _error_outcome(attempts: int, outcome: DeliveryError, service: Service) -> str:
-    if isinstance(outcome, Unreachable):
-        return "unreachable"
-    if isinstance(outcome, Held):
-        return "held"
-    return "failed" if attempts >= service.config.outbox.max_attempts else "retry"
 
 
 async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:
