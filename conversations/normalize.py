@@ -1,7 +1,8 @@
 """Text normalisation for matching what beneficiaries type.
 
-Pure functions: no I/O, no state. ``normalize_arabic`` is meant for *matching* (keywords,
-menu labels, yes/no answers), never for storing what the beneficiary wrote.
+Pure functions: no I/O, and no state but a memo of how each character maps.
+``normalize_arabic`` is meant for *matching* (keywords, menu labels, yes/no answers), never
+for storing what the beneficiary wrote.
 """
 
 from __future__ import annotations
@@ -71,6 +72,28 @@ def _is_punctuation(ch: str) -> bool:
     )
 
 
+def _one_character(ch: str) -> str:
+    """What the character-by-character rules of ``normalize_arabic`` make of ``ch`` (already
+    lowercased): digits, format characters, marks, letter forms and punctuation."""
+    s = to_latin_digits(ch)
+    s = "".join(c for c in s if unicodedata.category(c) != "Cf")
+    s = s.translate(_REMOVED).translate(_LETTERS)
+    return "".join(" " if _is_punctuation(c) else c for c in s)
+
+
+class _Characters(dict[int, str]):
+    """The character rules as a ``str.translate`` table, each code point worked out the
+    first time it is seen (a few hundred in practice): the rules then cost one pass in C
+    rather than a Python call a character."""
+
+    def __missing__(self, codepoint: int) -> str:
+        mapped = self[codepoint] = _one_character(chr(codepoint))
+        return mapped
+
+
+_CHARACTERS = _Characters()
+
+
 def normalize_arabic(s: str) -> str:
     """Normalise text for matching; the result is a fixed point (normalising it again is a no-op).
 
@@ -85,10 +108,9 @@ def normalize_arabic(s: str) -> str:
     - A letter repeated three or more times becomes one ("شكرااااا" → "شكرا"); digits are kept.
     - Runs of whitespace become one space, and the ends are stripped.
     """
-    s = to_latin_digits(s).lower()
-    s = "".join(ch for ch in s if unicodedata.category(ch) != "Cf")
-    s = s.translate(_REMOVED).translate(_LETTERS)
-    s = "".join(" " if _is_punctuation(ch) else ch for ch in s)
+    # Lowercasing first: it may change a string's length, the other rules never do (and
+    # no digit, mark or punctuation has a case). Each character is then mapped on its own.
+    s = s.lower().translate(_CHARACTERS)
     s = _REPEATED_LETTER.sub(r"\1", s)
     return " ".join(s.split())
 
