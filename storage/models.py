@@ -18,12 +18,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     event,
     or_,
     type_coerce,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
@@ -76,14 +77,21 @@ class Base(DeclarativeBase):
 def hashed_match(
     hashed: ColumnElement[Any] | InstrumentedAttribute[str | None],
     clear: ColumnElement[Any] | InstrumentedAttribute[Any],
-    value: str,
+    value: str | BindParameter[str],
 ) -> ColumnElement[bool]:
     """Rows whose encrypted column holds ``value``: found by its keyed hash, or, for a row
     written before encryption that ``tawasul keys rotate`` has not reached yet, by the clear
-    value itself."""
+    value itself.
+
+    ``value`` may be a bound parameter, for a statement built once: named ``N``, the
+    statement then takes the value twice, as ``N`` (hashed) and ``N_clear`` (as it is), since
+    one parameter cannot be bound with two types."""
+    as_is: str | BindParameter[str] = value
+    if isinstance(value, BindParameter):
+        as_is = bindparam(f"{value.key}_clear", type_=String())
     return or_(
         hashed == value,
-        and_(hashed.is_(None), type_coerce(clear, String()) == value),
+        and_(hashed.is_(None), type_coerce(clear, String()) == as_is),
     )
 
 

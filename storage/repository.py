@@ -6,14 +6,16 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
     Row,
     Table,
-    and_,
+    bindparam,
     delete,
     func,
+    insert,
     or_,
     select,
     text,
@@ -22,7 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.elements import ColumnElement
 
 from conversations.fields import to_hijri
 from conversations.messages import Channel, Inbound, Reply, identity_kind
@@ -115,8 +116,9 @@ class Ingested:
 class ClaimedInbound:
     """A stored message taken up by the engine (see ``Tx.claim_inbound``), as rows.
 
-    ``message``: id, identity_id, channel, channel_message_id, text, payload, created_at;
-    ``conversation``: id, beneficiary_id, status, state, last_channel, last_identity_id.
+    ``message``: id, identity_id, channel, channel_message_id, text, payload, created_at,
+    and its sender's address and opted_out; ``conversation``: id, beneficiary_id, status,
+    state, last_channel, last_identity_id.
     """
 
     message: AnyRow
@@ -132,33 +134,98 @@ class Queued:
     created_at: datetime
 
 
-async def received(
-    db: AsyncSession | AsyncConnection, channel: Channel, channel_message_id: str
-) -> bool:
-    """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
-    c = MESSAGES.c
-    found = await db.scalar(
-        select(c.id).where(
-            c.channel == channel.value,
-            c.direction == "in",
-            c.channel_message_id == channel_message_id,
-        )
-    )
-    return found is not None
-
-
-def _identity_match(kind: str, address: str) -> ColumnElement[bool]:
-    """``Identity.lookup`` on the table's columns."""
-    c = IDENTITIES.c
-    return and_(c.kind == kind, hashed_match(c.address_hash, c.address, address))
-
-
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql if _dialect(session) == "postgresql" else sqlite).insert(table)
+
+
+# -- the statements of the message path, built once ------------------------------------------
+# Building a statement (coercing its clauses, working out its cache key) cost as much as
+# running it on SQLite, and these run for every message: so each is built once, with bound
+# parameters, and SQLAlchemy finds its compiled form in its cache from the statement itself.
+
+_M, _C, _I = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
+
+_RECEIVED = select(_M.id).where(
+    _M.channel == bindparam("channel"),
+    _M.direction == "in",
+    _M.channel_message_id == bindparam("channel_message_id"),
+)
+_OPEN_CONVERSATION = (
+    select(_C.id)
+    .where(_C.beneficiary_id == bindparam("beneficiary_id"), _C.status.in_(OPEN))
+    .order_by(_C.id.desc())
+    .limit(1)
+)
+_OPEN_OF_SENDER = CONVERSATIONS.alias("open_of_sender")
+# A sender's identity, with its open conversation (None when none is open).
+_SENDER = select(
+    _I.id,
+    _I.beneficiary_id,
+    select(func.max(_OPEN_OF_SENDER.c.id))
+    .where(
+        _OPEN_OF_SENDER.c.beneficiary_id == _I.beneficiary_id,
+        _OPEN_OF_SENDER.c.status.in_(OPEN),
+    )
+    .scalar_subquery(),
+).where(
+    _I.kind == bindparam("kind"), hashed_match(_I.address_hash, _I.address, bindparam("address"))
+)
+_CONVERSATION_OF_MESSAGE = select(_M.conversation_id).where(_M.id == bindparam("message_id"))
+_CLAIM_CONVERSATION = (
+    select(_C.id, _C.beneficiary_id, _C.status, _C.state, _C.last_channel, _C.last_identity_id)
+    .where(_C.id == bindparam("conversation_id"))
+    .with_for_update()
+)
+_CLAIM_MESSAGE = (
+    select(
+        _M.id,
+        _M.identity_id,
+        _M.channel,
+        _M.channel_message_id,
+        _M.text,
+        _M.payload,
+        _M.created_at,
+        _I.address,
+        _I.opted_out,
+    )
+    .select_from(MESSAGES.outerjoin(IDENTITIES, _I.id == _M.identity_id))
+    .where(
+        _M.id == bindparam("message_id"),
+        _M.conversation_id == bindparam("conversation_id"),
+        _M.processed_at.is_(None),
+    )
+)
+_ADDRESS = select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("identity_id"))
+# Replies, several in one statement, their ids returned in the order of their rows.
+_INSERT_REPLIES = insert(MESSAGES).returning(_M.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = insert(OUTBOX)
+
+
+@cache
+def _store_inbound(dialect: str) -> Any:
+    """Insert an inbound message unless its channel's id is stored already; its id or None."""
+    dialects = postgresql if dialect == "postgresql" else sqlite
+    return dialects.insert(MESSAGES).on_conflict_do_nothing().returning(_M.id)
+
+
+@cache
+def _update_by_id(table: Table) -> Any:
+    """UPDATE one row of ``table`` by id (``row_key``); the other parameters are the SET."""
+    return update(table).where(table.c.id == bindparam("row_key"))
+
+
+async def received(
+    db: AsyncSession | AsyncConnection, channel: Channel, channel_message_id: str
+) -> bool:
+    """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
+    found = await db.scalar(
+        _RECEIVED, {"channel": channel.value, "channel_message_id": channel_message_id}
+    )
+    return found is not None
 
 
 # Key spaces of transaction-scoped advisory locks (the first of PostgreSQL's two int keys).
@@ -337,13 +404,7 @@ class Tx:
         # Two first messages of one beneficiary at once must not open two conversations;
         # the second waits here until the first commits, then finds its conversation.
         await _xact_lock(self.session, _OPENING_CONVERSATION, beneficiary_id, wait=True)
-        c = CONVERSATIONS.c
-        found = await self.session.scalar(
-            select(c.id)
-            .where(c.beneficiary_id == beneficiary_id, c.status.in_(OPEN))
-            .order_by(c.id.desc())
-            .limit(1)
-        )
+        found = await self.session.scalar(_OPEN_CONVERSATION, {"beneficiary_id": beneficiary_id})
         if found is not None:
             return int(found)
         previous = await self.session.scalar(
@@ -374,11 +435,10 @@ class Tx:
         link takes the longer way through the mapped classes.
         """
         kind = identity_kind(msg.channel)
+        address = msg.sender_id
         found = (
             await self.session.execute(
-                select(IDENTITIES.c.id, IDENTITIES.c.beneficiary_id).where(
-                    _identity_match(kind, msg.sender_id)
-                )
+                _SENDER, {"kind": kind, "address": address, "address_clear": address}
             )
         ).first()
         phone = msg.verified_phone
@@ -390,29 +450,30 @@ class Tx:
             if phone:
                 await self.link_phone(identity, phone)
             identity_id, beneficiary_id = identity.id, identity.beneficiary_id
+            conversation_id = await self.open_conversation_id(beneficiary_id)
         else:
-            identity_id, beneficiary_id = found
+            identity_id, beneficiary_id, open_id = found
             await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
-        conversation_id = await self.open_conversation_id(beneficiary_id)
+            # Found open without the lock: only opening one needs it.
+            conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
-        stmt = (
-            _insert(self.session, MESSAGES)
-            .values(
-                conversation_id=conversation_id,
-                beneficiary_id=beneficiary_id,
-                identity_id=identity_id,
-                direction="in",
-                channel=msg.channel.value,
-                channel_message_id=channel_message_id,
-                author="beneficiary",
-                text=msg.text,
-                payload=payload,
-                created_at=msg.received_at,
+        message_id = (
+            await self.session.execute(
+                _store_inbound(_dialect(self.session)),
+                {
+                    "conversation_id": conversation_id,
+                    "beneficiary_id": beneficiary_id,
+                    "identity_id": identity_id,
+                    "direction": "in",
+                    "channel": msg.channel.value,
+                    "channel_message_id": channel_message_id,
+                    "author": "beneficiary",
+                    "text": msg.text,
+                    "payload": payload,
+                    "created_at": msg.received_at,
+                },
             )
-            .on_conflict_do_nothing()
-            .returning(MESSAGES.c.id)
-        )
-        message_id = (await self.session.execute(stmt)).scalar()
+        ).scalar()
         if message_id is None:
             return None
         await self._update(
@@ -429,8 +490,7 @@ class Tx:
     async def _update(self, model: Any, row_id: int, values: dict[str, Any]) -> None:
         """UPDATE one row by id on its table; a copy this session loaded gets the values too
         (as committed), so that whoever reads it in this transaction sees them."""
-        table = model.__table__
-        await self.session.execute(update(table).where(table.c.id == row_id).values(**values))
+        await self.session.execute(_update_by_id(model.__table__), {"row_key": row_id, **values})
         key = self.session.sync_session.identity_key(model, row_id)
         loaded = self.session.identity_map.get(key)
         if loaded is not None:
@@ -458,40 +518,20 @@ class Tx:
         Also its sender's address. ``conversation_id``, when the caller knows it already,
         saves reading it first.
         """
-        m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
         if conversation_id is None:
             conversation_id = await self.session.scalar(
-                select(m.conversation_id).where(m.id == message_id)
+                _CONVERSATION_OF_MESSAGE, {"message_id": message_id}
             )
             if conversation_id is None:
                 return None
+        # The conversation first (locked on PostgreSQL), then the message as it is once the
+        # lock is held: another instance may have processed it meanwhile.
         conversation = (
-            await self.session.execute(
-                select(
-                    c.id, c.beneficiary_id, c.status, c.state, c.last_channel, c.last_identity_id
-                )
-                .where(c.id == conversation_id)
-                .with_for_update()
-            )
+            await self.session.execute(_CLAIM_CONVERSATION, {"conversation_id": conversation_id})
         ).first()
         found = (
             await self.session.execute(
-                select(
-                    m.id,
-                    m.identity_id,
-                    m.channel,
-                    m.channel_message_id,
-                    m.text,
-                    m.payload,
-                    m.created_at,
-                    i.address,
-                )
-                .select_from(MESSAGES.outerjoin(IDENTITIES, i.id == m.identity_id))
-                .where(
-                    m.id == message_id,
-                    m.conversation_id == conversation_id,
-                    m.processed_at.is_(None),
-                )
+                _CLAIM_MESSAGE, {"message_id": message_id, "conversation_id": conversation_id}
             )
         ).first()
         if found is None or conversation is None:
@@ -518,12 +558,18 @@ class Tx:
             values["status"] = status
         await self._update(Conversation, conversation.id, values)
         await self._update(Message, claimed.message.id, {"processed_at": now})
+        message = claimed.message
         return await self._queue_replies(
             conversation.id,
             conversation.beneficiary_id,
             conversation.last_channel,
-            claimed.message.identity_id or conversation.last_identity_id,
+            message.identity_id or conversation.last_identity_id,
             replies,
+            # The sender's address, read with the message (the engine's step leaves it as
+            # it was: opting out is recorded on its own, outside a step).
+            sender=(message.identity_id, message.address, message.opted_out)
+            if message.identity_id and message.address is not None
+            else None,
         )
 
     async def _queue_replies(
@@ -536,51 +582,50 @@ class Tx:
         *,
         author: str = "bot",
         kind: str = "reply",
+        sender: tuple[int, str, bool] | None = None,
     ) -> list[Queued]:
         """Replies as messages of the conversation known by these columns, put in the outbox
-        when the conversation has an address to send them to."""
+        when the conversation has an address to send them to. ``sender``: the id, address
+        and opted_out of ``identity_id`` when the caller read them already."""
         if not replies:
             return []
-        i = IDENTITIES.c
-        identity = None
-        if identity_id:
-            identity = (
-                await self.session.execute(
-                    select(i.id, i.address, i.opted_out).where(i.id == identity_id)
-                )
-            ).first()
+        identity: tuple[int, str, bool] | None = sender
+        if identity is None and identity_id:
+            row = (await self.session.execute(_ADDRESS, {"identity_id": identity_id})).first()
+            identity = (row.id, row.address, row.opted_out) if row is not None else None
         channel = last_channel or Channel.WEBCHAT.value
-        queued: list[Queued] = []
-        for reply in replies:
-            created_at = utcnow()
-            stmt = (
-                _insert(self.session, MESSAGES)
-                .values(
-                    conversation_id=conversation_id,
-                    beneficiary_id=beneficiary_id,
-                    identity_id=identity.id if identity else None,
-                    direction="out",
-                    channel=channel,
-                    author=author,
-                    text=reply.text,
-                    payload=reply.to_dict(),
-                    created_at=created_at,
-                )
-                .returning(MESSAGES.c.id)
-            )
-            message_id = (await self.session.execute(stmt)).scalar_one()
-            queued.append(Queued(message_id, created_at))
-        if identity is not None:
-            opted_out = identity.opted_out
+        created = [utcnow() for _ in replies]
+        ids = (
             await self.session.execute(
-                _insert(self.session, OUTBOX),
+                _INSERT_REPLIES,
+                [
+                    {
+                        "conversation_id": conversation_id,
+                        "beneficiary_id": beneficiary_id,
+                        "identity_id": identity[0] if identity else None,
+                        "direction": "out",
+                        "channel": channel,
+                        "author": author,
+                        "text": reply.text,
+                        "payload": reply.to_dict(),
+                        "created_at": created_at,
+                    }
+                    for reply, created_at in zip(replies, created, strict=True)
+                ],
+            )
+        ).scalars()
+        queued = [Queued(message_id, at) for message_id, at in zip(ids, created, strict=True)]
+        if identity is not None:
+            to_id, to_address, opted_out = identity
+            await self.session.execute(
+                _INSERT_OUTBOX,
                 [
                     {
                         "message_id": q.id,
                         "conversation_id": conversation_id,
-                        "identity_id": identity.id,
+                        "identity_id": to_id,
                         "channel": channel,
-                        "address": identity.address,
+                        "address": to_address,
                         "status": "cancelled" if opted_out else "pending",
                         "last_error": "opted out" if opted_out else None,
                         "kind": kind,
