@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import BindParameter
 
 from conversations.fields import to_hijri
 from conversations.messages import Channel, Inbound, Reply, identity_kind
@@ -203,6 +204,77 @@ _ADDRESS = select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("ide
 # Replies, several in one statement, their ids returned in the order of their rows.
 _INSERT_REPLIES = insert(MESSAGES).returning(_M.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = insert(OUTBOX)
+
+# The outbox's claim: items due now whose conversation has nothing sending or waiting ahead
+# of them (a conversation's replies leave in order).
+_O, _EARLIER = OUTBOX.c, OUTBOX.alias("earlier")
+_WAITING_AHEAD = (
+    select(_EARLIER.c.id)
+    .where(
+        _EARLIER.c.conversation_id == _O.conversation_id,
+        _EARLIER.c.id < _O.id,
+        or_(
+            _EARLIER.c.status == "sending",
+            (_EARLIER.c.status == "pending") & (_EARLIER.c.next_attempt_at > bindparam("now")),
+        ),
+    )
+    .exists()
+)
+_DUE = (
+    _O.status == "pending",
+    _O.next_attempt_at <= bindparam("now"),
+    _O.channel.in_(bindparam("channels", expanding=True)),
+    ~_WAITING_AHEAD,
+)
+_CLAIMABLE = (
+    select(
+        _O.id,
+        _O.message_id,
+        _O.conversation_id,
+        _O.identity_id,
+        _O.channel,
+        _O.address,
+        _O.kind,
+        _O.attempts,
+        _O.created_at,
+    )
+    .where(*_DUE)
+    .order_by(_O.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIMABLE_CONVERSATIONS = (
+    select(_O.conversation_id)
+    .where(*_DUE)
+    .group_by(_O.conversation_id)
+    .order_by(func.min(_O.id))
+    .limit(bindparam("limit"))
+)
+_CLAIMABLE_OF = _CLAIMABLE.where(_O.conversation_id.in_(bindparam("owned", expanding=True)))
+_MARK_SENDING = (
+    update(OUTBOX)
+    .where(_O.id.in_(bindparam("ids", expanding=True)))
+    .values(status="sending", next_attempt_at=bindparam("until"))
+)
+_RELEASE_EXPIRED = (
+    update(OUTBOX)
+    .where(_O.status == "sending", _O.next_attempt_at < bindparam("now"))
+    .values(status="pending")
+)
+# What sending claimed items needs, each by a list of ids.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_DELIVERY_IDENTITIES = select(_I.id, _I.last_inbound_at, _I.opted_out, _I.unreachable).where(
+    _I.id.in_(_IDS)
+)
+_DELIVERY_MESSAGES = select(_M.id, _M.payload).where(_M.id.in_(_IDS))
+_DELIVERY_CONVERSATIONS = select(_C.id, _C.state).where(_C.id.in_(_IDS))
+_LATEST_INBOUND = select(_M.identity_id, _M.channel_message_id, _M.payload).where(
+    _M.id.in_(
+        select(func.max(_M.id))
+        .where(_M.identity_id.in_(_IDS), _M.direction == "in")
+        .group_by(_M.identity_id)
+    )
+)
 
 
 @cache
@@ -665,55 +737,14 @@ class Tx:
         self, now: datetime, channels: Sequence[str], until: datetime, limit: int = 50
     ) -> list[OutboxEntry]:
         """The outbox items due now, marked "sending" until ``until`` (their lease)."""
-        o = OUTBOX.c
-        earlier = OUTBOX.alias("earlier")
-        waiting_ahead = (
-            select(earlier.c.id)
-            .where(
-                earlier.c.conversation_id == o.conversation_id,
-                earlier.c.id < o.id,
-                or_(
-                    earlier.c.status == "sending",
-                    (earlier.c.status == "pending") & (earlier.c.next_attempt_at > now),
-                ),
-            )
-            .exists()
-        )
-        due = (
-            o.status == "pending",
-            o.next_attempt_at <= now,
-            o.channel.in_(channels),
-            ~waiting_ahead,  # a conversation's replies leave in order
-        )
-        stmt = (
-            select(
-                o.id,
-                o.message_id,
-                o.conversation_id,
-                o.identity_id,
-                o.channel,
-                o.address,
-                o.kind,
-                o.attempts,
-                o.created_at,
-            )
-            .where(*due)
-            .order_by(o.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        params: dict[str, Any] = {"now": now, "channels": list(channels), "limit": limit}
+        stmt = _CLAIMABLE
         if _dialect(self.session) == "postgresql":
             # Row locks alone would let another instance take a conversation's second reply
             # while the first is claimed but not yet committed as "sending". So a claimer
             # first owns whole conversations (skipping those another claimer holds), then
             # reads their due items afresh, seeing every claim committed before it got them.
-            candidates = await self.session.scalars(
-                select(o.conversation_id)
-                .where(*due)
-                .group_by(o.conversation_id)
-                .order_by(func.min(o.id))
-                .limit(limit)
-            )
+            candidates = await self.session.scalars(_CLAIMABLE_CONVERSATIONS, params)
             owned = [
                 conversation_id
                 for conversation_id in candidates
@@ -723,13 +754,11 @@ class Tx:
             ]
             if not owned:
                 return []
-            stmt = stmt.where(o.conversation_id.in_(owned))
-        items = [OutboxEntry(*row) for row in await self.session.execute(stmt)]
+            stmt, params = _CLAIMABLE_OF, {**params, "owned": owned}
+        items = [OutboxEntry(*row) for row in await self.session.execute(stmt, params)]
         if items:
             await self.session.execute(
-                update(OUTBOX)
-                .where(o.id.in_([item.id for item in items]))
-                .values(status="sending", next_attempt_at=until)
+                _MARK_SENDING, {"ids": [item.id for item in items], "until": until}
             )
         return items
 
@@ -743,43 +772,29 @@ class Tx:
 
     async def delivery_rows(self, items: Sequence[OutboxEntry]) -> DeliveryRows:
         """The messages, conversations and addresses of outbox items, in four statements."""
-        m, c, i = MESSAGES.c, CONVERSATIONS.c, IDENTITIES.c
 
-        async def by_id(*columns: Any, ids: Iterable[int | None]) -> dict[int, AnyRow]:
+        async def by_id(statement: Any, ids: Iterable[int | None]) -> dict[int, AnyRow]:
             wanted = sorted({i for i in ids if i is not None})
             if not wanted:
                 return {}
-            rows = await self.session.execute(select(*columns).where(columns[0].in_(wanted)))
+            rows = await self.session.execute(statement, {"ids": wanted})
             return {row[0]: row for row in rows}
 
-        identities = await by_id(
-            i.id, i.last_inbound_at, i.opted_out, i.unreachable, ids=(e.identity_id for e in items)
-        )
+        identities = await by_id(_DELIVERY_IDENTITIES, (e.identity_id for e in items))
         latest: dict[int, AnyRow] = {}
         if identities:
-            newest = (
-                select(func.max(m.id))
-                .where(m.identity_id.in_(list(identities)), m.direction == "in")
-                .group_by(m.identity_id)
-            )
-            rows = await self.session.execute(
-                select(m.identity_id, m.channel_message_id, m.payload).where(m.id.in_(newest))
-            )
+            rows = await self.session.execute(_LATEST_INBOUND, {"ids": list(identities)})
             latest = {row.identity_id: row for row in rows if row.identity_id is not None}
         return DeliveryRows(
-            messages=await by_id(m.id, m.payload, ids=(e.message_id for e in items)),
-            conversations=await by_id(c.id, c.state, ids=(e.conversation_id for e in items)),
+            messages=await by_id(_DELIVERY_MESSAGES, (e.message_id for e in items)),
+            conversations=await by_id(_DELIVERY_CONVERSATIONS, (e.conversation_id for e in items)),
             identities=identities,
             latest_inbound=latest,
         )
 
     async def release_expired_leases(self, now: datetime) -> None:
         """Items claimed by a process that died before recording the result go back."""
-        await self.session.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.status == "sending", OUTBOX.c.next_attempt_at < now)
-            .values(status="pending")
-        )
+        await self.session.execute(_RELEASE_EXPIRED, {"now": now})
 
     async def outbox_for_messages(self, message_ids: Sequence[int]) -> list[OutboxItem]:
         rows = await self.session.scalars(

@@ -33,7 +33,10 @@ from tests.faults.conftest import (
 from tests.telegram import payloads
 from tests.twilio.fake import FakeError
 
-MAX_ATTEMPTS = 5
+# Enough for the outage below to never use them all: its replies fail for about 2.5 s, and
+# ten attempts span at least 3.7 s of backoff (0.2 s doubling up to 1 s, jitter 0.5-1).
+# Five left some replies at their last attempt, and now and then one ran out.
+MAX_ATTEMPTS = 10
 
 
 class FaultSwitches:
