@@ -49,7 +49,8 @@ class State:
         return self._config
 
 
-pass_state = click.make_pass_decorator(State)
+# Annotated: the command modules import it while this module is still being read.
+pass_state: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -216,16 +217,20 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
 # -- db ------------------------------------------------------------------------------------------
 
 
-@main.group()
-def db() -> None:
+@main.group("db")
+def _db() -> None:
     """The database schema."""
+
+
+# Annotated: the command modules import it while this module is still being read.
+db: click.Group = _db
 
 
 async def _revision(config: Config) -> str | None:
     from storage.migrate import current_revision
 
     async with opened_database(config, check_schema=False) as database:
-        return await current_revision(database.engine)  # type: ignore[no-any-return]
+        return await current_revision(database.engine)
 
 
 @db.command("upgrade")

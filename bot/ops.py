@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +23,7 @@ from prometheus_client import (
 from sqlalchemy import func, select, text
 
 from storage.db import Database
+from storage.locks import Job
 from storage.migrate import current_revision, head_revision
 from storage.models import Conversation, OutboxItem, utcnow
 
@@ -151,9 +152,6 @@ class Link:
         if self.state == CONNECTED and self.failing is not None and self.failing():
             return FAILING
         return self.state
-
-
-Job = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def linked(link: Link, job: Job) -> Job:

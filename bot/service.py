@@ -372,7 +372,7 @@ class Service:
 
     def backoff(self, attempts: int) -> float:
         cfg = self.config.outbox
-        delay = min(cfg.max_delay_seconds, cfg.base_delay_seconds * 2 ** max(attempts - 1, 0))
+        delay = min(cfg.max_delay_seconds, cfg.base_delay_seconds * 2.0 ** max(attempts - 1, 0))
         return delay * random.uniform(0.5, 1.0)
 
     async def deliver_due(self) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from sqlalchemy import text
@@ -23,7 +24,7 @@ from storage.db import Database
 
 log = structlog.get_logger("tawasul.locks")
 
-Job = Callable[[asyncio.Event], Awaitable[None]]
+Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 # Jobs held in this process, per database; on SQLite that is every holder there can be.
 _held_here: set[tuple[str, str]] = set()

@@ -65,7 +65,7 @@ def _waiting(conn: sqlite3.Connection, fn: Callable[[], Any]) -> Any:
 class LoopConnection(aiosqlite.Connection):
     """An aiosqlite connection that runs short statements on the loop when asked to."""
 
-    async def _execute(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         conn = self._connection
@@ -80,9 +80,10 @@ class LoopConnection(aiosqlite.Connection):
                 # taken before any change, so this always holds there).
                 if not _busy(exc) or conn.total_changes != changes:
                     raise
+        # aiosqlite's own method is untyped.
         if fn == conn.close:
-            return await super()._execute(call)
-        return await super()._execute(_waiting, conn, call)
+            return await super()._execute(call)  # type: ignore[no-untyped-call]
+        return await super()._execute(_waiting, conn, call)  # type: ignore[no-untyped-call]
 
 
 def loop_connection(path: Path) -> LoopConnection:

@@ -8,8 +8,9 @@ tasks (a poller, a mailbox reader) to the runtime.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -22,7 +23,7 @@ from bot.channels.twilio import install as install_twilio
 from bot.service import Service
 from conversations.delivery import Sender
 
-Task = Callable[[asyncio.Event], Awaitable[None]]
+Task = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
