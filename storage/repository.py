@@ -155,23 +155,19 @@ _RECEIVED = select(_M.id).where(
     _M.direction == "in",
     _M.channel_message_id == bindparam("channel_message_id"),
 )
-_OPEN_CONVERSATION = (
-    select(_C.id)
-    .where(_C.beneficiary_id == bindparam("beneficiary_id"), _C.status.in_(OPEN))
-    .order_by(_C.id.desc())
-    .limit(1)
-)
-_OPEN_OF_SENDER = CONVERSATIONS.alias("open_of_sender")
+
+
+def _open_conversation_of(beneficiary_id: Any) -> Any:
+    """The id of the beneficiary's open conversation (the latest, were there several), or
+    None: a query, for a beneficiary id given as a parameter or as a column."""
+    c = CONVERSATIONS.alias("open_conversation").c
+    return select(func.max(c.id)).where(c.beneficiary_id == beneficiary_id, c.status.in_(OPEN))
+
+
+_OPEN_CONVERSATION = _open_conversation_of(bindparam("beneficiary_id"))
 # A sender's identity, with its open conversation (None when none is open).
 _SENDER = select(
-    _I.id,
-    _I.beneficiary_id,
-    select(func.max(_OPEN_OF_SENDER.c.id))
-    .where(
-        _OPEN_OF_SENDER.c.beneficiary_id == _I.beneficiary_id,
-        _OPEN_OF_SENDER.c.status.in_(OPEN),
-    )
-    .scalar_subquery(),
+    _I.id, _I.beneficiary_id, _open_conversation_of(_I.beneficiary_id).scalar_subquery()
 ).where(
     _I.kind == bindparam("kind"), hashed_match(_I.address_hash, _I.address, bindparam("address"))
 )
