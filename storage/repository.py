@@ -139,8 +139,13 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
+def _dialect_insert(dialect: str, table: Any) -> Any:
+    """An INSERT with the dialect's own ON CONFLICT clauses."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
 def _insert(session: AsyncSession, table: Any) -> Any:
-    return (postgresql if _dialect(session) == "postgresql" else sqlite).insert(table)
+    return _dialect_insert(_dialect(session), table)
 
 
 # -- the statements of the message path, built once ------------------------------------------
@@ -276,8 +281,7 @@ _LATEST_INBOUND = select(_M.identity_id, _M.channel_message_id, _M.payload).wher
 @cache
 def _store_inbound(dialect: str) -> Any:
     """Insert an inbound message unless its channel's id is stored already; its id or None."""
-    dialects = postgresql if dialect == "postgresql" else sqlite
-    return dialects.insert(MESSAGES).on_conflict_do_nothing().returning(_M.id)
+    return _dialect_insert(dialect, MESSAGES).on_conflict_do_nothing().returning(_M.id)
 
 
 @cache
@@ -287,7 +291,7 @@ def _update_by_id(table: Table) -> Any:
 
 
 async def received(
-    db: AsyncSession | AsyncConnection, channel: Channel, channel_message_id: str
+    db: AsyncConnection, channel: Channel, channel_message_id: str
 ) -> bool:
     """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
     found = await db.scalar(
@@ -564,19 +568,6 @@ class Tx:
         if loaded is not None:
             for name, value in values.items():
                 set_committed_value(loaded, name, value)
-
-    async def received(self, channel: Channel, channel_message_id: str) -> bool:
-        """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
-        return await received(self.session, channel, channel_message_id)
-
-    async def unprocessed_ids(self, limit: int = 100) -> list[int]:
-        rows = await self.session.scalars(
-            select(Message.id)
-            .where(Message.direction == "in", Message.processed_at.is_(None))
-            .order_by(Message.id)
-            .limit(limit)
-        )
-        return list(rows)
 
     async def claim_inbound(
         self, message_id: int, conversation_id: int | None = None
