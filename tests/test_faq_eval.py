@@ -44,5 +44,5 @@ def test_development_figures_hold() -> None:
 def test_held_out_figures_hold() -> None:
     figures = _report("faq_holdout.jsonl")
     assert figures["cases"] == 407
-    assert figures["accuracy"] >= 0.57
+    assert figures["accuracy"] >= 0.58
     assert figures["wrong_answers"] <= 0.02
