@@ -268,15 +268,16 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
             log.exception("metrics.refresh_failed")
         return Response(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    # The channels' webhooks first: a route is found by trying each in turn, and these are
+    # the busiest (every message of WhatsApp, SMS and Telegram comes through one).
+    for router in channels.routers:
+        app.include_router(router)
     if service.config.webchat.enabled:
         bridge = WebchatBridge(service)
         app.include_router(build_router(bridge, cookie_secure=service.config.webchat.cookie_secure))
         app.mount("/static/webchat", StaticFiles(directory=STATIC), name="webchat-static")
     app.include_router(build_staff_router(service))
     app.mount("/staff/static", StaticFiles(directory=STAFF_STATIC), name="staff-static")
-
-    for router in channels.routers:
-        app.include_router(router)
 
     max_bytes = int(service.config.server.max_body_mb * 1024 * 1024)
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
