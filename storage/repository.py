@@ -67,6 +67,7 @@ OPEN = ("bot", "queued", "staff")
 MESSAGES = cast(Table, Message.__table__)
 CONVERSATIONS = cast(Table, Conversation.__table__)
 IDENTITIES = cast(Table, Identity.__table__)
+BENEFICIARIES = cast(Table, Beneficiary.__table__)
 OUTBOX = cast(Table, OutboxItem.__table__)
 # A row of such a statement: its columns by name.
 AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
@@ -284,15 +285,26 @@ def _store_inbound(dialect: str) -> Any:
     return _dialect_insert(dialect, MESSAGES).on_conflict_do_nothing().returning(_M.id)
 
 
+# A first contact: the beneficiary, its identity and its first conversation, in three inserts
+# (the identity's unless another first message of the same address was stored first).
+_NEW_BENEFICIARY = insert(BENEFICIARIES).returning(BENEFICIARIES.c.id)
+_NEW_CONVERSATION = insert(CONVERSATIONS).returning(_C.id)
+_DELETE_BENEFICIARY = delete(BENEFICIARIES).where(BENEFICIARIES.c.id == bindparam("row_key"))
+
+
+@cache
+def _new_identity(dialect: str) -> Any:
+    """Insert an identity unless its (kind, address) is taken; its id or None."""
+    return _dialect_insert(dialect, IDENTITIES).on_conflict_do_nothing().returning(_I.id)
+
+
 @cache
 def _update_by_id(table: Table) -> Any:
     """UPDATE one row of ``table`` by id (``row_key``); the other parameters are the SET."""
     return update(table).where(table.c.id == bindparam("row_key"))
 
 
-async def received(
-    db: AsyncConnection, channel: Channel, channel_message_id: str
-) -> bool:
+async def received(db: AsyncConnection, channel: Channel, channel_message_id: str) -> bool:
     """Whether this channel's message is already stored (the key ``ingest`` is unique on)."""
     found = await db.scalar(
         _RECEIVED, {"channel": channel.value, "channel_message_id": channel_message_id}
@@ -461,6 +473,59 @@ class Tx:
         # A row this session loaded before would otherwise keep the old value.
         await self.session.get(ChannelCursor, name, populate_existing=True)
 
+    async def _first_contact(self, kind: str, msg: Inbound) -> tuple[int, int, int] | None:
+        """A new beneficiary for an address never seen: (identity, beneficiary, conversation).
+
+        None when another first message of the same address was stored first (its identity
+        is taken): nothing of this one is kept, and the caller takes the general way.
+        """
+        now = utcnow()
+        address = msg.sender_id
+        phone = address if kind == "phone" else None
+        beneficiary_id = (
+            await self.session.execute(
+                _NEW_BENEFICIARY,
+                {
+                    "display_name": msg.display_name[:200],
+                    "phone": phone,
+                    "phone_hash": phone,
+                    "created_at": now,
+                },
+            )
+        ).scalar_one()
+        identity_id = (
+            await self.session.execute(
+                _new_identity(_dialect(self.session)),
+                {
+                    "beneficiary_id": beneficiary_id,
+                    "kind": kind,
+                    "address": address,
+                    "address_hash": address,
+                    "created_at": now,
+                    "last_inbound_at": msg.received_at,
+                    "unreachable": False,
+                    "opted_out": False,
+                },
+            )
+        ).scalar()
+        if identity_id is None:
+            await self.session.execute(_DELETE_BENEFICIARY, {"row_key": beneficiary_id})
+            return None
+        # Nobody else can see this beneficiary yet: no conversation of theirs to look for.
+        conversation_id = (
+            await self.session.execute(
+                _NEW_CONVERSATION,
+                {
+                    "beneficiary_id": beneficiary_id,
+                    "status": "bot",
+                    "state": {},
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+        ).scalar_one()
+        return identity_id, beneficiary_id, conversation_id
+
     async def open_conversation(self, beneficiary_id: int) -> Conversation:
         # What this session changed (a conversation just closed) is written first, so that
         # the statement below reads it as the mapped objects hold it.
@@ -503,8 +568,8 @@ class Tx:
         """Store an inbound message once; ``None`` when the channel sent it before.
 
         A known sender writing to an open conversation (nearly every message) costs four
-        statements on the tables; a first contact, a new conversation or a phone number to
-        link takes the longer way through the mapped classes.
+        statements on the tables, a first contact five; a new conversation or a phone number
+        to link takes the longer way through the mapped classes.
         """
         kind = identity_kind(msg.channel)
         address = msg.sender_id
@@ -516,7 +581,10 @@ class Tx:
         phone = msg.verified_phone
         # The identity found has the sender's address: a phone identity is its own number.
         linked = not phone or (kind == "phone" and msg.sender_id == phone)
-        if found is None or not linked:
+        first = await self._first_contact(kind, msg) if found is None and linked else None
+        if first is not None:
+            identity_id, beneficiary_id, conversation_id = first
+        elif found is None or not linked:
             identity = await self.identity(kind, msg.sender_id, display_name=msg.display_name)
             identity.last_inbound_at = msg.received_at
             if phone:

@@ -14,7 +14,14 @@ from conversations.ports import RequestStatus, Submission
 from storage.db import Database
 from storage.locks import Job, run_singleton, singleton
 from storage.migrate import current_revision, head_revision, upgrade
-from storage.models import Beneficiary, Conversation, Identity, OutboxItem, utcnow
+from storage.models import (
+    Beneficiary,
+    Conversation,
+    Identity,
+    OutboxItem,
+    hashed_match,
+    utcnow,
+)
 from storage.repository import InvalidTransition, Tx
 from tests.conftest import TEST_KEYRING
 from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
@@ -92,6 +99,38 @@ async def test_concurrent_ingests_of_one_message_one_wins(db: Database) -> None:
     assert len([r for r in results if r is not None]) == 1
     assert await count(db, Identity) == 1
     assert await count(db, Beneficiary) == 1
+
+
+async def test_a_first_contact_is_stored_whole(db: Database) -> None:
+    """A sender never seen becomes a beneficiary with an identity and an open conversation."""
+    msg = inbound("+966500000009", "SM-first", display_name="أم خالد")
+    first = await ingest(db, msg)
+    async with db.session(write=False) as s:
+        beneficiary = await s.scalar(
+            select(Beneficiary).where(
+                hashed_match(Beneficiary.phone_hash, Beneficiary.phone, "+966500000009")
+            )
+        )
+        assert beneficiary is not None
+        assert (beneficiary.phone, beneficiary.display_name) == ("+966500000009", "أم خالد")
+        identity = await s.scalar(select(Identity).where(Identity.lookup("phone", msg.sender_id)))
+        assert identity is not None and identity.beneficiary_id == beneficiary.id
+        assert identity.last_inbound_at == AT
+        assert (identity.opted_out, identity.unreachable) == (False, False)
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None and conversation.beneficiary_id == beneficiary.id
+        assert (conversation.status, conversation.state) == ("bot", {})
+        assert conversation.last_identity_id == identity.id
+        assert conversation.last_channel == "whatsapp"
+        stored = await Tx(s).messages_of(beneficiary.id, direction="in")
+        assert [m.id for m in stored] == [first]
+    # A Telegram first contact has no phone.
+    await ingest(db, inbound("tg-77", "tg-first", Channel.TELEGRAM))
+    async with db.session(write=False) as s:
+        identity = await s.scalar(select(Identity).where(Identity.lookup("telegram", "tg-77")))
+        assert identity is not None
+        beneficiary = await s.get(Beneficiary, identity.beneficiary_id)
+        assert beneficiary is not None and beneficiary.phone is None
 
 
 async def test_first_messages_at_once_make_one_person_and_one_conversation(
