@@ -347,6 +347,10 @@ class Tx:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _returned(self, statement: Any, values: dict[str, Any]) -> Any:
+        """Run an ``INSERT … RETURNING`` of one row: what it returned, or None (a conflict)."""
+        return (await self.session.execute(statement, values)).scalar()
+
     # -- beneficiaries and identities ---------------------------------------------------------
 
     async def identity(self, kind: str, address: str, *, display_name: str = "") -> Identity:
@@ -482,48 +486,42 @@ class Tx:
         now = utcnow()
         address = msg.sender_id
         phone = address if kind == "phone" else None
-        beneficiary_id = (
-            await self.session.execute(
-                _NEW_BENEFICIARY,
-                {
-                    "display_name": msg.display_name[:200],
-                    "phone": phone,
-                    "phone_hash": phone,
-                    "created_at": now,
-                },
-            )
-        ).scalar_one()
-        identity_id = (
-            await self.session.execute(
-                _new_identity(_dialect(self.session)),
-                {
-                    "beneficiary_id": beneficiary_id,
-                    "kind": kind,
-                    "address": address,
-                    "address_hash": address,
-                    "created_at": now,
-                    "last_inbound_at": msg.received_at,
-                    "unreachable": False,
-                    "opted_out": False,
-                },
-            )
-        ).scalar()
+        beneficiary_id = await self._returned(
+            _NEW_BENEFICIARY,
+            {
+                "display_name": msg.display_name[:200],
+                "phone": phone,
+                "phone_hash": phone,
+                "created_at": now,
+            },
+        )
+        identity_id = await self._returned(
+            _new_identity(_dialect(self.session)),
+            {
+                "beneficiary_id": beneficiary_id,
+                "kind": kind,
+                "address": address,
+                "address_hash": address,
+                "created_at": now,
+                "last_inbound_at": msg.received_at,
+                "unreachable": False,
+                "opted_out": False,
+            },
+        )
         if identity_id is None:
             await self.session.execute(_DELETE_BENEFICIARY, {"row_key": beneficiary_id})
             return None
         # Nobody else can see this beneficiary yet: no conversation of theirs to look for.
-        conversation_id = (
-            await self.session.execute(
-                _NEW_CONVERSATION,
-                {
-                    "beneficiary_id": beneficiary_id,
-                    "status": "bot",
-                    "state": {},
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-        ).scalar_one()
+        conversation_id = await self._returned(
+            _NEW_CONVERSATION,
+            {
+                "beneficiary_id": beneficiary_id,
+                "status": "bot",
+                "state": {},
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         return identity_id, beneficiary_id, conversation_id
 
     async def open_conversation(self, beneficiary_id: int) -> Conversation:
@@ -597,23 +595,21 @@ class Tx:
             # Found open without the lock: only opening one needs it.
             conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
-        message_id = (
-            await self.session.execute(
-                _store_inbound(_dialect(self.session)),
-                {
-                    "conversation_id": conversation_id,
-                    "beneficiary_id": beneficiary_id,
-                    "identity_id": identity_id,
-                    "direction": "in",
-                    "channel": msg.channel.value,
-                    "channel_message_id": channel_message_id,
-                    "author": "beneficiary",
-                    "text": msg.text,
-                    "payload": payload,
-                    "created_at": msg.received_at,
-                },
-            )
-        ).scalar()
+        message_id = await self._returned(
+            _store_inbound(_dialect(self.session)),
+            {
+                "conversation_id": conversation_id,
+                "beneficiary_id": beneficiary_id,
+                "identity_id": identity_id,
+                "direction": "in",
+                "channel": msg.channel.value,
+                "channel_message_id": channel_message_id,
+                "author": "beneficiary",
+                "text": msg.text,
+                "payload": payload,
+                "created_at": msg.received_at,
+            },
+        )
         if message_id is None:
             return None
         await self._update(
