@@ -307,6 +307,7 @@ async def start_servers(args: argparse.Namespace, fake: FakeTwilio, work: Path) 
     env.update(
         TAWASUL_LOGGING_LEVEL=args.log_level,
         TAWASUL_OUTBOX_POLL_SECONDS="0.5",
+        TAWASUL_OUTBOX_CONCURRENCY=str(args.send_concurrency),
         TAWASUL_LOGGING_FORMAT="json",
     )
     url = args.database_url
@@ -463,6 +464,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--postgres", help="a database URL, or 'temp' for a throw-away cluster")
     parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument(
+        "--send-concurrency",
+        type=int,
+        default=16,
+        help="the server's [outbox] concurrency (conversations sent to at once; default 16)",
+    )
     parser.add_argument("--connections", type=int, default=256, help="client connections")
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for replies")
     parser.add_argument("--log-level", default="info")
