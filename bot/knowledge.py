@@ -14,6 +14,7 @@ import structlog
 
 from bot.config import KnowledgeConfig
 from bot.logs import notice
+from conversations.arabizi import matchable
 from conversations.faq import FaqEntry, default_faq_text, parse_knowledge
 from conversations.faq_index import Decision, FaqIndex, Vector
 from conversations.faq_text import without_greetings
@@ -195,7 +196,7 @@ class Knowledge:
             # One at a time: the engine may need the model on the event loop meanwhile (a
             # question that was not prepared), and then waits for one question, not a batch.
             for text in texts:
-                self.embedder.embed([without_greetings(text)])
+                self.embedder.embed([without_greetings(matchable(text))])
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from conversations.arabizi import language_of
 from conversations.catalog import Catalog
 from conversations.faq import FaqEntry, FaqMatcher
 from conversations.faq_index import Decision, Outcome
@@ -21,7 +22,7 @@ from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
-from conversations.normalize import normalize_arabic, script_language, to_latin_digits
+from conversations.normalize import normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.state import Mode, State, Survey
 
@@ -170,7 +171,7 @@ class Engine:
         state.last_seen = ctx.now.isoformat()
         text = msg.text.strip()
         if state.lang is None:
-            state.lang = script_language(text) or "ar"
+            state.lang = language_of(text) or "ar"
 
         if ctx.status in (ConversationStatus.QUEUED, ConversationStatus.STAFF):
             return await self._while_with_staff(msg, ctx, port)
@@ -334,7 +335,7 @@ class Engine:
                 return await self._menu_pick(choice, ctx, port)
         lang = ctx.state.lang or "ar"
         if ctx.state.mode is not Mode.FAQ:
-            detected = script_language(text)
+            detected = language_of(text)
             if detected and detected != lang and len(text.split()) >= 2:
                 ctx.state.lang = lang = detected
         if not content_words(text):
@@ -379,7 +380,7 @@ class Engine:
         ctx.state.mode = Mode.MENU
         if entry is None:
             return await self._not_understood(ctx, port, ctx.state.last_question or text, lang)
-        return [self._answer(ctx, entry.answer(script_language(text) or lang))]
+        return [self._answer(ctx, entry.answer(language_of(text) or lang))]
 
     async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
         ctx.state.misunderstood = 0

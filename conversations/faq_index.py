@@ -33,6 +33,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from conversations.arabizi import language_of, matchable
 from conversations.faq import FaqEntry
 from conversations.faq_text import (
     GREETINGS,
@@ -43,7 +44,7 @@ from conversations.faq_text import (
     without_greetings,
     word_features,
 )
-from conversations.normalize import normalize_arabic, script_language
+from conversations.normalize import normalize_arabic
 
 Vector = NDArray[np.float32]
 
@@ -331,15 +332,16 @@ class FaqIndex:
         self.embedder = embedder
         texts: list[str] = []
         owners: list[int] = []
+        # Every question as it is matched: Arabizi in Arabic letters (conversations.arabizi).
         for index, entry in enumerate(self.entries):
             for questions in entry.questions.values():
                 for question in questions:
-                    texts.append(question)
+                    texts.append(matchable(question))
                     owners.append(index)
         # The out-of-scope examples are one more run after the entries' (owner: their count).
         self.outside = len(out_of_scope) > 0
         for question in out_of_scope:
-            texts.append(question)
+            texts.append(matchable(question))
             owners.append(len(self.entries))
         self.owners = np.asarray(owners, dtype=np.int32)
         # Questions are stored entry by entry: each entry's run starts here.
@@ -426,6 +428,7 @@ class FaqIndex:
         """The best entries, and the features the calibrated decision reads."""
         if not len(self.entries):
             return [], None
+        text = matchable(text)
         words = content_words(text)
         stems = word_features(words)
         word_scores, char_scores, cosines, query = self.signals(text, words, stems)
@@ -514,11 +517,11 @@ class FaqIndex:
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         p = self.params
-        lang = script_language(text) or lang or "ar"
+        lang = language_of(text) or lang or "ar"
         ranked, features = self._ranked(text, 5)
         if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
-        owner = self.exact.get(exact_key(normalize_arabic(text)))
+        owner = self.exact.get(exact_key(normalize_arabic(matchable(text))))
         if owner is not None and owner < len(self.entries):
             entry = self.entries[owner]
             first = next((s for s in ranked if s.entry.id == entry.id), None)

@@ -1,0 +1,66 @@
+"""Arabic written in Latin letters and digits: recognised, spelt in Arabic, answered in Arabic."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conversations.arabizi import is_arabizi, language_of, matchable, to_arabic_letters
+from tests.conftest import Chat
+
+
+def test_arabizi_is_told_from_english_and_from_numbers() -> None:
+    for text in (
+        "abgha a3rf el awraq el matlooba",
+        "wain maqarkom",
+        "ana armala w 3indi 3 atfal",
+        "fe jadeed 3la talabi?",
+        "abi atkallam english",  # an English word in Arabizi is still Arabizi
+    ):
+        assert is_arabizi(text), text
+    for text in (
+        "how to upload my documents",
+        "What documents do I need to apply?",
+        "Is Al Rajhi open on the 3rd?",  # an ordinal is a number, not a letter
+        "my flat is on the 2nd floor, 5kg of rice",
+        "Mohammed Abdullah",
+        "ok",
+        "3",
+        "0501234567",
+        "ابغى اعرف wain",  # Arabic letters: not Arabizi, whatever else is there
+    ):
+        assert not is_arabizi(text), text
+
+
+def test_arabizi_is_spelt_in_arabic_letters() -> None:
+    assert to_arabic_letters("wain maqarkom") == "وين مقركم"
+    # The digits are the letters Latin lacks; the article joins its word.
+    assert to_arabic_letters("3ndi shakwa 3la el mowathaf") == "عندي شكوه علا الموثف"
+    assert to_arabic_letters("abgha a3rf el awraq") == "ابغه اعرف الاورق"
+    assert to_arabic_letters("mata yebda el dawam?") == "مته يبده الدوم?"
+    assert to_arabic_letters("5alas, 7ag el 6alab 9a7") == "خلس, حق الطلب صح"
+
+
+def test_arabizi_is_answered_as_arabic() -> None:
+    assert language_of("wain maqarkom") == "ar"
+    assert language_of("where is your office") == "en"
+    assert language_of("وين مقركم") == "ar"
+    assert matchable("where is your office") == "where is your office"
+    assert matchable("wain maqarkom") == "وين مقركم"
+
+
+@given(st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz23456789' ,?"), max_size=40))
+def test_no_latin_letter_is_left_and_nothing_else_is_lost(text: str) -> None:
+    spelt = to_arabic_letters(text)
+    assert not re.search(r"[A-Za-z]", spelt)
+    # Punctuation and spaces between words stay where they were.
+    assert [p for p in re.findall(r"[,?]", spelt)] == re.findall(r"[,?]", text)
+
+
+async def test_an_arabizi_question_gets_the_arabic_answer(chat: Chat) -> None:
+    await chat.say("مرحبا")
+    await chat.say("wain maqarkom")
+    answer = chat.replies[0].text
+    assert "المقر" in answer and "address" not in answer
