@@ -34,21 +34,25 @@ def test_arabizi_is_told_from_english_and_from_numbers() -> None:
         assert not is_arabizi(text), text
 
 
-def test_arabizi_is_spelt_in_arabic_letters() -> None:
-    assert to_arabic_letters("wain maqarkom") == "وين مقركم"
+SPELT = {
+    "wain maqarkom": "وين مقركم",
     # The digits are the letters Latin lacks; the article joins its word.
-    assert to_arabic_letters("3ndi shakwa 3la el mowathaf") == "عندي شكوه علا الموثف"
-    assert to_arabic_letters("abgha a3rf el awraq") == "ابغه اعرف الاورق"
-    assert to_arabic_letters("mata yebda el dawam?") == "مته يبده الدوم?"
-    assert to_arabic_letters("5alas, 7ag el 6alab 9a7") == "خلس, حق الطلب صح"
+    "3ndi shakwa 3la el mowathaf": "عندي شكوه علا الموثف",
+    "abgha a3rf el awraq": "ابغه اعرف الاورق",
+    "mata yebda el dawam?": "مته يبده الدوم?",
+    "5alas, 7ag el 6alab 9a7": "خلس, حق الطلب صح",
+}
 
 
-def test_arabizi_is_answered_as_arabic() -> None:
-    assert language_of("wain maqarkom") == "ar"
+def test_arabizi_is_spelt_in_arabic_letters() -> None:
+    assert {text: to_arabic_letters(text) for text in SPELT} == SPELT
+    assert all(language_of(text) == "ar" and matchable(text) == SPELT[text] for text in SPELT)
+
+
+def test_other_text_keeps_its_language_and_its_letters() -> None:
     assert language_of("where is your office") == "en"
     assert language_of("وين مقركم") == "ar"
     assert matchable("where is your office") == "where is your office"
-    assert matchable("wain maqarkom") == "وين مقركم"
 
 
 @given(st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz23456789' ,?"), max_size=40))
