@@ -59,9 +59,7 @@ _SUPERVISOR = _AGENT | {
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {
     Role.AGENT: _AGENT,
     Role.SUPERVISOR: frozenset(_SUPERVISOR),
-    Role.ADMIN: frozenset(
-        _SUPERVISOR | {Perm.STAFF_MANAGE, Perm.KNOWLEDGE_MANAGE, Perm.SETTINGS}
-    ),
+    Role.ADMIN: frozenset(_SUPERVISOR | {Perm.STAFF_MANAGE, Perm.KNOWLEDGE_MANAGE, Perm.SETTINGS}),
 }
 
 # A decision on a request is the committee's (supervisors); agents move it through review.
