@@ -125,6 +125,7 @@ class Step:
     started: float = 0.0
     cpu: float = 0.0
     baseline: float = 0.0
+    loop: float = 0.0  # the first server's busiest thread, share of a core while sending
     handed_over: int = 0  # sent before the bot handed the conversation to staff (no reply)
 
     def achieved(self) -> float:
@@ -189,6 +190,25 @@ def stages(path: Path) -> dict[str, list[float]]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time of each of the process's threads (Linux), by thread id."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        times[task.name] = (int(fields[11]) + int(fields[12])) / 100
+    return times
+
+
+def busiest_thread(before: dict[str, float], after: dict[str, float], seconds: float) -> float:
+    """The busiest thread's share of one core between two readings: for the server, its
+    event loop, where every webhook, engine step and send runs (it cannot use more than 1)."""
+    used = [after[t] - before.get(t, 0.0) for t in after]
+    return max(used, default=0.0) / seconds if seconds > 0 else float("nan")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -377,7 +397,11 @@ async def main(args: argparse.Namespace) -> None:
             for rate in rates:
                 baseline = sqlite_baseline(work)  # A, then B: interleaved
                 before = sum(cpu_seconds(pid) for pid in pids)
+                threads, sending = thread_cpu_seconds(pids[0]), time.monotonic()
                 step = await driver.run_step(http, rate, args.seconds)
+                step.loop = busiest_thread(
+                    threads, thread_cpu_seconds(pids[0]), time.monotonic() - sending
+                )
                 left = await driver.drained(args.drain)
                 step.cpu = sum(cpu_seconds(pid) for pid in pids) - before
                 step.baseline = baseline
@@ -411,7 +435,7 @@ def report(step: Step, left: int) -> None:
         print(
             f"{'offered':>8} {'acked/s':>8} {'errors':>6} {'ack p50':>8} {'ack p99':>8} "
             f"{'reply p50':>9} {'reply p99':>9} {'no reply':>8} {'cpu/msg':>8} "
-            f"{'late p99':>8} {'floor/s':>8}"
+            f"{'late p99':>8} {'floor/s':>8} {'loop':>5}"
         )
     cpu_ms = step.cpu / step.acked * 1000 if step.acked else float("nan")
     print(
@@ -419,7 +443,7 @@ def report(step: Step, left: int) -> None:
         f"{pct(step.ack, 0.5) * 1000:>6.1f}ms {pct(step.ack, 0.99) * 1000:>6.1f}ms "
         f"{pct(step.reply, 0.5) * 1000:>7.1f}ms {pct(step.reply, 0.99) * 1000:>7.1f}ms "
         f"{left:>8} {cpu_ms:>6.2f}ms {pct(step.lateness, 0.99) * 1000:>6.1f}ms "
-        f"{step.baseline:>8.0f}",
+        f"{step.baseline:>8.0f} {step.loop * 100:>4.0f}%",
         flush=True,
     )
 
