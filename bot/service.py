@@ -43,8 +43,8 @@ from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import GroupCommit
-from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
-from storage.repository import AnyRow, Ingested, OutboxEntry, Tx, received
+from storage.models import Conversation, Identity, OutboxItem, utcnow
+from storage.repository import AnyRow, Ingested, OutboxEntry, Tx, pending_messages, received
 
 log = structlog.get_logger("tawasul")
 
@@ -287,17 +287,7 @@ class Service:
         count = 0
         while True:
             async with self.db.session(write=False, short=True) as session:
-                pending = list(
-                    await session.execute(
-                        select(
-                            Message.id, Message.conversation_id, Message.text, Conversation.state
-                        )
-                        .join(Conversation, Conversation.id == Message.conversation_id)
-                        .where(Message.direction == "in", Message.processed_at.is_(None))
-                        .order_by(Message.id)
-                        .limit(PENDING_PASS)
-                    )
-                )
+                pending = await pending_messages(session, PENDING_PASS)
             if not pending or self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
             # Questions are embedded in a worker thread, outside any transaction, so that the
@@ -336,6 +326,8 @@ class Service:
             for _, _, text, state in rows
             if (state or {}).get("mode") != "form" and content_words(text)
         ]
+        if not questions:  # form answers, menu numbers: nothing for the model
+            return
         try:
             await asyncio.to_thread(self.knowledge.prepare, questions)
         except Exception:

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
+    Integer,
     Row,
     Table,
     bindparam,
@@ -302,6 +303,22 @@ def _new_identity(dialect: str) -> Any:
 def _update_by_id(table: Table) -> Any:
     """UPDATE one row of ``table`` by id (``row_key``); the other parameters are the SET."""
     return update(table).where(table.c.id == bindparam("row_key"))
+
+
+# Stored inbound messages not processed yet, oldest first, with their conversation's state.
+_PENDING = (
+    select(_M.id, _M.conversation_id, _M.text, _C.state)
+    .join(CONVERSATIONS, _C.id == _M.conversation_id)
+    .where(_M.direction == "in", _M.processed_at.is_(None))
+    .order_by(_M.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+async def pending_messages(db: AsyncSession, limit: int) -> list[AnyRow]:
+    """Up to ``limit`` inbound messages waiting for the engine: id, conversation_id, text and
+    the conversation's state, oldest first."""
+    return list(await db.execute(_PENDING, {"limit": limit}))
 
 
 async def received(db: AsyncConnection, channel: Channel, channel_message_id: str) -> bool:
