@@ -81,22 +81,21 @@ async def test_a_serving_process_removes_old_texts_and_files_on_schedule(tmp_pat
         async with service.db.session(write=False) as s:
             requests = await s.scalar(select(func.count()).select_from(Request))
 
+        # A run removes the texts, commits, then deletes the files: both are waited for.
         with serving(tmp_path):
             # Once after start ...
             async def first_gone() -> bool:
-                return (await texts_left(service, first))[1] == 0
+                return (await texts_left(service, first))[1] == 0 and files(service) == []
 
             await until(first_gone)
-            assert files(service) == []
             # ... and again a period later, for what has expired since.
             second = await closed_long_ago(service, "old-2")
             assert len(files(service)) == 1
 
             async def second_gone() -> bool:
-                return (await texts_left(service, second))[1] == 0
+                return (await texts_left(service, second))[1] == 0 and files(service) == []
 
             await until(second_gone)
-            assert files(service) == []
 
         # The rows the reports count are all still there.
         assert (await texts_left(service, first))[0] == total
