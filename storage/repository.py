@@ -281,9 +281,10 @@ _LATEST_INBOUND = select(_M.identity_id, _M.channel_message_id, _M.payload).wher
 
 
 @cache
-def _store_inbound(dialect: str) -> Any:
-    """Insert an inbound message unless its channel's id is stored already; its id or None."""
-    return _dialect_insert(dialect, MESSAGES).on_conflict_do_nothing().returning(_M.id)
+def _insert_unless_taken(dialect: str, table: Table) -> Any:
+    """Insert a row of ``table`` unless one of its unique keys is taken; its id or None (an
+    inbound message its channel sent before, an identity whose address another has)."""
+    return _dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c.id)
 
 
 # A first contact: the beneficiary, its identity and its first conversation, in three inserts
@@ -291,12 +292,6 @@ def _store_inbound(dialect: str) -> Any:
 _NEW_BENEFICIARY = insert(BENEFICIARIES).returning(BENEFICIARIES.c.id)
 _NEW_CONVERSATION = insert(CONVERSATIONS).returning(_C.id)
 _DELETE_BENEFICIARY = delete(BENEFICIARIES).where(BENEFICIARIES.c.id == bindparam("row_key"))
-
-
-@cache
-def _new_identity(dialect: str) -> Any:
-    """Insert an identity unless its (kind, address) is taken; its id or None."""
-    return _dialect_insert(dialect, IDENTITIES).on_conflict_do_nothing().returning(_I.id)
 
 
 @cache
@@ -375,29 +370,8 @@ class Tx:
         found = await self.session.scalar(select(Identity).where(Identity.lookup(kind, address)))
         if found is not None:
             return found
-        beneficiary = Beneficiary(display_name=display_name[:200])
-        if kind == "phone":
-            beneficiary.phone = address
-        self.session.add(beneficiary)
-        await self.session.flush()
-        # The unique (kind, address) decides between two first messages arriving at once:
-        # the loser waits for the winner's commit, inserts nothing and uses its identity.
-        stmt = (
-            _insert(self.session, Identity)
-            .values(
-                beneficiary_id=beneficiary.id,
-                kind=kind,
-                address=address,
-                address_hash=address,
-                created_at=utcnow(),
-                unreachable=False,
-            )
-            .on_conflict_do_nothing()
-            .returning(Identity.id)
-        )
-        if (await self.session.execute(stmt)).scalar() is None:
-            await self.session.execute(delete(Beneficiary).where(Beneficiary.id == beneficiary.id))
-            self.session.expunge(beneficiary)
+        # Made here, or by a first message of the same address that was stored first.
+        await self._new_beneficiary(kind, address, display_name=display_name)
         found = await self.session.scalar(select(Identity).where(Identity.lookup(kind, address)))
         assert found is not None
         return found
@@ -411,20 +385,18 @@ class Tx:
         if identity.kind == "phone" and identity.address == phone:
             return  # WhatsApp and SMS: the sender's identity is that phone number already
         current = identity.beneficiary_id
-        claimed = await self.session.execute(
-            _insert(self.session, Identity)
-            .values(
-                beneficiary_id=current,
-                kind="phone",
-                address=phone,
-                address_hash=phone,
-                created_at=utcnow(),
-                unreachable=False,
-            )
-            .on_conflict_do_nothing()
-            .returning(Identity.id)
+        claimed = await self._returned(
+            _insert_unless_taken(_dialect(self.session), IDENTITIES),
+            {
+                "beneficiary_id": current,
+                "kind": "phone",
+                "address": phone,
+                "address_hash": phone,
+                "created_at": utcnow(),
+                "unreachable": False,
+            },
         )
-        if claimed.scalar() is not None:
+        if claimed is not None:
             beneficiary = await self.session.get(Beneficiary, current)
             if beneficiary is not None:
                 beneficiary.phone = phone
@@ -494,33 +466,39 @@ class Tx:
         # A row this session loaded before would otherwise keep the old value.
         await self.session.get(ChannelCursor, name, populate_existing=True)
 
-    async def _first_contact(self, kind: str, msg: Inbound) -> tuple[int, int, int] | None:
-        """A new beneficiary for an address never seen: (identity, beneficiary, conversation).
+    async def _new_beneficiary(
+        self,
+        kind: str,
+        address: str,
+        *,
+        display_name: str = "",
+        last_inbound_at: datetime | None = None,
+    ) -> tuple[int, int] | None:
+        """A beneficiary and its identity for an address never seen: (identity, beneficiary).
 
-        None when another first message of the same address was stored first (its identity
-        is taken): nothing of this one is kept, and the caller takes the general way.
+        The unique (kind, address) decides between two first messages arriving at once: the
+        loser waits for the winner's commit, keeps nothing and gets None.
         """
         now = utcnow()
-        address = msg.sender_id
         phone = address if kind == "phone" else None
         beneficiary_id = await self._returned(
             _NEW_BENEFICIARY,
             {
-                "display_name": msg.display_name[:200],
+                "display_name": display_name[:200],
                 "phone": phone,
                 "phone_hash": phone,
                 "created_at": now,
             },
         )
         identity_id = await self._returned(
-            _new_identity(_dialect(self.session)),
+            _insert_unless_taken(_dialect(self.session), IDENTITIES),
             {
                 "beneficiary_id": beneficiary_id,
                 "kind": kind,
                 "address": address,
                 "address_hash": address,
                 "created_at": now,
-                "last_inbound_at": msg.received_at,
+                "last_inbound_at": last_inbound_at,
                 "unreachable": False,
                 "opted_out": False,
             },
@@ -528,6 +506,24 @@ class Tx:
         if identity_id is None:
             await self.session.execute(_DELETE_BENEFICIARY, {"row_key": beneficiary_id})
             return None
+        return identity_id, beneficiary_id
+
+    async def _first_contact(self, kind: str, msg: Inbound) -> tuple[int, int, int] | None:
+        """A new beneficiary for an address never seen: (identity, beneficiary, conversation).
+
+        None when another first message of the same address was stored first (its identity
+        is taken): nothing of this one is kept, and the caller takes the general way.
+        """
+        made = await self._new_beneficiary(
+            kind,
+            msg.sender_id,
+            display_name=msg.display_name,
+            last_inbound_at=msg.received_at,
+        )
+        if made is None:
+            return None
+        identity_id, beneficiary_id = made
+        now = utcnow()
         # Nobody else can see this beneficiary yet: no conversation of theirs to look for.
         conversation_id = await self._returned(
             _NEW_CONVERSATION,
@@ -613,7 +609,7 @@ class Tx:
             conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
         message_id = await self._returned(
-            _store_inbound(_dialect(self.session)),
+            _insert_unless_taken(_dialect(self.session), MESSAGES),
             {
                 "conversation_id": conversation_id,
                 "beneficiary_id": beneficiary_id,
