@@ -14,10 +14,8 @@ import structlog
 
 from bot.config import KnowledgeConfig
 from bot.logs import notice
-from conversations.arabizi import matchable
 from conversations.faq import FaqEntry, default_faq_text, parse_knowledge
-from conversations.faq_index import Decision, FaqIndex, Vector
-from conversations.faq_text import without_greetings
+from conversations.faq_index import Decision, FaqIndex, Vector, embedding_text
 from conversations.forms import Form, load_forms
 
 log = structlog.get_logger("tawasul.knowledge")
@@ -196,7 +194,7 @@ class Knowledge:
             # One at a time: the engine may need the model on the event loop meanwhile (a
             # question that was not prepared), and then waits for one question, not a batch.
             for text in texts:
-                self.embedder.embed([without_greetings(matchable(text))])
+                self.embedder.embed([embedding_text(text)])
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

@@ -26,7 +26,7 @@ __all__ = ["is_arabizi", "language_of", "matchable", "to_arabic_letters"]
 # Words of everyday Arabizi that are not English words (normalised to lower case).
 _ARABIZI_WORDS = frozenset(
     """
-    abi abgha abgh abga abghi abgha abeh aby wesh wsh esh aish eish ayesh shno shnu shu wish
+    abi abgha abgh abga abghi abeh aby wesh wsh esh aish eish ayesh shno shnu shu wish
     ana anta enta enti inti kaif kef keef kif kaifa wain wein wen ween weyn mata emta meta
     3nd 3ndi 3ndy 3indi 3ndkom 3ndkum 3indkom 3ndk 3la 3ala hal yaani ya3ni yani inshallah
     insha2allah lazem lazim mumkin momken mmkn ba3d shlon shlonk fe fih feh 7ag 7agi hag hagi

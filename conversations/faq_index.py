@@ -49,6 +49,12 @@ from conversations.normalize import normalize_arabic
 Vector = NDArray[np.float32]
 
 
+def embedding_text(question: str) -> str:
+    """What of a question is embedded: spelt as it is matched, greetings aside. The cache is
+    keyed by it, so a question embedded ahead of matching (``Knowledge.prepare``) is found."""
+    return without_greetings(matchable(question))
+
+
 class Embedder(Protocol):
     """Sentence embeddings, one L2-normalised row per text."""
 
@@ -372,7 +378,7 @@ class FaqIndex:
         self.vectors: Vector | None = None
         self.classifier: EntryClassifier | None = None
         if embedder is not None and texts:
-            self.vectors = embedder.embed([without_greetings(t) for t in texts])
+            self.vectors = embedder.embed([embedding_text(t) for t in texts])
             if self.params.classifier_weight > 0:
                 self.classifier = EntryClassifier(
                     self.vectors, self.starts, self.params.classifier_ridge
@@ -388,7 +394,7 @@ class FaqIndex:
         char_scores = self.char_index.scores(char_features(words))
         cosines = query = None
         if self.vectors is not None and self.embedder is not None:
-            query = self.embedder.embed([without_greetings(text)])[0]
+            query = self.embedder.embed([embedding_text(text)])[0]
             # Not a BLAS matrix product: waking BLAS threads for one vector made the next
             # question's embedding several times slower on a large knowledge base.
             cosines = np.einsum("ij,j->i", self.vectors, query).astype(np.float32)
