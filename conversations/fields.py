@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import TypeAlias
 
 import phonenumbers
@@ -234,6 +235,7 @@ def _parse_phone(text: str, region: str) -> phonenumbers.PhoneNumber | None:
     return number if phonenumbers.is_valid_number(number) else None
 
 
+@lru_cache(maxsize=16_384)  # every message of a channel addressed by phone parses its sender
 def normalize_phone(raw: str, default_region: str = "SA") -> str | None:
     """E.164 form of any valid number, or None.
 

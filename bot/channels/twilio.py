@@ -135,7 +135,11 @@ class TwilioWebhooks:
             raise HTTPException(400, f"not a Twilio message: {exc}") from None
         inbound = message.inbound
         log_ctx = {"channel": inbound.channel.value, "message_sid": inbound.channel_message_id}
-        if await self.service.received(inbound.channel, inbound.channel_message_id):
+        # A retried message is refused by the store itself (one atomic check); it is looked up
+        # first only when it has files, so that they are not fetched again.
+        if message.media and await self.service.received(
+            inbound.channel, inbound.channel_message_id
+        ):
             log.info("twilio.repeat", **log_ctx)
             return twiml()
         change = opt_change(message)
@@ -160,8 +164,13 @@ class TwilioWebhooks:
             return twiml()
         if notice is not None:
             await self._notify(inbound, notice)
-        await self.service.receive(inbound)
-        log.info("twilio.received", files=len(attachments), rejected=len(problems), **log_ctx)
+        stored = await self.service.receive(inbound) is not None
+        log.info(
+            "twilio.received" if stored else "twilio.not_stored",
+            files=len(attachments),
+            rejected=len(problems),
+            **log_ctx,
+        )
         return twiml()
 
     async def status(self, request: Request) -> Response:
