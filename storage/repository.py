@@ -172,11 +172,22 @@ def _open_conversation_of(beneficiary_id: Any) -> Any:
 
 
 _OPEN_CONVERSATION = _open_conversation_of(bindparam("beneficiary_id"))
-# A sender's identity, with its open conversation (None when none is open).
-_SENDER = select(
-    _I.id, _I.beneficiary_id, _open_conversation_of(_I.beneficiary_id).scalar_subquery()
-).where(
-    _I.kind == bindparam("kind"), hashed_match(_I.address_hash, _I.address, bindparam("address"))
+# A sender's identity, with its open conversation and where that conversation last heard
+# from (all None when none is open).
+_SENDER_OPEN = CONVERSATIONS.alias("sender_open")
+_OPEN = _SENDER_OPEN.c
+_SENDER = (
+    select(_I.id, _I.beneficiary_id, _OPEN.id, _OPEN.last_channel, _OPEN.last_identity_id)
+    .select_from(
+        IDENTITIES.outerjoin(
+            _SENDER_OPEN,
+            _OPEN.id == _open_conversation_of(_I.beneficiary_id).scalar_subquery(),
+        )
+    )
+    .where(
+        _I.kind == bindparam("kind"),
+        hashed_match(_I.address_hash, _I.address, bindparam("address")),
+    )
 )
 _CONVERSATION_OF_MESSAGE = select(_M.conversation_id).where(_M.id == bindparam("message_id"))
 _CLAIM_CONVERSATION = (
@@ -531,6 +542,8 @@ class Tx:
                 "beneficiary_id": beneficiary_id,
                 "status": "bot",
                 "state": {},
+                "last_channel": msg.channel.value,
+                "last_identity_id": identity_id,
                 "created_at": now,
                 "updated_at": now,
             },
@@ -578,9 +591,10 @@ class Tx:
     async def ingest(self, msg: Inbound, payload: dict[str, Any]) -> Ingested | None:
         """Store an inbound message once; ``None`` when the channel sent it before.
 
-        A known sender writing to an open conversation (nearly every message) costs four
-        statements on the tables, a first contact five; a new conversation or a phone number
-        to link takes the longer way through the mapped classes.
+        A known sender writing again on the channel of the conversation's last message
+        (nearly every message) costs three statements on the tables, a first contact five; a
+        new conversation or a phone number to link takes the longer way through the mapped
+        classes.
         """
         kind = identity_kind(msg.channel)
         address = msg.sender_id
@@ -593,6 +607,8 @@ class Tx:
         # The identity found has the sender's address: a phone identity is its own number.
         linked = not phone or (kind == "phone" and msg.sender_id == phone)
         first = await self._first_contact(kind, msg) if found is None and linked else None
+        # Whether the conversation last heard from this sender on this channel already.
+        heard = first is not None
         if first is not None:
             identity_id, beneficiary_id, conversation_id = first
         elif found is None or not linked:
@@ -603,10 +619,15 @@ class Tx:
             identity_id, beneficiary_id = identity.id, identity.beneficiary_id
             conversation_id = await self.open_conversation_id(beneficiary_id)
         else:
-            identity_id, beneficiary_id, open_id = found
+            identity_id, beneficiary_id, open_id, last_channel, last_identity_id = found
             await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
             # Found open without the lock: only opening one needs it.
             conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
+            heard = (
+                open_id is not None
+                and last_channel == msg.channel.value
+                and last_identity_id == identity_id
+            )
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
         message_id = await self._returned(
             _insert_unless_taken(_dialect(self.session), MESSAGES),
@@ -625,15 +646,18 @@ class Tx:
         )
         if message_id is None:
             return None
-        await self._update(
-            Conversation,
-            conversation_id,
-            {
-                "last_channel": msg.channel.value,
-                "last_identity_id": identity_id,
-                "updated_at": utcnow(),
-            },
-        )
+        # The same sender on the same channel as before (nearly every message): nothing changes
+        # on the conversation until the engine's step, which stamps its updated_at.
+        if not heard:
+            await self._update(
+                Conversation,
+                conversation_id,
+                {
+                    "last_channel": msg.channel.value,
+                    "last_identity_id": identity_id,
+                    "updated_at": utcnow(),
+                },
+            )
         return Ingested(message_id, conversation_id, beneficiary_id)
 
     async def _update(self, model: Any, row_id: int, values: dict[str, Any]) -> None:

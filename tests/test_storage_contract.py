@@ -133,6 +133,27 @@ async def test_a_first_contact_is_stored_whole(db: Database) -> None:
         assert beneficiary is not None and beneficiary.phone is None
 
 
+async def test_the_conversation_follows_the_channel_its_sender_last_wrote_on(
+    db: Database,
+) -> None:
+    """Messages on the conversation's last channel leave it as it is; another channel moves it."""
+
+    async def last_channel() -> str | None:
+        async with db.session(write=False) as s:
+            conversation = await s.scalar(select(Conversation))
+            assert conversation is not None
+            return conversation.last_channel
+
+    await ingest(db, inbound("+966500000010", "SM-a"))
+    await ingest(db, inbound("+966500000010", "SM-b"))
+    assert await last_channel() == "whatsapp"
+    await ingest(db, inbound("+966500000010", "SM-c", Channel.SMS))
+    assert await last_channel() == "sms"
+    await ingest(db, inbound("+966500000010", "SM-d"))
+    assert await last_channel() == "whatsapp"
+    assert await count(db, Conversation) == 1
+
+
 async def test_first_messages_at_once_make_one_person_and_one_conversation(
     db: Database,
 ) -> None:
