@@ -172,12 +172,24 @@ def _open_conversation_of(beneficiary_id: Any) -> Any:
 
 
 _OPEN_CONVERSATION = _open_conversation_of(bindparam("beneficiary_id"))
+# How far behind its latest message a sender's last_inbound_at may be: it is written again
+# only once it is this old, so a sender's messages of one minute update it once. It opens
+# WhatsApp's 24-hour window, which therefore closes up to this much early, never late; and
+# an older message a channel delivers late never moves it back.
+INBOUND_STAMP = timedelta(minutes=1)
 # A sender's identity, with its open conversation and where that conversation last heard
 # from (all None when none is open).
 _SENDER_OPEN = CONVERSATIONS.alias("sender_open")
 _OPEN = _SENDER_OPEN.c
 _SENDER = (
-    select(_I.id, _I.beneficiary_id, _OPEN.id, _OPEN.last_channel, _OPEN.last_identity_id)
+    select(
+        _I.id,
+        _I.beneficiary_id,
+        _I.last_inbound_at,
+        _OPEN.id,
+        _OPEN.last_channel,
+        _OPEN.last_identity_id,
+    )
     .select_from(
         IDENTITIES.outerjoin(
             _SENDER_OPEN,
@@ -619,8 +631,11 @@ class Tx:
             identity_id, beneficiary_id = identity.id, identity.beneficiary_id
             conversation_id = await self.open_conversation_id(beneficiary_id)
         else:
-            identity_id, beneficiary_id, open_id, last_channel, last_identity_id = found
-            await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
+            identity_id, beneficiary_id, last_inbound, open_id, last_channel, last_identity_id = (
+                found
+            )
+            if last_inbound is None or msg.received_at - last_inbound >= INBOUND_STAMP:
+                await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
             # Found open without the lock: only opening one needs it.
             conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
             heard = (

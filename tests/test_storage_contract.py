@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -152,6 +153,29 @@ async def test_the_conversation_follows_the_channel_its_sender_last_wrote_on(
     await ingest(db, inbound("+966500000010", "SM-d"))
     assert await last_channel() == "whatsapp"
     assert await count(db, Conversation) == 1
+
+
+async def test_last_inbound_is_stamped_once_a_minute_and_never_moves_back(db: Database) -> None:
+    """It opens WhatsApp's window: written again once a minute old, so never late by more."""
+
+    async def last_inbound() -> datetime | None:
+        async with db.session(write=False) as s:
+            identity = await s.scalar(select(Identity))
+            assert identity is not None
+            return identity.last_inbound_at
+
+    def at(seconds: int, message_id: str) -> Inbound:
+        return replace(
+            inbound("+966500000011", message_id), received_at=AT + timedelta(seconds=seconds)
+        )
+
+    await ingest(db, at(0, "SM-0"))
+    await ingest(db, at(30, "SM-30"))
+    assert await last_inbound() == AT
+    await ingest(db, at(61, "SM-61"))
+    assert await last_inbound() == AT + timedelta(seconds=61)
+    await ingest(db, at(5, "SM-late"))  # delivered late by its channel
+    assert await last_inbound() == AT + timedelta(seconds=61)
 
 
 async def test_first_messages_at_once_make_one_person_and_one_conversation(
