@@ -391,6 +391,8 @@ class Service:
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
         later: list[OutboxEntry] = []
+        # Bounds the requests to the channels in flight, not the outcomes being recorded: a
+        # slot is free again as soon as the channel has answered.
         gate = asyncio.Semaphore(self.config.outbox.concurrency)
 
         async def one_conversation(
@@ -398,17 +400,15 @@ class Service:
         ) -> int:
             # In order within the conversation; a failure holds back the replies after it.
             sent = 0
-            async with gate:
-                for position, (item, delivery, identity) in enumerate(entries):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self.stopping.is_set():
-                        later.extend(e[0] for e in entries[position:])
-                        break
-                    outcome = await self._deliver_one(item, delivery, identity, remaining)
-                    if not isinstance(outcome, Sent):
-                        later.extend(e[0] for e in entries[position + 1 :])
-                        break
-                    sent += 1
+            for position, (item, delivery, identity) in enumerate(entries):
+                outcome = await self._deliver_one(item, delivery, identity, gate, deadline)
+                if outcome is None:  # out of time, or stopping: not tried
+                    later.extend(e[0] for e in entries[position:])
+                    break
+                if not isinstance(outcome, Sent):
+                    later.extend(e[0] for e in entries[position + 1 :])
+                    break
+                sent += 1
             return sent
 
         # Conversations go out side by side: one slow recipient does not hold up the others.
@@ -420,17 +420,30 @@ class Service:
         return sent
 
     async def _deliver_one(
-        self, item: OutboxEntry, delivery: Delivery, identity: AnyRow | None, remaining: float
-    ) -> Outcome:
-        """Send one claimed item and record the outcome before the next of its conversation."""
+        self,
+        item: OutboxEntry,
+        delivery: Delivery,
+        identity: AnyRow | None,
+        gate: asyncio.Semaphore,
+        deadline: float,
+    ) -> Outcome | None:
+        """Send one claimed item, holding one of the ``gate``'s slots, and record the outcome
+        before the next of its conversation; None, untried, when ``deadline`` (monotonic) has
+        passed once a slot is free, or the service is stopping."""
         with structlog.contextvars.bound_contextvars(
             conversation_id=item.conversation_id, outbox_id=item.id
         ):
-            try:
-                outcome = await asyncio.wait_for(self._send(item, delivery, identity), remaining)
-            except TimeoutError:
-                # Whether the channel took it is unknown: it is tried again (at least once).
-                outcome = DeliveryError("send timed out")
+            async with gate:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.stopping.is_set():
+                    return None
+                try:
+                    outcome: Outcome = await asyncio.wait_for(
+                        self._send(item, delivery, identity), remaining
+                    )
+                except TimeoutError:
+                    # Whether the channel took it is unknown: it is tried again (at least once).
+                    outcome = DeliveryError("send timed out")
 
             async def record(session: AsyncSession) -> None:
                 # Run by the writer task, which does not share this task's log context.

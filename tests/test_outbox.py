@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -149,3 +150,68 @@ async def test_a_slow_recipient_does_not_hold_up_other_conversations(service: Se
     assert await delivering == len(slow.replies) + len(quick.replies)
     in_order = [text for address, text in sender.sent if address == "51"]
     assert in_order == [r.text for r in slow.replies]
+
+
+class CountingSender:
+    """Answers after a short wait, counting the requests in flight."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, delivery: Delivery) -> Sent:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        self.sent.append((delivery.address, delivery.reply.text))
+        return Sent(f"provider-{len(self.sent)}")
+
+
+async def test_concurrency_bounds_the_requests_in_flight(service: Service) -> None:
+    service.config.outbox.concurrency = 2
+    chats = [Chat(service, channel=Channel.TELEGRAM, sender=f"6{n}") for n in range(5)]
+    for chat in chats:
+        await chat.say("مرحبا")
+    sender = CountingSender()
+    service.senders["telegram"] = sender
+    total = sum(len(chat.replies) for chat in chats)
+    assert total > len(chats)  # each conversation has replies to send in order
+    assert await service.deliver_due() == total
+    assert sender.most == 2
+    for chat in chats:
+        assert [t for a, t in sender.sent if a == chat.sender] == [r.text for r in chat.replies]
+
+
+async def test_a_send_being_recorded_does_not_hold_a_slot(service: Service) -> None:
+    """With one slot, a second conversation's reply leaves while the first's outcome waits
+    to be written (the slot bounds requests to the channel, not the writer's queue)."""
+    service.config.outbox.concurrency = 1
+    first = Chat(service, channel=Channel.TELEGRAM, sender="71")
+    second = Chat(service, channel=Channel.TELEGRAM, sender="72")
+    await first.say("hi")
+    await second.say("hi")
+    sender = CountingSender()
+    service.senders["telegram"] = sender
+    recording = asyncio.Event()
+    release = asyncio.Event()
+    record = service._record
+
+    async def slow_record(tx: Any, item: Any, outcome: Any) -> None:
+        if not recording.is_set():
+            recording.set()
+            await release.wait()
+        await record(tx, item, outcome)
+
+    service._record = slow_record  # type: ignore[method-assign]
+    delivering = asyncio.create_task(service.deliver_due())
+    await asyncio.wait_for(recording.wait(), 5)
+    for _ in range(200):
+        if len({a for a, _ in sender.sent}) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert {a for a, _ in sender.sent} == {"71", "72"}
+    release.set()
+    assert await delivering == len(first.replies) + len(second.replies)
+    assert all(i.status == "sent" for i in await outbox(service))
