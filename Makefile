@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench faq-embeddings clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "Creating the virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -31,6 +31,10 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/load.py $(BENCH_ARGS)
+
+# After editing the shipped knowledge base (conversations/data/faq.toml).
+faq-embeddings: install
+	$(BIN)/python scripts/faq-embeddings
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

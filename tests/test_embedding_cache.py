@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 
-from bot.knowledge import E5Embedder
+from bot.knowledge import SEED, E5Embedder, read_knowledge
+from conversations.faq_index import FaqIndex, Vector
 
 
 def test_asked_questions_are_bounded_and_the_knowledge_base_stays(tmp_path: Path) -> None:
@@ -77,3 +81,88 @@ questions.ar = []
     with caplog.at_level("INFO", logger="tawasul.notice"):
         module.Knowledge(config)  # embedded and saved by the first start: nothing to say
     assert not [r for r in caplog.records if r.name == "tawasul.notice"]
+
+
+class Recorder:
+    """Records what an index asks to embed (answers zeros: nothing is matched here)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> Vector:
+        self.texts.extend(texts)
+        return np.zeros((len(texts), 384), np.float32)
+
+
+class CountingModel:
+    """Stands for the model: vectors of one value, and the texts it was asked for."""
+
+    def __init__(self, value: float = 0.5) -> None:
+        self.value = value
+        self.asked: list[str] = []
+
+    def query(self, texts: Sequence[str]) -> Vector:
+        self.asked.extend(texts)
+        return np.full((len(texts), 384), self.value, np.float32)
+
+
+def test_the_shipped_vectors_cover_the_shipped_knowledge_base() -> None:
+    recorder = Recorder()
+    entries, outside = read_knowledge(None)
+    FaqIndex(entries, recorder, out_of_scope=outside)
+    with resources.as_file(SEED) as path, np.load(path) as data:
+        shipped = {str(k) for k in data["keys"]}
+    missing = {E5Embedder.key(t) for t in recorder.texts} - shipped
+    assert not missing, f"{len(missing)} questions have no shipped vector: make faq-embeddings"
+
+
+def test_a_first_start_reads_the_shipped_vectors_instead_of_embedding(tmp_path: Path) -> None:
+    embedder = E5Embedder(tmp_path / "cache")
+    model = embedder.model
+    asked: list[str] = []
+
+    class Counting:
+        def query(self, texts: Sequence[str]) -> Vector:
+            asked.extend(texts)
+            return cast(Vector, model.query(texts))
+
+    embedder.model = Counting()
+    entries, outside = read_knowledge(None)
+    index = FaqIndex(entries, embedder, out_of_scope=outside)
+    assert len(asked) == 1  # one question, to check the shipped vectors against the model
+    decision = index.decide("السلام عليكم ابغى اعرف وش الاوراق المطلوبه")
+    assert decision.ranked[0].entry.id == "required-documents"
+    embedder.save()  # and later starts read them from the cache, as ever
+    assert len(E5Embedder(tmp_path / "cache", seed=False).cache) >= len(asked) + 2000
+
+
+def test_shipped_vectors_another_model_disagrees_with_are_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import knowledge as module
+
+    texts = [f"سؤال {n}" for n in range(4)]
+    seed = tmp_path / "seed.npz"
+
+    def ship(probe_vector: Vector) -> None:
+        np.savez(
+            seed,
+            version=np.asarray(E5Embedder.VERSION),
+            probe=np.asarray("سؤال للتحقق"),
+            probe_vector=probe_vector,
+            keys=np.asarray([E5Embedder.key(t) for t in texts], dtype="U32"),
+            vectors=np.full((len(texts), 384), 0.5, np.float16),
+        )
+
+    monkeypatch.setattr(module, "SEED", seed)
+    monkeypatch.setattr(module, "SLOW_START_QUESTIONS", 3)
+    ship(np.full(384, 0.5, np.float32))  # what this model says of the probe: used
+    embedder = E5Embedder(None)
+    embedder.model = CountingModel()
+    embedder.embed(texts)
+    assert embedder.model.asked == ["سؤال للتحقق"]
+    ship(np.eye(384, dtype=np.float32)[0])  # another model's vectors: embedded afresh
+    embedder = E5Embedder(None)
+    embedder.model = CountingModel()
+    embedder.embed(texts)
+    assert embedder.model.asked == ["سؤال للتحقق", *texts]
