@@ -5,10 +5,12 @@ knowledge base's words are Arabic, and the sentence embedding knows Arabizi poor
 message that reads as Arabizi is spelt in Arabic letters before it is matched, consonant by
 consonant, the way a reader would sound it out: the digits stand for the letters Latin lacks
 (3 ع, 7 ح, 5 خ, 2 ء, 6 ط, 9 ص, 8 ق), short vowels inside a word are dropped as Arabic
-spelling drops them, and "el"/"al" joins the next word as its article. The result is not
-correct spelling ("el matlooba" becomes "المتلوبه"), but the normalised words, the character
-n-grams and the embedding then have Arabic to compare with Arabic. The answer is given in
-Arabic.
+spelling drops them, and "el"/"al" joins the next word as its article. Sounding out cannot
+tell a long vowel written short, nor t from ط or z from ظ ("matlooba" would be "متلوبه"), so
+everyday words of beneficiaries' messages are looked up first, with their pronoun endings
+("talabi" طلبي, "7alatkom" حالتكم). The result is not always correct spelling, but the
+normalised words, the character n-grams and the embedding then have Arabic to compare with
+Arabic. The answer is given in Arabic.
 
 A message is taken as Arabizi when a word mixes those digits with letters ("3ndi", "a7tag")
 or when it has more Arabizi words ("abi", "wesh", "kaif"...) than English ones, and no
@@ -110,6 +112,112 @@ _LONG = {
 _ARTICLES = frozenset({"el", "al", "il", "l"})
 _VOWELS = "aeiou"
 
+# Words sounding out spells wrongly (a long vowel written short, t for ط, z for ظ, a final
+# alef maqsura): everyday words of a beneficiary's message, as Arabic writes them. Several
+# Latin spellings of a word share one line. A word may carry a pronoun ending ("talabi",
+# "7alati", "maqarkom"), looked up without it.
+_SPELT = {
+    latin: arabic
+    for line in """
+    ابغى abgha abgh abga abgha2 abaa
+    ابي abi aby abee abbi
+    على 3la 3ala 3ly
+    عليكم 3likom 3laikom 3alaikom 3lekom
+    متى mata emta meta mta
+    في fe fi fee fy
+    فيه fih feh feeh feeha
+    حق hag ha8 7ag 7ag8
+    الحين alheen alhin elheen elhin ilhin al7een al7in
+    طلب talab tlab talb 6alab 6lab
+    طلبات talabat tlabat 6alabat
+    مساعده mosa3ada musa3ada msa3da mosa3da mosaada musaada mosa3adah
+    موظف mowathaf mowazaf mwazaf mowadhaf mowa6af mwthf mowazzaf
+    موظفين mowathafeen mowazafeen mwazafeen mowa6afeen mowathfeen
+    معلومات ma3lomat ma3loomat ma3lumat m3lomat maalomat
+    بيانات bayanat byanat
+    اوراق awraq awra8 awrag awra2
+    وثائق watha2eq wathayeq wathaeq watha2iq
+    مطلوب matloob matlob matlub ma6loob
+    مطلوبه matlooba matlouba matloba ma6looba matlubah
+    جوال jawal jwal jawwal
+    خدمات khadamat 5adamat khdamat
+    خدمه khedma 5edma khidma khedmah
+    واحد wa7ed wahed wa7id
+    دوام dawam dwam dawaam
+    مقر maqar ma8ar mgar maqarr
+    جمعيه jam3iya jam3eya jam3ya jm3ya jam3iyah jam3yah
+    رقم raqam ra8am ragam rakam rgm
+    هويه hawiya hawya hwiya hawiyah
+    تسجيل tasjeel tasjil tsjeel
+    اسجل asajel asajil asajjel asjl
+    دعم da3m
+    سله salla sallah
+    غذائيه ghetha2iya ghitha2ia ghetha2eya ghtha2iya
+    موعد maw3ed maw3id mawe3d
+    مواعيد mawa3eed mawa3id
+    حاله 7ala 7alah 7aala halah
+    شكوى shakwa shakwah
+    عيد eid
+    يصير ysir yseer ysyr
+    رسمي rasmi rasmy
+    عنوان 3nwan 3enwan 3unwan 3onwan
+    قريب qareeb gareeb 8areeb qarib
+    جديد jadeed jdeed jadid
+    ايجار ejar ijar eejar
+    كهرباء kahraba kahraba2
+    فاتوره fatora fatoora fatoorah
+    علاج 3elaj 3ilaj 3laj
+    لجنه lajna lajnah
+    قرار qarar 8arar garar
+    تجديد tajdeed tajdid
+    تحديث ta7deeth ta7deth tahdeeth ta7dith
+    تطوع tatawo3 ta6awo3 tatawu3
+    اتطوع atatawa3 at6awa3 at6wa3
+    متطوع motatawe3 mt6wa3 mutatawi3
+    تبرع tabaro3 tbr3 tabarru3
+    اتبرع atabara3 atbr3
+    زكاه zakat zakah
+    مبلغ mablagh mblgh mablag
+    سداد sadad sdad
+    مره marra mara
+    يوم yom youm
+    ايام ayam ayyam
+    ساعه sa3a sa3ah
+    شهر shahr shahar
+    شهور shhoor shuhoor
+    اكلم akalem akallem akalim
+    نكلم nkalem nkallem
+    عائله 3a2ela 3ayla 3aila 3a2ila
+    عيالي 3yali 3eyali 3yaly
+    يتيم yateem yatim
+    ايتام aytam aytaam
+    ارمله armala armalah
+    مطلقه motalaqa mutallaqa mo6alaqa mtlqa
+    طلاق talaq 6alaq
+    مريض mareed mared
+    تعليم ta3leem ta3lim
+    مدرسه madrasa madrasah
+    """.strip().splitlines()
+    for arabic, *spellings in [line.split()]
+    for latin in spellings
+}
+# Pronoun endings of a word looked up in _SPELT, (Latin, Arabic). A word in ة takes them
+# after a t ("7alati", "7alatkom": حالتي، حالتكم).
+_ENDINGS = (
+    ("kom", "كم"),
+    ("kum", "كم"),
+    ("hom", "هم"),
+    ("hum", "هم"),
+    ("ak", "ك"),
+    ("ik", "ك"),
+    ("ek", "ك"),
+    ("na", "نا"),
+    ("ha", "ها"),
+    ("i", "ي"),
+    ("y", "ي"),
+    ("k", "ك"),
+)
+
 
 def is_arabizi(text: str) -> bool:
     """Whether ``text`` reads as Arabic written in Latin letters (see the module's notes)."""
@@ -146,6 +254,8 @@ def to_arabic_letters(text: str) -> str:
     article = False
     for piece in re.findall(r"[A-Za-z0-9']+|[^A-Za-z0-9']+", text):
         if not _LATIN_WORD.fullmatch(piece):
+            if article and piece.strip() == "-":  # "el-talab": the article's hyphen
+                continue
             if not article or piece.strip():
                 parts.append(piece)
                 article = False
@@ -163,14 +273,39 @@ def to_arabic_letters(text: str) -> str:
     return "".join(parts)
 
 
+def _spelt(word: str) -> str | None:
+    """``word`` as _SPELT has it, with a pronoun ending it carries; None when it has not."""
+    if word in _SPELT:
+        return _SPELT[word]
+    for latin, arabic in _ENDINGS:
+        stem = word.removesuffix(latin)
+        if stem == word:
+            continue
+        spelt = _SPELT.get(stem)
+        if spelt is not None and not spelt.endswith("ه"):
+            if spelt.endswith("ى"):  # على + ي: علي, على + كم: عليكم
+                return spelt[:-1] + ("" if arabic == "ي" else "ي") + arabic
+            return spelt + arabic
+        spelt = _SPELT.get(stem.removesuffix("t")) if stem.endswith("t") else None
+        if spelt is not None and spelt.endswith("ه"):  # 7ala-t-i: حاله becomes حالتي
+            return spelt[:-1] + "ت" + arabic
+    return None
+
+
 def _word(word: str) -> str:
     if word.isdigit():
         return word
+    known = _spelt(word)
+    if known is not None:
+        return known
     prefix = ""
     for article in ("el", "al", "il"):
         rest = word.removeprefix(article).lstrip("-")
         if rest != word and len(rest) > 2:
             prefix, word = "ال", rest
+            known = _spelt(word)
+            if known is not None:
+                return prefix + known
             break
     letters: list[str] = []
     at = 0

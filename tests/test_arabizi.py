@@ -36,11 +36,15 @@ def test_arabizi_is_told_from_english_and_from_numbers() -> None:
 
 SPELT = {
     "wain maqarkom": "وين مقركم",
-    # The digits are the letters Latin lacks; the article joins its word.
-    "3ndi shakwa 3la el mowathaf": "عندي شكوه علا الموثف",
-    "abgha a3rf el awraq": "ابغه اعرف الاورق",
-    "mata yebda el dawam?": "مته يبده الدوم?",
+    # The digits are the letters Latin lacks; the article joins its word. Everyday words are
+    # spelt as Arabic writes them; others are sounded out ("yebda": يبده).
+    "3ndi shakwa 3la el mowathaf": "عندي شكوى على الموظف",
+    "abgha a3rf el awraq": "ابغى اعرف الاوراق",
+    "mata yebda el dawam?": "متى يبده الدوام?",
     "5alas, 7ag el 6alab 9a7": "خلس, حق الطلب صح",
+    # With a pronoun ending: a word in ة takes it after its t; على's alef becomes ي.
+    "7alati w talabkom": "حالتي و طلبكم",
+    "7alatkom 3lay, el-talab": "حالتكم علي, الطلب",
 }
 
 
