@@ -429,7 +429,13 @@ class Service:
     ) -> Outcome | None:
         """Send one claimed item, holding one of the ``gate``'s slots, and record the outcome
         before the next of its conversation; None, untried, when ``deadline`` (monotonic) has
-        passed once a slot is free, or the service is stopping."""
+        passed once a slot is free, or the service is stopping.
+
+        On SQLite the slot is free again once the channel has answered: the outcome waits for
+        the single writer, not for a connection. On PostgreSQL each outcome is written on a
+        pooled connection of its own, so the slot is kept until it is, which bounds how many
+        connections the outbox takes at once.
+        """
         with structlog.contextvars.bound_contextvars(
             conversation_id=item.conversation_id, outbox_id=item.id
         ):
@@ -444,18 +450,23 @@ class Service:
                 except TimeoutError:
                     # Whether the channel took it is unknown: it is tried again (at least once).
                     outcome = DeliveryError("send timed out")
-
-            async def record(session: AsyncSession) -> None:
-                # Run by the writer task, which does not share this task's log context.
-                with structlog.contextvars.bound_contextvars(
-                    conversation_id=item.conversation_id, outbox_id=item.id
-                ):
-                    # The claimed row as it was committed: this process holds its lease, so
-                    # nobody changed it since (no need to read it again).
-                    await self._record(Tx(session), item, outcome)
-
-            await self.group.run(record, key=("outbox", item.conversation_id))
+                if not self.group.batching:
+                    await self._record_outcome(item, outcome)
+                    return outcome
+            await self._record_outcome(item, outcome)
         return outcome
+
+    async def _record_outcome(self, item: OutboxEntry, outcome: Outcome) -> None:
+        async def record(session: AsyncSession) -> None:
+            # Run by the writer task, which does not share this task's log context.
+            with structlog.contextvars.bound_contextvars(
+                conversation_id=item.conversation_id, outbox_id=item.id
+            ):
+                # The claimed row as it was committed: this process holds its lease, so
+                # nobody changed it since (no need to read it again).
+                await self._record(Tx(session), item, outcome)
+
+        await self.group.run(record, key=("outbox", item.conversation_id))
 
     async def _deliveries(
         self, tx: Tx, items: Sequence[OutboxEntry]
