@@ -190,6 +190,15 @@ class FloodGuard:
         sender.next_slot = slot + limits.slow_seconds
         return Verdict.SLOW, wait
 
+    def pressed(self, kind: str, address: str) -> bool:
+        """Whether this sender is slowed or blocked, or would be by one more message."""
+        sender = self._senders.get((kind, address))
+        if sender is None:
+            return False
+        now = self.clock()
+        recent = sum(1 for at in sender.seen if at > now - self.limits.window)
+        return now < sender.blocked_until or recent >= self.limits.slow_after
+
     def _forget_quiet(self, now: float) -> None:
         horizon = now - self.limits.window
         for key in [
@@ -214,7 +223,17 @@ async def admit(service: Service, msg: Inbound) -> bool:
     """Whether ``receive`` should store this message; a slowed sender waits here first."""
     if msg.channel in UNGUARDED:
         return True
-    verdict, wait = flood_guard(service).check(identity_kind(msg.channel), msg.sender_id)
+    guard, kind = flood_guard(service), identity_kind(msg.channel)
+    # A channel retries a message it got no answer for (a slowed sender's webhook can take
+    # longer than Twilio waits): the retry of one already stored is not counted again. Only
+    # for a sender near the limits, so that the usual message costs no read.
+    if (
+        msg.channel_message_id
+        and guard.pressed(kind, msg.sender_id)
+        and await service.received(msg.channel, msg.channel_message_id)
+    ):
+        return False
+    verdict, wait = guard.check(kind, msg.sender_id)
     if verdict is Verdict.SLOW:
         await asyncio.sleep(wait)
         return True

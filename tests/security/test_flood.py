@@ -80,7 +80,7 @@ async def _count(service: Service, sender_direction: str, text: str | None = Non
         return sum(1 for said in texts if text is None or text in said)
 
 
-FAST = {
+FAST: dict[str, object] = {
     "slow_after": 5,
     "slow_seconds": 0.1,
     "max_wait_seconds": 0.5,
@@ -193,3 +193,26 @@ async def test_an_ignored_sender_can_be_left_untold(tmp_path: Path) -> None:
         assert await _count(service, "out") == 0
     finally:
         await service.close()
+
+
+async def test_a_channels_retries_of_a_stored_message_do_not_count(fast_limits: Service) -> None:
+    """A slowed sender's webhook can outlast the channel's patience: its retries of a message
+    already stored are not counted again, so they do not push the sender into a block."""
+    service = fast_limits
+    limits = flood_guard(service).limits
+
+    def msg(n: int) -> Inbound:
+        return Inbound(
+            Channel.WHATSAPP,
+            "+966500000077",
+            text=f"سؤال {n}",
+            channel_message_id=f"SM-retry-{n}",
+            received_at=WORKING_TIME,
+        )
+
+    for n in range(limits.slow_after):
+        assert await service.receive(msg(n)) is not None
+    for _ in range(limits.block_after):  # the channel sends the first one again and again
+        assert await service.receive(msg(0)) is None
+    assert await service.receive(msg(limits.slow_after)) is not None  # slowed, not blocked
+    assert await _count(service, "in") == limits.slow_after + 1
