@@ -600,8 +600,14 @@ class Tx:
 
     # -- inbound ----------------------------------------------------------------------------
 
-    async def ingest(self, msg: Inbound, payload: dict[str, Any]) -> Ingested | None:
+    async def ingest(
+        self, msg: Inbound, payload: dict[str, Any], *, stepped: bool = True
+    ) -> Ingested | None:
         """Store an inbound message once; ``None`` when the channel sent it before.
+
+        ``stepped``: the engine's step will take the message and stamp its conversation's
+        ``updated_at``; a message kept without a step (a STOP, a file that cannot be read) has
+        it stamped here.
 
         A known sender writing again on the channel of the conversation's last message
         (nearly every message) costs two statements on the tables (three once a minute, see
@@ -663,7 +669,7 @@ class Tx:
             return None
         # The same sender on the same channel as before (nearly every message): nothing changes
         # on the conversation until the engine's step, which stamps its updated_at.
-        if not heard:
+        if not heard or not stepped:
             await self._update(
                 Conversation,
                 conversation_id,
@@ -737,7 +743,9 @@ class Tx:
         return await self._queue_replies(
             conversation.id,
             conversation.beneficiary_id,
-            conversation.last_channel,
+            # On the channel the message came by: the conversation may have heard from its
+            # sender on another one since (WhatsApp, then SMS) before this step.
+            message.channel if message.identity_id else conversation.last_channel,
             message.identity_id or conversation.last_identity_id,
             replies,
             # The sender's address, read with the message (the engine's step leaves it as

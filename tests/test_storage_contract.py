@@ -143,7 +143,8 @@ async def test_the_conversation_follows_the_channel_its_sender_last_wrote_on(
         async with db.session(write=False) as s:
             conversation = await s.scalar(select(Conversation))
             assert conversation is not None
-            return conversation.last_channel
+            value: str | None = conversation.last_channel
+            return value
 
     await ingest(db, inbound("+966500000010", "SM-a"))
     await ingest(db, inbound("+966500000010", "SM-b"))
@@ -155,6 +156,52 @@ async def test_the_conversation_follows_the_channel_its_sender_last_wrote_on(
     assert await count(db, Conversation) == 1
 
 
+async def test_replies_go_by_the_channel_their_message_came_by(db: Database) -> None:
+    """A WhatsApp message answered after its sender also wrote by SMS is answered on WhatsApp."""
+    first = await ingest(db, inbound("+966500000013", "SM-wa"))
+    await ingest(db, inbound("+966500000013", "SM-sms", Channel.SMS))
+    assert first is not None
+    async with db.session() as s:
+        tx = Tx(s)
+        claimed = await tx.claim_inbound(first)
+        assert claimed is not None
+        await tx.save_step(
+            claimed,
+            state=dict(claimed.conversation.state or {}),
+            status=claimed.conversation.status,
+            replies=[Reply("أهلًا")],
+        )
+    async with db.session(write=False) as s:
+        item = await s.scalar(select(OutboxItem))
+        assert item is not None
+        assert (item.channel, item.address) == ("whatsapp", "+966500000013")
+
+
+async def test_a_message_kept_without_a_step_stamps_its_conversation(db: Database) -> None:
+    """The engine's step stamps updated_at (retention and the staff queue read it); a message
+    the engine will not take (a STOP, an unreadable file) stamps it when it is stored."""
+
+    async def updated_at() -> datetime:
+        async with db.session(write=False) as s:
+            conversation = await s.scalar(select(Conversation))
+            assert conversation is not None
+            value: datetime = conversation.updated_at
+            return value
+
+    async def keep(message_id: str, *, stepped: bool) -> None:
+        async with db.session() as s:
+            msg = inbound("+966500000012", message_id)
+            assert await Tx(s).ingest(msg, {}, stepped=stepped) is not None
+
+    await keep("SM-1", stepped=True)
+    first = await updated_at()
+    await asyncio.sleep(0.01)
+    await keep("SM-2", stepped=True)  # left to its step
+    assert await updated_at() == first
+    await keep("SM-3", stepped=False)
+    assert await updated_at() > first
+
+
 async def test_last_inbound_is_stamped_once_a_minute_and_never_moves_back(db: Database) -> None:
     """It opens WhatsApp's window: written again once a minute old, so never late by more."""
 
@@ -162,7 +209,8 @@ async def test_last_inbound_is_stamped_once_a_minute_and_never_moves_back(db: Da
         async with db.session(write=False) as s:
             identity = await s.scalar(select(Identity))
             assert identity is not None
-            return identity.last_inbound_at
+            value: datetime | None = identity.last_inbound_at
+            return value
 
     def at(seconds: int, message_id: str) -> Inbound:
         return replace(

@@ -213,7 +213,7 @@ class TwilioWebhooks:
         with what it changes, in one transaction; a repeat changes nothing."""
         async with self.service.db.session() as session:
             tx = Tx(session)
-            ingested = await tx.ingest(inbound, inbound_payload(inbound))
+            ingested = await tx.ingest(inbound, inbound_payload(inbound), stepped=False)
             if ingested is None:
                 return
             row = await session.get(Message, ingested.message_id)

@@ -246,7 +246,7 @@ class TelegramChannel:
         assert inbound is not None
         async with self.service.db.session() as session:
             tx = Tx(session)
-            ingested = await tx.ingest(inbound, inbound_payload(inbound))
+            ingested = await tx.ingest(inbound, inbound_payload(inbound), stepped=False)
             if ingested is None:
                 return
             conversation = await session.get(Conversation, ingested.conversation_id)
