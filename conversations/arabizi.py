@@ -124,8 +124,9 @@ _SPELT = {
     على 3la 3ala 3ly
     عليكم 3likom 3laikom 3alaikom 3lekom
     متى mata emta meta mta
-    في fe fi fee fy
-    فيه fih feh feeh feeha
+    في fe fi fee fy fey fiy fii
+    فيه fih feh feeh
+    فيها feeha fiha feha
     حق hag ha8 7ag 7ag8
     الحين alheen alhin elheen elhin ilhin al7een al7in
     طلب talab tlab talb 6alab 6lab
@@ -283,8 +284,12 @@ def _spelt(word: str) -> str | None:
             continue
         spelt = _SPELT.get(stem)
         if spelt is not None and not spelt.endswith("ه"):
-            if spelt.endswith("ى"):  # على + ي: علي, على + كم: عليكم
-                return spelt[:-1] + ("" if arabic == "ي" else "ي") + arabic
+            if spelt == "على":  # علي، عليكم
+                return "علي" + ("" if arabic == "ي" else arabic)
+            if spelt.endswith("ى"):  # شكوى + ك: شكواك
+                return spelt[:-1] + "ا" + arabic
+            if spelt.endswith("ي") and arabic == "ي":  # في + ي: في
+                return spelt
             return spelt + arabic
         spelt = _SPELT.get(stem.removesuffix("t")) if stem.endswith("t") else None
         if spelt is not None and spelt.endswith("ه"):  # 7ala-t-i: حاله becomes حالتي

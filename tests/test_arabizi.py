@@ -45,6 +45,7 @@ SPELT = {
     # With a pronoun ending: a word in ة takes it after its t; على's alef becomes ي.
     "7alati w talabkom": "حالتي و طلبكم",
     "7alatkom 3lay, el-talab": "حالتكم علي, الطلب",
+    "shakwak fiy 3likom": "شكواك في عليكم",
 }
 
 
