@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
@@ -99,7 +101,7 @@ class E5Embedder:
                     keys, vectors = data["keys"], data["vectors"].astype(np.float32)
                 self.cache = dict(zip((str(k) for k in keys), vectors, strict=True))
                 self.pinned = set(self.cache)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
                 log.warning("faq.cache_unreadable")
 
     @staticmethod
@@ -164,8 +166,8 @@ class E5Embedder:
                     return {}
                 probe, expected = str(data["probe"]), data["probe_vector"].astype(np.float32)
                 keys, vectors = data["keys"], data["vectors"].astype(np.float32)
-        except (OSError, ValueError, KeyError):
-            log.warning("faq.seed_unreadable")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            log.warning("faq.seed_unreadable")  # a damaged file: the questions are embedded
             return {}
         with self._model_lock:
             fresh = np.atleast_2d(self.model.query([probe]))[0].astype(np.float32)

@@ -166,3 +166,20 @@ def test_shipped_vectors_another_model_disagrees_with_are_not_used(
     embedder.model = CountingModel()
     embedder.embed(texts)
     assert embedder.model.asked == ["سؤال للتحقق", *texts]
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not a whole zip file"])
+def test_a_damaged_vectors_file_only_means_embedding_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bytes
+) -> None:
+    from bot import knowledge as module
+
+    seed = tmp_path / "seed.npz"
+    seed.write_bytes(damage)
+    monkeypatch.setattr(module, "SEED", seed)
+    monkeypatch.setattr(module, "SLOW_START_QUESTIONS", 3)
+    texts = [f"سؤال {n}" for n in range(4)]
+    embedder = E5Embedder(None)
+    embedder.model = CountingModel()
+    assert embedder.embed(texts).shape == (4, 384)
+    assert embedder.model.asked == texts
