@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select, text
@@ -28,6 +29,7 @@ from tests.conftest import TEST_KEYRING
 from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
 
 AT = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -60,6 +62,14 @@ async def ingest(db: Database, msg: Inbound) -> int | None:
 async def count(db: Database, model: type) -> int:
     async with db.session(write=False) as s:
         return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def only(db: Database, model: type[T]) -> T:
+    """The one row of ``model``'s table, as committed."""
+    async with db.session(write=False) as s:
+        row: T | None = await s.scalar(select(model))
+        assert row is not None
+        return row
 
 
 async def test_schema_is_at_head(db: Database) -> None:
@@ -140,11 +150,7 @@ async def test_the_conversation_follows_the_channel_its_sender_last_wrote_on(
     """Messages on the conversation's last channel leave it as it is; another channel moves it."""
 
     async def last_channel() -> str | None:
-        async with db.session(write=False) as s:
-            conversation = await s.scalar(select(Conversation))
-            assert conversation is not None
-            value: str | None = conversation.last_channel
-            return value
+        return (await only(db, Conversation)).last_channel
 
     await ingest(db, inbound("+966500000010", "SM-a"))
     await ingest(db, inbound("+966500000010", "SM-b"))
@@ -182,11 +188,7 @@ async def test_a_message_kept_without_a_step_stamps_its_conversation(db: Databas
     the engine will not take (a STOP, an unreadable file) stamps it when it is stored."""
 
     async def updated_at() -> datetime:
-        async with db.session(write=False) as s:
-            conversation = await s.scalar(select(Conversation))
-            assert conversation is not None
-            value: datetime = conversation.updated_at
-            return value
+        return (await only(db, Conversation)).updated_at
 
     async def keep(message_id: str, *, stepped: bool) -> None:
         async with db.session() as s:
@@ -206,11 +208,7 @@ async def test_last_inbound_is_stamped_once_a_minute_and_never_moves_back(db: Da
     """It opens WhatsApp's window: written again once a minute old, so never late by more."""
 
     async def last_inbound() -> datetime | None:
-        async with db.session(write=False) as s:
-            identity = await s.scalar(select(Identity))
-            assert identity is not None
-            value: datetime | None = identity.last_inbound_at
-            return value
+        return (await only(db, Identity)).last_inbound_at
 
     def at(seconds: int, message_id: str) -> Inbound:
         return replace(
