@@ -175,10 +175,8 @@ class FloodGuard:
                 return Verdict.IGNORE, 0.0
             sender.blocked_until = 0.0
             sender.seen.clear()
-        while sender.seen and sender.seen[0] <= now - limits.window:
-            sender.seen.popleft()
+        count = self._recent(sender, now) + 1
         sender.seen.append(now)
-        count = len(sender.seen)
         if count <= limits.slow_after:
             return Verdict.PASS, 0.0
         slot = max(now, sender.next_slot)
@@ -196,8 +194,14 @@ class FloodGuard:
         if sender is None:
             return False
         now = self.clock()
-        recent = sum(1 for at in sender.seen if at > now - self.limits.window)
-        return now < sender.blocked_until or recent >= self.limits.slow_after
+        return now < sender.blocked_until or self._recent(sender, now) >= self.limits.slow_after
+
+    def _recent(self, sender: _Sender, now: float) -> int:
+        """How many of the sender's messages fall in the window ending now (older ones are
+        dropped)."""
+        while sender.seen and sender.seen[0] <= now - self.limits.window:
+            sender.seen.popleft()
+        return len(sender.seen)
 
     def _forget_quiet(self, now: float) -> None:
         horizon = now - self.limits.window
