@@ -30,6 +30,8 @@ SLOW_START_QUESTIONS = 500
 SEED = resources.files("conversations") / "data" / "faq_embeddings.npz"
 # A question embedded afresh must match the seed's vector this closely for the seed to be used.
 SEED_AGREEMENT = 0.999
+# What numpy raises for a vectors file that is missing, cut short or not its own.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def read_knowledge(path: Path | None) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
@@ -101,7 +103,7 @@ class E5Embedder:
                     keys, vectors = data["keys"], data["vectors"].astype(np.float32)
                 self.cache = dict(zip((str(k) for k in keys), vectors, strict=True))
                 self.pinned = set(self.cache)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            except UNREADABLE:
                 log.warning("faq.cache_unreadable")
 
     @staticmethod
@@ -166,7 +168,7 @@ class E5Embedder:
                     return {}
                 probe, expected = str(data["probe"]), data["probe_vector"].astype(np.float32)
                 keys, vectors = data["keys"], data["vectors"].astype(np.float32)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        except UNREADABLE:
             log.warning("faq.seed_unreadable")  # a damaged file: the questions are embedded
             return {}
         with self._model_lock:
