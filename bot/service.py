@@ -44,7 +44,15 @@ from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import GroupCommit
 from storage.models import Conversation, Identity, OutboxItem, utcnow
-from storage.repository import AnyRow, Ingested, OutboxEntry, Tx, pending_messages, received
+from storage.repository import (
+    AnyRow,
+    ConversationBusy,
+    Ingested,
+    OutboxEntry,
+    Tx,
+    pending_messages,
+    received,
+)
 
 log = structlog.get_logger("tawasul")
 
@@ -61,10 +69,21 @@ OUTBOX_LEASE = timedelta(seconds=20)
 # Stored messages taken up per pass of the inbox worker (they share transactions).
 PENDING_PASS = 100
 PREPARE_SLICE = 20  # pending messages whose questions are embedded together
+# PostgreSQL: conversations stepped at once by one instance (each holds a pooled connection).
+SIDE_BY_SIDE = 2
+# PostgreSQL: how long to wait before looking again when every pending conversation was
+# held by another instance's step (then the inbox worker waits for its next wake-up).
+BUSY_RETRY = (0.05, 0.1, 0.2)
 
 
 # Once decided, a request takes no more information from the beneficiary.
 DECIDED = frozenset({RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CLOSED})
+
+
+def wants_model(text: str, state: Mapping[str, Any] | None) -> bool:
+    """Whether the engine may ask the FAQ model about this message: not a form's answer, and
+    words that carry meaning (not a menu number)."""
+    return (state or {}).get("mode") != "form" and bool(content_words(text))
 
 
 @dataclass(frozen=True)
@@ -215,7 +234,7 @@ class Service:
     ) -> list[Delivered]:
         """Run the engine on one stored message; lock, load, step and save in one transaction."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
-            return await self._process(message_id, now, urgent=urgent)
+            return await self._process(message_id, now, urgent=urgent) or []
 
     async def _process(
         self,
@@ -224,7 +243,9 @@ class Service:
         *,
         key: int | None = None,
         urgent: bool = False,
-    ) -> list[Delivered]:
+    ) -> list[Delivered] | None:
+        """The replies of the step, or None when there was none: the message was processed
+        already (by another pass or instance), or the service is stopping."""
         started = time.perf_counter()
 
         async def step(session: AsyncSession) -> tuple[int, list[Delivered]] | None:
@@ -235,7 +256,7 @@ class Service:
 
         done = await self.group.run(step, key=key, urgent=urgent)
         if done is None:
-            return []
+            return None
         conversation_id, delivered = done
         if delivered:
             self.outbox_wakeup.set()
@@ -252,11 +273,17 @@ class Service:
     ) -> tuple[int, list[Delivered]] | None:
         """The engine's step on one message, inside a transaction that may hold others."""
         tx = Tx(session)
-        claimed = await tx.claim_inbound(message_id, conversation_id)
+        # On PostgreSQL a pass leaves a conversation held by another instance's step to it.
+        claimed = await tx.claim_inbound(
+            message_id, conversation_id, wait=conversation_id is None or self.group.batching
+        )
         if claimed is None:
             return None
         conversation = claimed.conversation
         msg = inbound_from_row(claimed.message, claimed.address or "")
+        if not self.group.batching and wants_model(msg.text, conversation.state):
+            # Not on the loop: its own transaction holds only this conversation meanwhile.
+            await asyncio.to_thread(self.knowledge.prepare, [msg.text])
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
@@ -285,47 +312,108 @@ class Service:
         (they wait for the next pass) while the other conversations go on.
         """
         count = 0
+        idle_rounds = 0
         while True:
             async with self.db.session(write=False, short=True) as session:
                 pending = await pending_messages(session, PENDING_PASS)
             if not pending or self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
-            # Questions are embedded in a worker thread, outside any transaction, so that the
-            # engine's steps find them cached and hold the writer briefly. A slice's questions
-            # are embedded while the slice before it is processed (the model and the writer
-            # work side by side), and the slices are processed one after the other, in order.
-            slices = [pending[i : i + PREPARE_SLICE] for i in range(0, len(pending), PREPARE_SLICE)]
-            held: set[int] = set()  # conversations with a failed message: the rest wait
-            errors: list[BaseException] = []
-            ready = asyncio.ensure_future(self._prepare(slices[0]))
-            try:
-                for position, rows in enumerate(slices):
-                    await ready
-                    if position + 1 < len(slices):
-                        ready = asyncio.ensure_future(self._prepare(slices[position + 1]))
-                    outcomes = await self._pending_slice([r for r in rows if r[1] not in held])
-                    for key, outcome in outcomes:
-                        if isinstance(outcome, BaseException):
-                            held.add(key)
-                            errors.append(outcome)
-                        elif outcome:
-                            count += 1
+            if not self.group.batching:
+                done, progressed = await self._pending_side_by_side(pending)
+                count += done
+                if progressed:
+                    idle_rounds = 0
+                    continue
+                # Every conversation was held by another instance's step: that instance
+                # takes up what follows, but look again shortly in case it was not a pass.
+                if idle_rounds == len(BUSY_RETRY):
+                    return count
+                await asyncio.sleep(BUSY_RETRY[idle_rounds])
+                idle_rounds += 1
+                continue
+            count += await self._pending_in_batches(pending)
+
+    async def _pending_in_batches(self, pending: Sequence[Any]) -> int:
+        """SQLite: the pending messages' steps share the writer's transactions.
+
+        Questions are embedded in a worker thread, outside any transaction, so that the
+        engine's steps find them cached and hold the writer briefly. A slice's questions are
+        embedded while the slice before it is processed (the model and the writer work side
+        by side), and the slices are processed one after the other, in order.
+        """
+        count = 0
+        slices = [pending[i : i + PREPARE_SLICE] for i in range(0, len(pending), PREPARE_SLICE)]
+        held: set[int] = set()  # conversations with a failed message: the rest wait
+        errors: list[BaseException] = []
+        ready = asyncio.ensure_future(self._prepare(slices[0]))
+        try:
+            for position, rows in enumerate(slices):
+                await ready
+                if position + 1 < len(slices):
+                    ready = asyncio.ensure_future(self._prepare(slices[position + 1]))
+                outcomes = await asyncio.gather(
+                    *(self._pending_one(m, key) for m, key, _, _ in rows if key not in held),
+                    return_exceptions=True,
+                )
+                kept = [row[1] for row in rows if row[1] not in held]
+                for key, outcome in zip(kept, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        held.add(key)
+                        errors.append(outcome)
+                    elif outcome:
+                        count += 1
+                if self.stopping.is_set():
+                    return count
+        finally:
+            ready.cancel()
+            with contextlib.suppress(BaseException):
+                await ready
+        if errors:
+            raise errors[0]
+        return count
+
+    async def _pending_side_by_side(self, pending: Sequence[Any]) -> tuple[int, bool]:
+        """PostgreSQL: several conversations' steps at once, each in its own transaction.
+
+        Other instances read the same list: a conversation whose step is under way in
+        another one is passed over (with its later messages), not waited for, so that the
+        instances share the work instead of queueing behind each other's locks. Each step
+        embeds its own question, once it holds the conversation, so a question is embedded
+        by the instance that answers it. Returns the messages taken and whether anything
+        was done that was not held elsewhere.
+        """
+        lines: dict[int, list[int]] = {}
+        for message_id, key, _, _ in pending:
+            lines.setdefault(key, []).append(message_id)
+        gate = asyncio.Semaphore(SIDE_BY_SIDE)
+        errors: list[BaseException] = []
+
+        async def line(key: int, message_ids: list[int]) -> tuple[int, bool]:
+            taken, progressed = 0, False
+            async with gate:
+                for message_id in message_ids:
                     if self.stopping.is_set():
-                        return count
-            finally:
-                ready.cancel()
-                with contextlib.suppress(BaseException):
-                    await ready
-            if errors:
-                raise errors[0]
+                        break
+                    try:
+                        if await self._pending_one(message_id, key):
+                            taken += 1
+                    except ConversationBusy:
+                        break
+                    except Exception as exc:  # the later messages of this one wait
+                        errors.append(exc)
+                        progressed = True
+                        break
+                    progressed = True
+            return taken, progressed
+
+        outcomes = await asyncio.gather(*(line(k, ids) for k, ids in lines.items()))
+        if errors:
+            raise errors[0]
+        return sum(t for t, _ in outcomes), any(p for _, p in outcomes)
 
     async def _prepare(self, rows: Sequence[Any]) -> None:
         """Embed the rows' questions ahead; only a cache is warmed, so a failure is logged."""
-        questions = [
-            text
-            for _, _, text, state in rows
-            if (state or {}).get("mode") != "form" and content_words(text)
-        ]
+        questions = [text for _, _, text, state in rows if wants_model(text, state)]
         if not questions:  # form answers, menu numbers: nothing for the model
             return
         try:
@@ -333,32 +421,10 @@ class Service:
         except Exception:
             log.exception("inbox.prepare_failed")
 
-    async def _pending_slice(self, rows: Sequence[Any]) -> list[tuple[int, bool | BaseException]]:
-        """Process ``rows``: each one's conversation and whether it was done (or its error)."""
-        if self.group.batching:
-            outcomes = await asyncio.gather(
-                *(self._pending_one(message_id, key) for message_id, key, _, _ in rows),
-                return_exceptions=True,
-            )
-            return [(row[1], outcome) for row, outcome in zip(rows, outcomes, strict=True)]
-        # PostgreSQL: one at a time, as other instances take the same list; a conversation
-        # whose message failed is not taken further.
-        done: list[tuple[int, bool | BaseException]] = []
-        failed: set[int] = set()
-        for message_id, key, _, _ in rows:
-            if key in failed:
-                continue
-            try:
-                done.append((key, await self._pending_one(message_id, key)))
-            except Exception as exc:
-                done.append((key, exc))
-                failed.add(key)
-        return done
-
     async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
+        """Whether the message was processed by this call."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
-            await self._process(message_id, None, key=conversation_id)
-        return not self.stopping.is_set()
+            return await self._process(message_id, None, key=conversation_id) is not None
 
     # -- outbound ---------------------------------------------------------------------------
 

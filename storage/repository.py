@@ -115,6 +115,11 @@ class Ingested:
     beneficiary_id: int
 
 
+class ConversationBusy(Exception):
+    """The conversation is locked by a step under way elsewhere (PostgreSQL): its messages
+    are that step's instance's to take, or a later pass's."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedInbound:
     """A stored message taken up by the engine (see ``Tx.claim_inbound``), as rows.
@@ -207,6 +212,8 @@ _CLAIM_CONVERSATION = (
     .where(_C.id == bindparam("conversation_id"))
     .with_for_update()
 )
+# Another instance's step holding the conversation is passed over, not waited for.
+_CLAIM_CONVERSATION_FREE = _CLAIM_CONVERSATION.with_for_update(skip_locked=True)
 _CLAIM_MESSAGE = (
     select(
         _M.id,
@@ -692,12 +699,13 @@ class Tx:
                 set_committed_value(loaded, name, value)
 
     async def claim_inbound(
-        self, message_id: int, conversation_id: int | None = None
+        self, message_id: int, conversation_id: int | None = None, *, wait: bool = True
     ) -> ClaimedInbound | None:
         """Lock the message's conversation, then read the message if still unprocessed.
 
         Also its sender's address. ``conversation_id``, when the caller knows it already,
-        saves reading it first.
+        saves reading it first. ``wait=False``: raise ``ConversationBusy`` rather than wait
+        when another transaction holds the conversation (PostgreSQL; SQLite has one writer).
         """
         if conversation_id is None:
             conversation_id = await self.session.scalar(
@@ -707,9 +715,12 @@ class Tx:
                 return None
         # The conversation first (locked on PostgreSQL), then the message as it is once the
         # lock is held: another instance may have processed it meanwhile.
+        claim = _CLAIM_CONVERSATION if wait else _CLAIM_CONVERSATION_FREE
         conversation = (
-            await self.session.execute(_CLAIM_CONVERSATION, {"conversation_id": conversation_id})
+            await self.session.execute(claim, {"conversation_id": conversation_id})
         ).first()
+        if conversation is None and not wait and _dialect(self.session) == "postgresql":
+            raise ConversationBusy(conversation_id)
         found = (
             await self.session.execute(
                 _CLAIM_MESSAGE, {"message_id": message_id, "conversation_id": conversation_id}
