@@ -110,6 +110,9 @@ class E5Embedder:
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
+    def cached(self, text: str) -> bool:
+        return self.key(text) in self.cache
+
     def embed(self, texts: Sequence[str]) -> Vector:
         keys = [self.key(t) for t in texts]
         missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
@@ -244,6 +247,10 @@ class Knowledge:
             # question that was not prepared), and then waits for one question, not a batch.
             for text in texts:
                 self.embedder.embed([embedding_text(text)])
+
+    def ready(self, text: str) -> bool:
+        """Whether matching this question needs the model no more (embedded, or no model)."""
+        return self.embedder is None or self.embedder.cached(embedding_text(text))
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
         return self.index.decide(text, lang)

@@ -71,9 +71,11 @@ PENDING_PASS = 100
 PREPARE_SLICE = 20  # pending messages whose questions are embedded together
 # PostgreSQL: conversations stepped at once by one instance (each holds a pooled connection).
 SIDE_BY_SIDE = 2
-# PostgreSQL: how long to wait before looking again when every pending conversation was
-# held by another instance's step (then the inbox worker waits for its next wake-up).
-BUSY_RETRY = (0.05, 0.1, 0.2)
+# PostgreSQL: a conversation found held by another instance's step is left out of the
+# pending list this long; when only such conversations are left, a pass looks again this
+# many times after as long before waiting for its next wake-up.
+BUSY_SECONDS = 0.2
+BUSY_LOOKS = 3
 
 
 # Once decided, a request takes no more information from the beneficiary.
@@ -84,6 +86,19 @@ def wants_model(text: str, state: Mapping[str, Any] | None) -> bool:
     """Whether the engine may ask the FAQ model about this message: not a form's answer, and
     words that carry meaning (not a menu number)."""
     return (state or {}).get("mode") != "form" and bool(content_words(text))
+
+
+def model_questions(rows: Sequence[Any]) -> list[str]:
+    """The texts of pending rows (id, conversation, text, state) the model may be asked about."""
+    return [text for _, _, text, state in rows if wants_model(text, state)]
+
+
+def raise_first(errors: Sequence[BaseException]) -> None:
+    """Raise the first of a pass's failed steps; the others are logged, not lost."""
+    for error in errors[1:]:
+        log.error("inbox.step_failed", exc_info=error)
+    if errors:
+        raise errors[0]
 
 
 @dataclass(frozen=True)
@@ -208,12 +223,20 @@ class Service:
 
     # -- inbound ----------------------------------------------------------------------------
 
-    async def receive(self, msg: Inbound) -> int | None:
-        """Store an inbound message (once); its id, or None for a repeat or a flood."""
+    async def receive(self, msg: Inbound, *, prepare: bool = False) -> int | None:
+        """Store an inbound message (once); its id, or None for a repeat or a flood.
+
+        ``prepare``: embed its question first, in a worker thread, so that a step right
+        after finds it ready and the event loop is not held by the model (a form's answer
+        may be embedded for nothing; that costs the thread). Not while it is stored: the
+        inbox worker, woken by the new message, would then take it up first.
+        """
         from bot.security import admit  # bot.security names Service in its types
 
         if not await admit(self, msg):
             return None
+        if prepare and wants_model(msg.text, None):
+            await self._prepare([msg.text])
         payload = inbound_payload(msg)
 
         async def store(session: AsyncSession) -> Ingested | None:
@@ -281,9 +304,14 @@ class Service:
             return None
         conversation = claimed.conversation
         msg = inbound_from_row(claimed.message, claimed.address or "")
-        if not self.group.batching and wants_model(msg.text, conversation.state):
-            # Not on the loop: its own transaction holds only this conversation meanwhile.
-            await asyncio.to_thread(self.knowledge.prepare, [msg.text])
+        if (
+            not self.group.batching
+            and wants_model(msg.text, conversation.state)
+            and not self.knowledge.ready(msg.text)
+        ):
+            # In a worker thread, not on the loop: this transaction holds only this
+            # conversation meanwhile (a new message of it is still stored at once).
+            await self._prepare([msg.text])
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
@@ -299,7 +327,7 @@ class Service:
 
     async def handle(self, msg: Inbound) -> list[Delivered]:
         """Receive and process at once (terminal and web chat answer in the same exchange)."""
-        message_id = await self.receive(msg)
+        message_id = await self.receive(msg, prepare=True)
         if message_id is None:
             return []
         return await self.process(message_id, now=msg.received_at, urgent=True)
@@ -312,26 +340,31 @@ class Service:
         (they wait for the next pass) while the other conversations go on.
         """
         count = 0
-        idle_rounds = 0
+        busy: dict[int, float] = {}  # PostgreSQL: held by another instance's step, since
+        looks = 0
         while True:
+            now = time.monotonic()
+            busy = {key: since for key, since in busy.items() if now - since < BUSY_SECONDS}
             async with self.db.session(write=False, short=True) as session:
-                pending = await pending_messages(session, PENDING_PASS)
-            if not pending or self.stopping.is_set():
+                pending = await pending_messages(session, PENDING_PASS, besides=busy.keys())
+            if self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
-            if not self.group.batching:
-                done, progressed = await self._pending_side_by_side(pending)
-                count += done
-                if progressed:
-                    idle_rounds = 0
-                    continue
-                # Every conversation was held by another instance's step: that instance
-                # takes up what follows, but look again shortly in case it was not a pass.
-                if idle_rounds == len(BUSY_RETRY):
+            if not pending:
+                if not busy or looks == BUSY_LOOKS:
                     return count
-                await asyncio.sleep(BUSY_RETRY[idle_rounds])
-                idle_rounds += 1
+                # Only conversations held elsewhere are left: that instance takes up what
+                # follows them, but look again in case it was not a pass that held them.
+                looks += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), BUSY_SECONDS)
                 continue
-            count += await self._pending_in_batches(pending)
+            if self.group.batching:
+                count += await self._pending_in_batches(pending)
+                continue
+            done, held = await self._pending_side_by_side(pending)
+            count += done
+            now = time.monotonic()
+            busy.update(dict.fromkeys(held, now))
 
     async def _pending_in_batches(self, pending: Sequence[Any]) -> int:
         """SQLite: the pending messages' steps share the writer's transactions.
@@ -345,12 +378,14 @@ class Service:
         slices = [pending[i : i + PREPARE_SLICE] for i in range(0, len(pending), PREPARE_SLICE)]
         held: set[int] = set()  # conversations with a failed message: the rest wait
         errors: list[BaseException] = []
-        ready = asyncio.ensure_future(self._prepare(slices[0]))
+        ready = asyncio.ensure_future(self._prepare(model_questions(slices[0])))
         try:
             for position, rows in enumerate(slices):
                 await ready
                 if position + 1 < len(slices):
-                    ready = asyncio.ensure_future(self._prepare(slices[position + 1]))
+                    ready = asyncio.ensure_future(
+                        self._prepare(model_questions(slices[position + 1]))
+                    )
                 outcomes = await asyncio.gather(
                     *(self._pending_one(m, key) for m, key, _, _ in rows if key not in held),
                     return_exceptions=True,
@@ -368,52 +403,48 @@ class Service:
             ready.cancel()
             with contextlib.suppress(BaseException):
                 await ready
-        if errors:
-            raise errors[0]
+        raise_first(errors)
         return count
 
-    async def _pending_side_by_side(self, pending: Sequence[Any]) -> tuple[int, bool]:
+    async def _pending_side_by_side(self, pending: Sequence[Any]) -> tuple[int, set[int]]:
         """PostgreSQL: several conversations' steps at once, each in its own transaction.
 
         Other instances read the same list: a conversation whose step is under way in
         another one is passed over (with its later messages), not waited for, so that the
         instances share the work instead of queueing behind each other's locks. Each step
         embeds its own question, once it holds the conversation, so a question is embedded
-        by the instance that answers it. Returns the messages taken and whether anything
-        was done that was not held elsewhere.
+        by the instance that answers it. Returns the messages taken and the conversations
+        passed over.
         """
         lines: dict[int, list[int]] = {}
         for message_id, key, _, _ in pending:
             lines.setdefault(key, []).append(message_id)
         gate = asyncio.Semaphore(SIDE_BY_SIDE)
+        held: set[int] = set()
         errors: list[BaseException] = []
 
-        async def line(key: int, message_ids: list[int]) -> tuple[int, bool]:
-            taken, progressed = 0, False
+        async def line(key: int, message_ids: list[int]) -> int:
+            taken = 0
             async with gate:
                 for message_id in message_ids:
                     if self.stopping.is_set():
                         break
                     try:
-                        if await self._pending_one(message_id, key):
-                            taken += 1
+                        taken += await self._pending_one(message_id, key)
                     except ConversationBusy:
+                        held.add(key)
                         break
                     except Exception as exc:  # the later messages of this one wait
                         errors.append(exc)
-                        progressed = True
                         break
-                    progressed = True
-            return taken, progressed
+            return taken
 
-        outcomes = await asyncio.gather(*(line(k, ids) for k, ids in lines.items()))
-        if errors:
-            raise errors[0]
-        return sum(t for t, _ in outcomes), any(p for _, p in outcomes)
+        taken = sum(await asyncio.gather(*(line(k, ids) for k, ids in lines.items())))
+        raise_first(errors)
+        return taken, held
 
-    async def _prepare(self, rows: Sequence[Any]) -> None:
-        """Embed the rows' questions ahead; only a cache is warmed, so a failure is logged."""
-        questions = [text for _, _, text, state in rows if wants_model(text, state)]
+    async def _prepare(self, questions: Sequence[str]) -> None:
+        """Embed questions ahead; only a cache is warmed, so a failure is logged."""
         if not questions:  # form answers, menu numbers: nothing for the model
             return
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -210,10 +210,13 @@ _CONVERSATION_OF_MESSAGE = select(_M.conversation_id).where(_M.id == bindparam("
 _CLAIM_CONVERSATION = (
     select(_C.id, _C.beneficiary_id, _C.status, _C.state, _C.last_channel, _C.last_identity_id)
     .where(_C.id == bindparam("conversation_id"))
-    .with_for_update()
+    # FOR NO KEY UPDATE: steps exclude each other, but a new message (or note, or request)
+    # of the conversation, whose foreign key takes a key-share lock on its row, is not held
+    # up by a step under way, nor taken for one.
+    .with_for_update(key_share=True)
 )
 # Another instance's step holding the conversation is passed over, not waited for.
-_CLAIM_CONVERSATION_FREE = _CLAIM_CONVERSATION.with_for_update(skip_locked=True)
+_CLAIM_CONVERSATION_FREE = _CLAIM_CONVERSATION.with_for_update(key_share=True, skip_locked=True)
 _CLAIM_MESSAGE = (
     select(
         _M.id,
@@ -340,9 +343,16 @@ _PENDING = (
 )
 
 
-async def pending_messages(db: AsyncSession, limit: int) -> list[AnyRow]:
+_PENDING_EXCEPT = _PENDING.where(_M.conversation_id.not_in(bindparam("busy", expanding=True)))
+
+
+async def pending_messages(
+    db: AsyncSession, limit: int, *, besides: Collection[int] = ()
+) -> list[AnyRow]:
     """Up to ``limit`` inbound messages waiting for the engine: id, conversation_id, text and
-    the conversation's state, oldest first."""
+    the conversation's state, oldest first; none of the conversations ``besides``."""
+    if besides:
+        return list(await db.execute(_PENDING_EXCEPT, {"limit": limit, "busy": list(besides)}))
     return list(await db.execute(_PENDING, {"limit": limit}))
 
 

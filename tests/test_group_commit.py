@@ -4,6 +4,7 @@ unit costs its batch-mates nothing; units of one key keep their order."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -233,3 +234,29 @@ async def test_a_failing_embedding_ahead_only_costs_the_cache(
             .where(Message.direction == "in", Message.processed_at.is_(None))
         )
     assert left == 0
+
+
+async def test_a_question_answered_in_the_same_exchange_is_embedded_off_the_loop(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web chat and the terminal answer at once: their question is embedded in a worker
+    thread before it is stored, so the step finds it ready and the writer is not held by the
+    model; a greeting or a menu number is not embedded at all."""
+    loop_thread = threading.current_thread()
+    embedded: list[tuple[str, bool]] = []
+    prepare = service.knowledge.prepare
+
+    def recording(texts: list[str]) -> None:
+        embedded.extend((t, threading.current_thread() is loop_thread) for t in texts)
+        prepare(texts)
+
+    monkeypatch.setattr(service.knowledge, "prepare", recording)
+    question = "وش الأوراق المطلوبة للتسجيل"
+    for n, text in enumerate(["السلام عليكم", "١", question]):
+        await service.handle(
+            Inbound(
+                Channel.TELEGRAM, "w1", text, channel_message_id=f"w1-{n}", received_at=WORKING_TIME
+            )
+        )
+    assert embedded == [(question, False)]
+    assert service.knowledge.ready(question)

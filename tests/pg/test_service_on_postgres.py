@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from sqlalchemy import select
 from bot.service import Service
 from conversations.messages import Channel, Inbound
 from storage.migrate import upgrade
-from storage.models import Conversation, Message
+from storage.models import Message
+from storage.repository import Tx
 from tests.conftest import make_config
 from tests.test_engine import *  # noqa: F403
 from tests.test_identities import *  # noqa: F403
@@ -58,6 +60,14 @@ def _in_order(stamps: list[datetime | None]) -> bool:
     return all(a is not None and b is not None and a <= b for a, b in itertools.pairwise(stamps))
 
 
+@asynccontextmanager
+async def _step_under_way(service: Service, message_id: int) -> AsyncIterator[None]:
+    """Another instance's step on the message's conversation, holding it until the end."""
+    async with service.db.session() as other:
+        assert await Tx(other).claim_inbound(message_id) is not None
+        yield
+
+
 async def test_a_pass_leaves_a_conversation_held_elsewhere_and_takes_the_rest(
     service: Service,
 ) -> None:
@@ -66,12 +76,7 @@ async def test_a_pass_leaves_a_conversation_held_elsewhere_and_takes_the_rest(
     ahead of the one under way; they are taken once it is released."""
     held_ids = await _tell(service, "700", 3)
     free_ids = await _tell(service, "701", 3)
-    async with service.db.session(write=False) as s:
-        held = await s.scalar(select(Message.conversation_id).where(Message.id == held_ids[0]))
-    async with service.db.session() as other_step:
-        await other_step.execute(
-            select(Conversation.id).where(Conversation.id == held).with_for_update()
-        )
+    async with _step_under_way(service, held_ids[0]):
         taken = await asyncio.wait_for(service.process_pending(), timeout=10)
         assert taken == 3
         assert _in_order(await _processed(service, free_ids))
@@ -79,6 +84,38 @@ async def test_a_pass_leaves_a_conversation_held_elsewhere_and_takes_the_rest(
     assert await service.process_pending() == 3
     assert _in_order(await _processed(service, held_ids))
     assert await service.process_pending() == 0
+
+
+async def test_a_held_conversations_backlog_does_not_hold_up_the_others(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.service.PENDING_PASS", 3)  # the held backlog fills a whole read
+    held_ids = await _tell(service, "702", 5)
+    free_ids = await _tell(service, "703", 1)
+    async with _step_under_way(service, held_ids[0]):
+        assert await asyncio.wait_for(service.process_pending(), timeout=10) == 1
+        assert (await _processed(service, free_ids))[0] is not None
+
+
+async def test_a_new_message_is_neither_held_up_by_a_step_nor_taken_for_one(
+    service: Service,
+) -> None:
+    """A step holds its conversation against other steps only: a new message of the same
+    conversation is stored (and acknowledged) at once, and a message being stored does not
+    make its conversation look held to a pass."""
+    first = await _tell(service, "704", 1)
+    async with _step_under_way(service, first[0]):
+        stored = service.receive(
+            Inbound(Channel.TELEGRAM, "704", "مرحبا", channel_message_id="tg-704-new")
+        )
+        assert await asyncio.wait_for(stored, timeout=5) is not None
+    waiting = await _tell(service, "705", 1)
+    async with service.db.session() as arriving:  # a webhook's transaction, not yet committed
+        await Tx(arriving).ingest(
+            Inbound(Channel.TELEGRAM, "705", "مرحبا", channel_message_id="tg-705-new"), {}
+        )
+        assert await asyncio.wait_for(service.process_pending(), timeout=10) == 3
+        assert (await _processed(service, waiting))[0] is not None
 
 
 async def test_two_instances_share_a_backlog_each_message_once_in_order(
