@@ -367,6 +367,7 @@ async def received(db: AsyncConnection, channel: Channel, channel_message_id: st
 # Key spaces of transaction-scoped advisory locks (the first of PostgreSQL's two int keys).
 _OPENING_CONVERSATION = 0x7461_0001
 _SENDING_CONVERSATION = 0x7461_0002
+_STORING_TO_CONVERSATION = 0x7461_0003
 
 
 async def _xact_lock(session: AsyncSession, space: int, key: int, *, wait: bool) -> bool:
@@ -628,8 +629,9 @@ class Tx:
 
         A known sender writing again on the channel of the conversation's last message
         (nearly every message) costs two statements on the tables (three once a minute, see
-        ``INBOUND_STAMP``), a first contact five; a new conversation or a phone number to link
-        takes the longer way through the mapped classes.
+        ``INBOUND_STAMP``; on PostgreSQL one more, the lock that keeps a conversation's
+        messages in the order they are stored), a first contact five; a new conversation or a
+        phone number to link takes the longer way through the mapped classes.
         """
         kind = identity_kind(msg.channel)
         address = msg.sender_id
@@ -666,6 +668,10 @@ class Tx:
                 and last_channel == msg.channel.value
                 and last_identity_id == identity_id
             )
+        # Two messages of one conversation stored at once (two webhooks, two instances) take
+        # their ids in the order they commit: otherwise the later one could be committed, seen
+        # and processed while the earlier one, with the smaller id, is still being stored.
+        await _xact_lock(self.session, _STORING_TO_CONVERSATION, conversation_id, wait=True)
         channel_message_id = msg.channel_message_id or f"local:{secrets.token_hex(12)}"
         message_id = await self._returned(
             _insert_unless_taken(_dialect(self.session), MESSAGES),

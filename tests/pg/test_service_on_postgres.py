@@ -132,3 +132,25 @@ async def test_two_instances_share_a_backlog_each_message_once_in_order(
             assert _in_order(await _processed(service, ids))
     finally:
         await other.close()
+
+
+async def test_messages_of_one_conversation_stored_at_once_are_numbered_as_they_commit(
+    service: Service,
+) -> None:
+    """Two webhooks of one sender on two instances: the second message is stored only once
+    the first is committed, so a pass never sees the later one without the earlier."""
+    await _tell(service, "706", 1)  # the conversation exists
+    async with service.db.session() as first:
+        earlier = await Tx(first).ingest(
+            Inbound(Channel.TELEGRAM, "706", "مرحبا", channel_message_id="tg-706-a"), {}
+        )
+        assert earlier is not None
+        second = asyncio.ensure_future(
+            service.receive(
+                Inbound(Channel.TELEGRAM, "706", "مرحبا", channel_message_id="tg-706-b")
+            )
+        )
+        done, _ = await asyncio.wait([second], timeout=0.5)
+        assert not done  # waits for the first to commit
+    later = await asyncio.wait_for(second, timeout=5)
+    assert later is not None and later > earlier.message_id
