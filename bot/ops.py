@@ -44,6 +44,11 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.set_aside = Counter(
+            "tawasul_messages_set_aside",
+            "Inbound messages the engine failed on again and again, handed to staff unprocessed",
+            registry=r,
+        )
         self.messages_out = Counter(
             "tawasul_messages_out", "Replies delivered, by channel", ["channel"], registry=r
         )

@@ -37,12 +37,12 @@ from conversations.engine import Context, ConversationStatus, Engine, EngineSett
 from conversations.faq_text import content_words
 from conversations.hours import WorkingHours
 from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
-from conversations.ports import RequestStatus
+from conversations.ports import HandoffReason, RequestStatus
 from conversations.state import State
 from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
-from storage.group import GroupCommit
+from storage.group import GroupCommit, OrderHeld
 from storage.models import Conversation, Identity, OutboxItem, utcnow
 from storage.repository import (
     AnyRow,
@@ -76,6 +76,9 @@ SIDE_BY_SIDE = 2
 # many times after as long before waiting for its next wake-up.
 BUSY_SECONDS = 0.2
 BUSY_LOOKS = 3
+# A stored message the engine's step fails on this many times (a fault in the bot, not the
+# database) is set aside: marked processed and its conversation handed to staff.
+STEP_ATTEMPTS = 3
 
 
 # Once decided, a request takes no more information from the beneficiary.
@@ -206,6 +209,8 @@ class Service:
         self.outbox_wakeup = asyncio.Event()
         # Set on shutdown: passes under way finish the item in hand and take no new one.
         self.stopping = asyncio.Event()
+        # Stored messages whose step failed in this process, and how many times.
+        self.step_failures: dict[int, int] = {}
         self.outbox_lease = OUTBOX_LEASE
         self.metrics = Metrics()
 
@@ -266,6 +271,7 @@ class Service:
         *,
         key: int | None = None,
         urgent: bool = False,
+        set_aside: bool = False,
     ) -> list[Delivered] | None:
         """The replies of the step, or None when there was none: the message was processed
         already (by another pass or instance), or the service is stopping."""
@@ -275,7 +281,7 @@ class Service:
             if key is not None and self.stopping.is_set():
                 return None  # a pending message not begun: the next start takes it
             with structlog.contextvars.bound_contextvars(message_id=message_id):
-                return await self._step(session, message_id, now, key)
+                return await self._step(session, message_id, now, key, set_aside=set_aside)
 
         done = await self.group.run(step, key=key, urgent=urgent)
         if done is None:
@@ -293,8 +299,13 @@ class Service:
         message_id: int,
         now: datetime | None,
         conversation_id: int | None = None,
+        *,
+        set_aside: bool = False,
     ) -> tuple[int, list[Delivered]] | None:
-        """The engine's step on one message, inside a transaction that may hold others."""
+        """The engine's step on one message, inside a transaction that may hold others.
+
+        ``set_aside``: instead of the engine's step, hand the conversation to staff and mark
+        the message processed (the step keeps failing on it)."""
         tx = Tx(session)
         # On PostgreSQL a pass leaves a conversation held by another instance's step to it.
         claimed = await tx.claim_inbound(
@@ -304,6 +315,8 @@ class Service:
             return None
         conversation = claimed.conversation
         msg = inbound_from_row(claimed.message, claimed.address or "")
+        if set_aside:
+            return await self._hand_over(tx, claimed, msg, now)
         if (
             not self.group.batching
             and wants_model(msg.text, conversation.state)
@@ -320,6 +333,36 @@ class Service:
             replies = combine_replies(replies)
         rows = await tx.save_step(
             claimed, state=state.to_json(), status=ctx.status.value, replies=replies
+        )
+        return conversation.id, [
+            Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
+        ]
+
+    async def _hand_over(
+        self, tx: Tx, claimed: Any, msg: Inbound, now: datetime | None
+    ) -> tuple[int, list[Delivered]]:
+        """A message the step keeps failing on: the conversation goes to the staff queue and
+        the beneficiary is told a person will answer; the message is marked processed."""
+        conversation = claimed.conversation
+        now = now or datetime.now(UTC)
+        try:
+            ctx = engine_context(conversation, now=now, channel=msg.channel)
+        except Exception:  # a state the engine cannot read: only its language is kept
+            lang = (conversation.state or {}).get("lang")
+            ctx = Context(
+                beneficiary_id=conversation.beneficiary_id,
+                conversation_id=conversation.id,
+                status=ConversationStatus(conversation.status),
+                state=State(lang=lang if lang in ("ar", "en") else None),
+                now=now,
+                channel=msg.channel,
+            )
+        # Already waiting for or with a person, who sees the message in the conversation.
+        replies: list[Reply] = []
+        if ctx.status in (ConversationStatus.BOT, ConversationStatus.CLOSED):
+            replies = await self.engine.handoff(ctx, tx, HandoffReason.ERROR)
+        rows = await tx.save_step(
+            claimed, state=ctx.state.to_json(), status=ctx.status.value, replies=replies
         )
         return conversation.id, [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
@@ -394,7 +437,8 @@ class Service:
                 for key, outcome in zip(kept, outcomes, strict=True):
                     if isinstance(outcome, BaseException):
                         held.add(key)
-                        errors.append(outcome)
+                        if not isinstance(outcome, OrderHeld):  # behind a failed one: waits
+                            errors.append(outcome)
                     elif outcome:
                         count += 1
                 if self.stopping.is_set():
@@ -453,9 +497,27 @@ class Service:
             log.exception("inbox.prepare_failed")
 
     async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
-        """Whether the message was processed by this call."""
+        """Whether the message was processed by this call.
+
+        A step that fails is tried again at the next pass, the conversation's later messages
+        waiting behind it; after ``STEP_ATTEMPTS`` failures in this process the message is
+        set aside (``_hand_over``), so that a fault in the bot does not silence the
+        conversation for good."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
-            return await self._process(message_id, None, key=conversation_id) is not None
+            try:
+                done = await self._process(message_id, None, key=conversation_id)
+            except (ConversationBusy, OrderHeld):
+                raise
+            except Exception:
+                failures = self.step_failures.get(message_id, 0) + 1
+                self.step_failures[message_id] = failures
+                if failures < STEP_ATTEMPTS:
+                    raise
+                log.exception("inbox.set_aside", attempts=failures, conversation_id=conversation_id)
+                done = await self._process(message_id, None, key=conversation_id, set_aside=True)
+                self.metrics.set_aside.inc()
+            self.step_failures.pop(message_id, None)
+            return done is not None
 
     # -- outbound ---------------------------------------------------------------------------
 

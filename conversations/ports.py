@@ -59,6 +59,7 @@ class HandoffReason(StrEnum):
     MISUNDERSTOOD = "misunderstood"
     FORM = "form"
     STATUS_VERIFICATION = "status_verification"
+    ERROR = "error"  # the bot failed on a message again and again: a person takes over
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,13 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from bot.service import Service
 from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, Unreachable
 from conversations.messages import Channel
-from storage.models import Identity, OutboxItem, utcnow
+from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
 from tests.conftest import Chat
 
 
@@ -217,3 +218,43 @@ async def test_a_send_being_recorded_holds_a_slot_only_on_postgresql(service: Se
     release.set()
     assert await delivering == len(first.replies) + len(second.replies)
     assert all(i.status == "sent" for i in await outbox(service))
+
+
+async def test_a_message_the_bot_keeps_failing_on_is_set_aside_for_staff(
+    service: Service, monkeypatch: Any
+) -> None:
+    """A fault in the bot on one message: it is tried again at each pass, the conversation's
+    later messages waiting; after the third failure the message is marked processed, the
+    conversation goes to the staff queue (reason "error"), the beneficiary is told, and the
+    later messages go on."""
+    from conversations.messages import Inbound
+
+    handle = service.engine.handle
+
+    async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
+        if msg.text == "boom":
+            raise RuntimeError("a bug in a step")
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    ids = [
+        await service.receive(Inbound(Channel.TELEGRAM, "47", text, channel_message_id=f"b-{n}"))
+        for n, text in enumerate(["مرحبا", "boom", "شكرا"])
+    ]
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="a bug in a step"):
+            await service.process_pending()
+    async with service.db.session(write=False) as s:
+        done = {m.id: m.processed_at for m in await s.scalars(select(Message))}
+    assert done[ids[0]] is not None and done[ids[1]] is None and done[ids[2]] is None
+    assert await service.process_pending() == 2  # set aside, then the one behind it
+    async with service.db.session(write=False) as s:
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None
+        assert (conversation.status, conversation.handoff_reason) == ("queued", "error")
+        done = {m.id: m.processed_at for m in await s.scalars(select(Message))}
+    assert all(done[i] is not None for i in ids)
+    assert service.metrics.set_aside._value.get() == 1
+    async with service.db.session(write=False) as s:
+        told = list(await s.scalars(select(Message.text).where(Message.direction == "out")))
+    assert service.engine.catalog.text("ar", "handoff.queued") in told
