@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import WEEKDAYS, Config
@@ -76,9 +77,12 @@ SIDE_BY_SIDE = 2
 # many times after as long before waiting for its next wake-up.
 BUSY_SECONDS = 0.2
 BUSY_LOOKS = 3
-# A stored message the engine's step fails on this many times (a fault in the bot, not the
-# database) is set aside: marked processed and its conversation handed to staff.
+# A stored message the engine's step fails on this many times, over at least this long (a
+# fault in the bot; not the database or the network, see ``transient``), is set aside: marked
+# processed and its conversation handed to staff.
 STEP_ATTEMPTS = 3
+STEP_RETRY_SECONDS = 60.0
+STEP_FAILURES_KEPT = 10_000  # messages whose failures are remembered, the oldest forgotten
 
 
 # Once decided, a request takes no more information from the beneficiary.
@@ -94,6 +98,20 @@ def wants_model(text: str, state: Mapping[str, Any] | None) -> bool:
 def model_questions(rows: Sequence[Any]) -> list[str]:
     """The texts of pending rows (id, conversation, text, state) the model may be asked about."""
     return [text for _, _, text, state in rows if wants_model(text, state)]
+
+
+def transient(error: BaseException) -> bool:
+    """The database or the network failed, not the bot: such a failure is retried and never
+    counts towards setting a message aside."""
+    if isinstance(error, OperationalError | InterfaceError | TimeoutError | OSError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # PostgreSQL: connection, deadlock or serialisation, resources, shutdown.
+        code = getattr(error.orig, "sqlstate", None)
+        return isinstance(code, str) and code[:2] in ("08", "40", "53", "57")
+    return False
 
 
 def raise_first(errors: Sequence[BaseException]) -> None:
@@ -209,8 +227,8 @@ class Service:
         self.outbox_wakeup = asyncio.Event()
         # Set on shutdown: passes under way finish the item in hand and take no new one.
         self.stopping = asyncio.Event()
-        # Stored messages whose step failed in this process, and how many times.
-        self.step_failures: dict[int, int] = {}
+        # Stored messages whose step failed in this process: how many times, since when.
+        self.step_failures: dict[int, tuple[int, float]] = {}
         self.outbox_lease = OUTBOX_LEASE
         self.metrics = Metrics()
 
@@ -313,10 +331,10 @@ class Service:
         )
         if claimed is None:
             return None
+        if set_aside:  # before reading the message: what failed may be in it
+            return await self._hand_over(tx, claimed, now)
         conversation = claimed.conversation
         msg = inbound_from_row(claimed.message, claimed.address or "")
-        if set_aside:
-            return await self._hand_over(tx, claimed, msg, now)
         if (
             not self.group.batching
             and wants_model(msg.text, conversation.state)
@@ -339,27 +357,31 @@ class Service:
         ]
 
     async def _hand_over(
-        self, tx: Tx, claimed: Any, msg: Inbound, now: datetime | None
+        self, tx: Tx, claimed: Any, now: datetime | None
     ) -> tuple[int, list[Delivered]]:
-        """A message the step keeps failing on: the conversation goes to the staff queue and
-        the beneficiary is told a person will answer; the message is marked processed."""
+        """A message the step keeps failing on: it is marked processed, and a conversation
+        with the bot goes to the staff queue, the beneficiary told a person will answer (one
+        waiting for or with a person is left as it is: they see the message)."""
         conversation = claimed.conversation
         now = now or datetime.now(UTC)
+        channel = Channel.WEBCHAT
+        with contextlib.suppress(ValueError):
+            channel = Channel(claimed.message.channel)
         try:
-            ctx = engine_context(conversation, now=now, channel=msg.channel)
+            ctx = engine_context(conversation, now=now, channel=channel)
         except Exception:  # a state the engine cannot read: only its language is kept
-            lang = (conversation.state or {}).get("lang")
+            raw = conversation.state if isinstance(conversation.state, dict) else {}
+            lang = raw.get("lang")
             ctx = Context(
                 beneficiary_id=conversation.beneficiary_id,
                 conversation_id=conversation.id,
                 status=ConversationStatus(conversation.status),
                 state=State(lang=lang if lang in ("ar", "en") else None),
                 now=now,
-                channel=msg.channel,
+                channel=channel,
             )
-        # Already waiting for or with a person, who sees the message in the conversation.
         replies: list[Reply] = []
-        if ctx.status in (ConversationStatus.BOT, ConversationStatus.CLOSED):
+        if ctx.status is ConversationStatus.BOT:
             replies = await self.engine.handoff(ctx, tx, HandoffReason.ERROR)
         rows = await tx.save_step(
             claimed, state=ctx.state.to_json(), status=ctx.status.value, replies=replies
@@ -500,24 +522,32 @@ class Service:
         """Whether the message was processed by this call.
 
         A step that fails is tried again at the next pass, the conversation's later messages
-        waiting behind it; after ``STEP_ATTEMPTS`` failures in this process the message is
-        set aside (``_hand_over``), so that a fault in the bot does not silence the
-        conversation for good."""
+        waiting behind it; once it has failed ``STEP_ATTEMPTS`` times over
+        ``STEP_RETRY_SECONDS`` in this process, the message is set aside (``_hand_over``), so
+        that a fault in the bot does not silence the conversation for good."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
                 done = await self._process(message_id, None, key=conversation_id)
             except (ConversationBusy, OrderHeld):
                 raise
-            except Exception:
-                failures = self.step_failures.get(message_id, 0) + 1
-                self.step_failures[message_id] = failures
-                if failures < STEP_ATTEMPTS:
+            except Exception as error:
+                if transient(error) or not self._keeps_failing(message_id):
                     raise
-                log.exception("inbox.set_aside", attempts=failures, conversation_id=conversation_id)
                 done = await self._process(message_id, None, key=conversation_id, set_aside=True)
-                self.metrics.set_aside.inc()
+                if done is not None:
+                    log.error("inbox.set_aside", exc_info=error, conversation_id=conversation_id)
+                    self.metrics.set_aside.inc()
             self.step_failures.pop(message_id, None)
             return done is not None
+
+    def _keeps_failing(self, message_id: int) -> bool:
+        """Count a failed step on the message; whether it is time to set the message aside."""
+        now = time.monotonic()
+        count, first = self.step_failures.pop(message_id, (0, now))
+        self.step_failures[message_id] = (count + 1, first)  # the newest last
+        while len(self.step_failures) > STEP_FAILURES_KEPT:
+            del self.step_failures[next(iter(self.step_failures))]
+        return count + 1 >= STEP_ATTEMPTS and now - first >= STEP_RETRY_SECONDS
 
     # -- outbound ---------------------------------------------------------------------------
 

@@ -646,6 +646,7 @@ class Tx:
         first = await self._first_contact(kind, msg) if found is None and linked else None
         # Whether the conversation last heard from this sender on this channel already.
         heard = first is not None
+        stamp = False  # the sender's last_inbound_at to write (a known sender's)
         if first is not None:
             identity_id, beneficiary_id, conversation_id = first
         elif found is None or not linked:
@@ -659,8 +660,9 @@ class Tx:
             identity_id, beneficiary_id, last_inbound, open_id, last_channel, last_identity_id = (
                 found
             )
-            if last_inbound is None or msg.received_at - last_inbound >= INBOUND_STAMP:
-                await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
+            # Written after the message, below: every path of storing takes the lock on the
+            # conversation before it writes the sender's row (an opt-out does too).
+            stamp = last_inbound is None or msg.received_at - last_inbound >= INBOUND_STAMP
             # Found open without the lock: only opening one needs it.
             conversation_id = open_id or await self.open_conversation_id(beneficiary_id)
             heard = (
@@ -690,6 +692,8 @@ class Tx:
         )
         if message_id is None:
             return None
+        if stamp:
+            await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
         # The same sender on the same channel as before (nearly every message): nothing changes
         # on the conversation until the engine's step, which stamps its updated_at.
         if not heard or not stepped:

@@ -220,23 +220,35 @@ async def test_a_send_being_recorded_holds_a_slot_only_on_postgresql(service: Se
     assert all(i.status == "sent" for i in await outbox(service))
 
 
+@pytest.mark.parametrize("where", ["engine", "reading the message"])
 async def test_a_message_the_bot_keeps_failing_on_is_set_aside_for_staff(
-    service: Service, monkeypatch: Any
+    service: Service, monkeypatch: Any, where: str
 ) -> None:
     """A fault in the bot on one message: it is tried again at each pass, the conversation's
     later messages waiting; after the third failure the message is marked processed, the
     conversation goes to the staff queue (reason "error"), the beneficiary is told, and the
     later messages go on."""
+    import bot.service
     from conversations.messages import Inbound
 
     handle = service.engine.handle
+    read = bot.service.inbound_from_row
 
     async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
         if msg.text == "boom":
             raise RuntimeError("a bug in a step")
         return await handle(msg, ctx, port)
 
-    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    def reading_with_a_bug(row: Any, sender: str) -> Inbound:
+        if row.text == "boom":
+            raise RuntimeError("a bug in a step")
+        return read(row, sender)
+
+    if where == "engine":
+        monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    else:
+        monkeypatch.setattr(bot.service, "inbound_from_row", reading_with_a_bug)
+    monkeypatch.setattr("bot.service.STEP_RETRY_SECONDS", 0.0)
     ids = [
         await service.receive(Inbound(Channel.TELEGRAM, "47", text, channel_message_id=f"b-{n}"))
         for n, text in enumerate(["مرحبا", "boom", "شكرا"])
@@ -258,3 +270,37 @@ async def test_a_message_the_bot_keeps_failing_on_is_set_aside_for_staff(
     async with service.db.session(write=False) as s:
         told = list(await s.scalars(select(Message.text).where(Message.direction == "out")))
     assert service.engine.catalog.text("ar", "handoff.queued") in told
+
+
+async def test_a_database_failure_in_a_step_never_sets_the_message_aside(
+    service: Service, monkeypatch: Any
+) -> None:
+    """A locked database or a dropped connection is not the message's fault: the step is
+    tried again as often as it takes, and the message is answered once it goes through."""
+    from sqlalchemy.exc import OperationalError
+
+    from conversations.messages import Inbound
+
+    handle = service.engine.handle
+    failures = iter(range(8))
+
+    async def engine_on_a_bad_day(msg: Inbound, ctx: Any, port: Any) -> Any:
+        if next(failures, None) is not None:
+            raise OperationalError("UPDATE ...", {}, Exception("database is locked"))
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", engine_on_a_bad_day)
+    monkeypatch.setattr("bot.service.STEP_RETRY_SECONDS", 0.0)
+    await service.receive(Inbound(Channel.TELEGRAM, "48", "مرحبا", channel_message_id="d-1"))
+    raised, taken = 0, 0
+    for _ in range(12):
+        try:
+            taken = await service.process_pending()
+            break
+        except OperationalError:
+            raised += 1
+    assert raised >= 4 and taken == 1  # counted as failures, it would have been set aside
+    async with service.db.session(write=False) as s:
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None and conversation.handoff_reason is None
+    assert service.metrics.set_aside._value.get() == 0
