@@ -400,9 +400,11 @@ class Service:
     async def process_pending(self) -> int:
         """Process every stored message not yet processed (after a crash, or from webhooks).
 
-        Messages of different conversations share transactions; those of one conversation
-        are taken in order, and one that fails holds back the later ones of its conversation
-        (they wait for the next pass) while the other conversations go on.
+        Those of one conversation are taken in order, and one that fails holds back the later
+        ones of its conversation (they wait for the next pass) while the other conversations
+        go on. On SQLite the steps share the writer's transactions (``_pending_in_batches``);
+        on PostgreSQL each has its own, and instances share the list
+        (``_pending_side_by_side``). Returns how many messages this call processed.
         """
         count = 0
         busy: dict[int, float] = {}  # PostgreSQL: held by another instance's step, since
