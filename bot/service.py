@@ -82,6 +82,9 @@ BUSY_LOOKS = 3
 # processed and its conversation handed to staff.
 STEP_ATTEMPTS = 3
 STEP_RETRY_SECONDS = 60.0
+# After a failed step its conversation is left out of the passes this long: a message that
+# fails is not run again at every new message (and its batch rolled back each time).
+STEP_REST_SECONDS = 5.0
 STEP_FAILURES_KEPT = 10_000  # messages whose failures are remembered, the oldest forgotten
 
 
@@ -120,6 +123,16 @@ def raise_first(errors: Sequence[BaseException]) -> None:
         log.error("inbox.step_failed", exc_info=error)
     if errors:
         raise errors[0]
+
+
+@dataclass
+class StepFailures:
+    """A stored message's failed steps in this process."""
+
+    conversation_id: int
+    count: int
+    first: float  # time.monotonic() of the first and the last
+    last: float
 
 
 @dataclass(frozen=True)
@@ -228,7 +241,7 @@ class Service:
         # Set on shutdown: passes under way finish the item in hand and take no new one.
         self.stopping = asyncio.Event()
         # Stored messages whose step failed in this process: how many times, since when.
-        self.step_failures: dict[int, tuple[int, float]] = {}
+        self.step_failures: dict[int, StepFailures] = {}
         self.outbox_lease = OUTBOX_LEASE
         self.metrics = Metrics()
 
@@ -412,8 +425,9 @@ class Service:
         while True:
             now = time.monotonic()
             busy = {key: since for key, since in busy.items() if now - since < BUSY_SECONDS}
+            besides = busy.keys() | self._resting(now) if self.step_failures else busy.keys()
             async with self.db.session(write=False, short=True) as session:
-                pending = await pending_messages(session, PENDING_PASS, besides=busy.keys())
+                pending = await pending_messages(session, PENDING_PASS, besides=besides)
             if self.stopping.is_set():
                 return count  # left stored and unprocessed: the next start takes it
             if not pending:
@@ -533,7 +547,7 @@ class Service:
             except (ConversationBusy, OrderHeld):
                 raise
             except Exception as error:
-                if transient(error) or not self._keeps_failing(message_id):
+                if transient(error) or not self._keeps_failing(message_id, conversation_id):
                     raise
                 done = await self._process(message_id, None, key=conversation_id, set_aside=True)
                 if done is not None:
@@ -542,14 +556,26 @@ class Service:
             self.step_failures.pop(message_id, None)
             return done is not None
 
-    def _keeps_failing(self, message_id: int) -> bool:
+    def _keeps_failing(self, message_id: int, conversation_id: int) -> bool:
         """Count a failed step on the message; whether it is time to set the message aside."""
         now = time.monotonic()
-        count, first = self.step_failures.pop(message_id, (0, now))
-        self.step_failures[message_id] = (count + 1, first)  # the newest last
+        failures = self.step_failures.pop(message_id, None)
+        if failures is None:
+            failures = StepFailures(conversation_id, 0, now, now)
+        failures.count += 1
+        failures.last = now
+        self.step_failures[message_id] = failures  # the newest last
         while len(self.step_failures) > STEP_FAILURES_KEPT:
             del self.step_failures[next(iter(self.step_failures))]
-        return count + 1 >= STEP_ATTEMPTS and now - first >= STEP_RETRY_SECONDS
+        return failures.count >= STEP_ATTEMPTS and now - failures.first >= STEP_RETRY_SECONDS
+
+    def _resting(self, now: float) -> set[int]:
+        """Conversations whose message failed a step moments ago: left out of passes."""
+        return {
+            f.conversation_id
+            for f in self.step_failures.values()
+            if now - f.last < STEP_REST_SECONDS
+        }
 
     # -- outbound ---------------------------------------------------------------------------
 

@@ -249,6 +249,7 @@ async def test_a_message_the_bot_keeps_failing_on_is_set_aside_for_staff(
     else:
         monkeypatch.setattr(bot.service, "inbound_from_row", reading_with_a_bug)
     monkeypatch.setattr("bot.service.STEP_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr("bot.service.STEP_REST_SECONDS", 0.0)
     ids = [
         await service.receive(Inbound(Channel.TELEGRAM, "47", text, channel_message_id=f"b-{n}"))
         for n, text in enumerate(["مرحبا", "boom", "شكرا"])
@@ -304,3 +305,35 @@ async def test_a_database_failure_in_a_step_never_sets_the_message_aside(
         conversation = await s.scalar(select(Conversation))
         assert conversation is not None and conversation.handoff_reason is None
     assert service.metrics.set_aside._value.get() == 0
+
+
+async def test_a_failed_step_is_not_run_again_at_every_pass(
+    service: Service, monkeypatch: Any
+) -> None:
+    """After a failed step its conversation rests a few seconds: passes meanwhile (one for
+    each new message under traffic) go on with the other conversations without running the
+    failing step again; after the rest it is tried again."""
+    from conversations.messages import Inbound
+
+    handle = service.engine.handle
+    tried: list[str] = []
+
+    async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
+        tried.append(msg.text)
+        if msg.text == "boom":
+            raise RuntimeError("a bug in a step")
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    monkeypatch.setattr("bot.service.STEP_REST_SECONDS", 0.5)
+    await service.receive(Inbound(Channel.TELEGRAM, "49", "boom", channel_message_id="r-1"))
+    with pytest.raises(RuntimeError):
+        await service.process_pending()
+    booms = tried.count("boom")
+    await service.receive(Inbound(Channel.TELEGRAM, "50", "مرحبا", channel_message_id="r-2"))
+    assert await service.process_pending() == 1  # the other conversation, without a failure
+    assert tried.count("boom") == booms
+    await asyncio.sleep(0.6)
+    with pytest.raises(RuntimeError):
+        await service.process_pending()
+    assert tried.count("boom") > booms
