@@ -105,8 +105,9 @@ def model_questions(rows: Sequence[Any]) -> list[str]:
 
 def transient(error: BaseException) -> bool:
     """The database or the network failed, not the bot: such a failure is retried and never
-    counts towards setting a message aside."""
-    if isinstance(error, OperationalError | InterfaceError | TimeoutError | OSError):
+    counts towards setting a message aside. (Not every OSError: a file the step cannot find
+    is the message's own trouble, and would otherwise be retried for ever.)"""
+    if isinstance(error, OperationalError | InterfaceError | TimeoutError | ConnectionError):
         return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:

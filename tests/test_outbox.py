@@ -337,3 +337,25 @@ async def test_a_failed_step_is_not_run_again_at_every_pass(
     with pytest.raises(RuntimeError):
         await service.process_pending()
     assert tried.count("boom") > booms
+
+
+def test_which_step_failures_are_the_database_or_the_network() -> None:
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+    from bot.service import transient
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    class Unique(Exception):
+        sqlstate = "23505"
+
+    assert transient(OperationalError("UPDATE", {}, Exception("database is locked")))
+    assert transient(ConnectionResetError())
+    assert transient(TimeoutError())
+    assert transient(DBAPIError("UPDATE", {}, Deadlock()))
+    # The bot's own trouble: counted, and in the end set aside.
+    assert not transient(DBAPIError("INSERT", {}, Unique()))
+    assert not transient(IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")))
+    assert not transient(FileNotFoundError("var/attachments/ab/cd"))
+    assert not transient(KeyError("answers"))
