@@ -189,14 +189,18 @@ def working_hours(config: Config) -> WorkingHours:
 
 
 def engine_context(
-    conversation: Conversation | AnyRow, *, now: datetime, channel: Channel
+    conversation: Conversation | AnyRow,
+    *,
+    now: datetime,
+    channel: Channel,
+    state: State | None = None,
 ) -> Context:
-    """What the engine is told about a stored conversation, its state loaded."""
+    """What the engine is told about a stored conversation, its state loaded (or ``state``)."""
     return Context(
         beneficiary_id=conversation.beneficiary_id,
         conversation_id=conversation.id,
         status=ConversationStatus(conversation.status),
-        state=State.from_json(conversation.state),
+        state=State.from_json(conversation.state) if state is None else state,
         now=now,
         channel=channel,
     )
@@ -358,15 +362,21 @@ class Service:
             # conversation meanwhile (a new message of it is still stored at once).
             await self._prepare([msg.text])
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
-        state = ctx.state
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
             replies = await self.engine.handle(msg, ctx, tx)
         if msg.channel in COMBINED_CHANNELS:
             replies = combine_replies(replies)
+        return await self._save_step(tx, claimed, ctx, replies)
+
+    async def _save_step(
+        self, tx: Tx, claimed: Any, ctx: Context, replies: list[Reply]
+    ) -> tuple[int, list[Delivered]]:
+        """The step's outcome stored: the conversation's state and status, the message
+        processed, the replies queued."""
         rows = await tx.save_step(
-            claimed, state=state.to_json(), status=ctx.status.value, replies=replies
+            claimed, state=ctx.state.to_json(), status=ctx.status.value, replies=replies
         )
-        return conversation.id, [
+        return ctx.conversation_id, [
             Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
         ]
 
@@ -386,23 +396,12 @@ class Service:
         except Exception:  # a state the engine cannot read: only its language is kept
             raw = conversation.state if isinstance(conversation.state, dict) else {}
             lang = raw.get("lang")
-            ctx = Context(
-                beneficiary_id=conversation.beneficiary_id,
-                conversation_id=conversation.id,
-                status=ConversationStatus(conversation.status),
-                state=State(lang=lang if lang in ("ar", "en") else None),
-                now=now,
-                channel=channel,
-            )
+            state = State(lang=lang if lang in ("ar", "en") else None)
+            ctx = engine_context(conversation, now=now, channel=channel, state=state)
         replies: list[Reply] = []
         if ctx.status is ConversationStatus.BOT:
             replies = await self.engine.handoff(ctx, tx, HandoffReason.ERROR)
-        rows = await tx.save_step(
-            claimed, state=ctx.state.to_json(), status=ctx.status.value, replies=replies
-        )
-        return conversation.id, [
-            Delivered(r.id, reply, r.created_at) for r, reply in zip(rows, replies, strict=True)
-        ]
+        return await self._save_step(tx, claimed, ctx, replies)
 
     async def handle(self, msg: Inbound) -> list[Delivered]:
         """Receive and process at once (terminal and web chat answer in the same exchange)."""
