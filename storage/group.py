@@ -16,13 +16,17 @@ rather than run ahead of it. A unit must therefore do nothing outside the databa
 could not do twice (count, log and wake others after it returns).
 
 On PostgreSQL, which has its own group commit and many connections, each unit runs in its
-own transaction at once: nothing is queued.
+own transaction at once: nothing is queued. When PostgreSQL ends the transaction to break a
+deadlock or a serialisation conflict (the other transaction goes on), nothing of it was kept,
+and the unit runs again after a short random pause, up to ``CONFLICT_ATTEMPTS`` times in all:
+the caller (a webhook waiting to be acknowledged) sees a failure only if the conflict lasts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
@@ -39,6 +44,20 @@ log = structlog.get_logger("tawasul.storage")
 
 T = TypeVar("T")
 Unit = Callable[[AsyncSession], Awaitable[T]]
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
+# whole so that another could go on, and running it again is the documented remedy.
+CONFLICTS = frozenset({"40P01", "40001"})
+CONFLICT_ATTEMPTS = 4
+CONFLICT_PAUSE = 0.02  # seconds; doubled at each attempt, the pause drawn at random below it
+
+
+def conflict(error: BaseException) -> str | None:
+    """The SQLSTATE when PostgreSQL rolled the transaction back over a conflict, else None."""
+    if not isinstance(error, DBAPIError):
+        return None
+    code = getattr(error.orig, "sqlstate", None)
+    return code if code in CONFLICTS else None
 
 
 class OrderHeld(RuntimeError):
@@ -65,6 +84,7 @@ class GroupStats:
     units: int = 0
     largest: int = 0
     splits: int = 0
+    conflicts: int = 0  # PostgreSQL transactions run again after a deadlock or conflict
     sizes: dict[int, int] = field(default_factory=dict)
 
 
@@ -93,8 +113,7 @@ class GroupCommit:
         ``key`` keeps the order of units that must not pass one another.
         """
         if not self.batching:
-            async with self.db.session() as session:
-                return await unit(session)
+            return await self._run_alone(unit)
         self._ensure_writer()
         assert self._wakeup is not None and self._idle is not None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -102,6 +121,22 @@ class GroupCommit:
         self._idle.clear()
         self._wakeup.set()
         return await future
+
+    async def _run_alone(self, unit: Unit[T]) -> T:
+        """PostgreSQL: the unit in its own transaction, run again after a conflict."""
+        attempt = 1
+        while True:
+            try:
+                async with self.db.session() as session:
+                    return await unit(session)
+            except DBAPIError as exc:
+                code = conflict(exc)
+                if code is None or attempt >= CONFLICT_ATTEMPTS:
+                    raise
+                self.stats.conflicts += 1
+                log.warning("group_commit.conflict", sqlstate=code, attempt=attempt)
+                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** (attempt - 1)))
+                attempt += 1
 
     async def close(self) -> None:
         """Finish the queued units, then stop the writer."""
