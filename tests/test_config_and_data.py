@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
 from conversations.catalog import default_catalog
 from conversations.faq import FaqError, default_faq_text, parse_faq
 from conversations.forms import FormError, load_forms, parse_form
@@ -22,6 +22,13 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     for section, model in config:
         for key in type(model).model_fields:
             assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} undocumented"
+
+
+def test_the_example_config_sets_the_defaults() -> None:
+    """Copied as it is (its first comment says to), it behaves like no file at all: a demo
+    on SQLite keeps its generated keys rather than refusing to start without them."""
+    example = load_config(ROOT / "config.example.toml", {}).model_dump()
+    assert example == Config().model_dump()
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
