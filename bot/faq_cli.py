@@ -51,6 +51,7 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
         "decision": decision.outcome.value,
         "answer": decision.entry.id if decision.entry else None,
         "suggestions": [e.id for e in decision.suggestions],
+        "out_of_scope": decision.outside,
         "lang": decision.lang,
         "score": round(decision.score, 4),
         "margin": round(decision.margin, 4),
@@ -69,8 +70,12 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False))
         return
+    what = data["answer"] or ", ".join(data["suggestions"])
+    what = what or (
+        "out of scope (an out-of-scope example came closest)" if decision.outside else "—"
+    )
     click.echo(
-        f"{data['decision']}: {data['answer'] or ', '.join(data['suggestions']) or '—'}"
+        f"{data['decision']}: {what}"
         f"  (score {data['score']}, margin {data['margin']}, confidence {data['confidence']})"
     )
     for row in data["ranked"]:
@@ -150,14 +155,12 @@ def misses(ctx: click.Context, limit: int, as_json: bool) -> None:
 
 
 async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
-    from bot.cli import opened_database
+    from bot.cli import opened_database, riyadh
 
     async with opened_database(config, check_schema=False) as database:
         rows = await kb_edit.misses(database, limit)
-    return [
-        {"id": r.id, "text": r.text, "lang": r.lang, "at": r.at.isoformat(timespec="minutes")}
-        for r in rows
-    ]
+    # Shown in the association's time, as every other list is.
+    return [{"id": r.id, "text": r.text, "lang": r.lang, "at": riyadh(r.at, config)} for r in rows]
 
 
 @faq.command()

@@ -876,11 +876,16 @@ class Service:
             await self._say(tx, conversation, build, DeliveryKind.DECISION)
 
     async def close_conversation(self, conversation_id: int, *, actor: str) -> None:
-        """Staff close a conversation: the bot takes over again and asks for a rating."""
+        """Staff close a conversation: the bot takes over again and, when a staff member had
+        taken it, asks for a rating (one closed while still waiting in the queue says so,
+        and asks nothing about a conversation nobody had)."""
         async with self.db.session() as session:
             tx = Tx(session)
             conversation = await tx.conversation_for_update(conversation_id)
-            was_with_staff = conversation.status in ("queued", "staff")
+            was_with_staff = conversation.status == "staff"
+            closed = (
+                "notify.closed_in_queue" if conversation.status == "queued" else "notify.closed"
+            )
             conversation.status = "bot"
             conversation.handoff_reason = None
             conversation.queued_at = None
@@ -889,7 +894,7 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 ctx.status = ConversationStatus.BOT
-                replies = [self.engine.reply(ctx, "notify.closed")]
+                replies = [self.engine.reply(ctx, closed)]
                 if was_with_staff:
                     replies += self.engine.start_survey(ctx, None)
                 return replies

@@ -6,6 +6,7 @@ storage (inside the caller's transaction), mutates the state and returns the rep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
-from conversations.normalize import normalize_arabic, to_latin_digits
+from conversations.normalize import mask_long_numbers, normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.state import Mode, State, Survey
 
@@ -34,6 +35,8 @@ class ConversationStatus(StrEnum):
     CLOSED = "closed"
 
 
+# A request's reference as the bot gives it: the form's prefix, the Hijri year, a number.
+REFERENCE = re.compile(r"[A-Z]{2,8}\s*-\s*1[34]\d\d\s*-\s*\d{1,9}")
 MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
 FORM_OF_MENU = {
     "apply": "support_request",
@@ -190,7 +193,7 @@ class Engine:
         if command == "menu":
             return [self.menu(ctx)]
         if command == "help":
-            return [self.reply(ctx, "help"), self.menu(ctx)]
+            return [self.reply(ctx, "help"), *self._ask_again(ctx)]
         if command == "cancel":
             return self._cancel(ctx)
 
@@ -203,7 +206,7 @@ class Engine:
         if word == "staff":
             return await self.handoff(ctx, port, HandoffReason.ASKED)
         if word == "help":
-            return [self.reply(ctx, "help"), self.menu(ctx)]
+            return [self.reply(ctx, "help"), *self._ask_again(ctx)]
         if word == "cancel":
             return self._cancel(ctx)
         if word == "my_data" and "data_request" in self.forms and state.mode is not Mode.FORM:
@@ -243,9 +246,26 @@ class Engine:
 
     def _set_language(self, ctx: Context, lang: str) -> list[Reply]:
         ctx.state.lang = lang if lang in ("ar", "en") else "ar"
-        if ctx.state.mode is Mode.FORM and ctx.state.draft is not None:
-            return [self.reply(ctx, "language.changed"), *self.flow.prompt_current(ctx)]
-        return [self.reply(ctx, "language.changed"), self.menu(ctx)]
+        return [self.reply(ctx, "language.changed"), *self._ask_again(ctx)]
+
+    def _ask_again(self, ctx: Context) -> list[Reply]:
+        """What the conversation waits for, asked again after an aside (help, a change of
+        language): the form's question, the reference, the rating...; else the menu."""
+        state = ctx.state
+        mode = state.mode
+        if mode is Mode.FORM and state.draft is not None:
+            return self.flow.prompt_current(ctx)
+        if mode is Mode.RESUME and state.draft is not None:
+            return [self._offer_resume(ctx)]
+        if mode is Mode.STATUS_REF:
+            return [self._ask_reference(ctx)]
+        if mode is Mode.STATUS_VERIFY and state.status_reference:
+            return [self.reply(ctx, "status.ask_last4")]
+        if mode is Mode.SURVEY_RATING and state.survey is not None:
+            return self.start_survey(ctx, state.survey.request_reference)
+        if mode is Mode.SURVEY_COMMENT and state.survey is not None:
+            return [self._ask_comment(ctx)]
+        return [self.menu(ctx)]
 
     async def _greet(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
         replies = [self.reply(ctx, "greeting")]
@@ -327,6 +347,10 @@ class Engine:
             return await self._menu_pick(choice, ctx, port)
         if choice is not None and choice.startswith("faq:"):
             return await self._faq_pick(choice, ctx, port, text)
+        if REFERENCE.fullmatch(to_latin_digits(text).strip().upper()):
+            # A request's reference on its own (pasted from the confirmation): check it.
+            ctx.state.mode = Mode.STATUS_REF
+            return await self._status_reference(msg, ctx, port, word)
         ctx.state.last_question = text
         if ctx.state.mode is not Mode.FAQ:
             ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
@@ -342,20 +366,26 @@ class Engine:
             # Only a greeting or a thank-you: nothing to misunderstand.
             return [self.menu(ctx)]
         decision = self.faq.decide(text, lang)
+        if decision.entry is not None and decision.entry.action:
+            return await self._menu_pick(decision.entry.action, ctx, port)
         if decision.outcome is not Outcome.NONE:
             ctx.state.mode = Mode.MENU
             return self._from_decision(ctx, decision)
-        return await self._not_understood(ctx, port, text, lang)
+        key = "faq.outside" if decision.outside else "not_understood"
+        return await self._not_understood(ctx, port, text, lang, key)
 
     async def _not_understood(
-        self, ctx: Context, port: EnginePort, text: str, lang: str
+        self, ctx: Context, port: EnginePort, text: str, lang: str, key: str = "not_understood"
     ) -> list[Reply]:
         if text:
-            await port.record_unanswered(text, lang)
+            # Kept for staff to teach the bot: an ID or a phone number typed here is not.
+            await port.record_unanswered(mask_long_numbers(text), lang)
+        if key == "faq.outside":  # understood as none of the association's business
+            return [self.menu(ctx, key)]
         ctx.state.misunderstood += 1
         if ctx.state.misunderstood >= self.settings.misunderstood_limit:
             return await self.handoff(ctx, port, HandoffReason.MISUNDERSTOOD)
-        return [self.menu(ctx, "not_understood")]
+        return [self.menu(ctx, key)]
 
     def _from_decision(self, ctx: Context, decision: Decision) -> list[Reply]:
         """An answer in the language of the question, or the closest questions to pick from."""
@@ -380,6 +410,8 @@ class Engine:
         ctx.state.mode = Mode.MENU
         if entry is None:
             return await self._not_understood(ctx, port, ctx.state.last_question or text, lang)
+        if entry.action:
+            return await self._menu_pick(entry.action, ctx, port)
         return [self._answer(ctx, entry.answer(language_of(text) or lang))]
 
     async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
@@ -464,9 +496,7 @@ class Engine:
         other = (self.t(ctx, "status.other_reference"), "other")
         if not own:
             ctx.state.mode = Mode.STATUS_REF
-            return [
-                self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
-            ]
+            return [self._ask_reference(ctx)]
         lines = [self._status_line(ctx, r) for r in own]
         ctx.state.mode = Mode.STATUS_REF
         return [
@@ -476,6 +506,9 @@ class Engine:
                 [other, (self.t(ctx, "choice.main_menu"), "menu")],
             )
         ]
+
+    def _ask_reference(self, ctx: Context) -> Reply:
+        return self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
 
     def _status_line(self, ctx: Context, request: Any) -> str:
         lang = ctx.state.lang or "ar"
@@ -498,9 +531,7 @@ class Engine:
         if choice == "menu" or word == "back":
             return [self.menu(ctx)]
         if choice == "other":
-            return [
-                self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
-            ]
+            return [self._ask_reference(ctx)]
         reference = to_latin_digits(msg.text).strip().upper().replace(" ", "")
         if len(reference) < 4 or len(reference) > 40:
             return [self.reply(ctx, "status.bad_reference")]
@@ -597,6 +628,9 @@ class Engine:
         key = "survey.ask_request" if request_reference else "survey.ask_conversation"
         return [self.reply(ctx, key, choices, reference=request_reference or "")]
 
+    def _ask_comment(self, ctx: Context) -> Reply:
+        return self.reply(ctx, "survey.ask_comment", [(self.t(ctx, "choice.skip"), "skip")])
+
     async def _survey_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
     ) -> list[Reply]:
@@ -616,7 +650,7 @@ class Engine:
                 return [self.reply(ctx, "survey.bad_rating")]
             survey.rating = int(choice)
             ctx.state.mode = Mode.SURVEY_COMMENT
-            return [self.reply(ctx, "survey.ask_comment", [(self.t(ctx, "choice.skip"), "skip")])]
+            return [self._ask_comment(ctx)]
         skipped = self.picked(ctx, text) == "skip" or word == "skip" or not text
         await port.record_survey(
             ctx.beneficiary_id,

@@ -16,11 +16,18 @@ class FaqError(ValueError):
     """A knowledge-base file that cannot be used; the message says where and why."""
 
 
+# What an entry may do instead of answering with its text (key ``action``), when the question
+# asks for something the bot does rather than for information: "I want to talk to someone"
+# hands the conversation to staff, "where is my request" starts the status check.
+ACTIONS = frozenset({"staff", "status"})
+
+
 @dataclass(frozen=True, slots=True)
 class FaqEntry:
     id: str
     questions: Mapping[str, tuple[str, ...]]
     answers: Mapping[str, str]
+    action: str | None = None
 
     def answer(self, lang: str) -> str:
         return self.answers.get(lang) or self.answers["ar"]
@@ -85,11 +92,17 @@ def _entries(data: Mapping[str, Any], text: str, source: str) -> tuple[FaqEntry,
                 raise FaqError(f"{where} ({entry_id}): questions.{lang} must be a list of texts")
         if not any(questions.values()):
             raise FaqError(f"{where} ({entry_id}): at least one question is required")
+        action = item.get("action")
+        if action is not None and action not in ACTIONS:
+            raise FaqError(
+                f"{where} ({entry_id}): action must be one of {', '.join(sorted(ACTIONS))}"
+            )
         entries.append(
             FaqEntry(
                 id=entry_id,
                 questions={lang: tuple(str(q) for q in qs) for lang, qs in questions.items()},
                 answers={lang: str(a) for lang, a in answers.items()},
+                action=action,
             )
         )
     return tuple(entries)

@@ -81,30 +81,31 @@ class FormFlow:
     # -- entering and prompting -------------------------------------------------------------
 
     def start(self, ctx: Context, form: Form) -> list[Reply]:
-        e = self.engine
         ctx.state.draft = Draft(form_id=form.id, started_at=ctx.now.isoformat())
         ctx.state.mode = Mode.FORM
-        lang = ctx.state.lang or "ar"
         if form.intro:
-            intro = form.intro.get(lang) or form.intro["ar"]
-            text = e.t(ctx, "form.intro", form=form.title_in(lang), intro=intro)
-            return [
-                e.say(
-                    ctx,
-                    text,
-                    [
-                        (e.t(ctx, "choice.agree_start"), "yes"),
-                        (e.t(ctx, "choice.cancel"), "cancel"),
-                    ],
-                )
-            ]
+            return [self._intro(ctx, form)]
         return self._go_next(ctx, None)
 
+    def _intro(self, ctx: Context, form: Form) -> Reply:
+        """The form's introduction, to agree to before its first question."""
+        e = self.engine
+        lang = ctx.state.lang or "ar"
+        intro = form.intro.get(lang) or form.intro["ar"]
+        return e.say(
+            ctx,
+            e.t(ctx, "form.intro", form=form.title_in(lang), intro=intro),
+            [(e.t(ctx, "choice.agree_start"), "yes"), (e.t(ctx, "choice.cancel"), "cancel")],
+        )
+
     def prompt_current(self, ctx: Context) -> list[Reply]:
+        """The question the form waits for, asked again (after help, a change of language, a
+        return); an introduction not yet agreed to is shown again, never passed over."""
         form, draft = self.form_of(ctx)
         ctx.state.mode = Mode.FORM
         if draft.phase is Phase.INTRO:
-            draft.phase = Phase.FIELD
+            if form.intro:
+                return [self._intro(ctx, form)]
             return self._go_next(ctx, None)
         if draft.phase is Phase.FIELD and draft.current:
             return [self.ask(ctx, form.field(draft.current))]
@@ -155,7 +156,7 @@ class FormFlow:
                 return self._go_next(ctx, None)
             if picked == "cancel" or word in ("no", "back"):
                 return e._cancel(ctx)
-            return self.start(ctx, form)
+            return [e.reply(ctx, "error.choice"), self._intro(ctx, form)]
         if draft.phase is Phase.SUMMARY:
             return await self._summary_answer(ctx, port, picked or word)
         if draft.phase is Phase.PICK_CORRECTION:

@@ -11,7 +11,13 @@ import re
 import string
 import unicodedata
 
-__all__ = ["normalize_arabic", "script_language", "to_latin_digits", "tokens"]
+__all__ = [
+    "mask_long_numbers",
+    "normalize_arabic",
+    "script_language",
+    "to_latin_digits",
+    "tokens",
+]
 
 # Arabic-Indic (U+0660-U+0669) and Eastern Arabic-Indic / Persian (U+06F0-U+06F9) digits,
 # plus the Arabic decimal separator (U+066B). Every mapping is one character to one character.
@@ -62,6 +68,20 @@ def to_latin_digits(s: str) -> str:
     The Arabic thousands separator (٬) is left alone; number parsers deal with it.
     """
     return s.translate(_DIGITS)
+
+
+# A run of seven digits or more (Latin, Arabic-Indic or Persian), spaces and dashes allowed
+# between them: a national ID, an iqama or a phone number rather than an amount or a date.
+_LONG_NUMBER = re.compile(
+    r"[0-9\u0660-\u0669\u06f0-\u06f9](?:[\s\-]?[0-9\u0660-\u0669\u06f0-\u06f9]){6,}"
+)
+NUMBER_MASK = "•••"
+
+
+def mask_long_numbers(s: str) -> str:
+    """The text with every long number (ID, phone) replaced by ``NUMBER_MASK``: for text
+    kept where people read it for another purpose (the questions the bot could not answer)."""
+    return _LONG_NUMBER.sub(NUMBER_MASK, s)
 
 
 def _is_punctuation(ch: str) -> bool:

@@ -10,6 +10,7 @@ from bot.service import Service
 from conversations.messages import Ask, Attachment, Channel
 from conversations.ports import RequestStatus
 from storage.models import Conversation, Message, Request, SurveyAnswer, UnansweredQuestion
+from storage.staff import ConsoleTx
 from tests.conftest import WORKING_TIME, Chat, valid_national_id
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -187,6 +188,58 @@ async def test_cancel_discards_the_form(chat: Chat) -> None:
     assert "(1/" not in chat.text  # starts again from the intro, nothing kept
 
 
+async def test_help_in_a_form_asks_the_same_question_again(chat: Chat) -> None:
+    """Help is an aside: the form's question comes again, and the next answer is the form's,
+    not a question nobody understood (nor stored among the unanswered)."""
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("محمد علي")
+    assert "(2/" in chat.text
+    for word in ("مساعدة", "/help"):
+        await chat.say(word)
+        assert "(2/" in chat.replies[-1].text  # the national ID's question, again
+        assert chat.choice_values() != [
+            "faq",
+            "apply",
+            "status",
+            "update",
+            "volunteer",
+            "complaint",
+            "staff",
+        ]
+    await chat.say(valid_national_id())
+    assert "(3/" in chat.text
+    async with chat.service.db.session(write=False) as s:
+        assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
+
+
+async def test_an_introduction_is_never_passed_over(chat: Chat) -> None:
+    """Changing language or asking for help before agreeing shows the introduction again;
+    an answer that is neither choice says so."""
+    await chat.say("٢")
+    intro = chat.text
+    assert "(1/" not in intro
+    await chat.say("english")
+    assert "(1/" not in chat.text and chat.choice_values() == ["yes", "cancel"]
+    await chat.say("help")
+    assert "(1/" not in chat.text and chat.choice_values() == ["yes", "cancel"]
+    await chat.say("maybe later")
+    assert "pick one of the options" in chat.replies[0].text
+    assert chat.choice_values() == ["yes", "cancel"]
+    await chat.say("1")
+    assert "(1/" in chat.text
+
+
+async def test_help_while_checking_a_request_asks_for_the_reference_again(chat: Chat) -> None:
+    await chat.say("/en")
+    await chat.say("3")
+    asked = chat.replies[-1].text
+    await chat.say("help")
+    assert len(chat.replies) == 2 and chat.replies[-1].text == asked
+    await chat.say("SR-1448-99999")
+    assert "last four digits" in chat.text
+
+
 async def test_unfinished_form_resumes_after_restart(service: Service, tmp_path) -> None:
     chat = Chat(service)
     await chat.say("٢")
@@ -227,6 +280,46 @@ async def test_handoff_after_two_misunderstood_messages(chat: Chat, service: Ser
         unanswered = await s.scalar(select(func.count()).select_from(UnansweredQuestion))
     assert conv is not None and conv.status == "queued" and conv.handoff_reason == "misunderstood"
     assert unanswered == 2
+
+
+async def test_an_unanswered_question_is_kept_without_its_numbers(
+    chat: Chat, service: Service
+) -> None:
+    """Staff read the unanswered questions to teach the bot: an ID or a phone number typed
+    in one is not kept there (amounts and short numbers are)."""
+    nid = valid_national_id()
+    await chat.say("مرحبا")
+    await chat.say(f"كيكي بوبو {nid} زززز ٠٥٥ ١٢٣ ٤٥٦٧ و 3000")
+    async with service.db.session() as s:
+        kept = await s.scalar(select(UnansweredQuestion.text))
+    assert kept == "كيكي بوبو ••• زززز ••• و 3000"
+
+
+async def test_asking_in_words_for_a_person_hands_over(chat: Chat, service: Service) -> None:
+    """An entry with an action does it rather than explain it: asked for a person in a
+    sentence, the bot hands the conversation over, as the word «موظف» does."""
+    await chat.say("مرحبا")
+    await chat.say("ابغى اكلم موظف لو سمحت")
+    async with service.db.session() as s:
+        conv = await s.scalar(select(Conversation))
+    assert conv is not None and conv.status == "queued" and conv.handoff_reason == "asked"
+
+
+async def test_asking_in_words_about_ones_request_starts_the_check(chat: Chat) -> None:
+    await chat.say("hello")
+    await chat.say("where is my request now?")
+    assert "reference number" in chat.text and chat.choice_values() == ["menu"]
+    await chat.say("SR-1448-00001")
+    assert "last four digits" in chat.text
+
+
+async def test_a_reference_pasted_at_the_menu_is_checked(chat: Chat, service: Service) -> None:
+    """Not a question nobody understood: the bot asks for the digits that prove it is theirs."""
+    reference = await fill_support_request(chat)
+    await chat.say(f" {reference.lower()} ")
+    assert "آخر أربعة" in chat.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
 
 
 async def test_out_of_hours_handoff_says_when_staff_answer(service: Service) -> None:
@@ -327,8 +420,10 @@ async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     await chat.say("staff please")
     await chat.say("agent")
     async with service.db.session() as s:
-        conv_id = await s.scalar(select(Conversation.id))
-    assert conv_id is not None
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None
+        conv_id = conversation.id
+        await ConsoleTx(s).claim(conversation, "agent@example.org")
     await service.close_conversation(conv_id, actor="agent@example.org")
     await chat.say("4")
     assert "comment" in chat.text
@@ -336,6 +431,26 @@ async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     async with service.db.session() as s:
         survey = await s.scalar(select(SurveyAnswer))
     assert survey is not None and survey.rating == 4 and survey.comment is None
+
+
+async def test_a_conversation_closed_while_queued_asks_no_rating(service: Service) -> None:
+    """Nobody had answered it: the beneficiary is told the request for a person was closed,
+    not thanked for a conversation with staff, and no survey follows."""
+    chat = Chat(service)
+    await chat.say("hello")
+    await chat.say("agent")
+    async with service.db.session() as s:
+        conv_id = await s.scalar(select(Conversation.id))
+    assert conv_id is not None
+    await service.close_conversation(conv_id, actor="agent@example.org")
+    async with service.db.session() as s:
+        said = list(await s.scalars(select(Message.text).order_by(Message.id.desc()).limit(1)))
+        assert await s.scalar(select(Conversation.state)) is not None
+    assert "before anyone took it" in said[0]
+    await chat.say("4")  # not a rating: the menu's fourth choice
+    assert "comment" not in chat.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(SurveyAnswer)) == 0
 
 
 async def test_attachment_rules(service: Service) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
 from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
@@ -24,6 +25,7 @@ from conversations.faq_index import (
     default_calibration,
 )
 from conversations.faq_text import content_words, word_features
+from storage.models import Conversation, UnansweredQuestion
 from tests.conftest import Chat, make_config, run_cli
 
 SMALL_KB = """
@@ -65,7 +67,14 @@ async def test_english_question_gets_an_english_answer(chat: Chat) -> None:
 async def test_out_of_scope_question_is_not_answered(chat: Chat, service: Service) -> None:
     await chat.say("مرحبا")
     await chat.say("متى ينزل حساب المواطن هالشهر")
-    assert "لم أفهم" in chat.text or "هل تقصد" in chat.text
+    # Said so, rather than "not understood" or the closest questions of the association's.
+    assert "لا تتولاه الجمعية" in chat.text and "هل تقصد" not in chat.text
+    await chat.say("can I get a bank loan")
+    assert "does not handle" in chat.text
+    # Understood, not misunderstood: two in a row do not hand the conversation over.
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
+        assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 2
 
 
 def test_broken_file_names_the_line_and_the_reason() -> None:
@@ -76,6 +85,14 @@ def test_broken_file_names_the_line_and_the_reason() -> None:
     assert f"line {expected}" in str(info.value) and "answer.ar" in str(info.value)
     with pytest.raises(FaqError, match="line 2"):
         parse_faq("[[faq]]\nid = \n", "kb.toml")
+
+
+def test_an_entry_action_is_read_and_an_unknown_one_refused() -> None:
+    entry = '[[faq]]\nid = "agent"\nquestions.en = ["a person please"]\nanswer.ar = "."\n'
+    assert parse_faq(entry + 'action = "staff"\n', "kb.toml")[0].action == "staff"
+    assert parse_faq(entry, "kb.toml")[0].action is None
+    with pytest.raises(FaqError, match=r"line 1.*action must be one of staff, status"):
+        parse_faq(entry + 'action = "refund"\n', "kb.toml")
 
 
 def test_reload_keeps_the_old_knowledge_when_the_new_file_is_broken(tmp_path: Path) -> None:
@@ -150,6 +167,7 @@ def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
     run_cli(tmp_path, "chat", "--user", "9", input="مرحبا\nكيكي بوبو زززز\n")
     misses = json.loads(run_cli(tmp_path, "faq", "misses", "--json").stdout)
     assert [m["text"] for m in misses] == ["كيكي بوبو زززز"]
+    assert misses[0]["at"].endswith("+03:00")  # the association's time, as elsewhere
     run_cli(tmp_path, "faq", "teach", str(misses[0]["id"]), "volunteering")
     kb = (tmp_path / "faq.toml").read_text("utf-8")
     assert "كيكي بوبو زززز" in kb
