@@ -17,6 +17,8 @@ from conversations.messages import Attachment, Channel, Inbound, Reply
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Reply]]]
 FileSaver = Callable[[Path], Awaitable[Attachment]]
+# Replies written to this conversation meanwhile (a staff member's), shown before the bot's.
+Waiting = Callable[[], Awaitable[Sequence[Reply]]]
 
 SLASH_COMMANDS = {
     "/start": "start",
@@ -71,7 +73,10 @@ async def run_console(
     json_lines: bool = False,
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
+    waiting: Waiting | None = None,
 ) -> None:
+    """``waiting``: what others wrote to this conversation since it was last shown, asked for
+    at the start (interactive) and before each message's replies."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     interactive = stdin.isatty() and not json_lines
@@ -87,8 +92,12 @@ async def run_console(
                 stdout.write(render_text(reply) + "\n\n")
         stdout.flush()
 
+    async def answered(msg: Inbound) -> list[Reply]:
+        earlier = list(await waiting()) if waiting is not None else []
+        return earlier + list(await handler(msg))
+
     if interactive:
-        emit(await handler(Inbound(Channel.CONSOLE, user, command="start")))
+        emit(await answered(Inbound(Channel.CONSOLE, user, command="start")))
     count = 0
     while True:
         if interactive:
@@ -111,4 +120,4 @@ async def run_console(
             if json_lines:
                 emit([])
             continue
-        emit(await handler(msg))
+        emit(await answered(msg))

@@ -193,6 +193,7 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
     """Talk to the bot in the terminal (/attach PATH sends a file, /help lists commands)."""
     from adapters.console import run_console
     from bot.service import Service
+    from conversations.messages import Channel
 
     service: Service = await _service(state.config)
     limit = int(state.config.storage.max_attachment_mb * 1024 * 1024)
@@ -208,8 +209,11 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
             data, declared_type="", filename=path.name, max_bytes=limit
         )
 
+    async def waiting() -> list[Any]:
+        return await service.waiting_replies(Channel.CONSOLE, user)
+
     try:
-        await run_console(handler, save_file, user=user, json_lines=json_lines)
+        await run_console(handler, save_file, user=user, json_lines=json_lines, waiting=waiting)
     finally:
         await service.close()
 

@@ -37,7 +37,14 @@ from conversations.delivery import (
 from conversations.engine import Context, ConversationStatus, Engine, EngineSettings
 from conversations.faq_text import content_words
 from conversations.hours import WorkingHours
-from conversations.messages import Attachment, Channel, Inbound, Reply, combine_replies
+from conversations.messages import (
+    Attachment,
+    Channel,
+    Inbound,
+    Reply,
+    combine_replies,
+    identity_kind,
+)
 from conversations.ports import HandoffReason, RequestStatus
 from conversations.state import State
 from staff.backend import SettingsSection
@@ -116,6 +123,15 @@ def transient(error: BaseException) -> bool:
         code = getattr(error.orig, "sqlstate", None)
         return isinstance(code, str) and code[:2] in ("08", "40", "53", "57")
     return False
+
+
+def _shown(items: Sequence[OutboxItem]) -> None:
+    """Replies a channel showed itself: delivered, once."""
+    for item in items:
+        if item.status == "pending":
+            item.status = "sent"
+            item.attempts += 1
+            item.sent_at = utcnow()
 
 
 def raise_first(errors: Sequence[BaseException]) -> None:
@@ -819,16 +835,20 @@ class Service:
         async with self.db.session(write=False) as session:
             return await Tx(session).cursor(name)
 
+    async def waiting_replies(self, channel: Channel, address: str) -> list[Reply]:
+        """What is still to be shown to an address on a channel that displays replies itself
+        (a staff member's reply to a terminal conversation), marked delivered."""
+        async with self.db.session() as session:
+            found = await Tx(session).waiting_for(identity_kind(channel), address)
+            _shown([item for item, _ in found])
+        return [Reply.from_dict(message.payload or {"text": message.text}) for _, message in found]
+
     async def mark_sent(self, message_ids: Sequence[int]) -> None:
         """Channels that show replies themselves (terminal, web chat) deliver on display."""
         if not message_ids:
             return
         async with self.db.session() as session:
-            for item in await Tx(session).outbox_for_messages(message_ids):
-                if item.status == "pending":
-                    item.status = "sent"
-                    item.attempts += 1
-                    item.sent_at = utcnow()
+            _shown(await Tx(session).outbox_for_messages(message_ids))
 
     # -- staff-side actions that speak to the beneficiary ------------------------------------------
 

@@ -944,6 +944,22 @@ class Tx:
         )
         return list(rows)
 
+    async def waiting_for(self, kind: str, address: str) -> list[tuple[OutboxItem, Message]]:
+        """The replies still pending for an address, oldest first, with their messages: for
+        a channel that shows replies itself when its beneficiary next looks (the terminal)."""
+        identity_id = await self.session.scalar(
+            select(Identity.id).where(Identity.lookup(kind, address))
+        )
+        if identity_id is None:
+            return []
+        rows = await self.session.execute(
+            select(OutboxItem, Message)
+            .join(Message, Message.id == OutboxItem.message_id)
+            .where(OutboxItem.identity_id == identity_id, OutboxItem.status == "pending")
+            .order_by(OutboxItem.id)
+        )
+        return [(item, message) for item, message in rows.tuples()]
+
     async def messages_of(
         self, beneficiary_id: int, *, after: int = 0, direction: str | None = None
     ) -> list[Message]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli, valid_national_id
+from sqlalchemy import select
+
+from bot.service import Service
+from storage.models import Conversation, OutboxItem
+from storage.staff import ConsoleTx
+from tests.conftest import make_config, run_cli, valid_national_id
 
 AR_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
@@ -93,6 +98,34 @@ def test_queue_lists_waiting_conversations(tmp_path: Path) -> None:
     out = json.loads(run_cli(tmp_path, "queue", "--json").stdout)
     assert len(out) == 1 and out[0]["reason"] == "asked" and out[0]["channel"] == "console"
     assert "empty" in run_cli(tmp_path, "queue").stdout or "#" in run_cli(tmp_path, "queue").stdout
+
+
+async def test_a_staff_reply_is_shown_when_the_terminal_talks_again(tmp_path: Path) -> None:
+    """The terminal shows replies itself: one a staff member wrote meanwhile comes first at
+    the next message, once, and is then delivered (not left pending in the outbox)."""
+    run_cli(tmp_path, "db", "upgrade")
+    run_cli(tmp_path, "chat", "--user", "12", input="hi\nagent\n")
+    service = Service(make_config(tmp_path))
+    try:
+        async with service.db.session() as session:
+            conversation = await session.scalar(select(Conversation))
+            assert conversation is not None
+            tx = ConsoleTx(session)
+            await tx.claim(conversation, "agent@example.org")
+            await tx.staff_reply(conversation, "agent@example.org", "Hello Ali, I am looking at it")
+    finally:
+        await service.close()
+    lines = run_cli(tmp_path, "chat", "--user", "12", "--json", input="thanks\nthanks\n")
+    first, second = (json.loads(line)["replies"] for line in lines.stdout.splitlines())
+    assert [r["text"] for r in first] == ["Hello Ali, I am looking at it"]
+    assert second == []  # shown once; the bot stays silent while staff have the conversation
+    service = Service(make_config(tmp_path))
+    try:
+        async with service.db.session(write=False) as session:
+            statuses = set(await session.scalars(select(OutboxItem.status)))
+    finally:
+        await service.close()
+    assert statuses == {"sent"}
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
