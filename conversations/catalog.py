@@ -43,6 +43,14 @@ class Catalog:
             raise KeyError(f"message catalogue has no key {key!r}")
         return template.format(**params) if params else template
 
+    def counted(self, lang: str, key: str, n: int, **params: object) -> str:
+        """The text for ``n`` of something, in the grammatical number the language wants
+        (``key.one``, ``key.two``, ``key.few``, ``key.many`` when the catalogue has them,
+        else ``key``): Arabic says ملف واحد، ملفان، ٣ ملفات، ١١ ملفًا."""
+        table = self.entries.get(lang) or self.entries["ar"]
+        form = f"{key}.{plural_category(lang, n)}"
+        return self.text(lang, form if form in table else key, n=n, **params)
+
     def short(self, lang: str, key: str, **params: object) -> str | None:
         table = self.entries.get(lang) or self.entries["ar"]
         if f"{key}.sms" not in table:
@@ -54,6 +62,19 @@ class Catalog:
 
     def placeholders(self, lang: str, key: str) -> set[str]:
         return {name for _, name, _, _ in string.Formatter().parse(self.entries[lang][key]) if name}
+
+
+def plural_category(lang: str, n: int) -> str:
+    """CLDR's plural category of a whole number: Arabic has six, English two."""
+    if lang == "ar":
+        if n == 0:
+            return "zero"
+        if n in (1, 2):
+            return "one" if n == 1 else "two"
+        if 3 <= n % 100 <= 10:
+            return "few"
+        return "many" if 11 <= n % 100 <= 99 else "other"
+    return "one" if n == 1 else "other"
 
 
 def parse_catalog(sources: Mapping[str, str]) -> Catalog:

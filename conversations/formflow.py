@@ -217,7 +217,9 @@ class FormFlow:
                 }
             )
         answer["value"] = files
-        answer["display"] = e.t(ctx, "attachment.count", n=len(files))
+        answer["display"] = e.catalog.counted(
+            ctx.state.lang or "ar", "attachment.count", len(files)
+        )
         if len(files) >= field.max_files:
             return [*replies, *self._advance(ctx, field)]
         if files:

@@ -78,6 +78,24 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert result.returncode == 1 and "server.port" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("lang", "n", "said"),
+    [
+        ("ar", 1, "ملف واحد"),
+        ("ar", 2, "ملفان"),
+        ("ar", 3, "3 ملفات"),
+        ("ar", 11, "11 ملفًا"),
+        ("ar", 100, "100 ملف"),
+        ("ar", 103, "103 ملفات"),
+        ("en", 1, "1 file"),
+        ("en", 2, "2 files"),
+        ("en", 12, "12 files"),
+    ],
+)
+def test_a_count_takes_the_grammatical_number(lang: str, n: int, said: str) -> None:
+    assert default_catalog().counted(lang, "attachment.count", n) == said
+
+
 def test_catalogues_have_the_same_keys_and_placeholders() -> None:
     catalog = default_catalog()
     assert catalog.keys("ar") == catalog.keys("en")
