@@ -16,6 +16,7 @@ import click
 
 from bot.config import Config, ConfigError, config_path, load_config
 from bot.logs import notice, setup_logging, uvicorn_log_config
+from conversations.references import canonical_reference
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -420,7 +421,7 @@ async def requests_show(state: State, reference: str, as_json: bool) -> None:
         async with service.db.session() as session:
             tx = Tx(session)
             try:
-                row = await tx.request_by_reference(reference.upper())
+                row = await tx.request_by_reference(canonical_reference(reference))
             except NotFound:
                 raise click.ClickException(f"no request with reference {reference}") from None
             item = await _request_dict(tx, row, state.config, full=True)
@@ -463,7 +464,7 @@ async def requests_set_status(
     service = await _service(state.config)
     try:
         await service.change_request_status(
-            reference.upper(), RequestStatus(status), actor=actor, note=note
+            canonical_reference(reference), RequestStatus(status), actor=actor, note=note
         )
     except NotFound:
         raise click.ClickException(f"no request with reference {reference}") from None
@@ -471,7 +472,7 @@ async def requests_set_status(
         raise click.ClickException(str(exc)) from None
     finally:
         await service.close()
-    click.echo(f"{reference.upper()} is now {status}; the beneficiary will be told.")
+    click.echo(f"{canonical_reference(reference)} is now {status}; the beneficiary will be told.")
 
 
 @main.group()

@@ -6,7 +6,6 @@ storage (inside the caller's transaction), mutates the state and returns the rep
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
 from conversations.normalize import mask_long_numbers, normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
+from conversations.references import canonical_reference, is_reference
 from conversations.state import Mode, State, Survey
 
 
@@ -35,8 +35,6 @@ class ConversationStatus(StrEnum):
     CLOSED = "closed"
 
 
-# A request's reference as the bot gives it: the form's prefix, the Hijri year, a number.
-REFERENCE = re.compile(r"[A-Z]{2,8}\s*-\s*1[34]\d\d\s*-\s*\d{1,9}")
 MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
 FORM_OF_MENU = {
     "apply": "support_request",
@@ -347,7 +345,7 @@ class Engine:
             return await self._menu_pick(choice, ctx, port)
         if choice is not None and choice.startswith("faq:"):
             return await self._faq_pick(choice, ctx, port, text)
-        if REFERENCE.fullmatch(to_latin_digits(text).strip().upper()):
+        if is_reference(text):
             # A request's reference on its own (pasted from the confirmation): check it.
             ctx.state.mode = Mode.STATUS_REF
             return await self._status_reference(msg, ctx, port, word)
@@ -532,7 +530,7 @@ class Engine:
             return [self.menu(ctx)]
         if choice == "other":
             return [self._ask_reference(ctx)]
-        reference = to_latin_digits(msg.text).strip().upper().replace(" ", "")
+        reference = canonical_reference(msg.text)
         if len(reference) < 4 or len(reference) > 40:
             return [self.reply(ctx, "status.bad_reference")]
         locked = await self._status_locked(msg, ctx, port, reference)

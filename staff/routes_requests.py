@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, Response
 
 from conversations.ports import TRANSITIONS, RequestStatus
+from conversations.references import canonical_reference
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
 from staff.permissions import Staff, may_set_status
@@ -63,7 +64,7 @@ def routes(console: Console) -> APIRouter:
         async with console.db.session() as session:
             tx = ConsoleTx(session)
             try:
-                row = await tx.request_by_reference(reference.upper())
+                row = await tx.request_by_reference(canonical_reference(reference))
             except NotFound:
                 raise Missing from None
             details = await tx.request_details(row)
@@ -153,7 +154,7 @@ def routes(console: Console) -> APIRouter:
         status: Annotated[str, Form(max_length=32)] = "",
         message: Annotated[str, Form(max_length=2000)] = "",
     ) -> Response:
-        reference = reference.upper()
+        reference = canonical_reference(reference)
         try:
             new = RequestStatus(status)
         except ValueError:
@@ -177,7 +178,7 @@ def routes(console: Console) -> APIRouter:
         staff: Reviewer,
         note: Annotated[str, Form(max_length=2000)] = "",
     ) -> Response:
-        reference = reference.upper()
+        reference = canonical_reference(reference)
         async with console.db.session() as session:
             tx = ConsoleTx(session)
             try:

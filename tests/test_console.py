@@ -85,6 +85,9 @@ def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: P
 
     shown = run_cli(tmp_path, "requests", "show", request["reference"]).stdout
     assert "نورة سعد العتيبي" in shown and "draft → submitted" in shown
+    prefix, year, number = request["reference"].split("-")
+    short = f"{prefix.lower()}-{year}-{int(number)}"  # as a beneficiary reads it out
+    assert run_cli(tmp_path, "requests", "show", short).stdout == shown
 
 
 def test_cli_refuses_an_unmigrated_database(tmp_path: Path) -> None:

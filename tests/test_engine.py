@@ -315,9 +315,13 @@ async def test_asking_in_words_about_ones_request_starts_the_check(chat: Chat) -
 
 async def test_a_reference_pasted_at_the_menu_is_checked(chat: Chat, service: Service) -> None:
     """Not a question nobody understood: the bot asks for the digits that prove it is theirs."""
-    reference = await fill_support_request(chat)
-    await chat.say(f" {reference.lower()} ")
+    nid = valid_national_id()
+    reference = await fill_support_request(chat, nid=nid)
+    prefix, year, number = reference.split("-")
+    await chat.say(f" {prefix.lower()}-{year}-{int(number)} ")  # as short as people write it
     assert "آخر أربعة" in chat.text
+    await chat.say(nid[-4:])
+    assert reference in chat.text and "تم الاستلام" in chat.text
     async with service.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
 

@@ -24,6 +24,7 @@ from conversations.fields import (
     parse_yesno,
     to_hijri,
 )
+from conversations.references import canonical_reference, is_reference
 
 ARABIC_INDIC = "٠١٢٣٤٥٦٧٨٩"
 TODAY = date(2024, 3, 5)
@@ -587,3 +588,18 @@ def test_match_choice_no_match(raw: str) -> None:
 def test_match_choice_number_forms_agree(n: int) -> None:
     assert match_choice(str(n), OPTIONS) == OPTIONS[n - 1][0]
     assert match_choice(arabic_digits(str(n)), OPTIONS) == OPTIONS[n - 1][0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("SR-1448-00012", "SR-1448-00012"),
+        (" sr-1448-12 ", "SR-1448-00012"),
+        ("SR - ١٤٤٨ - ١٢", "SR-1448-00012"),
+        ("cs-1447-123456", "CS-1447-123456"),
+        ("hello", "HELLO"),
+    ],
+)
+def test_a_reference_is_read_as_people_type_it(typed: str, stored: str) -> None:
+    assert canonical_reference(typed) == stored
+    assert is_reference(typed) == (stored != "HELLO")
