@@ -88,7 +88,7 @@ def retry(state: State, ids: tuple[int, ...], every: bool) -> None:
     missing = sorted(set(ids) - set(retried))
     if retried:
         click.echo(f"Queued again: {', '.join(f'#{i}' for i in retried)}")
-    else:
+    elif not missing:  # --all with nothing failed or held
         click.echo("Nothing to queue again.")
     if missing:
         click.echo(f"Not failed or held (or unknown): {', '.join(f'#{i}' for i in missing)}")

@@ -19,7 +19,13 @@ def _read_password() -> str:
     if sys.stdin.isatty():
         value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         return value
-    return sys.stdin.readline().rstrip("\r\n")
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise click.UsageError(
+            "no password given: type it on a terminal, pipe it on the first line of stdin, "
+            "or use --generate-password"
+        )
+    return line.rstrip("\r\n")
 
 
 @click.group("staff")

@@ -131,6 +131,14 @@ async def test_a_staff_reply_is_shown_when_the_terminal_talks_again(tmp_path: Pa
     assert statuses == {"sent"}
 
 
+def test_retrying_an_unknown_reply_says_only_that(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    unknown = run_cli(tmp_path, "outbox", "retry", "99999", check=False)
+    assert unknown.returncode == 1
+    assert unknown.stdout.strip() == "Not failed or held (or unknown): #99999"
+    assert run_cli(tmp_path, "outbox", "retry", "--all").stdout.strip() == "Nothing to queue again."
+
+
 def test_every_command_has_help(tmp_path: Path) -> None:
     for args in (
         ["--help"],

@@ -39,6 +39,8 @@ async def test_login_sets_a_safe_cookie_and_is_audited(
     assert "secure" not in cookie.replace("samesite", "")
     page = await browser.get("/staff/requests")
     assert page.status_code == 200 and 'data-testid="me"' in page.text
+    # Its own icon, so the browser does not ask for a /favicon.ico that is not there.
+    assert '<link rel="icon" href="data:,">' in page.text
     assert await audit_count(console_service, "staff.login") == 1
 
 

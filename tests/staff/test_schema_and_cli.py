@@ -34,6 +34,10 @@ def test_staff_commands(tmp_path: Path) -> None:
         tmp_path, "staff", "add", "x@example.org", "--role", "agent", input="short\n", check=False
     )
     assert short.returncode != 0 and "10 characters" in short.stderr
+    none = run_cli(
+        tmp_path, "staff", "add", "z@example.org", "--role", "agent", input="", check=False
+    )
+    assert none.returncode != 0 and "no password given" in none.stderr
     bad_role = run_cli(
         tmp_path,
         "staff",
