@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from bot.config import Config, ConfigError, config_path, load_config
+from bot.config import Config, ConfigError, config_path, config_warnings, load_config
 from bot.logs import notice, setup_logging, uvicorn_log_config
 from conversations.references import canonical_reference
 
@@ -526,6 +526,8 @@ def config_check(state: State) -> None:
     except (OSError, ValueError) as exc:
         click.echo(f"knowledge: {exc}", err=True)
         sys.exit(1)
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{path or 'defaults'}: OK (database {config.database.url.split('://')[0]})")
 
 

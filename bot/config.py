@@ -228,6 +228,20 @@ class LoggingConfig(Section):
     format: Literal["console", "json"] = "console"
 
 
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are valid each on its own but do nothing together, for the operator."""
+    warnings = []
+    email = config.email
+    if config.staff.notify_emails and not (
+        email.smtp_host and "@" in (email.address or email.username)
+    ):
+        warnings.append(
+            "staff.notify_emails: no alert will be mailed until [email] smtp_host and "
+            "address are set"
+        )
+    return warnings
+
+
 class Config(Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()

@@ -31,6 +31,14 @@ def test_the_example_config_sets_the_defaults() -> None:
     assert example == Config().model_dump()
 
 
+def test_config_check_warns_of_staff_alerts_that_cannot_be_mailed(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, TAWASUL_STAFF_NOTIFY_EMAILS="duty@example.org")
+    checked = run_cli(tmp_path, "config", "check", env=env)
+    assert "warning: staff.notify_emails" in checked.stderr and "OK" in checked.stdout
+    env.update(TAWASUL_EMAIL_SMTP_HOST="mail.example.org", TAWASUL_EMAIL_ADDRESS="bot@example.org")
+    assert "warning" not in run_cli(tmp_path, "config", "check", env=env).stderr
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite+aiosqlite:///a.db"\n')
