@@ -94,7 +94,12 @@ async def run_console(
 
     async def answered(msg: Inbound) -> list[Reply]:
         earlier = list(await waiting()) if waiting is not None else []
-        return earlier + list(await handler(msg))
+        try:
+            return earlier + list(await handler(msg))
+        except Exception:
+            if earlier:  # counted as delivered already: shown whatever happens to the rest
+                emit(earlier)
+            raise
 
     if interactive:
         emit(await answered(Inbound(Channel.CONSOLE, user, command="start")))

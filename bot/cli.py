@@ -486,17 +486,19 @@ def conversations() -> None:
 @pass_state
 @run_async
 async def conversations_close(state: State, conversation_id: int, actor: str) -> None:
-    """Give a conversation back to the bot and ask the beneficiary for a rating."""
+    """Give a conversation back to the bot; the beneficiary is asked for a rating when a
+    staff member had taken it."""
     from storage.repository import NotFound
 
     service = await _service(state.config)
     try:
-        await service.close_conversation(conversation_id, actor=actor)
+        rated = await service.close_conversation(conversation_id, actor=actor)
     except NotFound:
         raise click.ClickException(f"no conversation {conversation_id}") from None
     finally:
         await service.close()
-    click.echo(f"Conversation {conversation_id} closed; a satisfaction survey was sent.")
+    asked = "a satisfaction survey was sent" if rated else "nobody had taken it: no survey"
+    click.echo(f"Conversation {conversation_id} closed; {asked}.")
 
 
 # -- config --------------------------------------------------------------------------------------

@@ -228,13 +228,15 @@ class LoggingConfig(Section):
     format: Literal["console", "json"] = "console"
 
 
+def can_send_mail(email: EmailConfig) -> bool:
+    """Whether the bot has an SMTP server and an address of its own to send mail from."""
+    return bool(email.smtp_host) and "@" in (email.address or email.username)
+
+
 def config_warnings(config: Config) -> list[str]:
     """Settings that are valid each on its own but do nothing together, for the operator."""
     warnings = []
-    email = config.email
-    if config.staff.notify_emails and not (
-        email.smtp_host and "@" in (email.address or email.username)
-    ):
+    if config.staff.notify_emails and not can_send_mail(config.email):
         warnings.append(
             "staff.notify_emails: no alert will be mailed until [email] smtp_host and "
             "address are set"

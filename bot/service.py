@@ -50,7 +50,7 @@ from conversations.state import State
 from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
-from storage.group import GroupCommit, OrderHeld
+from storage.group import GroupCommit, OrderHeld, sqlstate
 from storage.models import Conversation, Identity, OutboxItem, utcnow
 from storage.repository import (
     AnyRow,
@@ -120,8 +120,8 @@ def transient(error: BaseException) -> bool:
         if error.connection_invalidated:
             return True
         # PostgreSQL: connection, deadlock or serialisation, resources, shutdown.
-        code = getattr(error.orig, "sqlstate", None)
-        return isinstance(code, str) and code[:2] in ("08", "40", "53", "57")
+        code = sqlstate(error)
+        return code is not None and code[:2] in ("08", "40", "53", "57")
     return False
 
 
@@ -690,16 +690,21 @@ class Service:
         return outcome
 
     async def _record_outcome(self, item: OutboxEntry, outcome: Outcome) -> None:
-        async def record(session: AsyncSession) -> None:
+        async def record(session: AsyncSession) -> str | None:
             # Run by the writer task, which does not share this task's log context.
             with structlog.contextvars.bound_contextvars(
                 conversation_id=item.conversation_id, outbox_id=item.id
             ):
                 # The claimed row as it was committed: this process holds its lease, so
                 # nobody changed it since (no need to read it again).
-                await self._record(Tx(session), item, outcome)
+                return await self._record(Tx(session), item, outcome)
 
-        await self.group.run(record, key=("outbox", item.conversation_id))
+        # Counted once it is committed: a unit may run again (a batch split, a conflict).
+        counted = await self.group.run(record, key=("outbox", item.conversation_id))
+        if counted == "sent":
+            self.metrics.delivered(item.channel, item.created_at)
+        elif counted is not None:
+            self.metrics.outbox_errors.labels(item.channel, counted).inc()
 
     async def _deliveries(
         self, tx: Tx, items: Sequence[OutboxEntry]
@@ -739,16 +744,17 @@ class Service:
         except DeliveryError as exc:
             return exc
 
-    async def _record(self, tx: Tx, item: OutboxEntry, outcome: Outcome) -> None:
+    async def _record(self, tx: Tx, item: OutboxEntry, outcome: Outcome) -> str | None:
+        """The outcome of a send written down; what to count once it is committed ("sent",
+        or the kind of failure), or None."""
         if isinstance(outcome, _Later):
             await tx.record_outbox(item, {"status": "pending", "next_attempt_at": utcnow()})
-            return
+            return None
         if isinstance(outcome, _Skip):
             await tx.record_outbox(item, {"status": outcome.status, "last_error": outcome.reason})
-            return
+            return None
         attempts = item.attempts + 1
         if isinstance(outcome, Sent):
-            self.metrics.delivered(item.channel, item.created_at)
             await tx.record_outbox(
                 item,
                 {
@@ -760,7 +766,7 @@ class Service:
                     "last_error": None,
                 },
             )
-            return
+            return "sent"
         values: dict[str, Any] = {"attempts": attempts, "last_error": outcome.reason[:500]}
         if isinstance(outcome, Unreachable):
             values["status"], label = "failed", "unreachable"
@@ -781,8 +787,8 @@ class Service:
             )
             values["next_attempt_at"] = utcnow() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=attempts, wait=wait)
-        self.metrics.outbox_errors.labels(item.channel, label).inc()
         await tx.record_outbox(item, values)
+        return label
 
     async def failed_outbox(self) -> list[OutboxItem]:
         """Items set aside (failed after their attempts, or held for staff), oldest first."""
@@ -895,17 +901,19 @@ class Service:
 
             await self._say(tx, conversation, build, DeliveryKind.DECISION)
 
-    async def close_conversation(self, conversation_id: int, *, actor: str) -> None:
+    async def close_conversation(self, conversation_id: int, *, actor: str) -> bool:
         """Staff close a conversation: the bot takes over again and, when a staff member had
-        taken it, asks for a rating (one closed while still waiting in the queue says so,
-        and asks nothing about a conversation nobody had)."""
+        taken this handover (even if it went back to the queue since), asks for a rating;
+        one closed before anyone took it says so, and asks nothing. Whether a rating was
+        asked for."""
         async with self.db.session() as session:
             tx = Tx(session)
             conversation = await tx.conversation_for_update(conversation_id)
-            was_with_staff = conversation.status == "staff"
-            closed = (
-                "notify.closed_in_queue" if conversation.status == "queued" else "notify.closed"
+            status = conversation.status
+            taken = status == "staff" or (
+                status == "queued" and await tx.taken_since(conversation.id, conversation.queued_at)
             )
+            untaken = status == "queued" and not taken
             conversation.status = "bot"
             conversation.handoff_reason = None
             conversation.queued_at = None
@@ -914,12 +922,15 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 ctx.status = ConversationStatus.BOT
-                replies = [self.engine.reply(ctx, closed)]
-                if was_with_staff:
+                if untaken:
+                    return [self.engine.reply(ctx, "notify.closed_in_queue"), self.engine.menu(ctx)]
+                replies = [self.engine.reply(ctx, "notify.closed")]
+                if taken:
                     replies += self.engine.start_survey(ctx, None)
                 return replies
 
             await self._say(tx, conversation, build, DeliveryKind.NOTIFICATION)
+        return taken
 
 
 async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[str, Sender]) -> None:

@@ -278,11 +278,12 @@ class Engine:
                 choice = self.picked(ctx, text)
             if choice in MENU:
                 return [*replies, *await self._menu_pick(choice, ctx, port)]
+            if is_reference(text):
+                return [*replies, *await self._check_reference(msg, ctx, port, None)]
             if content_words(text):
-                decision = self.faq.decide(text, ctx.state.lang)
-                if decision.outcome is not Outcome.NONE:
-                    ctx.state.mode = Mode.MENU
-                    return [*replies, *self._from_decision(ctx, decision)]
+                decided = await self._decided(ctx, port, text, ctx.state.lang)
+                if decided is not None:
+                    return [*replies, *decided]
         replies.append(self.menu(ctx))
         return replies
 
@@ -346,9 +347,7 @@ class Engine:
         if choice is not None and choice.startswith("faq:"):
             return await self._faq_pick(choice, ctx, port, text)
         if is_reference(text):
-            # A request's reference on its own (pasted from the confirmation): check it.
-            ctx.state.mode = Mode.STATUS_REF
-            return await self._status_reference(msg, ctx, port, word)
+            return await self._check_reference(msg, ctx, port, word)
         ctx.state.last_question = text
         if ctx.state.mode is not Mode.FAQ:
             ctx.state.choices = [[label, value] for label, value in self.menu_choices(ctx)]
@@ -363,27 +362,51 @@ class Engine:
         if not content_words(text):
             # Only a greeting or a thank-you: nothing to misunderstand.
             return [self.menu(ctx)]
+        decided = await self._decided(ctx, port, text, lang)
+        if decided is not None:
+            return decided
+        return await self._not_understood(ctx, port, text, lang)
+
+    async def _check_reference(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        """A request's reference sent on its own (pasted from the confirmation): check it."""
+        ctx.state.mode = Mode.STATUS_REF
+        return await self._status_reference(msg, ctx, port, word)
+
+    async def _decided(
+        self, ctx: Context, port: EnginePort, text: str, lang: str | None
+    ) -> list[Reply] | None:
+        """What the knowledge base makes of a question: an entry's action, its answer, the
+        closest questions, or that the question is outside the association's work; None
+        when it was not understood."""
         decision = self.faq.decide(text, lang)
         if decision.entry is not None and decision.entry.action:
             return await self._menu_pick(decision.entry.action, ctx, port)
         if decision.outcome is not Outcome.NONE:
             ctx.state.mode = Mode.MENU
             return self._from_decision(ctx, decision)
-        key = "faq.outside" if decision.outside else "not_understood"
-        return await self._not_understood(ctx, port, text, lang, key)
+        if decision.outside:
+            # Understood, as none of the association's business: not a miss in a row, but
+            # listed for staff (it may be a question the association does answer after all).
+            await self._record_unanswered(port, text, decision.lang)
+            ctx.state.misunderstood = 0
+            return [self.menu(ctx, "faq.outside")]
+        return None
 
-    async def _not_understood(
-        self, ctx: Context, port: EnginePort, text: str, lang: str, key: str = "not_understood"
-    ) -> list[Reply]:
+    async def _record_unanswered(self, port: EnginePort, text: str, lang: str) -> None:
         if text:
             # Kept for staff to teach the bot: an ID or a phone number typed here is not.
             await port.record_unanswered(mask_long_numbers(text), lang)
-        if key == "faq.outside":  # understood as none of the association's business
-            return [self.menu(ctx, key)]
+
+    async def _not_understood(
+        self, ctx: Context, port: EnginePort, text: str, lang: str
+    ) -> list[Reply]:
+        await self._record_unanswered(port, text, lang)
         ctx.state.misunderstood += 1
         if ctx.state.misunderstood >= self.settings.misunderstood_limit:
             return await self.handoff(ctx, port, HandoffReason.MISUNDERSTOOD)
-        return [self.menu(ctx, key)]
+        return [self.menu(ctx, "not_understood")]
 
     def _from_decision(self, ctx: Context, decision: Decision) -> list[Reply]:
         """An answer in the language of the question, or the closest questions to pick from."""
@@ -545,7 +568,7 @@ class Engine:
     ) -> list[Reply]:
         if word == "back":
             ctx.state.mode = Mode.STATUS_REF
-            return [self.reply(ctx, "status.ask_reference")]
+            return [self._ask_reference(ctx)]
         digits = "".join(ch for ch in to_latin_digits(msg.text) if ch.isdigit())
         reference = ctx.state.status_reference or ""
         locked = await self._status_locked(msg, ctx, port, reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,13 +210,17 @@ def parse_form(text: str, source: str) -> Form:
     kind = str(head.get("kind", "ticket"))
     if kind not in ("request", "ticket"):
         raise FormError(f"{source}: form.kind must be request or ticket")
+    reference_prefix = str(head.get("reference_prefix", "RQ"))
+    if not re.fullmatch(r"[A-Z]{2,8}", reference_prefix):
+        # As beneficiaries type it back (conversations.references): SR-1448-00012.
+        raise FormError(f"{source}: form.reference_prefix must be 2 to 8 capital Latin letters")
     declaration = bool(head.get("declaration", False))
     declaration_text = _bilingual(head, "declaration_text", source, required=declaration)
     return Form(
         id=head["id"],
         title=_bilingual(head, "title", source, required=True),
         kind=kind,
-        reference_prefix=str(head.get("reference_prefix", "RQ")),
+        reference_prefix=reference_prefix,
         fields=tuple(fields),
         declaration=declaration,
         intro=_bilingual(head, "intro", source, required=False),

@@ -6,23 +6,37 @@ import re
 
 from conversations.normalize import to_latin_digits
 
-# The form's prefix, the Hijri year, a number (stored with at least five digits).
-_REFERENCE = re.compile(r"([A-Z]{2,8})-(1[34]\d\d)-(\d{1,9})")
+# The form's prefix, the Hijri year, a number (stored with at least five digits); people
+# write it with spaces or other dashes between the parts, or none of them.
+_REFERENCE = re.compile(
+    r"(?<![A-Za-z0-9])([A-Za-z]{2,8})\s*[-‐‑‒–—\s]\s*(1[34]\d\d)\s*[-‐‑‒–—\s]\s*(\d{1,9})(?!\d)"
+)
 _SPACES = re.compile(r"\s+")
+# Words that may stand beside a reference in a message that is only the reference.
+_AROUND = 2
+
+
+def _found(text: str) -> re.Match[str] | None:
+    return _REFERENCE.search(to_latin_digits(text))
 
 
 def canonical_reference(text: str) -> str:
-    """The reference as stored: Latin digits, upper case, no spaces, the number padded
-    (``sr-1448-1`` → ``SR-1448-00001``); text that is not a reference comes back tidied, so
-    that looking it up finds nothing."""
-    tidy = _SPACES.sub("", to_latin_digits(text)).upper()
-    found = _REFERENCE.fullmatch(tidy)
+    """The reference in the text as stored: upper case, Latin digits, the number padded
+    (``sr-1448-1``, ``رقم طلبي SR 1448 12`` → ``SR-1448-00001``, ``SR-1448-00012``); text
+    without one comes back tidied (spaces out, upper case), so looking it up finds nothing."""
+    found = _found(text)
     if found is None:
-        return tidy
+        return _SPACES.sub("", to_latin_digits(text)).upper()
     prefix, year, number = found.groups()
-    return f"{prefix}-{year}-{int(number):05d}"
+    return f"{prefix.upper()}-{year}-{int(number):05d}"
 
 
 def is_reference(text: str) -> bool:
-    """Whether the whole text is a request's reference (pasted from the confirmation)."""
-    return _REFERENCE.fullmatch(canonical_reference(text)) is not None
+    """Whether the message is a request's reference, alone or with a word or two around it
+    ("ref SR-1448-12", "رقم طلبي SR-1448-12"), rather than a sentence that mentions one."""
+    found = _found(text)
+    if found is None:
+        return False
+    plain = to_latin_digits(text)
+    rest = plain[: found.start()] + " " + plain[found.end() :]
+    return len(rest.split()) <= _AROUND

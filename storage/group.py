@@ -52,11 +52,15 @@ CONFLICT_ATTEMPTS = 4
 CONFLICT_PAUSE = 0.02  # seconds; doubled at each attempt, the pause drawn at random below it
 
 
+def sqlstate(error: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a failed statement, if the error carries one."""
+    code = getattr(error.orig, "sqlstate", None) if isinstance(error, DBAPIError) else None
+    return code if isinstance(code, str) else None
+
+
 def conflict(error: BaseException) -> str | None:
     """The SQLSTATE when PostgreSQL rolled the transaction back over a conflict, else None."""
-    if not isinstance(error, DBAPIError):
-        return None
-    code = getattr(error.orig, "sqlstate", None)
+    code = sqlstate(error)
     return code if code in CONFLICTS else None
 
 

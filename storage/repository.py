@@ -1185,6 +1185,15 @@ class Tx:
         )
         await self.audit(actor, "request.status", request.reference, to=new.value)
 
+    async def taken_since(self, conversation_id: int, since: datetime | None) -> bool:
+        """Whether a staff member took the conversation since it was queued (``since``)."""
+        from storage.staff_models import Handling  # the console's tables
+
+        stmt = select(Handling.id).where(Handling.conversation_id == conversation_id)
+        if since is not None:
+            stmt = stmt.where(Handling.claimed_at >= since)
+        return await self.session.scalar(stmt.limit(1)) is not None
+
     async def conversation_for_update(self, conversation_id: int) -> Conversation:
         row = await self.session.scalar(
             select(Conversation).where(Conversation.id == conversation_id).with_for_update()

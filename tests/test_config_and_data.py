@@ -162,6 +162,11 @@ def test_a_form_file_overrides_the_builtin_one(tmp_path: Path) -> None:
             'type = "text"\nprompt.ar = "?"\n',
             "declaration_text",
         ),
+        (
+            '[form]\nid = "f"\ntitle.ar = "x"\nreference_prefix = "sr1"\n[[fields]]\nname = "a"\n'
+            'type = "text"\nprompt.ar = "?"\n',
+            "reference_prefix must be 2 to 8 capital Latin letters",
+        ),
     ],
 )
 def test_broken_forms_are_refused_with_the_reason(text: str, message: str) -> None:

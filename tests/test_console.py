@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from adapters.console import run_console
 from bot.service import Service
+from conversations.messages import Attachment, Inbound, Reply
 from storage.models import Conversation, OutboxItem
 from storage.staff import ConsoleTx
 from tests.conftest import make_config, run_cli, valid_national_id
@@ -129,6 +133,24 @@ async def test_a_staff_reply_is_shown_when_the_terminal_talks_again(tmp_path: Pa
     finally:
         await service.close()
     assert statuses == {"sent"}
+
+
+async def test_replies_taken_as_shown_are_shown_even_when_the_step_fails() -> None:
+    async def waiting() -> list[Reply]:
+        return [Reply("the staff member's answer")]
+
+    async def failing(msg: Inbound) -> list[Reply]:
+        raise RuntimeError("the step failed")
+
+    async def no_files(path: Path) -> Attachment:
+        raise AssertionError
+
+    out = io.StringIO()
+    with pytest.raises(RuntimeError):
+        await run_console(
+            failing, no_files, user="7", stdin=io.StringIO("hi\n"), stdout=out, waiting=waiting
+        )
+    assert "the staff member's answer" in out.getvalue()
 
 
 def test_retrying_an_unknown_reply_says_only_that(tmp_path: Path) -> None:

@@ -238,6 +238,8 @@ async def test_help_while_checking_a_request_asks_for_the_reference_again(chat: 
     assert len(chat.replies) == 2 and chat.replies[-1].text == asked
     await chat.say("SR-1448-99999")
     assert "last four digits" in chat.text
+    await chat.say("help")
+    assert "last four digits" in chat.replies[-1].text  # the same question, again
 
 
 async def test_unfinished_form_resumes_after_restart(service: Service, tmp_path) -> None:
@@ -324,6 +326,36 @@ async def test_a_reference_pasted_at_the_menu_is_checked(chat: Chat, service: Se
     assert reference in chat.text and "تم الاستلام" in chat.text
     async with service.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
+
+
+async def test_a_first_message_is_understood_like_any_other(service: Service) -> None:
+    """A conversation's first message (on WhatsApp, SMS, email: no start command) is greeted,
+    and then acted on as a later one would be."""
+    asking = Chat(service, sender="first-1")
+    await asking.say("ابغى اكلم موظف لو سمحت")
+    outside = Chat(service, sender="first-2")
+    await outside.say("متى ينزل حساب المواطن هالشهر")
+    assert "لا تتولاه الجمعية" in outside.text
+    checking = Chat(service, sender="first-3")
+    await checking.say("رقم طلبي SR-1448-00001")
+    assert "آخر أربعة" in checking.text
+    async with service.db.session() as s:
+        statuses = list(await s.scalars(select(Conversation.status).order_by(Conversation.id)))
+        kept = list(await s.scalars(select(UnansweredQuestion.text)))
+    assert statuses == ["queued", "bot", "bot"]
+    assert kept == ["متى ينزل حساب المواطن هالشهر"]
+
+
+async def test_an_out_of_scope_question_breaks_a_run_of_misses(
+    chat: Chat, service: Service
+) -> None:
+    await chat.say("مرحبا")
+    await chat.say("كيكي بوبو زززز")
+    await chat.say("متى ينزل حساب المواطن هالشهر")
+    await chat.say("قطوة فلفل زرقاء")
+    assert "لم أفهم" in chat.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
 
 
 async def test_out_of_hours_handoff_says_when_staff_answer(service: Service) -> None:
@@ -446,15 +478,34 @@ async def test_a_conversation_closed_while_queued_asks_no_rating(service: Servic
     async with service.db.session() as s:
         conv_id = await s.scalar(select(Conversation.id))
     assert conv_id is not None
-    await service.close_conversation(conv_id, actor="agent@example.org")
+    assert await service.close_conversation(conv_id, actor="agent@example.org") is False
     async with service.db.session() as s:
-        said = list(await s.scalars(select(Message.text).order_by(Message.id.desc()).limit(1)))
-        assert await s.scalar(select(Conversation.state)) is not None
-    assert "before anyone took it" in said[0]
+        said = list(await s.scalars(select(Message.text).order_by(Message.id.desc()).limit(2)))
+    assert "before a staff member could answer" in said[1]
     await chat.say("4")  # not a rating: the menu's fourth choice
     assert "comment" not in chat.text
     async with service.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(SurveyAnswer)) == 0
+
+
+async def test_a_conversation_taken_then_escalated_is_rated_when_closed(service: Service) -> None:
+    """Back in the queue for a supervisor, but a staff member had answered: it is rated."""
+    chat = Chat(service)
+    await chat.say("hello")
+    await chat.say("agent")
+    async with service.db.session() as s:
+        conversation = await s.scalar(select(Conversation))
+        assert conversation is not None
+        tx = ConsoleTx(s)
+        await tx.claim(conversation, "agent@example.org")
+        await tx.staff_reply(conversation, "agent@example.org", "I am looking at it")
+        await tx.escalate(conversation, "agent@example.org", "supervisor")
+        conv_id = conversation.id
+    assert await service.close_conversation(conv_id, actor="lead@example.org") is True
+    await chat.say("help")  # an aside: the rating is asked for again
+    assert chat.choice_values() == ["1", "2", "3", "4", "5", "skip"]
+    await chat.say("4")
+    assert "comment" in chat.text
 
 
 async def test_attachment_rules(service: Service) -> None:

@@ -591,15 +591,21 @@ def test_match_choice_number_forms_agree(n: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("typed", "stored"),
+    ("typed", "stored", "alone"),
     [
-        ("SR-1448-00012", "SR-1448-00012"),
-        (" sr-1448-12 ", "SR-1448-00012"),
-        ("SR - ١٤٤٨ - ١٢", "SR-1448-00012"),
-        ("cs-1447-123456", "CS-1447-123456"),
-        ("hello", "HELLO"),
+        ("SR-1448-00012", "SR-1448-00012", True),
+        (" sr-1448-12 ", "SR-1448-00012", True),
+        ("SR - ١٤٤٨ - ١٢", "SR-1448-00012", True),
+        ("SR 1448 12", "SR-1448-00012", True),
+        ("SR–1448–12", "SR-1448-00012", True),
+        ("cs-1447-123456", "CS-1447-123456", True),
+        ("ref SR-1448-12", "SR-1448-00012", True),  # not REFSR-...
+        ("رقم طلبي SR-1448-12", "SR-1448-00012", True),
+        ("رقم طلبي SR-1448-12 وش صار عليه الحين", "SR-1448-00012", False),
+        ("0551234567", "0551234567", False),
+        ("hello", "HELLO", False),
     ],
 )
-def test_a_reference_is_read_as_people_type_it(typed: str, stored: str) -> None:
+def test_a_reference_is_read_as_people_type_it(typed: str, stored: str, alone: bool) -> None:
     assert canonical_reference(typed) == stored
-    assert is_reference(typed) == (stored != "HELLO")
+    assert is_reference(typed) is alone

@@ -2,10 +2,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conversations.normalize import normalize_arabic, script_language, to_latin_digits, tokens
+from conversations.normalize import (
+    mask_long_numbers,
+    normalize_arabic,
+    script_language,
+    to_latin_digits,
+    tokens,
+)
 
 ARABIC_INDIC = "٠١٢٣٤٥٦٧٨٩"
 PERSIAN = "۰۱۲۳۴۵۶۷۸۹"
@@ -170,3 +177,19 @@ def test_script_language_none_without_letters(s: str) -> None:
 def test_script_language_counts_letters(arabic: str, latin: str) -> None:
     expected = "ar" if len(arabic) > len(latin) else "en" if len(latin) > len(arabic) else None
     assert script_language(f"{arabic} 123 {latin}!") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("رقمي 1045236781 وش صار", "رقمي ••• وش صار"),
+        ("جوالي ٠٥٥ ١٢٣ ٤٥٦٧", "جوالي •••"),
+        ("050-123-4567", "•••"),
+        ("دخلي 3000 ريال", "دخلي 3000 ريال"),
+        ("موعدي 1445-09-12", "موعدي 1445-09-12"),
+        ("12-05-2024", "12-05-2024"),
+        ("طلبي SR-1448-00012", "طلبي SR-1448-00012"),
+    ],
+)
+def test_long_numbers_are_masked_and_dates_and_references_kept(text: str, kept: str) -> None:
+    assert mask_long_numbers(text) == kept

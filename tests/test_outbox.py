@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
 from bot.service import Service
 from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, Unreachable
 from conversations.messages import Channel
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
+from storage.repository import Tx
 from tests.conftest import Chat
 
 
@@ -55,6 +57,36 @@ async def test_replies_wait_in_the_outbox_and_are_sent_in_order(service: Service
     assert await service.deliver_due() == 2
     assert [text for _, text in sender.sent] == [r.text for r in chat.replies]
     assert all(i.status == "sent" and i.provider_id for i in await outbox(service))
+
+
+async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing down a send may run twice (a batch split on SQLite, a deadlock on
+    PostgreSQL): the replies sent and the failures are counted once, after the commit."""
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="43")
+    await chat.say("مرحبا")
+    service.senders["telegram"] = FlakySender([])
+    recorded = Tx.record_outbox
+    conflicts = [DBAPIError("UPDATE outbox", {}, _Deadlock())]
+
+    async def conflicting(self: Tx, item: Any, values: dict[str, Any]) -> None:
+        await recorded(self, item, values)
+        if conflicts:
+            raise conflicts.pop()
+
+    monkeypatch.setattr(Tx, "record_outbox", conflicting)
+    service.group.batching = False  # every unit alone, as on PostgreSQL, retried on conflict
+    counter = service.metrics.messages_out.labels("telegram")
+    before = counter._value.get()
+    assert await service.deliver_due() == 2
+    assert service.group.stats.conflicts == 1 and not conflicts
+    assert counter._value.get() - before == 2
+    assert [i.status for i in await outbox(service)] == ["sent", "sent"]
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
 
 
 async def test_rate_limit_waits_as_told(service: Service) -> None:

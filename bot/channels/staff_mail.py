@@ -9,7 +9,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from adapters.email.smtp import SmtpSettings, submit
 from bot.channels.email import bot_address, smtp_settings
-from bot.config import Config
+from bot.config import Config, can_send_mail
 
 
 class StaffMailer:
@@ -23,10 +23,11 @@ class StaffMailer:
     @classmethod
     def from_config(cls, config: Config) -> StaffMailer | None:
         """None when no SMTP server or no sender address is configured."""
-        address = bot_address(config.email)
-        if not config.email.smtp_host or "@" not in address:
+        if not can_send_mail(config.email):
             return None
-        return cls(address, config.organization.name_ar, smtp_settings(config.email))
+        return cls(
+            bot_address(config.email), config.organization.name_ar, smtp_settings(config.email)
+        )
 
     def compose(self, to: Sequence[str], subject: str, body: str) -> EmailMessage:
         message = EmailMessage()
