@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from sqlalchemy import select
 
 from bot.config import Config, load_config
 from bot.service import Service
@@ -15,6 +16,8 @@ from conversations.fields import national_id_check_digit
 from conversations.messages import Attachment, Channel, Inbound, Reply
 from storage.crypto import Keyring, install
 from storage.migrate import upgrade
+from storage.models import Conversation
+from storage.staff import ConsoleTx
 
 # Property-based tests explore new inputs on every local run; in CI they replay a fixed set,
 # so a green main stays green.
@@ -135,6 +138,23 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 
 TAWASUL = [sys.executable, "-m", "bot"]
+
+
+async def take_conversation(
+    service: Service, staff: str, *, reply: str = "", escalate: str = ""
+) -> int:
+    """A staff member claims the (only) conversation, maybe answers it and sends it back to
+    the queue for a supervisor; its id."""
+    async with service.db.session() as session:
+        conversation = await session.scalar(select(Conversation))
+        assert conversation is not None
+        tx = ConsoleTx(session)
+        await tx.claim(conversation, staff)
+        if reply:
+            await tx.staff_reply(conversation, staff, reply)
+        if escalate:
+            await tx.escalate(conversation, staff, escalate)
+        return conversation.id
 
 
 def cli_env(tmp: Path, **extra: str) -> dict[str, str]:

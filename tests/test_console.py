@@ -12,9 +12,8 @@ from sqlalchemy import select
 from adapters.console import run_console
 from bot.service import Service
 from conversations.messages import Attachment, Inbound, Reply
-from storage.models import Conversation, OutboxItem
-from storage.staff import ConsoleTx
-from tests.conftest import make_config, run_cli, valid_national_id
+from storage.models import OutboxItem
+from tests.conftest import make_config, run_cli, take_conversation, valid_national_id
 
 AR_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
@@ -114,12 +113,7 @@ async def test_a_staff_reply_is_shown_when_the_terminal_talks_again(tmp_path: Pa
     run_cli(tmp_path, "chat", "--user", "12", input="hi\nagent\n")
     service = Service(make_config(tmp_path))
     try:
-        async with service.db.session() as session:
-            conversation = await session.scalar(select(Conversation))
-            assert conversation is not None
-            tx = ConsoleTx(session)
-            await tx.claim(conversation, "agent@example.org")
-            await tx.staff_reply(conversation, "agent@example.org", "Hello Ali, I am looking at it")
+        await take_conversation(service, "agent@example.org", reply="Hello Ali, I am looking at it")
     finally:
         await service.close()
     lines = run_cli(tmp_path, "chat", "--user", "12", "--json", input="thanks\nthanks\n")

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from bot.service import Service
+from conversations.engine import MENU
 from conversations.messages import Ask, Attachment, Channel
 from conversations.ports import RequestStatus
 from storage.models import Conversation, Message, Request, SurveyAnswer, UnansweredQuestion
-from storage.staff import ConsoleTx
-from tests.conftest import WORKING_TIME, Chat, valid_national_id
+from tests.conftest import WORKING_TIME, Chat, take_conversation, valid_national_id
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -62,15 +62,7 @@ async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
 async def test_greeting_and_menu_in_arabic(chat: Chat) -> None:
     await chat.say("السلام عليكم")
     assert has_arabic(chat.text)
-    assert chat.choice_values() == [
-        "faq",
-        "apply",
-        "status",
-        "update",
-        "volunteer",
-        "complaint",
-        "staff",
-    ]
+    assert chat.choice_values() == list(MENU)
 
 
 async def test_english_detected_from_script_and_switchable(chat: Chat) -> None:
@@ -198,15 +190,7 @@ async def test_help_in_a_form_asks_the_same_question_again(chat: Chat) -> None:
     for word in ("مساعدة", "/help"):
         await chat.say(word)
         assert "(2/" in chat.replies[-1].text  # the national ID's question, again
-        assert chat.choice_values() != [
-            "faq",
-            "apply",
-            "status",
-            "update",
-            "volunteer",
-            "complaint",
-            "staff",
-        ]
+        assert chat.choice_values() != list(MENU)
     await chat.say(valid_national_id())
     assert "(3/" in chat.text
     async with chat.service.db.session(write=False) as s:
@@ -455,11 +439,7 @@ async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     chat = Chat(service)
     await chat.say("staff please")
     await chat.say("agent")
-    async with service.db.session() as s:
-        conversation = await s.scalar(select(Conversation))
-        assert conversation is not None
-        conv_id = conversation.id
-        await ConsoleTx(s).claim(conversation, "agent@example.org")
+    conv_id = await take_conversation(service, "agent@example.org")
     await service.close_conversation(conv_id, actor="agent@example.org")
     await chat.say("4")
     assert "comment" in chat.text
@@ -493,14 +473,9 @@ async def test_a_conversation_taken_then_escalated_is_rated_when_closed(service:
     chat = Chat(service)
     await chat.say("hello")
     await chat.say("agent")
-    async with service.db.session() as s:
-        conversation = await s.scalar(select(Conversation))
-        assert conversation is not None
-        tx = ConsoleTx(s)
-        await tx.claim(conversation, "agent@example.org")
-        await tx.staff_reply(conversation, "agent@example.org", "I am looking at it")
-        await tx.escalate(conversation, "agent@example.org", "supervisor")
-        conv_id = conversation.id
+    conv_id = await take_conversation(
+        service, "agent@example.org", reply="I am looking at it", escalate="supervisor"
+    )
     assert await service.close_conversation(conv_id, actor="lead@example.org") is True
     await chat.say("help")  # an aside: the rating is asked for again
     assert chat.choice_values() == ["1", "2", "3", "4", "5", "skip"]
