@@ -24,7 +24,12 @@ from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
 from conversations.normalize import mask_long_numbers, normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
-from conversations.references import canonical_reference, is_reference
+from conversations.references import (
+    canonical_reference,
+    has_reference,
+    is_reference,
+    without_reference,
+)
 from conversations.state import Mode, State, Survey
 
 
@@ -281,7 +286,7 @@ class Engine:
             if is_reference(text):
                 return [*replies, *await self._check_reference(msg, ctx, port, None)]
             if content_words(text):
-                decided = await self._decided(ctx, port, text, ctx.state.lang)
+                decided = await self._decided(msg, ctx, port, text, ctx.state.lang)
                 if decided is not None:
                     return [*replies, *decided]
         replies.append(self.menu(ctx))
@@ -362,7 +367,7 @@ class Engine:
         if not content_words(text):
             # Only a greeting or a thank-you: nothing to misunderstand.
             return [self.menu(ctx)]
-        decided = await self._decided(ctx, port, text, lang)
+        decided = await self._decided(msg, ctx, port, text, lang)
         if decided is not None:
             return decided
         return await self._not_understood(ctx, port, text, lang)
@@ -375,14 +380,19 @@ class Engine:
         return await self._status_reference(msg, ctx, port, word)
 
     async def _decided(
-        self, ctx: Context, port: EnginePort, text: str, lang: str | None
+        self, msg: Inbound, ctx: Context, port: EnginePort, text: str, lang: str | None
     ) -> list[Reply] | None:
         """What the knowledge base makes of a question: an entry's action, its answer, the
         closest questions, or that the question is outside the association's work; None
         when it was not understood."""
-        decision = self.faq.decide(text, lang)
-        if decision.entry is not None and decision.entry.action:
-            return await self._menu_pick(decision.entry.action, ctx, port)
+        referred = has_reference(text)
+        decision = self.faq.decide(without_reference(text) if referred else text, lang)
+        action = decision.entry.action if decision.entry is not None else None
+        if action == "status" and referred:
+            # "وين وصل طلبي SR-1448-12؟": the reference is taken from the question.
+            return await self._check_reference(msg, ctx, port, None)
+        if action:
+            return await self._menu_pick(action, ctx, port)
         if decision.outcome is not Outcome.NONE:
             ctx.state.mode = Mode.MENU
             return self._from_decision(ctx, decision)

@@ -31,6 +31,18 @@ def canonical_reference(text: str) -> str:
     return f"{prefix.upper()}-{year}-{int(number):05d}"
 
 
+def has_reference(text: str) -> bool:
+    """Whether a request's reference stands anywhere in the text."""
+    return _found(text) is not None
+
+
+def without_reference(text: str) -> str:
+    """The text with its reference taken out (what is asked about it, for the FAQ)."""
+    plain = to_latin_digits(text)
+    found = _REFERENCE.search(plain)
+    return text if found is None else (plain[: found.start()] + plain[found.end() :]).strip()
+
+
 def is_reference(text: str) -> bool:
     """Whether the message is a request's reference, alone or with a word or two around it
     ("ref SR-1448-12", "رقم طلبي SR-1448-12"), rather than a sentence that mentions one."""

@@ -299,6 +299,12 @@ async def test_asking_in_words_about_ones_request_starts_the_check(chat: Chat) -
     assert "last four digits" in chat.text
 
 
+async def test_a_reference_in_a_question_about_it_is_taken_from_the_question(chat: Chat) -> None:
+    await chat.say("hello")
+    await chat.say("where is my request SR-1448-12 now?")
+    assert "last four digits" in chat.text  # not asked for the reference again
+
+
 async def test_a_reference_pasted_at_the_menu_is_checked(chat: Chat, service: Service) -> None:
     """Not a question nobody understood: the bot asks for the digits that prove it is theirs."""
     nid = valid_national_id()

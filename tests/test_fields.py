@@ -24,7 +24,12 @@ from conversations.fields import (
     parse_yesno,
     to_hijri,
 )
-from conversations.references import canonical_reference, is_reference
+from conversations.references import (
+    canonical_reference,
+    has_reference,
+    is_reference,
+    without_reference,
+)
 
 ARABIC_INDIC = "٠١٢٣٤٥٦٧٨٩"
 TODAY = date(2024, 3, 5)
@@ -609,3 +614,9 @@ def test_match_choice_number_forms_agree(n: int) -> None:
 def test_a_reference_is_read_as_people_type_it(typed: str, stored: str, alone: bool) -> None:
     assert canonical_reference(typed) == stored
     assert is_reference(typed) is alone
+
+
+def test_the_question_around_a_reference_is_kept_without_it() -> None:
+    assert without_reference("وين وصل طلبي SR-1448-12 ؟") == "وين وصل طلبي  ؟"
+    assert without_reference("no reference here") == "no reference here"
+    assert has_reference("طلبي sr ١٤٤٨ ١٢") and not has_reference("0551234567")
