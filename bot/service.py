@@ -886,16 +886,22 @@ class Service:
 
             def build(ctx: Context) -> list[Reply]:
                 key = "notify.status_note" if note else "notify.status_changed"
+                after: list[Reply] = []
                 if status is RequestStatus.NEEDS_INFO:
-                    self.engine.await_info(ctx, reference)
+                    after = self.engine.await_info(ctx, reference)
                     key = "notify.needs_info"
                 elif ctx.state.info_request == reference and status in DECIDED:
                     ctx.state.info_request = None
                 label = self.engine.t(ctx, f"status.name.{status.value}")
                 replies = [
-                    self.engine.reply(ctx, key, reference=reference, status=label, note=note)
+                    self.engine.reply(ctx, key, reference=reference, status=label, note=note),
+                    *after,
                 ]
-                if status is RequestStatus.CLOSED and ctx.status is ConversationStatus.BOT:
+                if (
+                    status is RequestStatus.CLOSED
+                    and ctx.status is ConversationStatus.BOT
+                    and not self.engine.answering(ctx)  # not over a form's question
+                ):
                     replies += self.engine.start_survey(ctx, reference)
                 return replies
 

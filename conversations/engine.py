@@ -40,6 +40,18 @@ class ConversationStatus(StrEnum):
     CLOSED = "closed"
 
 
+# Modes in which the conversation waits for an answer to a question of its own: what the
+# beneficiary sends then is that answer, even while staff wait for more information.
+ANSWERING = frozenset(
+    {
+        Mode.FORM,
+        Mode.RESUME,
+        Mode.STATUS_REF,
+        Mode.STATUS_VERIFY,
+        Mode.SURVEY_RATING,
+        Mode.SURVEY_COMMENT,
+    }
+)
 MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
 FORM_OF_MENU = {
     "apply": "support_request",
@@ -185,7 +197,7 @@ class Engine:
         command = (msg.command or "").lower()
         if command.startswith("lang:"):
             return self._set_language(ctx, command.split(":", 1)[1])
-        if state.info_request is not None:
+        if state.info_request is not None and not self.answering(ctx):
             answered = await self._info_answer(msg, ctx, port, command)
             if answered is not None:
                 return answered
@@ -483,10 +495,20 @@ class Engine:
 
     # -- more information on a request (P7) ----------------------------------------------------
 
-    def await_info(self, ctx: Context, reference: str) -> None:
-        """Staff asked for more: what the beneficiary sends next goes onto the request."""
+    @staticmethod
+    def answering(ctx: Context) -> bool:
+        """Whether the conversation waits for the answer to a question of its own."""
+        return ctx.state.mode in ANSWERING
+
+    def await_info(self, ctx: Context, reference: str) -> list[Reply]:
+        """Staff asked for more: what the beneficiary sends next goes onto the request, once
+        nothing else waits for an answer. In the middle of a form (or a check, a rating) the
+        answers stay the form's: what to say after the notice is its question, again."""
         ctx.state.info_request = reference
+        if self.answering(ctx):
+            return self._ask_again(ctx)
         ctx.state.choices = []  # a number they send now is information, not a menu pick
+        return []
 
     async def _info_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, command: str

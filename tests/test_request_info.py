@@ -155,3 +155,30 @@ async def test_a_number_sent_when_asked_is_information_not_a_menu_pick(
     async with service.db.session(write=False) as session:
         [item] = await request_info(session, row.id)
     assert item.info.text == "٢" and item.documents == []
+
+
+async def test_a_form_under_way_keeps_its_answers_when_more_is_asked(
+    service: Service, chat: Chat
+) -> None:
+    """Asked for more while filling in another form: the next answers are the form's, the
+    form's question comes again after the notice, and once the form is left what is sent is
+    the information."""
+    reference = await fill_support_request(chat)
+    await chat.say("٦")  # a complaint or suggestion
+    await chat.say("١")  # agreed: the form's first question
+    asked = chat.replies[-1].text
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    assert (await told(service)).endswith(asked)  # the notice, then the question again
+    await chat.say("اقتراح")  # the form's answer, not information on the request
+    assert "(2/" in chat.text
+    row = await request_row(service, reference)
+    async with service.db.session(write=False) as session:
+        assert await request_info(session, row.id) == []
+    assert row.status == "needs_info"
+    await chat.say("إلغاء")  # the form set aside: nothing else waits for an answer
+    await chat.say(attachments=[await pdf(service, "عقد.pdf")])  # now it is the information
+    async with service.db.session(write=False) as session:
+        [item] = await request_info(session, row.id)
+    assert [d.filename for d in item.documents] == ["عقد.pdf"]
