@@ -369,11 +369,25 @@ def format_dual_date(d: date, lang: str) -> str:
     return f"{h.day} {HIJRI_MONTHS_EN[h.month - 1]} {h.year} AH ({gregorian})"
 
 
-def _display_date(d: date) -> str:
+# Left-to-right isolate: digits and Latin text keep their order inside an Arabic sentence
+# (a date 1995-03-14 would otherwise read 14-03-1995, a phone 055 123 4567 as 4567 123 055).
+LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
+
+
+def left_to_right(text: str) -> str:
+    return f"{LTR_ISOLATE}{text}{POP_ISOLATE}"
+
+
+def display_date(d: date, lang: str = "ar", *, isolate: bool = False) -> str:
+    """A Gregorian date with its Hijri date: "2024-03-05 (1445-08-24 هـ)"; ``isolate``:
+    each date kept left to right, for Arabic text shown to a reader."""
+    wrap = left_to_right if isolate else str
     try:
-        return f"{d.isoformat()} ({to_hijri(d)} هـ)"
+        hijri = to_hijri(d)
     except ValueError:
-        return d.isoformat()
+        return wrap(d.isoformat())
+    era = "هـ" if lang == "ar" else "AH"
+    return f"{wrap(d.isoformat())} ({wrap(hijri)} {era})"
 
 
 def parse_date(
@@ -431,7 +445,7 @@ def parse_date(
         return Rejected("error.date_future")
     if not allow_past and value < today:
         return Rejected("error.date_past")
-    return Parsed(value.isoformat(), _display_date(value))
+    return Parsed(value.isoformat(), display_date(value))
 
 
 # --- choices ----------------------------------------------------------------------------------

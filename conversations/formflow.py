@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from conversations.fields import (
     Parsed,
     ParseResult,
     Rejected,
+    display_date,
+    left_to_right,
     parse_date,
     parse_email,
     parse_integer,
@@ -18,6 +22,7 @@ from conversations.fields import (
 )
 from conversations.forms import FieldType, Form, FormField
 from conversations.messages import Ask, Attachment, Inbound, Reply
+from conversations.normalize import script_language
 from conversations.ports import EnginePort, HandoffReason, Submission
 from conversations.state import Draft, Mode, Phase
 
@@ -316,7 +321,7 @@ class FormFlow:
         lang = ctx.state.lang or "ar"
         lines = []
         for index, f in enumerate(self._answered(form, draft), start=1):
-            lines.append(f"{index}. {self.label(f, lang)}: {draft.answers[f.name]['display']}")
+            lines.append(f"{index}. {self.label(f, lang)}: {self.shown(ctx, f)}")
         text = e.t(ctx, "form.summary", form=form.title_in(lang), answers="\n".join(lines))
         draft.phase = Phase.SUMMARY
         return e.say(
@@ -328,6 +333,31 @@ class FormFlow:
                 (e.t(ctx, "choice.cancel"), "cancel"),
             ],
         )
+
+    def shown(self, ctx: Context, field: FormField) -> str:
+        """An answer as the summary shows it, in the conversation's language now (a choice
+        made in Arabic reads in English after a switch) and, in Arabic, with numbers, dates
+        and Latin text kept left to right."""
+        e = self.engine
+        _, draft = self.form_of(ctx)
+        lang = ctx.state.lang or "ar"
+        answer = draft.answers[field.name]
+        value, display = answer.get("value"), str(answer.get("display", ""))
+        if value is None:
+            return e.t(ctx, "form.skipped")
+        if field.type is FieldType.CHOICE:
+            option = next((o for o in field.options if o.value == value), None)
+            display = option.label(lang) if option is not None else display
+        elif field.type is FieldType.YESNO and value in ("yes", "no"):
+            display = e.t(ctx, f"choice.{value}")
+        elif field.type is FieldType.DATE and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return display_date(date.fromisoformat(value), lang, isolate=lang == "ar")
+        elif field.type is FieldType.ATTACHMENT and isinstance(value, list):
+            display = e.catalog.counted(lang, "attachment.count", len(value))
+        if lang == "ar" and display and script_language(display) != "ar":
+            return left_to_right(display)
+        return display
 
     @staticmethod
     def _answered(form: Form, draft: Draft) -> list[FormField]:

@@ -155,6 +155,25 @@ async def test_back_skip_and_correction_before_confirming(service: Service) -> N
     assert "VL-" in chat.text
 
 
+async def test_a_summary_keeps_numbers_in_order_and_follows_the_language(chat: Chat) -> None:
+    """In Arabic the mobile and the dates are kept left to right (a date would otherwise
+    read backwards); after a switch to English the choices read in English."""
+    await chat.say("٥")  # volunteer
+    await chat.say("١")
+    for answer in ("سارة أحمد", "0551234567", "تخطي", "الرياض", "1999-06-29", "التعليم"):
+        await chat.say(answer)
+    await chat.say("أيام الأسبوع")
+    await chat.say("نعم")
+    summary = chat.text
+    assert "\u2066055 123 4567\u2069" in summary
+    assert "\u20661999-06-29\u2069 (\u20661420-03-15\u2069 هـ)" in summary
+    assert "أيام الأسبوع" in summary and "سارة أحمد" in summary  # Arabic stays as it is
+    await chat.say("english")
+    summary = chat.text
+    assert "Availability: Weekdays" in summary and "Previous volunteering: Yes" in summary
+    assert "1999-06-29 (1420-03-15 AH)" in summary and "\u2066" not in summary
+
+
 async def test_condition_on_earlier_answer_skips_a_field(service: Service) -> None:
     chat = Chat(service)
     await chat.say("٦")  # complaint or suggestion
