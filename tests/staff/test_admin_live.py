@@ -158,6 +158,23 @@ def test_admin_teaches_the_bot_and_the_web_chat_answers(
         width = phone.evaluate("() => document.documentElement.scrollWidth")
         assert width <= PHONE["width"], width
         shot(phone, "staff-board-phone-en.png")
+
+        # On a small phone, in both languages: no page wider than the screen, and every
+        # section of the menu on screen (not behind a scroll nobody sees).
+        narrow = 360
+        phone.set_viewport_size({"width": narrow, "height": 740})
+        for _ in ("en", "ar"):
+            for path in ("/staff/settings", "/staff/reports/board?month=2026-11", "/staff/"):
+                phone.goto(base + path)
+                width = phone.evaluate("() => document.documentElement.scrollWidth")
+                assert width <= narrow, (path, width)
+            links = phone.locator(".nav a")
+            assert links.count() >= 6
+            for link in links.all():
+                box = link.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= narrow
+            phone.get_by_test_id("lang-toggle").click()
+        shot(phone, "staff-home-phone-narrow.png")
     finally:
         staff_ctx.close()
         chat_ctx.close()
