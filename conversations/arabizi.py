@@ -239,9 +239,15 @@ def is_arabizi(text: str) -> bool:
     return arabizi > english
 
 
+# Links, addresses and references are Latin whatever the language they are written in.
+_NOT_WORDS = re.compile(r"\S*(?:https?://|www\.|@)\S*|\b[A-Za-z]{2,8}-\d{4}-\d+\b", re.IGNORECASE)
+
+
 def language_of(text: str) -> str | None:
-    """The language a message is written in: Arabic for Arabizi, else by its letters."""
-    return "ar" if is_arabizi(text) else script_language(text)
+    """The language a message is written in: Arabic for Arabizi, else by its letters (not
+    counting the letters of a link, an email address or a request's reference)."""
+    words = _NOT_WORDS.sub(" ", text)
+    return "ar" if is_arabizi(words) else script_language(words)
 
 
 def matchable(text: str) -> str:

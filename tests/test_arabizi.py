@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +74,17 @@ async def test_an_arabizi_question_gets_the_arabic_answer(chat: Chat) -> None:
     await chat.say("wain maqarkom")
     answer = chat.replies[0].text
     assert "المقر" in answer and "address" not in answer
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("رابط الفاتورة https://example.com/invoices/2026/11/abcdefghijklmnopqrstuvwxyz", "ar"),
+        ("ارسلت الأوراق على ali.hassan@example.com", "ar"),
+        ("وين وصل طلبي SR-1448-00012", "ar"),
+        ("where is my request SR-1448-00012", "en"),
+        ("see www.example.org please", "en"),
+    ],
+)
+def test_links_addresses_and_references_do_not_decide_the_language(text: str, lang: str) -> None:
+    assert language_of(text) == lang
