@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -22,6 +22,9 @@ from staff.i18n import Translator, translator
 from staff.permissions import Perm, Role, Staff, can
 from staff.security import Keys, token_hash
 from storage.staff import ConsoleTx
+
+# Query parameters that carry a one-time notice after an action.
+NOTICES = frozenset({"done", "error"})
 
 log = structlog.get_logger("tawasul.staff")
 
@@ -247,7 +250,11 @@ class Console:
             csrf=staff.csrf if staff else context.pop("csrf", ""),
             org=self.org(t.lang),
             path=request.url.path,
-            query=request.url.query,
+            # The page as it stands, without its one-time notice (?done=, ?error=): switching
+            # language must not show "Request updated" again.
+            query=urlencode(
+                [(k, v) for k, v in request.query_params.multi_items() if k not in NOTICES]
+            ),
             now=datetime.now(UTC),
             console=self,
             **context,

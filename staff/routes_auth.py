@@ -31,8 +31,14 @@ def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
 
     async def login_page(
-        request: Request, next_path: str, *, error: str | None = None, status: int = 200
+        request: Request,
+        next_path: str,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        email: str = "",
     ) -> Response:
+        """The sign-in form; after a refusal, with the address typed (not the password)."""
         anchor = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
         response = console.render(
             request,
@@ -42,6 +48,7 @@ def routes(console: Console) -> APIRouter:
             csrf=await console.keys.csrf(f"pre:{anchor}"),
             next_path=safe_next(next_path),
             login_error=error,
+            email=email,
         )
         if request.cookies.get(PRELOGIN_COOKIE) != anchor:
             response.set_cookie(
@@ -82,7 +89,7 @@ def routes(console: Console) -> APIRouter:
             user = await tx.staff_by_email(email) if failures < limit else None
         if failures >= limit:
             log.warning("staff.login_limited")
-            return await login_page(request, next, error="login.too_many", status=429)
+            return await login_page(request, next, error="login.too_many", status=429, email=email)
         usable = user is not None and user.active
         ok = await verify_password(user.password_hash if usable and user else None, password)
         token = secrets.token_urlsafe(32)
@@ -96,7 +103,7 @@ def routes(console: Console) -> APIRouter:
                 await tx.audit(f"staff:{email}", "staff.login", email)
         if not ok:
             log.info("staff.login_failed")
-            return await login_page(request, next, error="login.failed", status=401)
+            return await login_page(request, next, error="login.failed", status=401, email=email)
         response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

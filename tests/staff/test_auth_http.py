@@ -48,9 +48,11 @@ async def test_wrong_password_and_unknown_email_are_refused_alike(browser_for: A
     browser = await browser_for()
     wrong = await try_login(browser.client, ACCOUNTS["agent"], "not the password")
     unknown = await try_login(browser.client, "nobody@example.org", PASSWORD)
-    for response in (wrong, unknown):
+    for response, email in ((wrong, ACCOUNTS["agent"]), (unknown, "nobody@example.org")):
         assert response.status_code == 401
         assert 'data-testid="login-error"' in response.text
+        # The address stays typed, alike for both; the password never comes back.
+        assert f'value="{email}"' in response.text and "not the password" not in response.text
     assert (await browser.get("/staff/")).status_code == 303
 
 
@@ -119,6 +121,11 @@ async def test_english_toggle_switches_language_and_direction(browser_for: Any) 
     english = await browser.get("/staff/requests")
     assert 'lang="en" dir="ltr"' in english.text and "Requests" in english.text
     assert "العربية" in english.text  # the way back
+    # After an action the page says "done" once; the way to the other language keeps the
+    # page (its filter) but not the notice.
+    noticed = await browser.get("/staff/requests", params={"status": "submitted", "done": "x"})
+    toggle = noticed.text.split('data-testid="lang-toggle"', 1)[1].split(">", 1)[0]
+    assert "status%3Dsubmitted" in toggle and "done" not in toggle
 
 
 async def test_secure_cookies_when_configured(seeded: Path, tmp_path: Path) -> None:
