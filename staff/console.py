@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from conversations.fields import to_hijri
+from conversations.forms import FieldType
 from staff.backend import Backend
 from staff.i18n import Translator, translator
 from staff.permissions import Perm, Role, Staff, can
@@ -147,6 +148,7 @@ class Console:
         self.env.globals["actor"] = actor_label
         self.env.globals["minutes"] = minutes_label
         self.env.globals["field_label"] = self.field_label
+        self.env.globals["answer_text"] = self.answer_text
         self.env.globals["Perm"] = Perm
 
     @property
@@ -199,6 +201,23 @@ class Console:
         if spec is None or not spec.label:
             return name
         return spec.label.get(lang) or spec.label.get("ar") or name
+
+    def answer_text(self, form_id: str, answer: Any, lang: str) -> str:
+        """A stored answer as staff read it: a choice in the console's language (it was
+        stored in the beneficiary's), a masked ID in full (staff check it against the
+        documents), else as the beneficiary confirmed it."""
+        form = self.backend.knowledge.forms.get(form_id)
+        spec = next((f for f in form.fields if f.name == answer.field), None) if form else None
+        value, display = answer.value, answer.display or ""
+        if spec is not None and value:
+            option = next((o for o in spec.options if o.value == value), None)
+            if option is not None:
+                return option.label(lang)
+            if spec.type is FieldType.YESNO and value in ("yes", "no"):
+                return translator(lang)(f"answer.{value}")
+        if value and "*" in display:
+            return str(value)
+        return display or value or "—"
 
     def org(self, lang: str) -> str:
         org = self.backend.config.organization

@@ -68,7 +68,13 @@ async def test_request_page_shows_answers_documents_and_declaration(
     assert "الاسم الكامل" in page.text  # the form's own label
     assert f'href="/staff/documents/{world.document}"' in page.text
     assert "أقرّ المستفيد" in page.text
+    assert "Rented" not in page.text
+    assert "******" not in page.text  # staff check the ID itself against the documents
     assert await audit_count(console_service, "request.viewed") == 1
+    # In English the choices read in English, though the beneficiary answered in Arabic.
+    await agent.get("/staff/lang/en", params={"next": "/staff/"})
+    english = await agent.get(f"/staff/requests/{world.reference}")
+    assert "Rented" in english.text
 
     document = await agent.get(f"/staff/documents/{world.document}")
     assert document.status_code == 200
