@@ -461,10 +461,11 @@ async def requests_set_status(
     from conversations.ports import RequestStatus
     from storage.repository import InvalidTransition, NotFound
 
+    reference = canonical_reference(reference)
     service = await _service(state.config)
     try:
         await service.change_request_status(
-            canonical_reference(reference), RequestStatus(status), actor=actor, note=note
+            reference, RequestStatus(status), actor=actor, note=note
         )
     except NotFound:
         raise click.ClickException(f"no request with reference {reference}") from None
@@ -472,7 +473,7 @@ async def requests_set_status(
         raise click.ClickException(str(exc)) from None
     finally:
         await service.close()
-    click.echo(f"{canonical_reference(reference)} is now {status}; the beneficiary will be told.")
+    click.echo(f"{reference} is now {status}; the beneficiary will be told.")
 
 
 @main.group()

@@ -52,10 +52,10 @@ def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> Pa
                 from conversations.fields import match_choice
 
                 value = match_choice(raw, options)
-            for option in field.options:
-                if option.value == value:
-                    return Parsed(option.value, option.label(ctx.state.lang or "ar"))
-            return Rejected("error.choice", {})
+            option = field.option(value)
+            if option is None:
+                return Rejected("error.choice", {})
+            return Parsed(option.value, option.label(ctx.state.lang or "ar"))
         case FieldType.DATE:
             return parse_date(
                 raw,
@@ -346,7 +346,7 @@ class FormFlow:
         if value is None:
             return e.t(ctx, "form.skipped")
         if field.type is FieldType.CHOICE:
-            option = next((o for o in field.options if o.value == value), None)
+            option = field.option(value)
             display = option.label(lang) if option is not None else display
         elif field.type is FieldType.YESNO and value in ("yes", "no"):
             display = e.t(ctx, f"choice.{value}")

@@ -82,6 +82,10 @@ class FormField:
     def applies(self, answers: Mapping[str, Mapping[str, object]]) -> bool:
         return self.when is None or self.when.holds(answers)
 
+    def option(self, value: object) -> Option | None:
+        """The choice stored as ``value``, if it is one of this field's."""
+        return next((o for o in self.options if o.value == value), None)
+
     @property
     def max_size_bytes(self) -> int:
         return int(self.max_size_mb * 1024 * 1024)

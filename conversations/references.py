@@ -36,19 +36,21 @@ def has_reference(text: str) -> bool:
     return _found(text) is not None
 
 
-def without_reference(text: str) -> str:
-    """The text with its reference taken out (what is asked about it, for the FAQ)."""
+def _around(text: str) -> tuple[str, str] | None:
+    """What stands before and after the text's reference (Latin digits), or None."""
     plain = to_latin_digits(text)
     found = _REFERENCE.search(plain)
-    return text if found is None else (plain[: found.start()] + plain[found.end() :]).strip()
+    return None if found is None else (plain[: found.start()], plain[found.end() :])
+
+
+def without_reference(text: str) -> str:
+    """The text with its reference taken out (what is asked about it, for the FAQ)."""
+    around = _around(text)
+    return text if around is None else "".join(around).strip()
 
 
 def is_reference(text: str) -> bool:
     """Whether the message is a request's reference, alone or with a word or two around it
     ("ref SR-1448-12", "رقم طلبي SR-1448-12"), rather than a sentence that mentions one."""
-    found = _found(text)
-    if found is None:
-        return False
-    plain = to_latin_digits(text)
-    rest = plain[: found.start()] + " " + plain[found.end() :]
-    return len(rest.split()) <= _AROUND
+    around = _around(text)
+    return around is not None and len(" ".join(around).split()) <= _AROUND

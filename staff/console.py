@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from conversations.fields import to_hijri
-from conversations.forms import FieldType
+from conversations.forms import FieldType, FormField
 from staff.backend import Backend
 from staff.i18n import Translator, translator
 from staff.permissions import Perm, Role, Staff, can
@@ -195,9 +195,13 @@ class Console:
             return form_id
         return form.title.get(lang) or form.title.get("ar") or form_id
 
-    def field_label(self, form_id: str, name: str, lang: str) -> str:
+    def _field(self, form_id: str, name: str) -> FormField | None:
+        """A field of a form as loaded now (None for a form or field since removed)."""
         form = self.backend.knowledge.forms.get(form_id)
-        spec = next((f for f in form.fields if f.name == name), None) if form else None
+        return next((f for f in form.fields if f.name == name), None) if form else None
+
+    def field_label(self, form_id: str, name: str, lang: str) -> str:
+        spec = self._field(form_id, name)
         if spec is None or not spec.label:
             return name
         return spec.label.get(lang) or spec.label.get("ar") or name
@@ -206,11 +210,10 @@ class Console:
         """A stored answer as staff read it: a choice in the console's language (it was
         stored in the beneficiary's), a masked ID in full (staff check it against the
         documents), else as the beneficiary confirmed it."""
-        form = self.backend.knowledge.forms.get(form_id)
-        spec = next((f for f in form.fields if f.name == answer.field), None) if form else None
+        spec = self._field(form_id, answer.field)
         value, display = answer.value, answer.display or ""
         if spec is not None and value:
-            option = next((o for o in spec.options if o.value == value), None)
+            option = spec.option(value)
             if option is not None:
                 return option.label(lang)
             if spec.type is FieldType.YESNO and value in ("yes", "no"):
