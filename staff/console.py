@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from conversations.fields import to_hijri
 from conversations.forms import FieldType, FormField
@@ -22,7 +24,7 @@ from staff.backend import Backend
 from staff.i18n import Translator, translator
 from staff.permissions import Perm, Role, Staff, can
 from staff.security import Keys, token_hash
-from storage.staff import ConsoleTx
+from storage.staff import ConsoleTx, HistoryEvent
 
 # Query parameters that carry a one-time notice after an action.
 NOTICES = frozenset({"done", "error"})
@@ -68,11 +70,34 @@ def _ltr(text: str) -> str:
     return f"\u2066{text}\u2069"
 
 
-def actor_label(actor: str, t: Translator) -> str:
-    """Who did it: a staff member's address, or the beneficiary, the system, the shell."""
+# How long the console trusts its copy of the staff members' names (the command line may
+# rename someone from another process).
+NAMES_SECONDS = 15.0
+
+
+def staff_name(names: dict[str, str], who: str) -> str:
+    """A staff member's name for a sentence (the address, left to right, without one)."""
+    email = who.removeprefix("staff:")
+    return names.get(email.lower()) or _ltr(email)
+
+
+def person_label(names: dict[str, str], who: str | None) -> Markup:
+    """A staff member as colleagues know them: the name, with the address on hover; the
+    address alone (kept left to right) for an account without a name or since removed."""
+    if not who:
+        return Markup("—")
+    email = who.removeprefix("staff:")
+    name = names.get(email.lower())
+    if name:
+        return Markup('<bdi title="{}">{}</bdi>').format(email, name)
+    return Markup('<bdi dir="ltr">{}</bdi>').format(email)
+
+
+def actor_label(names: dict[str, str], actor: str, t: Translator) -> Markup:
+    """Who did it: a staff member, or the beneficiary, the system, the shell."""
     if actor.startswith("staff:"):
-        return _ltr(actor.removeprefix("staff:"))
-    return t.maybe("actor", actor)
+        return person_label(names, actor)
+    return escape(t.maybe("actor", actor))
 
 
 def minutes_label(value: float | None, t: Translator) -> str:
@@ -133,6 +158,8 @@ class Console:
         self.keys = Keys(backend.config.staff.secret_key, backend.db)
         self.zone = ZoneInfo(backend.config.hours.timezone)
         self.poll_seconds = poll_seconds
+        self.names: dict[str, str] = {}
+        self._names_until = 0.0
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
@@ -145,11 +172,14 @@ class Console:
         self.env.filters["ltr"] = _ltr
         self.env.globals["can"] = can
         self.env.globals["form_title"] = self.form_title
-        self.env.globals["actor"] = actor_label
+        self.env.globals["actor"] = lambda who, t: actor_label(self.names, who, t)
+        self.env.globals["colleague"] = lambda who: person_label(self.names, who)
+        self.env.globals["colleague_name"] = lambda who: staff_name(self.names, who)
         self.env.globals["minutes"] = minutes_label
         self.env.globals["field_label"] = self.field_label
         self.env.globals["answer_text"] = self.answer_text
         self.env.globals["Perm"] = Perm
+        self.env.tests["event"] = lambda item: isinstance(item, HistoryEvent)
 
     @property
     def cookie_secure(self) -> bool:
@@ -238,6 +268,9 @@ class Console:
         digest = token_hash(token)
         async with self.db.session(write=False) as session:
             found = await ConsoleTx(session).session_user(digest)
+            if found is not None and time.monotonic() >= self._names_until:
+                self.names = await ConsoleTx(session).staff_names()
+                self._names_until = time.monotonic() + NAMES_SECONDS
         if found is None:
             return None
         _, user = found
@@ -248,6 +281,10 @@ class Console:
             role=Role(user.role),
             csrf=await self.keys.csrf(digest),
         )
+
+    def names_changed(self) -> None:
+        """An account was added or renamed here: read the names again on the next page."""
+        self._names_until = 0.0
 
     # -- pages ----------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ def routes(console: Console) -> APIRouter:
             )
         except AccountError as exc:
             return console.back(f"{PREFIX}/staff-members?error={exc.code}")
+        console.names_changed()
         if added.generated_password is None:
             return console.back(f"{PREFIX}/staff-members", "staff_added")
         # Shown on this answer only (never in a URL or a log); a reload does not add again.

@@ -50,6 +50,45 @@ class HistoryItem:
     delivery: OutboxItem | None
 
 
+# How a staff member's turn with a conversation ended, as the history tells it (a transfer
+# and a supervisor's taking over are told by the next turn's start).
+TURN_ENDS = frozenset({"escalated", "returned", "closed"})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """A conversation changing hands, between the messages: taken, transferred to someone,
+    sent back to the queue, given back to the bot, closed."""
+
+    at: datetime
+    conversation_id: int
+    kind: str
+    staff: str
+
+
+def turn_events(turns: list[Handling]) -> list[HistoryEvent]:
+    """The events of staff members' turns (in the order they were taken)."""
+    events: list[HistoryEvent] = []
+    previous: dict[int, Handling] = {}
+    for turn in turns:
+        before = previous.get(turn.conversation_id)
+        moved = before is not None and before.outcome == "transferred"
+        events.append(
+            HistoryEvent(
+                turn.claimed_at,
+                turn.conversation_id,
+                "transferred" if moved else "taken",
+                turn.staff,
+            )
+        )
+        if turn.ended_at is not None and turn.outcome in TURN_ENDS:
+            events.append(
+                HistoryEvent(turn.ended_at, turn.conversation_id, turn.outcome, turn.staff)
+            )
+        previous[turn.conversation_id] = turn
+    return events
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRow:
     request: Request
@@ -84,6 +123,13 @@ class ConsoleTx(PeopleTx):
         if active_only:
             stmt = stmt.where(StaffUser.active.is_(True))
         return list(await self.session.scalars(stmt))
+
+    async def staff_names(self) -> dict[str, str]:
+        """Each account's name by its address (accounts without a name left out)."""
+        rows = await self.session.execute(
+            select(StaffUser.email, StaffUser.name).where(StaffUser.name != "")
+        )
+        return {email.lower(): name for email, name in rows}
 
     async def count_staff(self) -> int:
         return int(await self.session.scalar(select(func.count()).select_from(StaffUser)) or 0)
@@ -244,8 +290,11 @@ class ConsoleTx(PeopleTx):
             raise NotFound(str(conversation_id))
         return row
 
-    async def history(self, beneficiary_id: int, limit: int = 500) -> list[HistoryItem]:
-        """Every message of the beneficiary across channels, with each reply's delivery."""
+    async def history(
+        self, beneficiary_id: int, limit: int = 500
+    ) -> list[HistoryItem | HistoryEvent]:
+        """Every message of the beneficiary across channels, with each reply's delivery, and
+        between them the moments their conversations changed hands."""
         rows = list(
             await self.session.scalars(
                 select(Message)
@@ -257,7 +306,24 @@ class ConsoleTx(PeopleTx):
         rows.reverse()
         outbound = [r.id for r in rows if r.direction == "out"]
         deliveries = {o.message_id: o for o in await self.outbox_for_messages(outbound)}
-        return [HistoryItem(r, deliveries.get(r.id)) for r in rows]
+        items: list[HistoryItem | HistoryEvent] = [
+            HistoryItem(r, deliveries.get(r.id)) for r in rows
+        ]
+        if not rows:
+            return items
+        turns = list(
+            await self.session.scalars(
+                select(Handling)
+                .join(Conversation, Conversation.id == Handling.conversation_id)
+                .where(Conversation.beneficiary_id == beneficiary_id)
+                .order_by(Handling.id)
+            )
+        )
+        oldest = rows[0].created_at
+        items += [e for e in turn_events(turns) if e.at >= oldest]
+        # Stable: a message and the event that caused it keep the order they were written in.
+        items.sort(key=lambda i: i.message.created_at if isinstance(i, HistoryItem) else i.at)
+        return items
 
     async def claim(self, conversation: Conversation, staff: str) -> None:
         """Take a conversation; the engine stays silent while its status is ``staff``."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 from sqlalchemy import select
 
 from bot.service import Service
 from storage.models import Conversation, Message, OutboxItem, SurveyAnswer
-from storage.staff_models import Handling
+from storage.staff_models import Handling, StaffUser
 from tests.staff.conftest import audit_count, queued
 
 
@@ -216,3 +218,63 @@ async def test_an_empty_reply_is_refused(console_service: Service, browser_for: 
         m.author != "staff:agent@example.org"
         for m, _ in await messages(console_service, conversation_id)
     )
+
+
+async def test_the_history_tells_who_had_the_conversation_by_name(
+    console_service: Service, browser_for: Any
+) -> None:
+    """Staff read each other's names, not addresses, and see the conversation change hands
+    between the messages: taken, transferred, sent back to the queue, taken, closed."""
+    conversation_id = await queued(console_service)
+    agent, agent2 = await browser_for("agent"), await browser_for("agent2")
+    supervisor = await browser_for("supervisor")
+    base = f"/staff/conversations/{conversation_id}"
+    await agent.post(f"{base}/claim")
+    await agent.post(f"{base}/reply", {"text": "أهلًا"})
+    await agent.post(f"{base}/note", {"text": "أحوّلها لزميلي"})
+    await agent.post(f"{base}/transfer", {"to": "agent2@example.org"})
+    await agent2.post(f"{base}/escalate", {"text": "يطلب استثناء"})
+    await supervisor.post(f"{base}/claim")
+    await supervisor.post(f"{base}/close")
+
+    page = (await supervisor.get(f"{base}/history")).text
+    events = re.findall(r'data-event="([a-z]+)"><span>([^<]+)', page)
+    assert [kind for kind, _ in events] == [
+        "taken",
+        "transferred",
+        "escalated",
+        "taken",
+        "closed",
+    ]
+    texts = [html.unescape(text) for _, text in events]
+    assert texts[0].startswith("تولّى المحادثة Agent ·")
+    assert texts[1].startswith("حُوّلت المحادثة إلى Agent2 ·")
+    assert texts[3].startswith("تولّى المحادثة Supervisor ·")
+    # Each event sits where it happened: the reply and the note come between the first
+    # two, the escalation's message to the beneficiary before the supervisor takes it.
+    order = re.findall(r'data-event="([a-z]+)"|data-testid="(message-staff|note)"', page)
+    flat = [event or item for event, item in order]
+    assert flat[:4] == ["taken", "message-staff", "note", "transferred"]
+    # Replies and notes are signed with the name; the address is on hover.
+    assert '<bdi title="agent@example.org">Agent</bdi>' in page
+    assert "agent@example.org</span>" not in page
+
+    supervisor.client.cookies.set("tawasul_staff_lang", "en")
+    english = await supervisor.get(f"{base}/history")
+    assert "Conversation transferred to Agent2" in english.text
+
+
+async def test_an_account_without_a_name_is_shown_by_its_address(
+    console_service: Service, browser_for: Any
+) -> None:
+    conversation_id = await queued(console_service)
+    async with console_service.db.session() as session:
+        user = await session.scalar(select(StaffUser).where(StaffUser.email == "agent@example.org"))
+        assert user is not None
+        user.name = ""
+    agent = await browser_for("agent")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    await agent.post(f"/staff/conversations/{conversation_id}/reply", {"text": "أهلًا"})
+    page = (await agent.get(f"/staff/conversations/{conversation_id}/history")).text
+    assert '<bdi dir="ltr">agent@example.org</bdi>' in page
+    assert "تولّى المحادثة \u2066agent@example.org\u2069" in html.unescape(page)
