@@ -31,7 +31,7 @@ from conversations.faq import (
     parse_knowledge,
 )
 from storage.db import Database
-from storage.models import UnansweredQuestion
+from storage.models import UnansweredQuestion, utcnow
 from storage.repository import Tx
 
 LANGS = ("ar", "en")
@@ -179,7 +179,11 @@ def save_entry(path: Path, entry: FaqEntry, *, original_id: str | None, seen: st
 async def misses(db: Database, limit: int = 50, search: str = "") -> list[Miss]:
     """Questions the bot could not answer, newest first."""
     words = search.split()[:5]
-    stmt = select(UnansweredQuestion).order_by(UnansweredQuestion.id.desc())
+    stmt = (
+        select(UnansweredQuestion)
+        .where(UnansweredQuestion.taught_at.is_(None))
+        .order_by(UnansweredQuestion.id.desc())
+    )
     found: list[Miss] = []
     async with db.session(write=False) as session:
         # The texts are encrypted at rest: a search reads them and matches here.
@@ -202,11 +206,12 @@ async def teach(
     new_entry: FaqEntry | None = None,
 ) -> str:
     """Make an unanswered question a way of asking ``entry_id`` (or the first question of
-    ``new_entry``, written in the same step); the question leaves the list. Returns its text."""
+    ``new_entry``, written in the same step); the question leaves the list, and stays in its
+    month's report. Returns its text."""
     ensure_faq_file(path)
     async with db.session() as session:
         miss = await session.get(UnansweredQuestion, miss_id)
-        if miss is None:
+        if miss is None or miss.taught_at is not None:
             raise LookupError(f"no unanswered question #{miss_id}")
         text, lang = miss.text.strip(), miss.lang if miss.lang in LANGS else "ar"
         if new_entry is not None:
@@ -218,7 +223,8 @@ async def teach(
         else:
             await asyncio.to_thread(add_question, path, entry_id, text, lang)
         await Tx(session).audit(actor, "faq.taught", entry_id, miss=miss_id)
-        await session.delete(miss)
+        # Kept (marked) rather than deleted: the month's report still counts it.
+        miss.taught_at, miss.taught_to = utcnow(), entry_id
         return text
 
 

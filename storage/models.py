@@ -245,6 +245,9 @@ class UnansweredQuestion(Base):
     text: Mapped[str] = mapped_column(EncryptedText())
     lang: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Taught to an entry: off the list of questions to teach, still counted in its month.
+    taught_at: Mapped[datetime | None]
+    taught_to: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEntry(Base):

@@ -4,6 +4,7 @@ and with a role too small."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from conversations.faq_index import Outcome
 from staff.security import verify_password
 from storage.models import AuditEntry, OutboxItem, UnansweredQuestion
 from storage.staff import ConsoleTx
+from storage.staff_reports import build_report
 from tests.conftest import Chat
 from tests.staff.conftest import ACCOUNTS, SECRET, World, audit_count
 
@@ -364,6 +366,15 @@ async def test_admin_teaches_a_miss_to_an_entry_and_to_a_new_one(
     assert entry.answers == {"ar": "جواب زوزو", "en": "Zozo's answer"}
     remaining = await admin.get("/staff/knowledge/misses")
     assert 'data-testid="kb-no-misses"' in remaining.text
+    # Off the list to teach, still in the month's report: teaching does not rewrite history.
+    async with console_service.db.session(write=False) as session:
+        kept = list(await session.scalars(select(UnansweredQuestion)))
+        assert sorted((m.text, m.taught_to) for m in kept) == sorted(
+            [(NONSENSE, "volunteering"), (other, "zozo")]
+        )
+        now = datetime.now(UTC)
+        report = await build_report(session, now - timedelta(days=1), now + timedelta(days=1))
+    assert sorted(report.unanswered) == sorted([(NONSENSE, 1), (other, 1)])
 
 
 # -- settings -----------------------------------------------------------------------------------
