@@ -150,6 +150,7 @@ class Engine:
             text=text,
             choices=tuple(Choice(label, value) for label, value in choices),
             short_text=short,
+            lang=ctx.state.lang or "ar",
             **extra,
         )
 

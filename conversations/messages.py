@@ -90,6 +90,8 @@ class Reply:
     # The catalogue key and parameters the text was made from (for channel templates).
     key: str | None = None
     params: tuple[tuple[str, str], ...] = ()
+    # The language it is written in, where the engine knows it (a page can follow it).
+    lang: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -110,6 +112,8 @@ class Reply:
         if self.key:
             data["key"] = self.key
             data["params"] = dict(self.params)
+        if self.lang:
+            data["lang"] = self.lang
         return data
 
     @classmethod
@@ -121,6 +125,7 @@ class Reply:
         short = data.get("short_text")
         key = data.get("key")
         params = data.get("params")
+        lang = data.get("lang")
         return cls(
             text=str(data.get("text", "")),
             choices=tuple(Choice(str(c["label"]), str(c["value"])) for c in raw_choices),
@@ -138,6 +143,7 @@ class Reply:
             params=tuple((str(k), str(v)) for k, v in params.items())
             if isinstance(params, dict)
             else (),
+            lang=str(lang) if lang else None,
         )
 
 
@@ -170,4 +176,5 @@ def _fold(replies: Sequence[Reply]) -> Reply:
         attachment=last.attachment,
         key=last.key,
         params=last.params,
+        lang=last.lang,
     )

@@ -79,6 +79,8 @@ class MessageOut(BaseModel):
     choices: list[ChoiceOut]
     ask: Literal["attachment", "phone"] | None
     attachment: AttachmentOut | None
+    # The language the bot wrote it in (the page follows the conversation's language).
+    lang: Literal["ar", "en"] | None = None
     at: datetime
 
 
@@ -105,6 +107,7 @@ def render(items: Sequence[ChatItem], cursor: int) -> Messages:
                 )
                 if att
                 else None,
+                lang=item.reply.lang if item.reply.lang in ("ar", "en") else None,
                 at=item.at,
             )
         )

@@ -208,6 +208,33 @@ def test_english_toggle_switches_direction_and_the_bot_language(
     expect(html).to_have_attribute("dir", "ltr")
 
 
+def test_the_page_follows_the_language_the_beneficiary_writes_in(
+    page: Page, live_server: str
+) -> None:
+    open_chat(page, live_server)
+    html = page.locator("html")
+    expect(html).to_have_attribute("dir", "rtl")
+    field = page.get_by_test_id("input")
+
+    bots = page.locator(BOT).count()
+    field.fill("What documents do I need to apply for support?")
+    field.press("Enter")
+    wait_for_more(page, BOT, bots)
+    assert is_mostly_latin(last_text(page, BOT))
+    # Answered in English: the page's words and direction follow, not only the bubble.
+    expect(html).to_have_attribute("dir", "ltr")
+    expect(html).to_have_attribute("lang", "en")
+    assert is_mostly_latin(field.get_attribute("placeholder") or "")
+
+    bots = page.locator(BOT).count()
+    field.fill("ما هي المستندات المطلوبة للتقديم؟")
+    field.press("Enter")
+    wait_for_more(page, BOT, bots)
+    assert is_mostly_arabic(last_text(page, BOT))
+    expect(html).to_have_attribute("dir", "rtl")
+    expect(html).to_have_attribute("lang", "ar")
+
+
 # ------------------------------------------- page behaviour, with some API answers faked
 
 

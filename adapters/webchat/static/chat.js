@@ -421,6 +421,14 @@ function ingest(data, source, options = {}) {
 
   if (lastBot) {
     state.ask = lastBot.ask === "attachment" || lastBot.ask === "phone" ? lastBot.ask : null;
+    // The page follows the conversation: a question asked in English is answered in English,
+    // and the page's own words and direction go with it (a staff member's reply, polled,
+    // carries no language and changes nothing).
+    if (source !== "poll" && (lastBot.lang === "ar" || lastBot.lang === "en") && lastBot.lang !== state.lang) {
+      state.lang = lastBot.lang;
+      saveLang(state.lang);
+      applyLang();
+    }
     applyAsk();
   }
   for (const message of toAnnounce) announce(message);
