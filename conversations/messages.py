@@ -24,6 +24,19 @@ def identity_kind(channel: Channel) -> str:
     return channel.value
 
 
+# A web chat's address is the secret its browser's session cookie carries: whoever holds it
+# reads and writes as the beneficiary.
+SECRET_ADDRESS_KINDS = frozenset({Channel.WEBCHAT.value})
+
+
+def shown_address(kind: str, address: str) -> str:
+    """An address as staff and exports may show it: a secret one by its last four
+    characters only, enough to tell two sessions apart."""
+    if kind in SECRET_ADDRESS_KINDS and not address.startswith("anonymised:"):
+        return f"…{address[-4:]}"
+    return address
+
+
 class Lang(StrEnum):
     AR = "ar"
     EN = "en"

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from conversations.fields import to_hijri
 from conversations.forms import FieldType, FormField
+from conversations.messages import shown_address
 from staff.backend import Backend
 from staff.i18n import Translator, translator
 from staff.permissions import Perm, Role, Staff, can
@@ -179,6 +180,7 @@ class Console:
         self.env.globals["field_label"] = self.field_label
         self.env.globals["answer_text"] = self.answer_text
         self.env.globals["Perm"] = Perm
+        self.env.globals["shown_address"] = shown_address
         self.env.tests["event"] = lambda item: isinstance(item, HistoryEvent)
 
     @property

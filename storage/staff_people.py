@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from conversations.messages import shown_address
 from storage.followup import RequestInfo, request_info
 from storage.models import (
     Beneficiary,
@@ -132,7 +133,9 @@ class PeopleTx(Tx):
             # The keyed lookup hashes are derived from values already given.
             "beneficiary": _columns(person, exclude={"phone_hash", "national_id_hash"}),
             "identities": [
-                _columns(i, exclude={"address_hash"}) for i in await self.identities(beneficiary_id)
+                _columns(i, exclude={"address_hash"})
+                | {"address": shown_address(i.kind, i.address)}
+                for i in await self.identities(beneficiary_id)
             ],
             "conversations": [_columns(c, exclude={"state"}) for c in conversations],
             "messages": [_columns(m, exclude={"payload"}) for m in messages],

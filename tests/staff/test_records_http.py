@@ -163,6 +163,8 @@ async def test_beneficiary_profile_contact_log_and_export(
     assert page.status_code == 200 and "محمد عبدالله القحطاني" in page.text
     assert await audit_count(console_service, "beneficiary.viewed") == 1
     assert 'data-testid="export"' not in page.text  # agents do not export
+    # A web chat's address is its browser session's secret: staff see its last characters.
+    assert "web-session-applicant-0001" not in page.text and "…0001" in page.text
 
     logged = await agent.post(
         f"/staff/beneficiaries/{world.beneficiary}/contacts",
@@ -187,6 +189,7 @@ async def test_beneficiary_profile_contact_log_and_export(
     assert data["requests"][0]["reference"] == world.reference
     assert data["requests"][0]["answers"] and data["contacts"][0]["kind"] == "visit"
     assert all("verify_last4" not in r for r in data["requests"])
+    assert [i["address"] for i in data["identities"]] == ["…0001"]
     assert await audit_count(console_service, "beneficiary.exported") == 1
 
 
