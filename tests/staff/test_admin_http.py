@@ -356,6 +356,13 @@ async def test_admin_teaches_a_miss_to_an_entry_and_to_a_new_one(
 
     other = "زوزو ميمي قاقا"
     miss = await add_miss(console_service, other)
+    # A number once listed is never another question's: a stale page or listing that teaches
+    # it again is refused rather than teaching this one.
+    assert miss != misses[0].id
+    stale = await admin.post(
+        f"/staff/knowledge/misses/{misses[0].id}/teach", {"entry_id": "volunteering"}
+    )
+    assert stale.status_code == 404
     new = await admin.post(
         f"/staff/knowledge/misses/{miss}/teach",
         {"new_id": "zozo", "answer_ar": "جواب زوزو", "answer_en": "Zozo's answer"},
