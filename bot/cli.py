@@ -489,13 +489,18 @@ def conversations() -> None:
 async def conversations_close(state: State, conversation_id: int, actor: str) -> None:
     """Give a conversation back to the bot; the beneficiary is asked for a rating when a
     staff member had taken it."""
-    from storage.repository import NotFound
+    from storage.repository import NotFound, NotOpen
 
     service = await _service(state.config)
     try:
         rated = await service.close_conversation(conversation_id, actor=actor)
     except NotFound:
         raise click.ClickException(f"no conversation {conversation_id}") from None
+    except NotOpen:
+        raise click.ClickException(
+            f"conversation {conversation_id} is with the bot (closed already, or never handed "
+            "to staff): nothing was sent"
+        ) from None
     finally:
         await service.close()
     asked = "a satisfaction survey was sent" if rated else "nobody had taken it: no survey"

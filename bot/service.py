@@ -56,6 +56,7 @@ from storage.repository import (
     AnyRow,
     ConversationBusy,
     Ingested,
+    NotOpen,
     OutboxEntry,
     Tx,
     pending_messages,
@@ -911,11 +912,14 @@ class Service:
         """Staff close a conversation: the bot takes over again and, when a staff member had
         taken this handover (even if it went back to the queue since), asks for a rating;
         one closed before anyone took it says so, and asks nothing. Whether a rating was
-        asked for."""
+        asked for; NotOpen for a conversation the bot already has."""
         async with self.db.session() as session:
             tx = Tx(session)
             conversation = await tx.conversation_for_update(conversation_id)
             status = conversation.status
+            if status not in ("staff", "queued"):
+                # Closed already (or never handed over): nothing to tell the beneficiary.
+                raise NotOpen(str(conversation_id))
             taken = status == "staff" or (
                 status == "queued" and await tx.taken_since(conversation.id, conversation.queued_at)
             )

@@ -28,7 +28,7 @@ from staff.permissions import (
     may_view,
 )
 from storage.models import Conversation
-from storage.repository import NotFound
+from storage.repository import NotFound, NotOpen
 from storage.staff import ConsoleTx, NotClaimable, QueueRow
 
 log = structlog.get_logger("tawasul.staff")
@@ -240,6 +240,26 @@ def routes(console: Console) -> APIRouter:
         console.backend.outbox_wakeup.set()
         return result
 
+    async def moved(
+        request: Request, staff: Staff, conversation_id: int, kept: str = ""
+    ) -> Response:
+        """The conversation changed hands before this action (a colleague took it over, it
+        went back to the queue, or it was closed): say so, and give back what was typed."""
+        async with console.db.session(write=False) as session:
+            current = await ConsoleTx(session).conversation(conversation_id)
+        view = view_of(current)
+        return console.render(
+            request,
+            staff,
+            "moved.html",
+            status=409,
+            why=current.status if current.status in ("staff", "queued") else "bot",
+            owner=current.assigned_to,
+            kept=kept.strip(),
+            conversation_id=conversation_id,
+            viewable=may_view(staff, view),
+        )
+
     def page_of(conversation_id: int) -> str:
         return f"{PREFIX}/conversations/{conversation_id}"
 
@@ -266,7 +286,9 @@ def routes(console: Console) -> APIRouter:
         return console.back(page_of(conversation_id))
 
     @router.post("/conversations/{conversation_id}/reply", include_in_schema=False)
-    async def reply(conversation_id: int, staff: Replier, text: Text = "") -> Response:
+    async def reply(
+        request: Request, conversation_id: int, staff: Replier, text: Text = ""
+    ) -> Response:
         if not text.strip():
             return console.back(page_of(conversation_id) + "?error=empty")
 
@@ -274,11 +296,16 @@ def routes(console: Console) -> APIRouter:
             await tx.staff_reply(conversation, staff.email, text.strip())
             return None
 
-        await act(conversation_id, staff, may_act, send)
+        try:
+            await act(conversation_id, staff, may_act, send)
+        except Denied:
+            return await moved(request, staff, conversation_id, text)
         return console.back(page_of(conversation_id))
 
     @router.post("/conversations/{conversation_id}/note", include_in_schema=False)
-    async def note(conversation_id: int, staff: Replier, text: Text = "") -> Response:
+    async def note(
+        request: Request, conversation_id: int, staff: Replier, text: Text = ""
+    ) -> Response:
         if not text.strip():
             return console.back(page_of(conversation_id) + "?error=empty")
 
@@ -286,11 +313,15 @@ def routes(console: Console) -> APIRouter:
             await tx.add_note(conversation, staff.email, text.strip())
             return None
 
-        await act(conversation_id, staff, may_note, write)
+        try:
+            await act(conversation_id, staff, may_note, write)
+        except Denied:
+            return await moved(request, staff, conversation_id, text)
         return console.back(page_of(conversation_id), "note")
 
     @router.post("/conversations/{conversation_id}/transfer", include_in_schema=False)
     async def transfer(
+        request: Request,
         conversation_id: int,
         staff: Replier,
         to: Annotated[str, Form(max_length=320)] = "",
@@ -304,11 +335,15 @@ def routes(console: Console) -> APIRouter:
             await tx.transfer(conversation, staff.email, target.email)
             return None
 
-        await act(conversation_id, staff, may_act, move)
+        try:
+            await act(conversation_id, staff, may_act, move)
+        except Denied:
+            return await moved(request, staff, conversation_id)
         return console.back(f"{PREFIX}/", "transferred")
 
     @router.post("/conversations/{conversation_id}/escalate", include_in_schema=False)
     async def escalate(
+        request: Request,
         conversation_id: int,
         staff: Replier,
         text: Text = "",
@@ -319,11 +354,14 @@ def routes(console: Console) -> APIRouter:
             await tx.escalate(conversation, staff.email, ESCALATED)
             return None
 
-        await act(conversation_id, staff, may_act, up)
+        try:
+            await act(conversation_id, staff, may_act, up)
+        except Denied:
+            return await moved(request, staff, conversation_id, text)
         return console.back(f"{PREFIX}/", "escalated")
 
     @router.post("/conversations/{conversation_id}/release", include_in_schema=False)
-    async def release(conversation_id: int, staff: Replier) -> Response:
+    async def release(request: Request, conversation_id: int, staff: Replier) -> Response:
         async def give_back(tx: ConsoleTx, conversation: Conversation) -> str | None:
             await tx.release(conversation, staff.email)
             await tx.say(
@@ -331,13 +369,19 @@ def routes(console: Console) -> APIRouter:
             )
             return None
 
-        await act(conversation_id, staff, may_act, give_back)
+        try:
+            await act(conversation_id, staff, may_act, give_back)
+        except Denied:
+            return await moved(request, staff, conversation_id)
         return console.back(f"{PREFIX}/", "released")
 
     @router.post("/conversations/{conversation_id}/close", include_in_schema=False)
-    async def close(conversation_id: int, staff: Replier) -> Response:
-        await load(conversation_id, staff, may_act)
-        await console.backend.close_conversation(conversation_id, actor=staff.actor)
+    async def close(request: Request, conversation_id: int, staff: Replier) -> Response:
+        try:
+            await load(conversation_id, staff, may_act)
+            await console.backend.close_conversation(conversation_id, actor=staff.actor)
+        except (Denied, NotOpen):
+            return await moved(request, staff, conversation_id)
         async with console.db.session() as session:
             await ConsoleTx(session).closed_by_staff(conversation_id)
         log.info("staff.closed", conversation_id=conversation_id)

@@ -82,6 +82,10 @@ class NotFound(LookupError):
     pass
 
 
+class NotOpen(ValueError):
+    """The conversation is with the bot: no staff member or queue to close it from."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """A claimed outbox item, as sending it and recording the outcome need it."""

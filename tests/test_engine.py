@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.service import Service
 from conversations.engine import MENU
 from conversations.messages import Ask, Attachment, Channel
 from conversations.ports import RequestStatus
-from storage.models import Conversation, Message, Request, SurveyAnswer, UnansweredQuestion
+from storage.models import (
+    AuditEntry,
+    Conversation,
+    Message,
+    Request,
+    SurveyAnswer,
+    UnansweredQuestion,
+)
+from storage.repository import NotOpen
 from tests.conftest import WORKING_TIME, Chat, take_conversation, valid_national_id
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -491,6 +500,28 @@ async def test_a_conversation_closed_while_queued_asks_no_rating(service: Servic
     assert "comment" not in chat.text
     async with service.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(SurveyAnswer)) == 0
+
+
+async def test_closing_a_conversation_the_bot_has_sends_nothing(service: Service) -> None:
+    """Closed twice (the console, then the command line), or never handed over: refused,
+    and the beneficiary gets no second 'your conversation was closed' mid-form."""
+    chat = Chat(service)
+    await chat.say("hello")
+    await chat.say("agent")
+    conv_id = await take_conversation(service, "agent@example.org")
+    assert await service.close_conversation(conv_id, actor="agent@example.org") is True
+    async with service.db.session() as s:
+        before = await s.scalar(select(func.count()).select_from(Message))
+    with pytest.raises(NotOpen):
+        await service.close_conversation(conv_id, actor="cli")
+    async with service.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Message)) == before
+        closes = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "conversation.closed")
+        )
+    assert closes == 1
 
 
 async def test_a_conversation_taken_then_escalated_is_rated_when_closed(service: Service) -> None:

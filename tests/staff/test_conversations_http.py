@@ -278,3 +278,28 @@ async def test_an_account_without_a_name_is_shown_by_its_address(
     page = (await agent.get(f"/staff/conversations/{conversation_id}/history")).text
     assert '<bdi dir="ltr">agent@example.org</bdi>' in page
     assert "تولّى المحادثة \u2066agent@example.org\u2069" in html.unescape(page)
+
+
+async def test_a_reply_to_a_conversation_that_changed_hands_is_kept_and_explained(
+    console_service: Service, browser_for: Any
+) -> None:
+    """A supervisor took the conversation over while the agent was typing: the reply is not
+    sent, the page says who has it now (not 'your role may not'), and gives the text back."""
+    conversation_id = await queued(console_service)
+    agent, supervisor = await browser_for("agent"), await browser_for("supervisor")
+    base = f"/staff/conversations/{conversation_id}"
+    await agent.post(f"{base}/claim")
+    await supervisor.post(f"{base}/claim")
+    typed = "سأراجع طلبك الآن"
+    late = await agent.post(f"{base}/reply", {"text": typed})
+    assert late.status_code == 409
+    assert 'data-testid="moved-page"' in late.text
+    assert "Supervisor" in late.text and typed in late.text
+    assert not [m for m, _ in await messages(console_service, conversation_id) if m.text == typed]
+
+    # Closed by the supervisor: a second close (a stale page) sends nothing more.
+    await supervisor.post(f"{base}/close")
+    count = len(await messages(console_service, conversation_id))
+    again = await supervisor.post(f"{base}/close")
+    assert again.status_code == 409 and "أُغلقت المحادثة" in again.text
+    assert len(await messages(console_service, conversation_id)) == count
