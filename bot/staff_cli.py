@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import click
 
-from bot.cli import State, opened_database, pass_state, run_async
+from bot.cli import State, opened_database, pass_state, riyadh, run_async
 
 ROLES = ["agent", "supervisor", "admin"]
 T = TypeVar("T")
@@ -85,17 +85,21 @@ async def staff_list(state: State) -> None:
     if not rows:
         click.echo("No staff accounts yet: tawasul staff add EMAIL --role admin")
         return
+    width = max(len(row.email) for row in rows)
     for row in rows:
-        seen = row.last_login_at.isoformat(timespec="minutes") if row.last_login_at else "never"
+        seen = riyadh(row.last_login_at, state.config) or "never"
         state_text = "active" if row.active else "disabled"
-        click.echo(f"{row.email}  {row.role:<10}  {state_text:<8}  last sign-in {seen}")
+        click.echo(
+            f"{row.email:<{width}}  {row.role:<10}  {state_text:<8}  last sign-in {seen:<22}"
+            f"  {row.name}".rstrip()
+        )
 
 
-async def _set_active(state: State, email: str, active: bool) -> None:
+async def _set_active(state: State, email: str, active: bool) -> list[int]:
     from staff.accounts import set_active
 
     async with opened_database(state.config) as database:
-        await _checked(set_active(database, email, active, actor="cli"))
+        return await _checked(set_active(database, email, active, actor="cli"))
 
 
 @staff_group.command("disable")
@@ -103,9 +107,13 @@ async def _set_active(state: State, email: str, active: bool) -> None:
 @pass_state
 @run_async
 async def staff_disable(state: State, email: str) -> None:
-    """Disable an account; its sessions end at once."""
-    await _set_active(state, email, False)
+    """Disable an account; its sessions end at once and the conversations it held go back
+    to the queue."""
+    requeued = await _set_active(state, email, False)
     click.echo(f"Disabled {email}.")
+    if requeued:
+        ids = ", ".join(f"#{i}" for i in requeued)
+        click.echo(f"{len(requeued)} conversation(s) it held went back to the queue: {ids}.")
 
 
 @staff_group.command("enable")

@@ -125,8 +125,9 @@ async def change_role(db: Database, email: str, role: str, *, actor: str) -> Non
         await tx.set_staff_role(email, role, actor=actor)
 
 
-async def set_active(db: Database, email: str, active: bool, *, actor: str) -> None:
-    """Enable or disable an account; a disabled account's sessions end at once."""
+async def set_active(db: Database, email: str, active: bool, *, actor: str) -> list[int]:
+    """Enable or disable an account; a disabled account's sessions end at once, and the
+    conversations it held go back to the queue (their ids are returned)."""
     email = check_email(email)
     if _self(actor, email):
         raise AccountError("self", "you cannot disable your own account")
@@ -136,6 +137,7 @@ async def set_active(db: Database, email: str, active: bool, *, actor: str) -> N
         if not active and user.role == "admin":
             await _guard_last_admin(tx, email)
         await tx.set_staff_active(email, active, actor=actor)
+        return [] if active else await tx.requeue_held_by(user.email, actor=actor)
 
 
 async def change_password(db: Database, email: str, password: str, *, actor: str) -> None:

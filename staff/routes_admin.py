@@ -121,11 +121,11 @@ def routes(console: Console) -> APIRouter:
         active: Annotated[str, Form(max_length=8)] = "",
     ) -> Response:
         try:
-            await set_active(console.db, email, active == "1", actor=staff.actor)
+            requeued = await set_active(console.db, email, active == "1", actor=staff.actor)
         except AccountError as exc:
             if exc.code == "unknown":
                 raise Missing from None
             return console.back(f"{PREFIX}/staff-members?error={exc.code}")
-        return console.back(f"{PREFIX}/staff-members", "saved")
+        return console.back(f"{PREFIX}/staff-members", "requeued" if requeued else "saved")
 
     return router

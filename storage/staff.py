@@ -52,7 +52,7 @@ class HistoryItem:
 
 # How a staff member's turn with a conversation ended, as the history tells it (a transfer
 # and a supervisor's taking over are told by the next turn's start).
-TURN_ENDS = frozenset({"escalated", "returned", "closed"})
+TURN_ENDS = frozenset({"escalated", "returned", "closed", "requeued"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,26 @@ class ConsoleTx(PeopleTx):
             await self.session.execute(delete(StaffSession).where(StaffSession.staff_id == user.id))
         await self.audit(actor, "staff.enabled" if active else "staff.disabled", user.email)
         return True
+
+    async def requeue_held_by(self, email: str, *, actor: str) -> list[int]:
+        """Put the conversations a staff member holds back in the queue, in their place (their
+        account is being disabled: nobody would answer them). Their ids."""
+        held = list(
+            await self.session.scalars(
+                select(Conversation)
+                .where(Conversation.status == "staff", Conversation.assigned_to == email)
+                .order_by(Conversation.id)
+                .with_for_update()
+            )
+        )
+        for conversation in held:
+            await self._end_handling(conversation.id, "requeued")
+            conversation.status = "queued"
+            conversation.assigned_to = None
+            conversation.queued_at = conversation.queued_at or utcnow()
+            conversation.updated_at = utcnow()
+            await self.audit(actor, "conversation.requeued", str(conversation.id), staff=email)
+        return [c.id for c in held]
 
     async def set_staff_role(self, email: str, role: str, *, actor: str) -> bool:
         user = await self.staff_by_email(email)

@@ -211,4 +211,22 @@ def test_the_command_line_follows_the_same_rules(tmp_path: Path) -> None:
     assert last.returncode != 0 and "only active administrator" in last.stderr
     refused = run_cli(tmp_path, "staff", "disable", "boss@example.org", check=False)
     assert refused.returncode != 0 and "only active administrator" in refused.stderr
-    assert "admin" in run_cli(tmp_path, "staff", "list").stdout
+    run_cli(
+        tmp_path,
+        "staff",
+        "add",
+        "hind.alqahtani@example.org",
+        "--role",
+        "agent",
+        "--name",
+        "هند",
+        "--generate-password",
+    )
+    listed = run_cli(tmp_path, "staff", "list").stdout.splitlines()
+    # One column each, the addresses padded to the longest, and the name last.
+    assert [line.split()[:3] for line in listed] == [
+        ["boss@example.org", "admin", "active"],
+        ["hind.alqahtani@example.org", "agent", "active"],
+    ]
+    assert listed[1].endswith("هند") and listed[0].endswith("never")
+    assert listed[0].index("admin") == listed[1].index("agent")

@@ -123,7 +123,11 @@ async def test_a_second_agent_cannot_take_or_answer_a_claimed_conversation(
     assert late.status_code == 303 and late.headers["location"] == "/staff/?error=taken"
     assert (await second.get(f"/staff/conversations/{conversation_id}")).status_code == 403
     reply = await second.post(f"/staff/conversations/{conversation_id}/reply", {"text": "x"})
-    assert reply.status_code == 403
+    # Refused, saying who has it (and not the conversation itself, which this agent may not
+    # open): nothing was sent.
+    assert reply.status_code == 409
+    assert 'data-testid="moved-why">المحادثة الآن لدى Agent،' in reply.text
+    assert f'href="/staff/conversations/{conversation_id}"' not in reply.text
     assert (await conversation(console_service, conversation_id)).assigned_to == (
         "agent@example.org"
     )
@@ -294,7 +298,8 @@ async def test_a_reply_to_a_conversation_that_changed_hands_is_kept_and_explaine
     late = await agent.post(f"{base}/reply", {"text": typed})
     assert late.status_code == 409
     assert 'data-testid="moved-page"' in late.text
-    assert "Supervisor" in late.text and typed in late.text
+    assert 'data-testid="moved-why">المحادثة الآن لدى Supervisor،' in late.text
+    assert typed in late.text
     assert not [m for m, _ in await messages(console_service, conversation_id) if m.text == typed]
 
     # Closed by the supervisor: a second close (a stale page) sends nothing more.
@@ -303,3 +308,30 @@ async def test_a_reply_to_a_conversation_that_changed_hands_is_kept_and_explaine
     again = await supervisor.post(f"{base}/close")
     assert again.status_code == 409 and "أُغلقت المحادثة" in again.text
     assert len(await messages(console_service, conversation_id)) == count
+
+
+async def test_disabling_an_account_puts_its_conversations_back_in_the_queue(
+    console_service: Service, browser_for: Any
+) -> None:
+    """Nobody would answer them otherwise: no agent's view showed them, only supervisors'."""
+    conversation_id = await queued(console_service)
+    other = await queued(console_service, sender="web-session-0002-abcdefgh")
+    agent, admin = await browser_for("agent"), await browser_for("admin")
+    await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    await agent.post(f"/staff/conversations/{other}/claim")
+    await agent.post(f"/staff/conversations/{other}/close")
+    first_queued = (await conversation(console_service, conversation_id)).queued_at
+
+    done = await admin.post(
+        "/staff/staff-members/active", {"email": "agent@example.org", "active": "0"}
+    )
+    assert "done=requeued" in done.headers["location"]
+    row = await conversation(console_service, conversation_id)
+    assert (row.status, row.assigned_to) == ("queued", None)
+    assert row.queued_at == first_queued  # in its place, not at the back
+    assert (await conversation(console_service, other)).status == "bot"  # closed stays closed
+    history = (await admin.get(f"/staff/conversations/{conversation_id}/history")).text
+    assert re.findall(r'data-event="([a-z]+)"', history) == ["taken", "requeued"]
+    agent2 = await browser_for("agent2")
+    claimed = await agent2.post(f"/staff/conversations/{conversation_id}/claim")
+    assert claimed.status_code == 303
