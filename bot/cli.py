@@ -118,12 +118,15 @@ def _keyring(config: Config) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def riyadh(when: datetime | None, config: Config) -> str | None:
-    if when is None:
-        return None
+def local(when: datetime, config: Config) -> datetime:
+    """A stored (UTC) moment in the association's time zone."""
     from zoneinfo import ZoneInfo
 
-    return when.astimezone(ZoneInfo(config.hours.timezone)).isoformat(timespec="minutes")
+    return when.astimezone(ZoneInfo(config.hours.timezone))
+
+
+def riyadh(when: datetime | None, config: Config) -> str | None:
+    return local(when, config).isoformat(timespec="minutes") if when is not None else None
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -332,7 +335,8 @@ async def _request_dict(tx: Any, row: Any, config: Config, *, full: bool) -> dic
         "beneficiary": row.beneficiary_id,
         "submitted_at": riyadh(row.submitted_at, config),
         "due_at": riyadh(row.due_at, config),
-        "due_hijri": to_hijri(row.due_at.date()) if row.due_at else None,
+        # The day in the association's time: 01:21 in Riyadh is still the day before in UTC.
+        "due_hijri": to_hijri(local(row.due_at, config).date()) if row.due_at else None,
         "declared_at": riyadh(row.declared_at, config),
         "declaration_channel": row.declaration_channel,
     }

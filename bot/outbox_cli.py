@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from bot.cli import State, pass_state
+from bot.cli import State, pass_state, riyadh
+from bot.config import Config
 from bot.service import Service
 from storage.models import OutboxItem
 
@@ -26,7 +27,7 @@ def mask(address: str) -> str:
     return address[:4] + "•" * max(len(address) - 6, 1) + address[-2:]
 
 
-def describe(item: OutboxItem) -> dict[str, Any]:
+def describe(item: OutboxItem, config: Config) -> dict[str, Any]:
     return {
         "id": item.id,
         "status": item.status,
@@ -36,7 +37,7 @@ def describe(item: OutboxItem) -> dict[str, Any]:
         "attempts": item.attempts,
         "last_error": item.last_error,
         "conversation_id": item.conversation_id,
-        "created_at": item.created_at.isoformat() if item.created_at else None,
+        "created_at": riyadh(item.created_at, config),
     }
 
 
@@ -61,7 +62,7 @@ def outbox_group() -> None:
 @pass_state
 def failed(state: State, as_json: bool) -> None:
     """List replies that failed after their attempts, or are held for staff."""
-    items = [describe(i) for i in _run(state, lambda s: s.failed_outbox())]
+    items = [describe(i, state.config) for i in _run(state, lambda s: s.failed_outbox())]
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return

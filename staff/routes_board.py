@@ -23,16 +23,17 @@ from staff.routes_reports import report_between
 from storage.staff_reports import Report
 
 
-def month_bounds(value: str, today: date) -> tuple[date, date]:
+def month_bounds(value: str, today: date) -> tuple[date, date, bool]:
     """The first and last day of ``YYYY-MM``, by default the month before ``today``'s (the
-    board meets on the month that ended)."""
+    board meets on the month that ended); and whether ``value`` was given but not a month."""
     try:
         year, month = (int(part) for part in value.split("-"))
-        first = date(year, month, 1)
+        first, bad = date(year, month, 1), False
     except ValueError:
         first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        bad = bool(value)
     following = (first + timedelta(days=32)).replace(day=1)
-    return first, following - timedelta(days=1)
+    return first, following - timedelta(days=1), bad
 
 
 def previous_month(first: date) -> tuple[date, date]:
@@ -157,7 +158,7 @@ def routes(console: Console) -> APIRouter:
     async def board_page(request: Request, staff: ReportsViewer, month: str = "") -> Response:
         t = translator(console.lang_of(request))
         today = console.local(datetime.now(UTC)).date()
-        first, last = month_bounds(month, today)
+        first, last, bad = month_bounds(month, today)
         before_first, before_last = previous_month(first)
         report = await report_between(console, first, last)
         before = await report_between(console, before_first, before_last)
@@ -165,6 +166,7 @@ def routes(console: Console) -> APIRouter:
             request,
             staff,
             "board.html",
+            error="month" if bad else "",
             month=f"{first.year:04d}-{first.month:02d}",
             title=month_name(first, last, t.lang),
             before_title=month_name(before_first, before_last, t.lang),

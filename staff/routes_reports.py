@@ -15,20 +15,22 @@ from staff.i18n import Translator, translator
 from storage.staff_reports import Report, build_report
 
 
-def period(console: Console, start: str, end: str) -> tuple[date, date]:
-    """The chosen days (local), by default the current month up to today."""
+def period(console: Console, start: str, end: str) -> tuple[date, date, bool]:
+    """The chosen days (local), by default the current month up to today; and whether a
+    day given was not a date (its default is used, and the page says so)."""
     today = console.local(datetime.now(UTC)).date()
+    bad = False
     try:
         first = date.fromisoformat(start) if start else today.replace(day=1)
     except ValueError:
-        first = today.replace(day=1)
+        first, bad = today.replace(day=1), True
     try:
         last = date.fromisoformat(end) if end else today
     except ValueError:
-        last = today
+        last, bad = today, True
     if last < first:
         first, last = last, first
-    return first, last
+    return first, last, bad
 
 
 def bars(values: dict[str, int], t: Translator, prefix: str) -> list[dict[str, object]]:
@@ -40,9 +42,12 @@ def bars(values: dict[str, int], t: Translator, prefix: str) -> list[dict[str, o
     ]
 
 
-def csv_rows(report: Report) -> list[list[object]]:
+def csv_rows(report: Report, console: Console) -> list[list[object]]:
     rows: list[list[object]] = [["section", "key", "value"]]
-    rows += [["period", "from", report.start.isoformat()], ["period", "to", report.end.isoformat()]]
+    rows += [
+        ["period", "from", console.local(report.start).isoformat()],
+        ["period", "to", console.local(report.end).isoformat()],
+    ]
     rows += [["messages_in", k, v] for k, v in sorted(report.messages_in.items())]
     rows += [["messages_out", k, v] for k, v in sorted(report.messages_out.items())]
     rows += [["conversations", k, v] for k, v in sorted(report.conversations.items())]
@@ -94,7 +99,7 @@ def routes(console: Console) -> APIRouter:
         start: str = "",
         end: str = "",
     ) -> Response:
-        first, last = period(console, start, end)
+        first, last, bad = period(console, start, end)
         report = await report_between(console, first, last)
         t = translator(console.lang_of(request))
         channels = sorted(set(report.messages_in) | set(report.messages_out))
@@ -102,6 +107,7 @@ def routes(console: Console) -> APIRouter:
             request,
             staff,
             "reports.html",
+            error="period" if bad else request.query_params.get("error", ""),
             report=report,
             first=first,
             last=last,
@@ -121,10 +127,12 @@ def routes(console: Console) -> APIRouter:
 
     @router.get("/reports.csv", include_in_schema=False)
     async def report_csv(staff: ReportsViewer, start: str = "", end: str = "") -> Response:
-        first, last = period(console, start, end)
+        first, last, bad = period(console, start, end)
+        if bad:
+            return Response("start and end are days, YYYY-MM-DD\n", status_code=400)
         report = await report_between(console, first, last)
         out = io.StringIO()
-        csv.writer(out).writerows(csv_rows(report))
+        csv.writer(out).writerows(csv_rows(report, console))
         return Response(
             "\ufeff" + out.getvalue(),
             media_type="text/csv; charset=utf-8",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from adapters.console import run_console
 from bot.service import Service
+from conversations.fields import to_hijri
 from conversations.messages import Attachment, Inbound, Reply
 from storage.models import OutboxItem
 from tests.conftest import make_config, run_cli, take_conversation, valid_national_id
@@ -74,6 +76,9 @@ def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: P
     assert request["status"] == "submitted" and request["form"] == "support_request"
     assert request["declared_at"] and request["declaration_channel"] == "console"
     assert request["due_at"] and request["due_hijri"].startswith("14")
+    # The Hijri day is the same day as the local one (not the UTC day, a day early after
+    # midnight in Riyadh).
+    assert request["due_hijri"] == to_hijri(date.fromisoformat(request["due_at"][:10]))
     answers = request["answers"]
     assert answers["full_name"]["value"] == "نورة سعد العتيبي"
     assert answers["national_id"]["value"] == nid

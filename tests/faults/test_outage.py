@@ -185,6 +185,7 @@ async def test_outage_then_recovery_delivers_once_in_order_and_refusals_end_fail
         assert row["id"] == failed[0].id and row["attempts"] == MAX_ATTEMPTS
         assert row["channel"] == peer.channel and peer.refusal in row["last_error"]
         assert row["address"].endswith("09")
+        assert row["created_at"].endswith("+03:00")  # the association's time, as elsewhere
 
         await asyncio.to_thread(run_cli, tmp_path, "outbox", "retry", "--all", env=server.env)
         after = [i for i in await settled(observer, 15) if i.address == refused]

@@ -457,6 +457,9 @@ async def test_board_report_names_the_month_in_both_calendars_and_compares(
     english = await supervisor.get("/staff/reports/board", params={"month": "2026-11"})
     assert "November 2026" in english.text and "Jumada" in english.text
     assert 'dir="ltr"' in english.text
+    assert 'data-testid="flash-error"' not in english.text
+    typo = await supervisor.get("/staff/reports/board", params={"month": "2026-13"})
+    assert typo.status_code == 200 and 'data-testid="flash-error"' in typo.text
 
 
 def _figure(html: str, testid: str) -> int:
