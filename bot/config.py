@@ -17,6 +17,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 ENV_PREFIX = "TAWASUL_"
@@ -101,6 +102,15 @@ class HoursConfig(Section):
         if unknown:
             raise ValueError(f"unknown day names {unknown}; use e.g. sunday, monday")
         return [d.lower() for d in value]
+
+    @model_validator(mode="after")
+    def _shift(self) -> HoursConfig:
+        if self.opens == self.closes:
+            raise ValueError(
+                f"opens and closes are both {self.opens}: give the hours staff work (closes "
+                "may be after midnight, e.g. opens 22:00 and closes 02:00)"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod

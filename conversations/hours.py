@@ -21,9 +21,21 @@ class WorkingHours:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def overnight(self) -> bool:
+        """A shift that closes after midnight (Ramadan's night hours, 22:00 to 02:00): it
+        belongs to the working day it opens on."""
+        return self.closes <= self.opens
+
     def is_open(self, at: datetime) -> bool:
         local = at.astimezone(self.zone)
-        return local.weekday() in self.workdays and self.opens <= local.time() < self.closes
+        day, now = local.weekday(), local.time()
+        if not self.overnight:
+            return day in self.workdays and self.opens <= now < self.closes
+        yesterday = (day - 1) % 7
+        return (day in self.workdays and now >= self.opens) or (
+            yesterday in self.workdays and now < self.closes
+        )
 
     def next_opening(self, at: datetime) -> datetime:
         """The next moment staff are at work, in local time (``at`` itself when open)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -61,6 +63,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[server]\nport = 'x'\n", "server.port"),
         ("[hours]\nworkdays = ['funday']\n", "funday"),
         ("[hours]\ntimezone = 'Mars/Olympus'\n", "Mars/Olympus"),
+        ("[hours]\nopens = 09:00:00\ncloses = 09:00:00\n", "after midnight"),
         ("[database]\nurl = 'sqlite:///x.db'\n", "async driver"),
         ("[server\n", "not valid TOML"),
     ],
@@ -190,3 +193,27 @@ def test_broken_knowledge_base_is_refused() -> None:
             '[[faq]]\nid = "a"\nquestions.ar = ["س"]\nanswer.ar = "ج"\n',
             "kb.toml",
         )
+
+
+def test_night_hours_that_close_after_midnight() -> None:
+    """Ramadan's night shift, 22:00 to 02:00: open from Sunday 22:00 to Monday 02:00, and the
+    shift opening Thursday night runs into Friday although Friday is not a working day."""
+    from conversations.hours import WorkingHours
+
+    hours = WorkingHours(opens=time(22, 0), closes=time(2, 0))
+    riyadh = ZoneInfo("Asia/Riyadh")
+
+    def at(day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, 11, day, hour, minute, tzinfo=riyadh)  # 22 Nov 2026 is a Sunday
+
+    assert not hours.is_open(at(22, 21, 59))
+    assert hours.is_open(at(22, 22, 0)) and hours.is_open(at(23, 1, 30))
+    assert not hours.is_open(at(23, 2, 0)) and not hours.is_open(at(23, 12, 0))
+    assert hours.is_open(at(27, 1, 0))  # Friday 01:00: Thursday's shift
+    assert not hours.is_open(at(27, 22, 30)) and not hours.is_open(at(28, 1, 0))
+    assert not hours.is_open(at(22, 1, 0))  # Sunday 01:00: Saturday had no shift
+    assert hours.next_opening(at(23, 1, 30)) == at(23, 1, 30)
+    assert hours.next_opening(at(23, 3, 0)) == at(23, 22, 0)
+    assert hours.next_opening(at(27, 3, 0)) == at(29, 22, 0)  # Friday: next is Sunday night
+    day = WorkingHours()
+    assert day.is_open(at(22, 9, 0)) and not day.is_open(at(22, 15, 0))
