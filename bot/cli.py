@@ -134,7 +134,9 @@ def riyadh(when: datetime | None, config: Config) -> str | None:
 
 @main.command()
 @click.option("--host", help="Address to listen on (default from [server] host: 127.0.0.1).")
-@click.option("--port", type=int, help="Port (default from [server] port: 8080).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default from [server] port: 8080)."
+)
 @pass_state
 def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the web chat, the webhooks and the workers."""
@@ -152,9 +154,10 @@ def serve(state: State, host: str | None, port: int | None) -> None:
             f"Created {faq_path} from the default knowledge base: edit it to suit the "
             "association; changes are picked up without a restart."
         )
-    service = asyncio.run(_service_checked(config))
     host = config.server.host = host or config.server.host
     port = config.server.port = port or config.server.port
+    _check_free(host, port)
+    service = asyncio.run(_service_checked(config))
     app = create_app(service)
     knowledge = service.knowledge
     notice(f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}")
@@ -169,6 +172,28 @@ def serve(state: State, host: str | None, port: int | None) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=int(config.server.shutdown_seconds),
     )
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, before anything starts or is announced, when the address is taken
+    (another Tawasul still running, say); binding as the server will, then letting go."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {exc.strerror} (is another Tawasul or "
+                "program using it? stop it, or choose another port with --port or "
+                "[server] port)"
+            ) from None
 
 
 async def _service_checked(config: Config) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -158,6 +159,23 @@ def test_retrying_an_unknown_reply_says_only_that(tmp_path: Path) -> None:
     assert unknown.returncode == 1
     assert unknown.stdout.strip() == "Not failed or held (or unknown): #99999"
     assert run_cli(tmp_path, "outbox", "retry", "--all").stdout.strip() == "Nothing to queue again."
+
+
+def test_serve_refuses_a_taken_or_impossible_port_before_announcing_anything(
+    tmp_path: Path,
+) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli(tmp_path, "serve", "--port", str(port), check=False)
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "serving" not in busy.stdout + busy.stderr
+    impossible = run_cli(tmp_path, "serve", "--port", "99999", check=False)
+    assert impossible.returncode == 2 and "99999" in impossible.stderr
+    assert "serving" not in impossible.stdout + impossible.stderr
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
