@@ -41,7 +41,11 @@ def faq() -> None:
 
 @faq.command()
 @click.argument("text")
-@click.option("--kb", type=click.Path(path_type=Path, dir_okay=False), help="Knowledge-base file.")
+@click.option(
+    "--kb",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Knowledge-base file (default: the configured one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
@@ -86,7 +90,11 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
 
 
 @faq.command("eval")
-@click.option("--kb", type=click.Path(path_type=Path, dir_okay=False), help="Knowledge-base file.")
+@click.option(
+    "--kb",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Knowledge-base file (default: the configured one).",
+)
 @click.option(
     "--cases",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -163,6 +163,10 @@ def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures["cases"] == 2
     assert {"accuracy", "wrong_answers", "p50_ms", "p99_ms"} <= set(figures)
+    # A knowledge base named but absent is an error, not the shipped one in its place.
+    for command in (["ask", "question"], ["eval", "--cases", str(cases)]):
+        missing = run_cli(tmp_path, "faq", *command, "--kb", "no-such.toml", check=False)
+        assert missing.returncode == 2 and "no-such.toml" in missing.stderr
 
     run_cli(tmp_path, "chat", "--user", "9", input="مرحبا\nكيكي بوبو زززز\n")
     misses = json.loads(run_cli(tmp_path, "faq", "misses", "--json").stdout)
