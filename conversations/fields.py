@@ -457,7 +457,8 @@ def match_choice(raw: str, options: Sequence[tuple[str, Sequence[str]]]) -> str 
     """The value of the option the answer picks, or None.
 
     A 1-based number (Arabic-Indic digits too, "2." and "(2)" included) picks by position;
-    otherwise the normalised answer must equal a normalised label or the normalised value.
+    otherwise the normalised answer must equal a normalised label or the normalised value,
+    or be the first word of one short label only.
     """
     text = normalize_arabic(raw)
     if not text:
@@ -471,4 +472,25 @@ def match_choice(raw: str, options: Sequence[tuple[str, Sequence[str]]]) -> str 
             text == normalize_arabic(label) for label in labels
         ):
             return value
-    return None
+    return _first_word(text, options)
+
+
+# A label this short reads as a button; its first word alone names it ("تأكيد" for
+# "تأكيد وإرسال"). Longer labels (offered questions) must be answered in full or by number.
+_BUTTON_WORDS = 3
+_MIN_WORD = 3
+
+
+def _first_word(text: str, options: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+    """The option whose short label begins with the one word typed, when only one does."""
+    if " " in text or len(text) < _MIN_WORD:
+        return None
+    found = {
+        value
+        for value, labels in options
+        for label in labels
+        if (words := normalize_arabic(label).split())
+        and len(words) <= _BUTTON_WORDS
+        and words[0] == text
+    }
+    return found.pop() if len(found) == 1 else None

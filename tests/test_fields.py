@@ -578,15 +578,32 @@ OPTIONS: list[tuple[str, list[str]]] = [
         ("اخرى", "other"),
         ("other", "other"),
         ("Rent", "rent"),
+        ("سلة", "food"),  # a button's first word names it
+        ("مساعده", "rent"),
     ],
 )
 def test_match_choice(raw: str, value: str) -> None:
     assert match_choice(raw, OPTIONS) == value
 
 
-@pytest.mark.parametrize("raw", ["0", "4", "٤", "", "  ", "سلة", "food basket please", "9" * 5000])
+@pytest.mark.parametrize(
+    "raw", ["0", "4", "٤", "", "  ", "غذائية", "basket", "food basket please", "9" * 5000]
+)
 def test_match_choice_no_match(raw: str) -> None:
     assert match_choice(raw, OPTIONS) is None
+
+
+def test_a_first_word_picks_only_a_short_label_that_alone_begins_with_it() -> None:
+    summary = [("confirm", ["تأكيد وإرسال"]), ("edit", ["تعديل إجابة"]), ("cancel", ["إلغاء"])]
+    assert match_choice("تأكيد", summary) == "confirm"
+    assert match_choice("تاكيد", summary) == "confirm"
+    # Two labels begin with it: neither is guessed.
+    twice = [("a", ["طلب دعم"]), ("b", ["طلب تطوع"])]
+    assert match_choice("طلب", twice) is None
+    # Offered questions are answered in full or by number, never by their first word.
+    questions = [("docs", ["ما هي المستندات المطلوبة للتقديم؟"]), ("hours", ["متى تعملون؟"])]
+    assert match_choice("ما", questions) is None
+    assert match_choice("المستندات", questions) is None
 
 
 @given(st.integers(min_value=1, max_value=3))
