@@ -259,6 +259,9 @@ async def test_the_history_tells_who_had_the_conversation_by_name(
     order = re.findall(r'data-event="([a-z]+)"|data-testid="(message-staff|note)"', page)
     flat = [event or item for event, item in order]
     assert flat[:4] == ["taken", "message-staff", "note", "transferred"]
+    # The choices the bot offered are shown with its message, numbered as the beneficiary
+    # saw them: a reply of "2" can be understood.
+    assert 'data-testid="offered"' in page
     # Replies and notes are signed with the name; the address is on hover.
     assert '<bdi title="agent@example.org">Agent</bdi>' in page
     assert "agent@example.org</span>" not in page
