@@ -219,7 +219,7 @@ class Console:
             return t("time.minutes", n=minutes)
         if minutes < 60 * 24:
             return t("time.hours", h=minutes // 60, m=minutes % 60)
-        return t("time.days", n=minutes // (60 * 24))
+        return t.counted("time.days", minutes // (60 * 24))
 
     def form_title(self, form_id: str, lang: str) -> str:
         form = self.backend.knowledge.forms.get(form_id)

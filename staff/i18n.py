@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from conversations.catalog import plural_category
+
 LANGS = ("ar", "en")
 FOLDER = Path(__file__).parent / "i18n"
 
@@ -45,6 +47,13 @@ class Translator:
         if text is None:
             raise KeyError(f"staff console text {key!r} is missing")
         return text.format(**params) if params else text
+
+    def counted(self, key: str, n: int, **params: object) -> str:
+        """The text for ``n`` of something in the number the language wants (``key.one``,
+        ``key.two``, ``key.few``, ``key.many`` where the table has them, else ``key``):
+        رسالة واحدة، رسالتان، ٥ رسائل، ١١ رسالة."""
+        form = f"{key}.{plural_category(self.lang, n)}"
+        return self(form if self.has(form) else key, n=n, **params)
 
     def has(self, key: str) -> bool:
         return key in table(self.lang)
