@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -238,18 +238,25 @@ class Console:
             return name
         return spec.label.get(lang) or spec.label.get("ar") or name
 
-    def answer_text(self, form_id: str, answer: Any, lang: str) -> str:
-        """A stored answer as staff read it: a choice in the console's language (it was
-        stored in the beneficiary's), a masked ID in full (staff check it against the
-        documents), else as the beneficiary confirmed it."""
+    def answer_text(
+        self, form_id: str, answer: Any, lang: str, documents: Sequence[Any] = ()
+    ) -> str:
+        """A stored answer as staff read it: a choice, yes or no, a count of files in the
+        console's language (they were stored in the beneficiary's), a masked ID in full
+        (staff check it against the documents), else as the beneficiary confirmed it."""
         spec = self._field(form_id, answer.field)
         value, display = answer.value, answer.display or ""
+        if spec is not None and spec.type is FieldType.ATTACHMENT:
+            # The files are stored as the request's documents, under the field's name.
+            count = sum(1 for d in documents if d.field == answer.field)
+            return translator(lang).counted("answer.files", count)
         if spec is not None and value:
             option = spec.option(value)
             if option is not None:
                 return option.label(lang)
             if spec.type is FieldType.YESNO and value in ("yes", "no"):
                 return translator(lang)(f"answer.{value}")
+
         if value and "*" in display:
             return str(value)
         return display or value or "—"

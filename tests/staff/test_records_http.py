@@ -75,6 +75,9 @@ async def test_request_page_shows_answers_documents_and_declaration(
     await agent.get("/staff/lang/en", params={"next": "/staff/"})
     english = await agent.get(f"/staff/requests/{world.reference}")
     assert "Rented" in english.text
+    # The documents answer too: counted in the console's language.
+    assert "ملف واحد" in page.text
+    assert "1 file" in english.text and "ملف واحد" not in english.text
 
     document = await agent.get(f"/staff/documents/{world.document}")
     assert document.status_code == 200
