@@ -349,6 +349,7 @@ def requests() -> None:
 
 async def _request_dict(tx: Any, row: Any, config: Config, *, full: bool) -> dict[str, Any]:
     from conversations.fields import to_hijri
+    from storage.followup import request_info
 
     data: dict[str, Any] = {
         "reference": row.reference,
@@ -379,6 +380,16 @@ async def _request_dict(tx: Any, row: Any, config: Config, *, full: bool) -> dic
                 "filename": d.filename,
             }
             for d in details["documents"]
+        ]
+        # What the beneficiary sent when asked for more information, with its files.
+        data["info"] = [
+            {
+                "at": riyadh(item.info.received_at, config),
+                "channel": item.info.channel,
+                "text": item.info.text,
+                "documents": [d.filename for d in item.documents],
+            }
+            for item in await request_info(tx.session, row.id)
         ]
         data["history"] = [
             {
@@ -468,7 +479,14 @@ async def requests_show(state: State, reference: str, as_json: bool) -> None:
     for name, answer in item["answers"].items():
         click.echo(f"    {name}: {answer['display']}")
     for doc in item["documents"]:
-        click.echo(f"    document: {doc['filename']} ({doc['content_type']}, {doc['size']} bytes)")
+        if not doc["field"].startswith("info:"):  # those are listed with what came with them
+            size = f"{doc['content_type']}, {doc['size']} bytes"
+            click.echo(f"    document: {doc['filename']} ({size})")
+    if item["info"]:
+        click.echo("  information sent by the beneficiary:")
+        for info in item["info"]:
+            files = "".join(f"\n      file: {name}" for name in info["documents"])
+            click.echo(f"    {info['at']} via {info['channel']}: {info['text'] or '—'}{files}")
     click.echo("  history:")
     for h in item["history"]:
         click.echo(f"    {h['at']}  {h['from']} → {h['to']}  by {h['by']}  {h['note']}")

@@ -11,10 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels.request_reminders import RequestReminders
+from bot.cli import _request_dict
 from bot.service import Service
 from conversations.messages import Channel
 from staff.i18n import translator
 from storage.models import Request
+from storage.repository import Tx
 from tests.conftest import WORKING_TIME, Chat
 from tests.staff.conftest import World, audit_count
 from tests.test_engine import pdf
@@ -58,6 +60,20 @@ async def test_the_request_page_shows_the_information_received(
     assert link is not None and "عقد الإيجار.pdf" in page.text
     document = await agent.get(link.group(1))
     assert document.status_code == 200 and document.content.startswith(b"%PDF")
+
+    # The command line's `requests show` (and --json) lists it too, in Riyadh time.
+    async with console_service.db.session(write=False) as session:
+        tx = Tx(session)
+        row = await tx.request_by_reference(world.reference)
+        shown = await _request_dict(tx, row, console_service.config, full=True)
+    assert shown["info"] == [
+        {
+            "at": "2026-11-22T10:30+03:00",
+            "channel": "webchat",
+            "text": "أرفقت عقد الإيجار كما طلبتم",
+            "documents": ["عقد الإيجار.pdf"],
+        }
+    ]
     assert await audit_count(console_service, "document.viewed") == 1
     # The status history says the information came from the beneficiary.
     assert ar("info.received") in page.text.split('data-testid="status-history"')[1]
