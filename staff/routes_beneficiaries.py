@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -15,6 +15,9 @@ from staff.deps import Anonymiser, BeneficiaryViewer, ContactLogger, Exporter
 from storage.repository import NotFound
 from storage.staff import ConsoleTx
 from storage.staff_people import CONTACT_KINDS
+
+# A contact logged a few minutes ahead is a clock's difference, not a typo.
+CLOCK_SLACK = timedelta(minutes=10)
 
 log = structlog.get_logger("tawasul.staff")
 
@@ -74,6 +77,9 @@ def routes(console: Console) -> APIRouter:
             return console.back(page_of(beneficiary_id) + "?error=contact")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=console.zone)
+        if moment > datetime.now(UTC) + CLOCK_SLACK:
+            # A visit or call is logged after it happened: a future date is a typo.
+            return console.back(page_of(beneficiary_id) + "?error=contact_future")
         async with console.db.session() as session:
             tx = ConsoleTx(session)
             try:

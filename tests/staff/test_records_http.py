@@ -179,6 +179,11 @@ async def test_beneficiary_profile_contact_log_and_export(
         {"kind": "fax", "note": "x", "happened_at": "2026-11-20T09:30"},
     )
     assert "error=contact" in bad.headers["location"]
+    future = await agent.post(
+        f"/staff/beneficiaries/{world.beneficiary}/contacts",
+        {"kind": "visit", "note": "x", "happened_at": "2030-11-20T09:30"},
+    )
+    assert "error=contact_future" in future.headers["location"]
     async with console_service.db.session(write=False) as session:
         contact = await session.scalar(select(ContactLog))
     assert contact is not None and contact.kind == "visit"
