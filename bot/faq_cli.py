@@ -174,8 +174,14 @@ async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
 @faq.command()
 @click.argument("miss_id", type=int)
 @click.argument("entry_id")
+@click.option(
+    "--as",
+    "wording",
+    default="",
+    help="Teach this wording instead of the question as it came (without a personal detail).",
+)
 @click.pass_context
-def teach(ctx: click.Context, miss_id: int, entry_id: str) -> None:
+def teach(ctx: click.Context, miss_id: int, entry_id: str, wording: str) -> None:
     """Add an unanswered question as a new way of asking an existing entry."""
     config = _config(ctx)
     path = config.knowledge.faq_path
@@ -183,15 +189,17 @@ def teach(ctx: click.Context, miss_id: int, entry_id: str) -> None:
         raise click.ClickException("set knowledge.faq_path to the association's knowledge base")
     if ensure_faq_file(path):
         click.echo(f"Created {path} from the default knowledge base.", err=True)
-    miss = asyncio.run(_take_miss(config, miss_id, entry_id, path))
+    miss = asyncio.run(_take_miss(config, miss_id, entry_id, path, wording))
     click.echo(f"Taught: «{miss}» now answers {entry_id}. The server reloads {path} by itself.")
 
 
-async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path) -> str:
+async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path, wording: str) -> str:
     from bot.cli import opened_database
 
     async with opened_database(config, check_schema=False) as database:
         try:
-            return await kb_edit.teach(database, path, miss_id, entry_id, actor="cli")
+            return await kb_edit.teach(
+                database, path, miss_id, entry_id, actor="cli", wording=wording
+            )
         except (LookupError, FaqError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -30,6 +30,7 @@ from conversations.faq import (
     default_faq_text,
     parse_knowledge,
 )
+from conversations.normalize import NUMBER_MASK
 from storage.db import Database
 from storage.models import UnansweredQuestion, utcnow
 from storage.repository import Tx
@@ -204,16 +205,23 @@ async def teach(
     *,
     actor: str,
     new_entry: FaqEntry | None = None,
+    wording: str = "",
 ) -> str:
     """Make an unanswered question a way of asking ``entry_id`` (or the first question of
     ``new_entry``, written in the same step); the question leaves the list, and stays in its
-    month's report. Returns its text."""
+    month's report. ``wording`` replaces the question's text when staff edited it (to take a
+    personal detail out, say). Returns the text taught."""
     ensure_faq_file(path)
     async with db.session() as session:
         miss = await session.get(UnansweredQuestion, miss_id)
         if miss is None or miss.taught_at is not None:
             raise LookupError(f"no unanswered question #{miss_id}")
-        text, lang = miss.text.strip(), miss.lang if miss.lang in LANGS else "ar"
+        text, lang = (wording or miss.text).strip(), miss.lang if miss.lang in LANGS else "ar"
+        if NUMBER_MASK in text:
+            raise FaqError(
+                f"the question still holds a hidden number ({NUMBER_MASK}): write it as "
+                "beneficiaries would ask it, without the number, before teaching it"
+            )
         if new_entry is not None:
             questions = {k: list(v) for k, v in new_entry.questions.items()}
             questions[lang] = [text, *questions.get(lang, [])]
@@ -280,11 +288,23 @@ class KnowledgeEditor:
         return await misses(self.db, limit, search)
 
     async def teach(
-        self, miss_id: int, entry_id: str, *, actor: str, new_entry: FaqEntry | None = None
+        self,
+        miss_id: int,
+        entry_id: str,
+        *,
+        actor: str,
+        new_entry: FaqEntry | None = None,
+        wording: str = "",
     ) -> str:
         async with self._lock:
             text = await teach(
-                self.db, self._path(), miss_id, entry_id, actor=actor, new_entry=new_entry
+                self.db,
+                self._path(),
+                miss_id,
+                entry_id,
+                actor=actor,
+                new_entry=new_entry,
+                wording=wording,
             )
             await self._reload()
         return text

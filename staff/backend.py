@@ -105,7 +105,13 @@ class KnowledgeAdmin(Protocol):
     async def misses(self, limit: int = 100, search: str = "") -> Sequence[MissView]: ...
 
     async def teach(
-        self, miss_id: int, entry_id: str, *, actor: str, new_entry: FaqEntry | None = None
+        self,
+        miss_id: int,
+        entry_id: str,
+        *,
+        actor: str,
+        new_entry: FaqEntry | None = None,
+        wording: str = "",
     ) -> str: ...
 
 

@@ -156,6 +156,7 @@ def routes(console: Console) -> APIRouter:
         new_id: Annotated[str, Form(max_length=64)] = "",
         answer_ar: Annotated[str, Form(max_length=MAX_TEXT)] = "",
         answer_en: Annotated[str, Form(max_length=MAX_TEXT)] = "",
+        question: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
         new_entry = None
         if new_id.strip():
@@ -163,7 +164,13 @@ def routes(console: Console) -> APIRouter:
         elif not entry_id.strip():
             return console.back(f"{PREFIX}/knowledge/misses?error=kb_target")
         try:
-            await kb.teach(miss_id, entry_id.strip(), actor=staff.actor, new_entry=new_entry)
+            await kb.teach(
+                miss_id,
+                entry_id.strip(),
+                actor=staff.actor,
+                new_entry=new_entry,
+                wording=question,
+            )
         except LookupError:
             raise Missing from None
         except FaqError as exc:

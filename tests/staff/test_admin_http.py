@@ -384,6 +384,35 @@ async def test_admin_teaches_a_miss_to_an_entry_and_to_a_new_one(
     assert sorted(report.unanswered) == sorted([(NONSENSE, 1), (other, 1)])
 
 
+async def test_a_miss_is_taught_as_staff_reworded_it_and_never_with_a_hidden_number(
+    browser_for: Any, console_service: Service
+) -> None:
+    masked = "سجلت بهويتي ••• ولم يصلني رد عن طلب الدعم"
+    miss = await add_miss(console_service, masked)
+    admin = await browser_for("admin")
+    page = await admin.get("/staff/knowledge/misses")
+    # The form offers the question as it came, to be edited before it is kept.
+    assert 'data-testid="kb-teach-question"' in page.text
+    path = console_service.knowledge.config.faq_path
+    assert path is not None
+    before = path.read_bytes()
+    refused = await admin.post(
+        f"/staff/knowledge/misses/{miss}/teach",
+        {"entry_id": "check-request-status", "question": masked},
+    )
+    assert refused.status_code == 400 and "•••" in refused.text
+    assert path.read_bytes() == before
+    reworded = "سجلت بهويتي ولم يصلني رد عن طلب الدعم"
+    taught = await admin.post(
+        f"/staff/knowledge/misses/{miss}/teach",
+        {"entry_id": "check-request-status", "question": reworded},
+    )
+    assert taught.status_code == 303
+    entry = console_service.knowledge.entry("check-request-status")
+    assert entry is not None and reworded in entry.questions["ar"]
+    assert masked not in path.read_text("utf-8")
+
+
 # -- settings -----------------------------------------------------------------------------------
 
 
