@@ -30,7 +30,7 @@ from conversations.faq import (
     default_faq_text,
     parse_knowledge,
 )
-from conversations.normalize import NUMBER_MASK
+from conversations.references import NUMBER_MASK
 from storage.db import Database
 from storage.models import UnansweredQuestion, utcnow
 from storage.repository import Tx

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from conversations.normalize import script_language
+from conversations.references import without_references
 
 __all__ = ["is_arabizi", "language_of", "matchable", "to_arabic_letters"]
 
@@ -240,13 +241,13 @@ def is_arabizi(text: str) -> bool:
 
 
 # Links, addresses and references are Latin whatever the language they are written in.
-_NOT_WORDS = re.compile(r"\S*(?:https?://|www\.|@)\S*|\b[A-Za-z]{2,8}-\d{4}-\d+\b", re.IGNORECASE)
+_NOT_WORDS = re.compile(r"\S*(?:https?://|www\.|@)\S*", re.IGNORECASE)
 
 
 def language_of(text: str) -> str | None:
     """The language a message is written in: Arabic for Arabizi, else by its letters (not
     counting the letters of a link, an email address or a request's reference)."""
-    words = _NOT_WORDS.sub(" ", text)
+    words = _NOT_WORDS.sub(" ", without_references(text))
     return "ar" if is_arabizi(words) else script_language(words)
 
 

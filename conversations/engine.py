@@ -22,12 +22,13 @@ from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
 from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
-from conversations.normalize import mask_long_numbers, normalize_arabic, to_latin_digits
+from conversations.normalize import normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.references import (
     canonical_reference,
     has_reference,
     is_reference,
+    mask_long_numbers,
     without_reference,
 )
 from conversations.state import Mode, State, Survey

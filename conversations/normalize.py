@@ -12,7 +12,6 @@ import string
 import unicodedata
 
 __all__ = [
-    "mask_long_numbers",
     "normalize_arabic",
     "script_language",
     "to_latin_digits",
@@ -68,29 +67,6 @@ def to_latin_digits(s: str) -> str:
     The Arabic thousands separator (٬) is left alone; number parsers deal with it.
     """
     return s.translate(_DIGITS)
-
-
-# A run of seven digits or more (Latin, Arabic-Indic or Persian), spaces and dashes allowed
-# between them: a national ID, an iqama or a phone number. Dates (1445-09-12) and request
-# references (SR-1448-00012) have that shape too, and are kept.
-_DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
-_LONG_NUMBER = re.compile(rf"[{_DIGIT}](?:[\s\-]?[{_DIGIT}]){{6,}}")
-_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
-_REFERENCE_HEAD = re.compile(r"[A-Za-z]{2,8}-$")
-NUMBER_MASK = "•••"
-
-
-def mask_long_numbers(s: str) -> str:
-    """The text with every long number (ID, phone) replaced by ``NUMBER_MASK``: for text
-    kept where people read it for another purpose (the questions the bot could not answer)."""
-
-    def masked(found: re.Match[str]) -> str:
-        number = to_latin_digits(found.group())
-        if _DATE.fullmatch(number) or _REFERENCE_HEAD.search(s, 0, found.start()):
-            return found.group()
-        return NUMBER_MASK
-
-    return _LONG_NUMBER.sub(masked, s)
 
 
 def _is_punctuation(ch: str) -> bool:

@@ -1,4 +1,5 @@
-"""A request's reference as people type it, and as it is stored."""
+"""A request's reference as people type it, and as it is stored; and the other long numbers
+a message may hold (personal ones, masked where staff read messages for another purpose)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import re
 
 from conversations.normalize import to_latin_digits
 
+NUMBER_MASK = "•••"
+
 # The form's prefix, the Hijri year, a number (stored with at least five digits); people
 # write it with spaces or other dashes between the parts, or none of them.
 _REFERENCE = re.compile(
     r"(?<![A-Za-z0-9])([A-Za-z]{2,8})\s*[-‐‑‒–—\s]\s*(1[34]\d\d)\s*[-‐‑‒–—\s]\s*(\d{1,9})(?!\d)"
 )
 _SPACES = re.compile(r"\s+")
+# A run of seven digits or more (Latin, Arabic-Indic or Persian), spaces and dashes allowed
+# between them: a national ID, an iqama or a phone number. Dates (1445-09-12) and references
+# have that shape too, and are kept.
+_DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
+_LONG_NUMBER = re.compile(rf"[{_DIGIT}](?:[\s\-]?[{_DIGIT}]){{6,}}")
+_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
 # Words that may stand beside a reference in a message that is only the reference.
 _AROUND = 2
 
@@ -54,3 +63,28 @@ def is_reference(text: str) -> bool:
     ("ref SR-1448-12", "رقم طلبي SR-1448-12"), rather than a sentence that mentions one."""
     around = _around(text)
     return around is not None and len(" ".join(around).split()) <= _AROUND
+
+
+def without_references(text: str) -> str:
+    """The text with every reference in it replaced by a space (its letters are not words)."""
+    plain = to_latin_digits(text)  # as long as the text: the spans match both
+    spans = [m.span() for m in _REFERENCE.finditer(plain)]
+    for start, end in reversed(spans):
+        text = f"{text[:start]} {text[end:]}"
+    return text
+
+
+def mask_long_numbers(text: str) -> str:
+    """The text with every long number (ID, phone) replaced by ``NUMBER_MASK``, dates and
+    references kept: for text kept where people read it for another purpose (the questions
+    the bot could not answer)."""
+    plain = to_latin_digits(text)
+    references = [m.span() for m in _REFERENCE.finditer(plain)]
+
+    def masked(found: re.Match[str]) -> str:
+        start, end = found.span()
+        if _DATE.fullmatch(plain[start:end]) or any(a <= start and end <= b for a, b in references):
+            return found.group()
+        return NUMBER_MASK
+
+    return _LONG_NUMBER.sub(masked, text)

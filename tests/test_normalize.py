@@ -7,12 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conversations.normalize import (
-    mask_long_numbers,
     normalize_arabic,
     script_language,
     to_latin_digits,
     tokens,
 )
+from conversations.references import mask_long_numbers
 
 ARABIC_INDIC = "٠١٢٣٤٥٦٧٨٩"
 PERSIAN = "۰۱۲۳۴۵۶۷۸۹"
@@ -189,6 +189,8 @@ def test_script_language_counts_letters(arabic: str, latin: str) -> None:
         ("موعدي 1445-09-12", "موعدي 1445-09-12"),
         ("12-05-2024", "12-05-2024"),
         ("طلبي SR-1448-00012", "طلبي SR-1448-00012"),
+        ("طلبي SR-١٤٤٨-٠٠٠١٢٣٤", "طلبي SR-١٤٤٨-٠٠٠١٢٣٤"),
+        ("ref sr 1448 1234567 and 1045236781", "ref sr 1448 1234567 and •••"),
     ],
 )
 def test_long_numbers_are_masked_and_dates_and_references_kept(text: str, kept: str) -> None:
