@@ -216,21 +216,20 @@ def test_the_page_follows_the_language_the_beneficiary_writes_in(
     expect(html).to_have_attribute("dir", "rtl")
     field = page.get_by_test_id("input")
 
-    bots = page.locator(BOT).count()
-    field.fill("What documents do I need to apply for support?")
-    field.press("Enter")
-    wait_for_more(page, BOT, bots)
-    assert is_mostly_latin(last_text(page, BOT))
+    def ask(text: str) -> str:
+        bots = page.locator(BOT).count()
+        field.fill(text)
+        field.press("Enter")
+        wait_for_more(page, BOT, bots)
+        return last_text(page, BOT)
+
+    assert is_mostly_latin(ask("What documents do I need to apply for support?"))
     # Answered in English: the page's words and direction follow, not only the bubble.
     expect(html).to_have_attribute("dir", "ltr")
     expect(html).to_have_attribute("lang", "en")
     assert is_mostly_latin(field.get_attribute("placeholder") or "")
 
-    bots = page.locator(BOT).count()
-    field.fill("ما هي المستندات المطلوبة للتقديم؟")
-    field.press("Enter")
-    wait_for_more(page, BOT, bots)
-    assert is_mostly_arabic(last_text(page, BOT))
+    assert is_mostly_arabic(ask("ما هي المستندات المطلوبة للتقديم؟"))
     expect(html).to_have_attribute("dir", "rtl")
     expect(html).to_have_attribute("lang", "ar")
 
