@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -118,3 +120,38 @@ def test_no_session_is_401(live_server: str) -> None:
         cookies={"tawasul_chat": "../../etc/passwd"},
     )
     assert forged.status_code == 401
+
+
+def test_the_page_carries_the_associations_name_escaped() -> None:
+    """The header shows the association's own name (the page's defaults were never
+    replaced before), and a name is text, never markup."""
+    from typing import Any
+
+    from fastapi import FastAPI
+
+    from adapters.webchat import build_router
+
+    class Backend:
+        def page_meta(self) -> dict[str, str]:
+            return {
+                "tawasul-org-ar": "جمعية البر بالرياض",
+                "tawasul-org-en": 'Al-Birr "Riyadh" <Society>',
+            }
+
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the page needs only page_meta, not {name}")
+
+    app = FastAPI()
+    app.include_router(build_router(Backend()))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+
+    async def fetch() -> str:
+        async with httpx.AsyncClient(transport=transport, base_url="http://chat") as c:
+            return (await c.get("/")).text
+
+    page = asyncio.run(fetch())
+    assert '<meta name="tawasul-org-ar" content="جمعية البر بالرياض">' in page
+    assert (
+        '<meta name="tawasul-org-en" content="Al-Birr &quot;Riyadh&quot; &lt;Society&gt;">' in page
+    )
+    assert "The Association" not in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -140,11 +141,16 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        html = (STATIC / "index.html").read_text("utf-8")
-        meta = backend.page_meta()
-        for key, value in meta.items():
-            html = html.replace(f'name="{key}" content=""', f'name="{key}" content="{value}"')
-        return HTMLResponse(html)
+        page = (STATIC / "index.html").read_text("utf-8")
+        for key, value in backend.page_meta().items():
+            # The page carries defaults; the association's own values replace them.
+            tag = f'<meta name="{key}" content="'
+            start = page.find(tag)
+            if start >= 0:
+                start += len(tag)
+                end = page.index('"', start)
+                page = page[:start] + html.escape(value, quote=True) + page[end:]
+        return HTMLResponse(page)
 
     @router.post("/api/webchat/start", response_model=Messages)
     async def start(

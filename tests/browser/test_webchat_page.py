@@ -279,6 +279,39 @@ def test_bot_text_is_inserted_as_text_and_an_attachment_ask_highlights_attach(
     expect(page.get_by_test_id("attach")).to_have_class(re.compile(r"\battach--wanted\b"))
 
 
+def test_a_reference_stays_whole_and_left_to_right_in_a_narrow_arabic_bubble(
+    page: Page, live_server: str
+) -> None:
+    reference = "SR-1448-00012"
+    text = f"تم استلام طلبك رقم {reference} بنجاح، وسنرد عليك خلال خمسة أيام عمل إن شاء الله."
+    message = {
+        "id": 1,
+        "from": "bot",
+        "text": "<b>" + text,
+        "choices": [],
+        "at": "2026-11-22T10:00:00+03:00",
+    }
+    page.route(
+        "**/api/webchat/start",
+        lambda route: _fulfil(route, 200, {"messages": [message], "cursor": 1}),
+    )
+    page.route(
+        "**/api/webchat/messages?after=*",
+        lambda route: _fulfil(route, 200, {"messages": [], "cursor": 1}),
+    )
+    page.set_viewport_size({"width": 320, "height": 640})
+    open_chat(page, live_server)
+    bubble = page.locator(BOT).last.get_by_test_id("message-text")
+    assert bubble.inner_text() == "<b>" + text  # still text, never HTML
+    ref = bubble.locator("bdi.ref")
+    expect(ref).to_have_text(reference)
+    assert ref.get_attribute("dir") == "ltr"
+    # On one line: as tall as one line of the bubble's text, however the sentence wraps.
+    box = ref.bounding_box()
+    line = bubble.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)")
+    assert box is not None and box["height"] < 1.5 * line
+
+
 def test_upload_rejection_shows_the_server_message(page: Page, live_server: str) -> None:
     refusal = "نوع الملف غير مدعوم (اختبار)"
     page.route(

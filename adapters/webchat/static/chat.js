@@ -290,6 +290,22 @@ function renderAttachment(attachment) {
   return fragment;
 }
 
+// A request's reference (SR-1448-00012) is one word: never broken at its dashes, and read
+// left to right inside Arabic.
+const REFERENCE = /[A-Z]{2,8}-\d{4}-\d{3,}/g;
+
+function appendText(node, text) {
+  let last = 0;
+  for (const found of text.matchAll(REFERENCE)) {
+    node.append(document.createTextNode(text.slice(last, found.index)));
+    const ref = make("bdi", "ref", found[0]); // textContent only
+    ref.dir = "ltr";
+    node.append(ref);
+    last = found.index + found[0].length;
+  }
+  node.append(document.createTextNode(text.slice(last)));
+}
+
 function renderMessage(message) {
   const from = message.from === "user" ? "user" : "bot";
   const item = make("li", `msg msg--${from}`);
@@ -299,7 +315,8 @@ function renderMessage(message) {
   const bubble = make("div", "bubble");
   const text = typeof message.text === "string" ? message.text : "";
   if (text) {
-    const p = make("p", "text", text); // textContent only: never HTML
+    const p = make("p", "text"); // text nodes only: never HTML
+    appendText(p, text);
     p.dir = "auto";
     p.dataset.testid = "message-text";
     bubble.append(p);
