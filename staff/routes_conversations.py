@@ -270,8 +270,14 @@ def routes(console: Console) -> APIRouter:
     @router.post("/conversations/{conversation_id}/claim", include_in_schema=False)
     async def claim(conversation_id: int, staff: Claimer) -> Response:
         async def take(tx: ConsoleTx, conversation: Conversation) -> str | None:
+            # Someone already answered this handover (a supervisor takes over, or it came
+            # back from an escalation): the beneficiary is told another person carries on.
+            again = conversation.status == "staff" or await tx.taken_since(
+                conversation.id, conversation.queued_at
+            )
             await tx.claim(conversation, staff.email)
-            await tx.say(conversation, catalog_text(conversation, "staff.joined"), kind="staff")
+            key = "staff.joined_another" if again else "staff.joined"
+            await tx.say(conversation, catalog_text(conversation, key), kind="staff")
             return None
 
         try:

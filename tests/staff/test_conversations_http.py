@@ -166,6 +166,12 @@ async def test_transfer_then_escalate_then_a_supervisor_takes_it(
     async with console_service.db.session(write=False) as session:
         outcomes = list(await session.scalars(select(Handling.outcome).order_by(Handling.id)))
     assert outcomes == ["transferred", "escalated", None]
+    # The beneficiary was told a staff member joined once; the supervisor's taking it after
+    # the escalation says another one carries on, not "joined" again.
+    said = [m.text for m, _ in await messages(console_service, conversation_id)]
+    catalog = console_service.catalog
+    assert said.count(catalog.text("ar", "staff.joined")) == 1
+    assert said.count(catalog.text("ar", "staff.joined_another")) == 1
 
 
 async def test_transfer_refuses_an_unknown_or_disabled_colleague(
