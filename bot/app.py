@@ -152,12 +152,8 @@ class WebchatBridge:
             )
         return attachment
 
-    def _text(self, session: str, key: str, **params: object) -> str:
-        return (
-            self.service.catalog.text("ar", key, **params)
-            + "\n"
-            + self.service.catalog.text("en", key, **params)
-        )
+    def _text(self, session: str, key: str, **params: object) -> dict[str, str]:
+        return {lang: self.service.catalog.text(lang, key, **params) for lang in ("ar", "en")}
 
     def page_meta(self) -> dict[str, str]:
         org = self.service.config.organization

@@ -81,6 +81,10 @@ def test_upload_of_the_wrong_type_is_refused_clearly(client: httpx.Client) -> No
     )
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_type" and response.json()["message"]
+    # Each language on its own for the page, and both in ``message`` for a plain client.
+    messages = response.json()["messages"]
+    assert set(messages) == {"ar", "en"} and "JPEG" in messages["en"]
+    assert response.json()["message"] == messages["ar"] + "\n" + messages["en"]
 
 
 def test_oversized_body_gets_413(client: httpx.Client) -> None:

@@ -31,9 +31,19 @@ class ChatItem:
 
 
 class UploadRejected(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    """An upload refused, with what the beneficiary reads, in each language."""
+
+    def __init__(self, status: int, code: str, messages: dict[str, str]) -> None:
+        super().__init__(messages.get("en") or next(iter(messages.values()), code))
+        self.status, self.code, self.messages = status, code, messages
+
+    def body(self) -> dict[str, object]:
+        # ``message`` in every language for a plain client; the page picks its own.
+        return {
+            "error": self.code,
+            "message": "\n".join(self.messages.values()),
+            "messages": self.messages,
+        }
 
 
 class WebchatBackend(Protocol):
@@ -204,7 +214,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
                 session, chunks(), file.content_type or "", file.filename or "file"
             )
         except UploadRejected as exc:
-            return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+            return JSONResponse(exc.body(), status_code=exc.status)
         items = await backend.send(
             Inbound(Channel.WEBCHAT, session, text=text, attachments=(attachment,))
         )

@@ -332,6 +332,18 @@ def test_upload_rejection_shows_the_server_message(page: Page, live_server: str)
     expect(page.get_by_test_id("retry")).to_be_hidden()
 
 
+def test_a_refused_upload_is_explained_in_the_pages_language(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    page.get_by_test_id("lang-toggle").click()
+    wait_idle(page)
+    page.locator('input[type="file"]').set_input_files(
+        files=[{"name": "notes.exe", "mimeType": "application/pdf", "buffer": b"MZ\x90\x00"}]
+    )
+    error = page.get_by_test_id("error")
+    expect(error).to_be_visible()
+    assert is_mostly_latin(error.inner_text()) and arabic_letters(error.inner_text()) == 0
+
+
 def test_network_failure_offers_a_retry(page: Page, live_server: str) -> None:
     open_chat(page, live_server)
     failures = {"left": 1}

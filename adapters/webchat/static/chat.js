@@ -71,6 +71,7 @@ class HttpError extends Error {
     this.status = status;
     this.code = body && typeof body.error === "string" ? body.error : "";
     this.serverMessage = body && typeof body.message === "string" ? body.message : "";
+    this.serverMessages = body && body.messages && typeof body.messages === "object" ? body.messages : {};
   }
 }
 
@@ -490,6 +491,9 @@ function hideError() {
 
 function errorText(error) {
   if (error instanceof HttpError) {
+    // The server's words in the page's language (both, for a server that sends one text).
+    const own = error.serverMessages[state.lang];
+    if (typeof own === "string" && own) return own;
     if (error.serverMessage) return error.serverMessage;
     if (error.status === 413) return t("tooLarge");
     if (error.status === 415) return t("badType");
