@@ -78,7 +78,7 @@ def _entry_table(document: Any, entry_id: str) -> Any:
     for entry in document.get("faq", []):
         if entry.get("id") == entry_id:
             return entry
-    raise FaqError(f"no entry {entry_id!r}")
+    raise FaqError(f"no entry {entry_id!r}", "unknown")
 
 
 def add_question(path: Path, entry_id: str, text: str, lang: str) -> None:
@@ -136,7 +136,7 @@ def clean_entry(
     entry_id = entry_id.strip()
     if not ENTRY_ID.match(entry_id):
         raise FaqError(
-            f"id {entry_id!r}: use lower-case Latin letters, digits, '-' or '_' (up to 64)"
+            f"id {entry_id!r}: use lower-case Latin letters, digits, '-' or '_' (up to 64)", "id"
         )
     return FaqEntry(
         id=entry_id,
@@ -150,11 +150,11 @@ def save_entry(path: Path, entry: FaqEntry, *, original_id: str | None, seen: st
     (its id may change). ``seen`` is the version the editor started from, when known."""
     text = path.read_text("utf-8")
     if seen and seen != version(text):
-        raise FaqError("the knowledge base changed since the page was opened; reload it")
+        raise FaqError("the knowledge base changed since the page was opened; reload it", "changed")
     document = tomlkit.parse(text)
     if original_id is None:
         if any(e.get("id") == entry.id for e in document.get("faq", [])):
-            raise FaqError(f"duplicate id {entry.id!r}")
+            raise FaqError(f"duplicate id {entry.id!r}", "duplicate")
         new_text = tomlkit.dumps(document).rstrip("\n") + "\n" + _entry_text(entry)
     else:
         table = _entry_table(document, original_id)
@@ -220,7 +220,8 @@ async def teach(
         if NUMBER_MASK in text:
             raise FaqError(
                 f"the question still holds a hidden number ({NUMBER_MASK}): write it as "
-                "beneficiaries would ask it, without the number, before teaching it"
+                "beneficiaries would ask it, without the number, before teaching it",
+                "hidden_number",
             )
         if new_entry is not None:
             questions = {k: list(v) for k, v in new_entry.questions.items()}

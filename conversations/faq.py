@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 
 class FaqError(ValueError):
-    """A knowledge-base file that cannot be used; the message says where and why."""
+    """A knowledge-base file that cannot be used; the message says where and why, and
+    ``code`` names the reason for a page to put it in its reader's language."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # What an entry may do instead of answering with its text (key ``action``), when the question
@@ -79,19 +84,21 @@ def _entries(data: Mapping[str, Any], text: str, source: str) -> tuple[FaqEntry,
         if not isinstance(entry_id, str) or not entry_id:
             raise FaqError(f"{where}: id is required")
         if entry_id in seen:
-            raise FaqError(f"{where}: duplicate id {entry_id!r}")
+            raise FaqError(f"{where}: duplicate id {entry_id!r}", "duplicate")
         seen.add(entry_id)
         questions = item.get("questions", {})
         answers = item.get("answer", {})
         if not isinstance(answers, Mapping) or not isinstance(answers.get("ar"), str):
-            raise FaqError(f"{where} ({entry_id}): answer.ar is required")
+            raise FaqError(f"{where} ({entry_id}): answer.ar is required", "answer_ar")
         if not isinstance(questions, Mapping) or not questions:
-            raise FaqError(f"{where} ({entry_id}): questions.ar or questions.en is required")
+            raise FaqError(
+                f"{where} ({entry_id}): questions.ar or questions.en is required", "question"
+            )
         for lang, qs in questions.items():
             if not isinstance(qs, list) or not all(isinstance(q, str) and q.strip() for q in qs):
                 raise FaqError(f"{where} ({entry_id}): questions.{lang} must be a list of texts")
         if not any(questions.values()):
-            raise FaqError(f"{where} ({entry_id}): at least one question is required")
+            raise FaqError(f"{where} ({entry_id}): at least one question is required", "question")
         action = item.get("action")
         if action is not None and action not in ACTIONS:
             raise FaqError(

@@ -58,7 +58,7 @@ def routes(console: Console) -> APIRouter:
         entry: FaqEntry | None,
         *,
         original_id: str | None,
-        problem: str = "",
+        problem: FaqError | None = None,
         status: int = 200,
     ) -> Response:
         return console.render(
@@ -123,13 +123,18 @@ def routes(console: Console) -> APIRouter:
                 staff,
                 entry,
                 original_id=original_id or None,
-                problem=str(exc),
+                problem=exc,
                 status=400,
             )
         return console.back(f"{PREFIX}/knowledge/entries/{entry.id}", "kb_saved")
 
     async def misses_page(
-        request: Request, staff: Staff, *, q: str = "", problem: str = "", status: int = 200
+        request: Request,
+        staff: Staff,
+        *,
+        q: str = "",
+        problem: FaqError | None = None,
+        status: int = 200,
     ) -> Response:
         return console.render(
             request,
@@ -174,7 +179,7 @@ def routes(console: Console) -> APIRouter:
         except LookupError:
             raise Missing from None
         except FaqError as exc:
-            return await misses_page(request, staff, problem=str(exc), status=400)
+            return await misses_page(request, staff, problem=exc, status=400)
         target = new_entry.id if new_entry else entry_id.strip()
         return console.back(f"{PREFIX}/knowledge/misses?taught={target}", "kb_taught")
 

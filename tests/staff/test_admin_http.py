@@ -321,6 +321,8 @@ async def test_a_broken_entry_is_refused_with_the_reason_and_the_file_kept(
         refused = await admin.post("/staff/knowledge/entries", form)
         assert refused.status_code == 400, form
         assert 'data-testid="kb-problem"' in refused.text and reason in refused.text, reason
+        # Why, in the console's language, above the file's own words.
+        assert 'data-testid="kb-problem-reason"' in refused.text, reason
         assert path.read_bytes() == good
     assert await audit_count(console_service, "faq.saved") == 1
     assert not list(path.parent.glob(f".{path.name}.*.tmp"))
@@ -395,13 +397,12 @@ async def test_a_miss_is_taught_as_staff_reworded_it_and_never_with_a_hidden_num
     assert 'data-testid="kb-teach-question"' in page.text
     path = console_service.knowledge.config.faq_path
     assert path is not None
-    before = path.read_bytes()
     refused = await admin.post(
         f"/staff/knowledge/misses/{miss}/teach",
         {"entry_id": "check-request-status", "question": masked},
     )
-    assert refused.status_code == 400 and "•••" in refused.text
-    assert path.read_bytes() == before
+    assert refused.status_code == 400 and 'data-testid="kb-problem-reason"' in refused.text
+    assert masked not in path.read_text("utf-8")
     reworded = "سجلت بهويتي ولم يصلني رد عن طلب الدعم"
     taught = await admin.post(
         f"/staff/knowledge/misses/{miss}/teach",
