@@ -142,16 +142,18 @@ class Engine:
         choices: Sequence[tuple[str, str]] = (),
         *,
         short: str | None = None,
+        lang: str | None = None,
         **extra: Any,
     ) -> Reply:
-        """A reply; its choices become what a number or label picks next."""
+        """A reply (in the conversation's language unless ``lang`` says otherwise); its
+        choices become what a number or label picks next."""
         if choices:
             ctx.state.choices = [[label, value] for label, value in choices]
         return Reply(
             text=text,
             choices=tuple(Choice(label, value) for label, value in choices),
             short_text=short,
-            lang=ctx.state.lang or "ar",
+            lang=lang or ctx.state.lang or "ar",
             **extra,
         )
 
@@ -342,12 +344,17 @@ class Engine:
         replies.append(self.menu(ctx))
         return replies
 
-    def _answer(self, ctx: Context, answer: str) -> Reply:
+    def _answer(self, ctx: Context, answer: str, lang: str) -> Reply:
+        """An entry's answer in ``lang`` (the question's), its buttons in the same language."""
         ctx.state.misunderstood = 0
         return self.say(
             ctx,
             answer,
-            [(self.t(ctx, "choice.main_menu"), "menu"), (self.t(ctx, "menu.staff"), "staff")],
+            [
+                (self.catalog.text(lang, "choice.main_menu"), "menu"),
+                (self.catalog.text(lang, "menu.staff"), "staff"),
+            ],
+            lang=lang,
         )
 
     async def _menu_or_question(
@@ -374,10 +381,10 @@ class Engine:
             if choice in MENU:
                 return await self._menu_pick(choice, ctx, port)
         lang = ctx.state.lang or "ar"
-        if ctx.state.mode is not Mode.FAQ:
-            detected = language_of(text)
-            if detected and detected != lang and len(text.split()) >= 2:
-                ctx.state.lang = lang = detected
+        detected = language_of(text)
+        if detected and detected != lang and len(text.split()) >= 2:
+            # A sentence in the other language: the conversation goes on in it.
+            ctx.state.lang = lang = detected
         if not content_words(text):
             # Only a greeting or a thank-you: nothing to misunderstand.
             return [self.menu(ctx)]
@@ -434,12 +441,12 @@ class Engine:
 
     def _from_decision(self, ctx: Context, decision: Decision) -> list[Reply]:
         """An answer in the language of the question, or the closest questions to pick from."""
-        if decision.entry is not None:
-            return [self._answer(ctx, decision.entry.answer(decision.lang))]
         lang = decision.lang
+        if decision.entry is not None:
+            return [self._answer(ctx, decision.entry.answer(lang), lang)]
         choices = [(self._question_label(e, lang), f"faq:{e.id}") for e in decision.suggestions]
         choices.append((self.catalog.text(lang, "faq.none_of_these"), "faq:none"))
-        return [self.say(ctx, self.catalog.text(lang, "faq.suggest"), choices)]
+        return [self.say(ctx, self.catalog.text(lang, "faq.suggest"), choices, lang=lang)]
 
     @staticmethod
     def _question_label(entry: FaqEntry, lang: str) -> str:
@@ -457,7 +464,8 @@ class Engine:
             return await self._not_understood(ctx, port, ctx.state.last_question or text, lang)
         if entry.action:
             return await self._menu_pick(entry.action, ctx, port)
-        return [self._answer(ctx, entry.answer(language_of(text) or lang))]
+        answer_lang = language_of(text) or lang
+        return [self._answer(ctx, entry.answer(answer_lang), answer_lang)]
 
     async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
         ctx.state.misunderstood = 0

@@ -590,3 +590,21 @@ def test_short_replies_fold_into_one_message() -> None:
     assert [r.text for r in folded] == ["أهلًا\n\nاختر:", "الجواب"]
     assert folded[0].choices == menu.choices and folded[1].choices == answer.choices
     assert combine_replies([greeting]) == [greeting]
+
+
+async def test_every_reply_says_the_language_it_is_written_in(service: Service) -> None:
+    """The web chat page follows a reply's language: a question asked in English in an Arabic
+    conversation (in the FAQ, or a single word) is answered in English, buttons and all, and
+    the reply says so."""
+    from conversations.arabizi import language_of
+
+    chat = Chat(service)
+    await chat.say("السلام عليكم")
+    await chat.say("اسأل سؤالًا")  # the FAQ
+    for question in ("How can I contact the association?", "documents", "ما هي شروط الدعم؟"):
+        await chat.say(question)
+        for reply in chat.replies:
+            assert reply.lang == language_of(reply.text), (question, reply.text)
+            for choice in reply.choices:
+                if language_of(choice.label):
+                    assert language_of(choice.label) == reply.lang, (question, choice.label)
