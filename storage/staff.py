@@ -66,6 +66,24 @@ class HistoryEvent:
     staff: str
 
 
+def interleave(
+    items: list[HistoryItem | HistoryEvent], events: list[HistoryEvent]
+) -> list[HistoryItem | HistoryEvent]:
+    """Messages stay in the order they were stored; each event goes before the first message
+    our clock places after it (an inbound message's own time is the channel's clock, which
+    may run ahead or behind: its processing time is ours)."""
+    events = sorted(events, key=lambda e: e.at)
+    out: list[HistoryItem | HistoryEvent] = []
+    for item in items:
+        assert isinstance(item, HistoryItem)
+        m = item.message
+        ours = m.processed_at if m.direction == "in" else m.created_at
+        while events and ours is not None and events[0].at < ours:
+            out.append(events.pop(0))
+        out.append(item)
+    return out + events
+
+
 def turn_events(turns: list[Handling]) -> list[HistoryEvent]:
     """The events of staff members' turns (in the order they were taken)."""
     events: list[HistoryEvent] = []
@@ -340,10 +358,7 @@ class ConsoleTx(PeopleTx):
             )
         )
         oldest = rows[0].created_at
-        items += [e for e in turn_events(turns) if e.at >= oldest]
-        # Stable: a message and the event that caused it keep the order they were written in.
-        items.sort(key=lambda i: i.message.created_at if isinstance(i, HistoryItem) else i.at)
-        return items
+        return interleave(items, [e for e in turn_events(turns) if e.at >= oldest])
 
     async def claim(self, conversation: Conversation, staff: str) -> None:
         """Take a conversation; the engine stays silent while its status is ``staff``."""

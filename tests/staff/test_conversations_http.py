@@ -265,6 +265,10 @@ async def test_the_history_tells_who_had_the_conversation_by_name(
     order = re.findall(r'data-event="([a-z]+)"|data-testid="(message-staff|note)"', page)
     flat = [event or item for event, item in order]
     assert flat[:4] == ["taken", "message-staff", "note", "transferred"]
+    # Messages keep the order they were stored in, whatever the channel's clock said (here the
+    # beneficiary's messages carry a morning time, the replies the test's real time).
+    ids = [int(i) for i in re.findall(r'data-message-id="(\d+)"', page)]
+    assert ids == sorted(ids) and len(ids) > 4
     # The choices the bot offered are shown with its message, numbered as the beneficiary
     # saw them: a reply of "2" can be understood.
     assert 'data-testid="offered"' in page
