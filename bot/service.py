@@ -924,6 +924,7 @@ class Service:
                 status == "queued" and await tx.taken_since(conversation.id, conversation.queued_at)
             )
             untaken = status == "queued" and not taken
+            await tx.end_turn(conversation.id, "closed")
             conversation.status = "bot"
             conversation.handoff_reason = None
             conversation.queued_at = None

@@ -388,8 +388,6 @@ def routes(console: Console) -> APIRouter:
             await console.backend.close_conversation(conversation_id, actor=staff.actor)
         except (Denied, NotOpen):
             return await moved(request, staff, conversation_id)
-        async with console.db.session() as session:
-            await ConsoleTx(session).closed_by_staff(conversation_id)
         log.info("staff.closed", conversation_id=conversation_id)
         return console.back(f"{PREFIX}/", "closed")
 

@@ -1189,6 +1189,20 @@ class Tx:
         )
         await self.audit(actor, "request.status", request.reference, to=new.value)
 
+    async def end_turn(self, conversation_id: int, outcome: str) -> None:
+        """End the staff member's turn with the conversation, if one is under way."""
+        from storage.staff_models import Handling  # the console's tables
+
+        turn = await self.session.scalar(
+            select(Handling)
+            .where(Handling.conversation_id == conversation_id, Handling.ended_at.is_(None))
+            .order_by(Handling.id.desc())
+            .limit(1)
+        )
+        if turn is not None:
+            turn.ended_at = utcnow()
+            turn.outcome = outcome
+
     async def taken_since(self, conversation_id: int, since: datetime | None) -> bool:
         """Whether a staff member took the conversation since it was queued (``since``)."""
         from storage.staff_models import Handling  # the console's tables

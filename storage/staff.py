@@ -174,7 +174,7 @@ class ConsoleTx(PeopleTx):
             )
         )
         for conversation in held:
-            await self._end_handling(conversation.id, "requeued")
+            await self.end_turn(conversation.id, "requeued")
             conversation.status = "queued"
             conversation.assigned_to = None
             conversation.queued_at = conversation.queued_at or utcnow()
@@ -365,7 +365,7 @@ class ConsoleTx(PeopleTx):
         if conversation.status not in ("queued", "staff"):
             raise NotClaimable(str(conversation.id))
         if conversation.status == "staff":
-            await self._end_handling(conversation.id, "reassigned")
+            await self.end_turn(conversation.id, "reassigned")
         conversation.status = "staff"
         conversation.assigned_to = staff
         conversation.updated_at = utcnow()
@@ -387,12 +387,6 @@ class ConsoleTx(PeopleTx):
             .order_by(Handling.id.desc())
             .limit(1)
         )
-
-    async def _end_handling(self, conversation_id: int, outcome: str) -> None:
-        handling = await self._handling(conversation_id)
-        if handling is not None:
-            handling.ended_at = utcnow()
-            handling.outcome = outcome
 
     async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Queued:
         """A staff member's message, to the beneficiary's last channel through the outbox."""
@@ -428,7 +422,7 @@ class ConsoleTx(PeopleTx):
         await self.audit(f"staff:{staff}", "conversation.note", str(conversation.id))
 
     async def transfer(self, conversation: Conversation, actor: str, to: str) -> None:
-        await self._end_handling(conversation.id, "transferred")
+        await self.end_turn(conversation.id, "transferred")
         conversation.assigned_to = to
         conversation.updated_at = utcnow()
         self.session.add(
@@ -444,7 +438,7 @@ class ConsoleTx(PeopleTx):
 
     async def escalate(self, conversation: Conversation, actor: str, reason: str) -> None:
         """Back to the queue, kept in its place, for a supervisor to take."""
-        await self._end_handling(conversation.id, "escalated")
+        await self.end_turn(conversation.id, "escalated")
         conversation.status = "queued"
         conversation.assigned_to = None
         conversation.handoff_reason = reason
@@ -454,16 +448,13 @@ class ConsoleTx(PeopleTx):
 
     async def release(self, conversation: Conversation, actor: str) -> None:
         """Give the conversation back to the bot without a survey."""
-        await self._end_handling(conversation.id, "returned")
+        await self.end_turn(conversation.id, "returned")
         conversation.status = "bot"
         conversation.assigned_to = None
         conversation.handoff_reason = None
         conversation.queued_at = None
         conversation.updated_at = utcnow()
         await self.audit(f"staff:{actor}", "conversation.returned", str(conversation.id))
-
-    async def closed_by_staff(self, conversation_id: int) -> None:
-        await self._end_handling(conversation_id, "closed")
 
     # -- requests ---------------------------------------------------------------------------
 

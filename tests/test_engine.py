@@ -20,6 +20,7 @@ from storage.models import (
     UnansweredQuestion,
 )
 from storage.repository import NotOpen
+from storage.staff_models import Handling
 from tests.conftest import WORKING_TIME, Chat, take_conversation, valid_national_id
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -512,6 +513,9 @@ async def test_closing_a_conversation_the_bot_has_sends_nothing(service: Service
     assert await service.close_conversation(conv_id, actor="agent@example.org") is True
     async with service.db.session() as s:
         before = await s.scalar(select(func.count()).select_from(Message))
+        # Closed from anywhere (here not the console), the staff member's turn ended with it.
+        turns = list(await s.execute(select(Handling.outcome, Handling.ended_at)))
+    assert [(outcome, ended is not None) for outcome, ended in turns] == [("closed", True)]
     with pytest.raises(NotOpen):
         await service.close_conversation(conv_id, actor="cli")
     async with service.db.session() as s:
