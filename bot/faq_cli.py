@@ -165,7 +165,7 @@ def misses(ctx: click.Context, limit: int, as_json: bool) -> None:
 async def _misses(config: Config, limit: int) -> list[dict[str, Any]]:
     from bot.cli import opened_database, riyadh
 
-    async with opened_database(config, check_schema=False) as database:
+    async with opened_database(config) as database:
         rows = await kb_edit.misses(database, limit)
     # Shown in the association's time, as every other list is.
     return [{"id": r.id, "text": r.text, "lang": r.lang, "at": riyadh(r.at, config)} for r in rows]
@@ -196,7 +196,7 @@ def teach(ctx: click.Context, miss_id: int, entry_id: str, wording: str) -> None
 async def _take_miss(config: Config, miss_id: int, entry_id: str, path: Path, wording: str) -> str:
     from bot.cli import opened_database
 
-    async with opened_database(config, check_schema=False) as database:
+    async with opened_database(config) as database:
         try:
             return await kb_edit.teach(
                 database, path, miss_id, entry_id, actor="cli", wording=wording

@@ -180,6 +180,13 @@ def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
     assert taught["answer"] == "volunteering"
 
 
+def test_misses_on_a_database_not_yet_upgraded_say_what_to_do(tmp_path: Path) -> None:
+    for command in (["misses"], ["teach", "1", "volunteering"]):
+        result = run_cli(tmp_path, "faq", *command, check=False)
+        assert result.returncode == 1 and "tawasul db upgrade" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_reload_command_refuses_a_broken_file(tmp_path: Path) -> None:
     (tmp_path / "faq.toml").write_text("[[faq]]\nid = 3\n", "utf-8")
     result = run_cli(tmp_path, "faq", "reload", check=False)
