@@ -166,7 +166,12 @@ class Engine:
 
     def picked(self, ctx: Context, text: str) -> str | None:
         options = [(value, [label, value]) for label, value in ctx.state.choices]
-        return match_choice(text, options) if options else None
+        if not options:
+            return None
+        # Offered questions are picked by number or in full: a question's first word ("كيف")
+        # more likely starts a new question than names one of them.
+        offered = any(value.startswith("faq:") for value, _ in options)
+        return match_choice(text, options, by_first_word=not offered)
 
     def menu_choices(self, ctx: Context) -> list[tuple[str, str]]:
         return [(self.t(ctx, f"menu.{item}"), item) for item in MENU]

@@ -453,12 +453,14 @@ def parse_date(
 _MAX_CHOICE_DIGITS = 6
 
 
-def match_choice(raw: str, options: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+def match_choice(
+    raw: str, options: Sequence[tuple[str, Sequence[str]]], *, by_first_word: bool = True
+) -> str | None:
     """The value of the option the answer picks, or None.
 
     A 1-based number (Arabic-Indic digits too, "2." and "(2)" included) picks by position;
     otherwise the normalised answer must equal a normalised label or the normalised value,
-    or be the first word of one short label only.
+    or (``by_first_word``) be the first word of one short label and of no other label.
     """
     text = normalize_arabic(raw)
     if not text:
@@ -472,7 +474,7 @@ def match_choice(raw: str, options: Sequence[tuple[str, Sequence[str]]]) -> str 
             text == normalize_arabic(label) for label in labels
         ):
             return value
-    return _first_word(text, options)
+    return _first_word(text, options) if by_first_word else None
 
 
 # A label this short reads as a button; its first word alone names it ("تأكيد" for
@@ -482,15 +484,16 @@ _MIN_WORD = 3
 
 
 def _first_word(text: str, options: Sequence[tuple[str, Sequence[str]]]) -> str | None:
-    """The option whose short label begins with the one word typed, when only one does."""
+    """The option whose short label begins with the one word typed, when no other label
+    (short or long) begins with it."""
     if " " in text or len(text) < _MIN_WORD:
         return None
-    found = {
-        value
-        for value, labels in options
-        for label in labels
-        if (words := normalize_arabic(label).split())
-        and len(words) <= _BUTTON_WORDS
-        and words[0] == text
-    }
-    return found.pop() if len(found) == 1 else None
+    found: set[str] = set()
+    short = False
+    for value, labels in options:
+        for label in labels:
+            words = normalize_arabic(label).split()
+            if words and words[0] == text:
+                found.add(value)
+                short = short or len(words) <= _BUTTON_WORDS
+    return found.pop() if len(found) == 1 and short else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -612,3 +613,19 @@ async def test_every_reply_says_the_language_it_is_written_in(service: Service) 
             for choice in reply.choices:
                 if language_of(choice.label):
                     assert language_of(choice.label) == reply.lang, (question, choice.label)
+
+
+async def test_offered_questions_are_not_picked_by_their_first_word(service: Service) -> None:
+    """'كيف' after the bot offered 'كيف أقدم شكوى؟' among others starts a new question; it
+    does not pick that choice (a button's first word still names it)."""
+    from types import SimpleNamespace
+
+    from conversations.state import State
+
+    offered = State(choices=[["كيف أقدم شكوى؟", "faq:complaint"], ["متى تعملون؟", "faq:hours"]])
+    ctx: Any = SimpleNamespace(state=offered)
+    assert service.engine.picked(ctx, "كيف") is None
+    assert service.engine.picked(ctx, "1") == "faq:complaint"
+    assert service.engine.picked(ctx, "متى تعملون") == "faq:hours"
+    buttons: Any = SimpleNamespace(state=State(choices=[["تأكيد وإرسال", "confirm"]]))
+    assert service.engine.picked(buttons, "تأكيد") == "confirm"

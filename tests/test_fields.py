@@ -600,10 +600,12 @@ def test_a_first_word_picks_only_a_short_label_that_alone_begins_with_it() -> No
     # Two labels begin with it: neither is guessed.
     twice = [("a", ["طلب دعم"]), ("b", ["طلب تطوع"])]
     assert match_choice("طلب", twice) is None
-    # Offered questions are answered in full or by number, never by their first word.
-    questions = [("docs", ["ما هي المستندات المطلوبة للتقديم؟"]), ("hours", ["متى تعملون؟"])]
-    assert match_choice("ما", questions) is None
-    assert match_choice("المستندات", questions) is None
+    # A longer label beginning with the same word makes it ambiguous too.
+    mixed = [("complain", ["كيف أقدم شكوى؟"]), ("apply", ["كيف أقدم طلب دعم للأسرة؟"])]
+    assert match_choice("كيف", mixed) is None
+    # Only a short label is named by its first word, and only where asked for.
+    assert match_choice("كيف", [("apply", ["كيف أقدم طلب دعم للأسرة؟"])]) is None
+    assert match_choice("تأكيد", summary, by_first_word=False) is None
 
 
 @given(st.integers(min_value=1, max_value=3))
