@@ -176,22 +176,19 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
 def _check_free(host: str, port: int) -> None:
     """Refuse at once, before anything starts or is announced, when the address is taken
-    (another Tawasul still running, say); binding as the server will, then letting go."""
+    (another Tawasul still running, say): binding as the server will, then letting go."""
     import socket
 
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise click.ClickException(f"cannot listen on {host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    # As uvicorn binds: IPv6 for an address with a colon, else IPv4.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
         except OSError as exc:
             raise click.ClickException(
-                f"cannot listen on {host}:{port}: {exc.strerror} (is another Tawasul or "
-                "program using it? stop it, or choose another port with --port or "
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another Tawasul "
+                "or program using it? stop it, or choose another port with --port or "
                 "[server] port)"
             ) from None
 

@@ -216,7 +216,9 @@ async def teach(
         miss = await session.get(UnansweredQuestion, miss_id)
         if miss is None or miss.taught_at is not None:
             raise LookupError(f"no unanswered question #{miss_id}")
-        text, lang = (wording or miss.text).strip(), miss.lang if miss.lang in LANGS else "ar"
+        # One line, as every stored way of asking is (a console box sends its line breaks).
+        text = " ".join((wording or miss.text).split())
+        lang = miss.lang if miss.lang in LANGS else "ar"
         if NUMBER_MASK in text:
             raise FaqError(
                 f"the question still holds a hidden number ({NUMBER_MASK}): write it as "

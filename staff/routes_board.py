@@ -29,10 +29,12 @@ def month_bounds(value: str, today: date) -> tuple[date, date, bool]:
     try:
         year, month = (int(part) for part in value.split("-"))
         first, bad = date(year, month, 1), False
-    except ValueError:
+        following = (first + timedelta(days=32)).replace(day=1)
+        previous_month(first)  # compared with the month before, which must exist too
+    except (ValueError, OverflowError):
         first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        following = today.replace(day=1)
         bad = bool(value)
-    following = (first + timedelta(days=32)).replace(day=1)
     return first, following - timedelta(days=1), bad
 
 

@@ -30,6 +30,9 @@ def period(console: Console, start: str, end: str) -> tuple[date, date, bool]:
         last, bad = today, True
     if last < first:
         first, last = last, first
+    # A day at either end of the calendar has no neighbour in UTC or after it.
+    if first <= date.min + timedelta(days=1) or last >= date.max - timedelta(days=1):
+        first, last, bad = today.replace(day=1), today, True
     return first, last, bad
 
 
@@ -44,9 +47,10 @@ def bars(values: dict[str, int], t: Translator, prefix: str) -> list[dict[str, o
 
 def csv_rows(report: Report, console: Console) -> list[list[object]]:
     rows: list[list[object]] = [["section", "key", "value"]]
+    # The days covered, both included, in the association's calendar.
     rows += [
-        ["period", "from", console.local(report.start).isoformat()],
-        ["period", "to", console.local(report.end).isoformat()],
+        ["period", "from", console.local(report.start).date().isoformat()],
+        ["period", "to", (console.local(report.end) - timedelta(days=1)).date().isoformat()],
     ]
     rows += [["messages_in", k, v] for k, v in sorted(report.messages_in.items())]
     rows += [["messages_out", k, v] for k, v in sorted(report.messages_out.items())]

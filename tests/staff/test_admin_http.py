@@ -490,6 +490,9 @@ async def test_board_report_names_the_month_in_both_calendars_and_compares(
     assert 'data-testid="flash-error"' not in english.text
     typo = await supervisor.get("/staff/reports/board", params={"month": "2026-13"})
     assert typo.status_code == 200 and 'data-testid="flash-error"' in typo.text
+    for far_off in ("9999-12", "0001-01"):
+        far = await supervisor.get("/staff/reports/board", params={"month": far_off})
+        assert far.status_code == 200 and 'data-testid="flash-error"' in far.text
 
 
 def _figure(html: str, testid: str) -> int:

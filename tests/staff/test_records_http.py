@@ -306,12 +306,14 @@ async def test_reports_page_and_csv(
         "/staff/reports.csv", params={"start": "2020-01-01", "end": "2020-01-31"}
     )
     assert not [r for r in csv.reader(io.StringIO(empty.text)) if r[0] == "messages_in"]
-    # The period in the association's time, as chosen: 1 November 00:00 in Riyadh.
-    assert ["period", "from", "2026-11-01T00:00:00+03:00"] in rows
-    assert ["period", "to", "2026-12-01T00:00:00+03:00"] in rows
+    # The days covered, both included, as chosen in the association's calendar.
+    assert ["period", "from", "2026-11-01"] in rows and ["period", "to", "2026-11-30"] in rows
     # A day that is not a date is said, not silently replaced.
     typo = await supervisor.get("/staff/reports", params={"start": "2026-13-01"})
     assert typo.status_code == 200 and 'data-testid="flash-error"' in typo.text
     assert 'data-testid="flash-error"' not in page.text
     refused = await supervisor.get("/staff/reports.csv", params={"start": "garbage"})
     assert refused.status_code == 400
+    for far_off in ({"end": "9999-12-31"}, {"start": "0001-01-01"}):
+        far = await supervisor.get("/staff/reports", params=far_off)
+        assert far.status_code == 200 and 'data-testid="flash-error"' in far.text
