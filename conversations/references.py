@@ -21,6 +21,7 @@ _SPACES = re.compile(r"\s+")
 _DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
 _LONG_NUMBER = re.compile(rf"[{_DIGIT}](?:[\s\-]?[{_DIGIT}]){{6,}}")
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
+_DASHED = re.compile(r"[A-Za-z]\s*[-‐‑‒–—]")
 # Words that may stand beside a reference in a message that is only the reference.
 _AROUND = 2
 
@@ -79,7 +80,8 @@ def mask_long_numbers(text: str) -> str:
     references kept: for text kept where people read it for another purpose (the questions
     the bot could not answer)."""
     plain = to_latin_digits(text)
-    references = [m.span() for m in _REFERENCE.finditer(plain)]
+    # Only a reference written with its dashes is kept: "ID 1412 345678" is a national ID.
+    references = [m.span() for m in _REFERENCE.finditer(plain) if _DASHED.search(m.group())]
 
     def masked(found: re.Match[str]) -> str:
         start, end = found.span()
