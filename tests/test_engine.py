@@ -629,3 +629,11 @@ async def test_offered_questions_are_not_picked_by_their_first_word(service: Ser
     assert service.engine.picked(ctx, "متى تعملون") == "faq:hours"
     buttons: Any = SimpleNamespace(state=State(choices=[["تأكيد وإرسال", "confirm"]]))
     assert service.engine.picked(buttons, "تأكيد") == "confirm"
+
+
+async def test_exit_leaves_a_form_as_cancel_does(service: Service) -> None:
+    chat = Chat(service)
+    await chat.say("english")
+    await chat.say("5")  # volunteer
+    await chat.say("exit")
+    assert service.catalog.text("en", "form.cancelled") in chat.text

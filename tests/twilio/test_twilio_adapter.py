@@ -334,3 +334,21 @@ def test_templates_by_catalogue_key_then_kind() -> None:
     assert chosen("survey.ask_request", DeliveryKind.DECISION) == "HX-s"  # sent with a decision
     assert chosen("survey.ask_conversation", DeliveryKind.NOTIFICATION) == "HX-c"
     assert chosen("notify.closed", DeliveryKind.NOTIFICATION) is None
+
+
+def test_no_sms_text_tells_a_beneficiary_to_type_an_opt_out_word() -> None:
+    """On SMS Twilio blocks a number that sends CANCEL or QUIT: the help and the buttons
+    offer "exit" (which leaves a form) instead, so that nobody opts out by following them."""
+    import re
+
+    from adapters.twilio.inbound import SMS_STOP_WORDS
+    from conversations.catalog import default_catalog
+
+    catalog = default_catalog()
+    for lang in ("ar", "en"):
+        help_words = set(re.findall(r"[a-z]+", catalog.text(lang, "help.sms").lower()))
+        assert not help_words & SMS_STOP_WORDS, lang
+        labels = {k: catalog.text(lang, k) for k in catalog.keys(lang) if k.startswith("choice.")}
+        for key, label in labels.items():
+            assert label.strip().lower() not in SMS_STOP_WORDS, (lang, key, label)
+    assert "exit" in catalog.text("en", "words.cancel").split("|")
