@@ -22,7 +22,7 @@ from conversations.fields import (
 )
 from conversations.forms import FieldType, Form, FormField
 from conversations.messages import Ask, Attachment, Inbound, Reply
-from conversations.normalize import script_language
+from conversations.normalize import script_language, to_latin_digits
 from conversations.ports import EnginePort, HandoffReason, Submission
 from conversations.state import Draft, Mode, Phase
 
@@ -169,6 +169,10 @@ class FormFlow:
         if draft.phase is Phase.DECLARATION:
             return await self._declaration_answer(msg, ctx, port, picked or word)
         field = form.field(draft.current or form.fields[0].name)
+        if field.type is FieldType.INTEGER and to_latin_digits(msg.text).strip().isdigit():
+            # "1" to "how many are in your family?" is the answer, not the first button
+            # (back); the buttons' words still work.
+            picked = None
         if picked == "back" or word == "back":
             return self._back(ctx)
         if (picked == "skip" or word == "skip") and not field.required:

@@ -637,3 +637,22 @@ async def test_exit_leaves_a_form_as_cancel_does(service: Service) -> None:
     await chat.say("5")  # volunteer
     await chat.say("exit")
     assert service.catalog.text("en", "form.cancelled") in chat.text
+
+
+async def test_one_is_an_answer_to_a_number_question_not_back(service: Service) -> None:
+    """A person living alone answers "1" (or "١") to the family-size question; "back" still
+    goes back by its word."""
+    chat = Chat(service)
+    await chat.say("السلام عليكم")
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("سارة أحمد")
+    await chat.say(valid_national_id())
+    await chat.say("0551234567")
+    await chat.say("جدة")
+    assert chat.text.startswith("(5/")  # how many in the family, yourself included
+    asked = chat.text
+    await chat.say("١")
+    assert chat.text.startswith("(6/")  # the income: answered, not back to the city
+    await chat.say("رجوع")
+    assert chat.text == asked
