@@ -21,7 +21,7 @@ from conversations.fields import (
     parse_yesno,
 )
 from conversations.forms import FieldType, Form, FormField
-from conversations.messages import Ask, Attachment, Inbound, Reply
+from conversations.messages import Ask, Attachment, Channel, Inbound, Reply
 from conversations.normalize import script_language, to_latin_digits
 from conversations.ports import EnginePort, HandoffReason, Submission
 from conversations.state import Draft, Mode, Phase
@@ -138,6 +138,10 @@ class FormFlow:
             files = draft.answers.get(field.name, {}).get("value") or []
             if files:
                 choices.append((e.t(ctx, "choice.done"), "done"))
+            if ctx.channel is Channel.SMS:
+                # A text message carries no file here (no MMS in Saudi Arabia): say where to
+                # send them, or the form could never be finished.
+                text += "\n" + e.t(ctx, "attachment.by_sms")
         elif field.type is FieldType.MOBILE:
             ask = Ask.PHONE
         if not field.required:

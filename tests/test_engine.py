@@ -656,3 +656,23 @@ async def test_one_is_an_answer_to_a_number_question_not_back(service: Service) 
     assert chat.text.startswith("(6/")  # the income: answered, not back to the city
     await chat.say("رجوع")
     assert chat.text == asked
+
+
+async def test_documents_asked_by_sms_are_sent_from_whatsapp_on_the_same_number(
+    service: Service,
+) -> None:
+    """SMS carries no files here: the documents step says so, and the same number on WhatsApp
+    carries the request on to the end."""
+    number = "+966551234567"
+    sms = Chat(service, Channel.SMS, sender=number)
+    for text in ("السلام عليكم", "٢", "١", "سارة أحمد", valid_national_id(), "0551234567"):
+        await sms.say(text)
+    for text in ("جدة", "٣", "٢٠٠٠", "ملك", "١", "نحتاج مساعدة في الغذاء للأسرة"):
+        await sms.say(text)
+    assert sms.last.ask is Ask.ATTACHMENT
+    assert service.catalog.text("ar", "attachment.by_sms") in sms.text
+    whatsapp = Chat(service, Channel.WHATSAPP, sender=number)
+    await whatsapp.say(attachments=[await pdf(service)])
+    await whatsapp.say("تم")
+    assert "راجع" in whatsapp.text and "سارة أحمد" in whatsapp.text
+    assert service.catalog.text("ar", "attachment.by_sms") not in whatsapp.text

@@ -8,6 +8,9 @@ from conversations.messages import Reply
 
 # Twilio refuses longer bodies.
 WHATSAPP_MAX_CHARS = 1600
+# Twilio's advice for the most parts one SMS should take; text a beneficiary must read whole
+# to answer (a question, a form's summary) or that a person wrote is allowed this many.
+SMS_WHOLE_PARTS = 10
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -47,13 +50,26 @@ def numbered(reply: Reply, pattern: str) -> list[str]:
 
 
 def render_whatsapp(reply: Reply) -> str:
-    """WhatsApp has no free buttons outside approved templates: choices become numbered lines."""
+    """WhatsApp has no free buttons outside approved templates: choices become numbered lines,
+    kept whole when the text must be shortened to Twilio's limit."""
     text = reply.text.strip()
-    lines = numbered(reply, "{n}. {label}")
-    body = text + ("\n\n" + "\n".join(lines) if lines else "")
-    if len(body) > WHATSAPP_MAX_CHARS:
-        body = body[: WHATSAPP_MAX_CHARS - 1].rstrip() + "…"
-    return body
+    lines = "\n".join(numbered(reply, "{n}. {label}"))
+    body = text + ("\n\n" + lines if lines else "")
+    if len(body) <= WHATSAPP_MAX_CHARS:
+        return body
+    room = WHATSAPP_MAX_CHARS - (len(lines) + 2 if lines else 0) - 1
+    cut = text[: max(room, 0)].rstrip()
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > 0 and len(cut) - space <= 15:
+        cut = cut[:space].rstrip()
+    return cut + "…" + ("\n\n" + lines if lines else "")
+
+
+def sms_budget(reply: Reply, max_parts: int, *, whole: bool) -> int:
+    """The parts a reply may take: ``max_parts`` for what the bot says, at least
+    ``SMS_WHOLE_PARTS`` for a question to answer (it has choices) or a person's message
+    (``whole``), so that nobody answers or declares what they could not read."""
+    return max(max_parts, SMS_WHOLE_PARTS) if whole or reply.choices else max_parts
 
 
 def render_sms(reply: Reply, max_parts: int) -> str:

@@ -23,7 +23,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from adapters.twilio.inbound import WHATSAPP_PREFIX
-from adapters.twilio.render import render_sms, render_whatsapp, sms_parts
+from adapters.twilio.render import render_sms, render_whatsapp, sms_budget, sms_parts
 from conversations.delivery import (
     Delivery,
     DeliveryError,
@@ -55,6 +55,9 @@ UNREACHABLE_CODES = frozenset(
 WINDOW_CLOSED_CODE = 63016
 RATE_LIMIT_WAIT = 10.0
 KINDS = frozenset(kind.value for kind in DeliveryKind)
+# Written by a person (a staff member's reply, a decision's note): never shortened to the bot's
+# own budget.
+WHOLE = frozenset({DeliveryKind.STAFF, DeliveryKind.DECISION})
 
 # The library logs every request line and header at INFO; keep that for debugging only.
 API_LOG = logging.getLogger("tawasul.twilio.api")
@@ -206,7 +209,9 @@ class TwilioSender:
                 raise Held("twilio.sms_from is not set")
             return {
                 "to": delivery.address,
-                "body": render_sms(reply, s.sms_max_parts),
+                "body": render_sms(
+                    reply, sms_budget(reply, s.sms_max_parts, whole=delivery.kind in WHOLE)
+                ),
                 **_sender_fields(s.sms_from),
             }
         if delivery.channel is not Channel.WHATSAPP:

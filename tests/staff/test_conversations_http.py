@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.service import Service
+from conversations.messages import Channel
 from storage.models import Conversation, Message, OutboxItem, SurveyAnswer
 from storage.staff_models import Handling, StaffUser
+from tests.conftest import Chat
 from tests.staff.conftest import audit_count, queued
 
 
@@ -348,3 +350,31 @@ async def test_disabling_an_account_puts_its_conversations_back_in_the_queue(
     agent2 = await browser_for("agent2")
     claimed = await agent2.post(f"/staff/conversations/{conversation_id}/claim")
     assert claimed.status_code == 303
+
+
+async def test_the_composer_holds_a_reply_to_what_the_channel_delivers_whole(
+    console_service: Service, browser_for: Any
+) -> None:
+    sms = await queued_on(console_service, Channel.SMS, "+966551234567")
+    web = await queued(console_service)
+    agent = await browser_for("agent")
+    for conversation_id in (sms, web):
+        await agent.post(f"/staff/conversations/{conversation_id}/claim")
+    on_sms = (await agent.get(f"/staff/conversations/{sms}")).text
+    assert 'maxlength="670"' in on_sms and 'data-testid="reply-limit"' in on_sms
+    on_web = (await agent.get(f"/staff/conversations/{web}")).text
+    assert 'maxlength="4000"' in on_web and 'data-testid="reply-limit"' not in on_web
+
+
+async def queued_on(service: Service, channel: Channel, sender: str) -> int:
+    chat = Chat(service, channel, sender=sender)
+    await chat.say("السلام عليكم")
+    await chat.say("موظف")
+    async with service.db.session(write=False) as session:
+        found = await session.scalar(
+            select(Conversation.id).where(
+                Conversation.status == "queued", Conversation.last_channel == channel.value
+            )
+        )
+    assert found is not None
+    return found

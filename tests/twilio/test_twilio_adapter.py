@@ -185,6 +185,11 @@ def test_whatsapp_has_numbered_lines() -> None:
     )
     long = render_whatsapp(Reply("x" * 5000))
     assert len(long) == 1600 and long.endswith("…")
+    # Shortened to Twilio's limit, a question keeps its numbered choices (the summary of a
+    # long complaint lost "1. Confirm and send" and the rest).
+    summary = render_whatsapp(Reply("تفاصيل " * 400, choices=MENU.choices))
+    assert len(summary) <= 1600
+    assert summary.endswith("…\n\n1. تقديم طلب دعم\n2. متابعة طلبي")
 
 
 def test_sms_uses_the_short_variant_and_short_lines() -> None:
@@ -198,6 +203,17 @@ def test_sms_is_cut_to_the_limit_keeping_the_choices() -> None:
     assert "كلمة…\n1" in body  # cut at a whole word
     latin = render_sms(Reply("word " * 200), 1)
     assert latin.endswith("...") and sms_parts(latin) == 1 and len(latin) <= 160
+
+
+def test_a_question_or_a_persons_message_may_take_ten_parts() -> None:
+    from adapters.twilio.render import sms_budget
+
+    question = Reply("نص " * 200, choices=MENU.choices)
+    notice = Reply("نص " * 200)
+    assert sms_budget(question, 4, whole=False) == 10
+    assert sms_budget(notice, 4, whole=False) == 4
+    assert sms_budget(notice, 4, whole=True) == 10
+    assert sms_budget(notice, 12, whole=True) == 12
 
 
 @settings(max_examples=60, deadline=None)
@@ -271,6 +287,20 @@ def test_what_is_sent_depends_on_the_window() -> None:
         )
     sms = sender.message_fields(delivery(Channel.SMS, hours_ago=None, kind=DeliveryKind.DECISION))
     assert sms["messaging_service_sid"] == "MG" + "0" * 32 and sms["body"].startswith("اختر")
+
+
+def test_a_staff_members_long_sms_is_not_cut_to_the_bots_budget() -> None:
+    sender = TwilioSender(
+        TwilioSettings(ACCOUNT_SID, AUTH_TOKEN, sms_from="+966112345678", sms_max_parts=4),
+        clock=lambda: NOW,
+    )
+    text = "نرجو إحضار المستندات الأصلية إلى مقر الجمعية قبل نهاية الأسبوع " * 6  # ~380 letters
+    for kind, whole in ((DeliveryKind.STAFF, True), (DeliveryKind.NOTIFICATION, False)):
+        fields = sender.message_fields(
+            Delivery(1, Channel.SMS, "+966551234567", Reply(text), kind=kind)
+        )
+        assert (fields["body"] == text.strip()) is whole, kind
+        assert sms_parts(fields["body"]) <= (10 if whole else 4)
 
 
 async def test_the_client_is_pointed_at_the_configured_base() -> None:
