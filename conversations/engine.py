@@ -297,6 +297,16 @@ class Engine:
             replies.append(self._offer_resume(ctx))
             return replies
         text = msg.text.strip()
+        word = self.word(text) if text and msg.command is None else None
+        if word in ("english", "arabic"):
+            return self._set_language(ctx, "en" if word == "english" else "ar")
+        if word == "help":
+            return [*replies, self.reply(ctx, "help"), self.menu(ctx)]
+        if word == "staff":
+            return [*replies, *await self.handoff(ctx, port, HandoffReason.ASKED)]
+        if word in ("menu", "back", "cancel"):
+            # A first "القائمة" asks for the menu, not the knowledge base.
+            return [*replies, self.menu(ctx)]
         if text and msg.command is None:
             choice = self.picked(ctx, text)
             if choice is None:

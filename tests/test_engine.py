@@ -676,3 +676,19 @@ async def test_documents_asked_by_sms_are_sent_from_whatsapp_on_the_same_number(
     await whatsapp.say("تم")
     assert "راجع" in whatsapp.text and "سارة أحمد" in whatsapp.text
     assert service.catalog.text("ar", "attachment.by_sms") not in whatsapp.text
+
+
+async def test_a_first_message_that_is_a_command_word_does_what_it_says(service: Service) -> None:
+    menu = Chat(service, sender="first-menu")
+    await menu.say("القائمة")
+    assert menu.choice_values() == list(MENU)
+    assert "هل تقصد" not in menu.text  # not taken for a question
+    helped = Chat(service, sender="first-help")
+    await helped.say("help")
+    assert service.catalog.text("en", "help") in helped.text
+    assert helped.choice_values() == list(MENU)
+    staff = Chat(service, sender="first-staff")
+    await staff.say("موظف")
+    async with service.db.session() as s:
+        statuses = list(await s.scalars(select(Conversation.status)))
+    assert "queued" in statuses
