@@ -266,6 +266,13 @@ class Engine:
             await port.leave_queue(ctx.conversation_id)
             ctx.status = ConversationStatus.BOT
             return [self.menu(ctx, "handoff.left_queue")]
+        reference = ctx.state.info_request
+        if reference is not None and msg.command is None and (msg.text.strip() or msg.attachments):
+            # Asked for more information, then talking with staff: what is sent is still
+            # added to the request (silently: staff own the conversation and see it there).
+            answer = InfoAnswer(msg.text.strip(), msg.attachments, ctx.channel, ctx.now)
+            if not await port.add_request_info(reference, ctx.beneficiary_id, answer):
+                ctx.state.info_request = None
         return []
 
     def _set_language(self, ctx: Context, lang: str) -> list[Reply]:

@@ -182,3 +182,23 @@ async def test_a_form_under_way_keeps_its_answers_when_more_is_asked(
     async with service.db.session(write=False) as session:
         [item] = await request_info(session, row.id)
     assert [d.filename for d in item.documents] == ["عقد.pdf"]
+
+
+async def test_information_sent_while_talking_to_staff_is_added_to_the_request(
+    service: Service, chat: Chat
+) -> None:
+    reference = await fill_support_request(chat)
+    await chat.say("موظف")
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    chat.now += timedelta(hours=1)
+    contract = await pdf(service, "contract.pdf")
+    replies = await chat.say("أرسلت العقد", attachments=[contract])
+    assert replies == []  # the bot stays silent while staff have the conversation
+    row = await request_row(service, reference)
+    assert row.status == RequestStatus.UNDER_REVIEW
+    async with service.db.session(write=False) as session:
+        [item] = await request_info(session, row.id)
+    assert item.info.text == "أرسلت العقد"
+    assert [d.filename for d in item.documents] == ["contract.pdf"]
