@@ -489,6 +489,6 @@ class FormFlow:
                 reference=reference,
                 form=form.title_in(lang),
             )
-        if form.handoff:
+        if form.hands_over(answers):
             return [reply, *await e.handoff(ctx, port, HandoffReason.FORM)]
         return [reply]

@@ -101,8 +101,13 @@ class Form:
     declaration: bool = False
     intro: Mapping[str, str] = field(default_factory=dict)
     declaration_text: Mapping[str, str] = field(default_factory=dict)
-    # Queue the conversation for staff once the form is submitted (e.g. complaints).
+    # Queue the conversation for staff once the form is submitted (e.g. complaints), when
+    # ``handoff_when`` holds if it is given (the person asked to be contacted).
     handoff: bool = False
+    handoff_when: Condition | None = None
+
+    def hands_over(self, answers: Mapping[str, Mapping[str, object]]) -> bool:
+        return self.handoff and (self.handoff_when is None or self.handoff_when.holds(answers))
 
     def title_in(self, lang: str) -> str:
         return self.title.get(lang) or self.title["ar"]
@@ -157,17 +162,7 @@ def _field(data: Mapping[str, Any], where: str, earlier: Sequence[str]) -> FormF
             Option(str(o["value"]), _bilingual(o, "label", f"{where} option", required=True))
             for o in raw
         )
-    when = None
-    if "when" in data:
-        cond = data["when"]
-        if not isinstance(cond, Mapping) or cond.get("field") not in earlier:
-            raise FormError(f"{where}: when.field must name an earlier field")
-        if "equals" in cond:
-            when = Condition(str(cond["field"]), equals=str(cond["equals"]))
-        elif "in" in cond:
-            when = Condition(str(cond["field"]), any_of=tuple(str(v) for v in cond["in"]))
-        else:
-            raise FormError(f"{where}: when needs equals or in")
+    when = _condition(data["when"], earlier, f"{where}: when") if "when" in data else None
     calendar = str(data.get("calendar", "any"))
     if calendar not in ("any", "hijri", "gregorian"):
         raise FormError(f"{where}: calendar must be any, hijri or gregorian")
@@ -192,6 +187,17 @@ def _field(data: Mapping[str, Any], where: str, earlier: Sequence[str]) -> FormF
         when=when,
         label=_bilingual(data, "label", where, required=False) or None,
     )
+
+
+def _condition(cond: object, names: Sequence[str], where: str) -> Condition:
+    """``{ field = "...", equals = "..." }`` or ``{ field = "...", in = [...] }``."""
+    if not isinstance(cond, Mapping) or cond.get("field") not in names:
+        raise FormError(f"{where}.field must name an earlier field")
+    if "equals" in cond:
+        return Condition(str(cond["field"]), equals=str(cond["equals"]))
+    if "in" in cond:
+        return Condition(str(cond["field"]), any_of=tuple(str(v) for v in cond["in"]))
+    raise FormError(f"{where} needs equals or in")
 
 
 def parse_form(text: str, source: str) -> Form:
@@ -230,6 +236,9 @@ def parse_form(text: str, source: str) -> Form:
         intro=_bilingual(head, "intro", source, required=False),
         declaration_text=declaration_text,
         handoff=bool(head.get("handoff", False)),
+        handoff_when=_condition(head["handoff_when"], names, f"{source}: form.handoff_when")
+        if "handoff_when" in head
+        else None,
     )
 
 

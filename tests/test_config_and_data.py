@@ -217,3 +217,15 @@ def test_night_hours_that_close_after_midnight() -> None:
     assert hours.next_opening(at(27, 3, 0)) == at(29, 22, 0)  # Friday: next is Sunday night
     day = WorkingHours()
     assert day.is_open(at(22, 9, 0)) and not day.is_open(at(22, 15, 0))
+
+
+def test_a_forms_handoff_condition_must_name_one_of_its_fields() -> None:
+    base = (
+        '[form]\nid = "t"\ntitle.ar = "ت"\nhandoff = true\n{when}\n'
+        '[[fields]]\nname = "ok"\ntype = "yesno"\nprompt.ar = "؟"\n'
+    )
+    form = parse_form(base.format(when='handoff_when = { field = "ok", equals = "yes" }'), "t")
+    assert form.hands_over({"ok": {"value": "yes"}})
+    assert not form.hands_over({"ok": {"value": "no"}})
+    with pytest.raises(FormError, match="handoff_when"):
+        parse_form(base.format(when='handoff_when = { field = "nope", equals = "yes" }'), "t")

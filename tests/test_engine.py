@@ -196,7 +196,25 @@ async def test_condition_on_earlier_answer_skips_a_field(service: Service) -> No
     assert "راجع" in chat.text
     await chat.say("تأكيد وإرسال")
     assert "CS-" in chat.text
-    assert "موظف" in chat.text  # complaints are routed to staff
+    # No contact wanted: recorded for staff, not a live handover (whose queue then kept the
+    # offered "main menu" from answering).
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
+    await chat.say("١")
+    assert chat.choice_values() == list(MENU)
+
+
+async def test_a_complaint_whose_author_wants_contact_is_handed_to_staff(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    for text in ("٦", "١", "شكوى", "أخرى", "تأخر الرد على طلبي ثلاثة أسابيع", "نعم"):
+        await chat.say(text)
+    await chat.say("0551234567")
+    await chat.say("تأكيد وإرسال")
+    assert "CS-" in chat.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "queued"
 
 
 async def test_cancel_discards_the_form(chat: Chat) -> None:
