@@ -698,6 +698,18 @@ class Tx:
             return None
         if stamp:
             await self._update(Identity, identity_id, {"last_inbound_at": msg.received_at})
+            if msg.channel is Channel.WHATSAPP:
+                # Writing again opens WhatsApp's window: what was held for want of it (a
+                # decision outside the window with no template) goes out now.
+                await self.session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.status == "held",
+                        OutboxItem.channel == Channel.WHATSAPP.value,
+                        OutboxItem.identity_id == identity_id,
+                    )
+                    .values(status="pending", next_attempt_at=utcnow())
+                )
         # The same sender on the same channel as before (nearly every message): nothing changes
         # on the conversation until the engine's step, which stamps its updated_at.
         if not heard or not stepped:

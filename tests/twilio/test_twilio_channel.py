@@ -258,6 +258,16 @@ async def test_no_template_outside_the_window_holds_the_message(
     (decision,) = await decision_after(twilio_setup, 25)
     assert decision.status == "held"
     assert decision.last_error == "whatsapp window closed; no template for decision"
+    # The beneficiary writes again: the window is open, and the decision goes out.
+    later = WORKING_TIME + timedelta(hours=26)
+    chat = Chat(twilio_setup.service, channel=Channel.WHATSAPP, sender=NUMBER, now=later)
+    await chat.say("السلام عليكم")
+    twilio_setup.sender.clock = lambda: later + timedelta(minutes=1)
+    await twilio_setup.run()
+    (decision,) = [i for i in await twilio_setup.outbox() if i.kind == "decision"]
+    assert decision.status == "sent"
+    bodies = [m.get("Body", "") for m in twilio_setup.fake.messages]
+    assert any("قيد الدراسة لدى لجنة البحث" in body for body in bodies)
 
 
 async def test_an_arabic_sms_of_200_characters_goes_in_3_parts(twilio_setup: TwilioSetup) -> None:
