@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from conversations.messages import Attachment, Channel, Inbound, Reply
+from conversations.messages import Attachment, Channel, Inbound, Reply, numbered_label
 
 Handler = Callable[[Inbound], Awaitable[Sequence[Reply]]]
 FileSaver = Callable[[Path], Awaitable[Attachment]]
@@ -34,7 +34,7 @@ def render_text(reply: Reply) -> str:
     """A reply as terminal text: choices as numbered lines."""
     lines = [reply.text]
     for number, choice in enumerate(reply.choices, start=1):
-        lines.append(f"  {number}. {choice.label}")
+        lines.append(f"  {number}. {numbered_label(number, choice.label)}")
     if reply.ask is not None and reply.ask.value == "attachment":
         lines.append("  (/attach PATH)")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from conversations.fields import format_dual_date, match_choice
 from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
-from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind
+from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind, numbered_label
 from conversations.normalize import normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.references import (
@@ -165,7 +165,11 @@ class Engine:
         return None
 
     def picked(self, ctx: Context, text: str) -> str | None:
-        options = [(value, [label, value]) for label, value in ctx.state.choices]
+        # A label that begins with its own number (the rating's "5 ممتاز") is also its words.
+        options = [
+            (value, [label, numbered_label(n, label), value])
+            for n, (label, value) in enumerate(ctx.state.choices, start=1)
+        ]
         if not options:
             return None
         # Offered questions are picked by number or in full: a question's first word ("كيف")

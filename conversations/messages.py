@@ -160,6 +160,13 @@ class Reply:
         )
 
 
+def numbered_label(n: int, label: str) -> str:
+    """A choice's label as it reads after its number in a numbered list: one that begins
+    with that very number (the rating's "1 ضعيف") does not say it twice."""
+    head = f"{n} "
+    return label[len(head) :] if label.startswith(head) and label[len(head) :].strip() else label
+
+
 def combine_replies(replies: Sequence[Reply]) -> list[Reply]:
     """Fold replies into as few as read well as one message (an email, say).
 

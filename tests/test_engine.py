@@ -503,6 +503,20 @@ async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     assert survey is not None and survey.rating == 4 and survey.comment is None
 
 
+async def test_a_rating_may_be_given_in_words(service: Service) -> None:
+    """ "ممتاز" (as a WhatsApp quick reply sends it) is 5, not "pick a number"."""
+    chat = Chat(service)
+    await chat.say("السلام عليكم")
+    await chat.say("موظف")
+    conv_id = await take_conversation(service, "agent@example.org")
+    await service.close_conversation(conv_id, actor="agent@example.org")
+    await chat.say("ممتاز")
+    await chat.say("تخطي")
+    async with service.db.session() as s:
+        survey = await s.scalar(select(SurveyAnswer))
+    assert survey is not None and survey.rating == 5
+
+
 async def test_a_conversation_closed_while_queued_asks_no_rating(service: Service) -> None:
     """Nobody had answered it: the beneficiary is told the request for a person was closed,
     not thanked for a conversation with staff, and no survey follows."""

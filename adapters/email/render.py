@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from conversations.delivery import Delivery, DeliveryKind
+from conversations.messages import numbered_label
 
 ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|رد)\s*:\s*", re.IGNORECASE)
@@ -75,7 +76,8 @@ def render_reply(
     lang = "ar" if delivery.lang == "ar" else "en"
     paragraphs = [p for p in reply.text.strip().split("\n\n") if p.strip()] or [""]
     choices = [
-        f"{number(i, lang)}. {choice.label}" for i, choice in enumerate(reply.choices, start=1)
+        f"{number(i, lang)}. {numbered_label(i, choice.label)}"
+        for i, choice in enumerate(reply.choices, start=1)
     ]
     hints = []
     if choices:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conversations.messages import Reply
+from conversations.messages import Reply, numbered_label
 
 # Twilio refuses longer bodies.
 WHATSAPP_MAX_CHARS = 1600
@@ -46,7 +46,10 @@ def sms_parts(text: str) -> int:
 
 
 def numbered(reply: Reply, pattern: str) -> list[str]:
-    return [pattern.format(n=n, label=c.label) for n, c in enumerate(reply.choices, start=1)]
+    return [
+        pattern.format(n=n, label=numbered_label(n, c.label))
+        for n, c in enumerate(reply.choices, start=1)
+    ]
 
 
 def render_whatsapp(reply: Reply) -> str:

@@ -196,6 +196,15 @@ def test_sms_uses_the_short_variant_and_short_lines() -> None:
     assert render_sms(MENU, 4) == "اختر رقما:\n1 تقديم طلب دعم\n2 متابعة طلبي"
 
 
+def test_a_label_that_begins_with_its_number_is_not_numbered_twice() -> None:
+    rating = Reply(
+        "كم تقيّم الخدمة من 1 إلى 5؟",
+        choices=(Choice("1 ضعيف", "1"), Choice("2 مقبول", "2"), Choice("3", "3")),
+    )
+    assert render_sms(rating, 4).splitlines()[1:] == ["1 ضعيف", "2 مقبول", "3 3"]
+    assert render_whatsapp(rating).splitlines()[-3:] == ["1. ضعيف", "2. مقبول", "3. 3"]
+
+
 def test_sms_is_cut_to_the_limit_keeping_the_choices() -> None:
     words = " ".join(["كلمة"] * 100)
     body = render_sms(Reply(words, choices=MENU.choices), 2)
