@@ -56,7 +56,10 @@ async def ask(chat: Chat, reference: str, digits: str) -> str:
 async def close_open_conversations(service: Service) -> None:
     async with service.db.session(write=False) as session:
         ids = list(
-            await session.scalars(select(Conversation.id).where(Conversation.status != "closed"))
+            await session.scalars(
+                # Those with staff or waiting for them: the bot's own are not "closed".
+                select(Conversation.id).where(Conversation.status.in_(("queued", "staff")))
+            )
         )
     for conversation_id in ids:
         await service.close_conversation(conversation_id, actor="test")
