@@ -245,6 +245,18 @@ def _fulfil(route: Route, status: int, body: dict[str, object]) -> None:
     )
 
 
+def serve_only(page: Page, message: dict[str, object]) -> None:
+    """The page's start answers with this one bot message, and polls find nothing more."""
+    page.route(
+        "**/api/webchat/start",
+        lambda route: _fulfil(route, 200, {"messages": [message], "cursor": 1}),
+    )
+    page.route(
+        "**/api/webchat/messages?after=*",
+        lambda route: _fulfil(route, 200, {"messages": [], "cursor": 1}),
+    )
+
+
 def test_bot_text_is_inserted_as_text_and_an_attachment_ask_highlights_attach(
     page: Page, live_server: str
 ) -> None:
@@ -258,14 +270,7 @@ def test_bot_text_is_inserted_as_text_and_an_attachment_ask_highlights_attach(
         "attachment": {"url": "javascript:alert(1)", "filename": "a.pdf", "content_type": "x"},
         "at": "2025-01-01T10:00:00+03:00",
     }
-    page.route(
-        "**/api/webchat/start",
-        lambda route: _fulfil(route, 200, {"messages": [message], "cursor": 1}),
-    )
-    page.route(
-        "**/api/webchat/messages?after=*",
-        lambda route: _fulfil(route, 200, {"messages": [], "cursor": 1}),
-    )
+    serve_only(page, message)
     open_chat(page, live_server)
 
     text = page.locator(BOT).last.get_by_test_id("message-text")
@@ -291,14 +296,7 @@ def test_a_reference_stays_whole_and_left_to_right_in_a_narrow_arabic_bubble(
         "choices": [],
         "at": "2026-11-22T10:00:00+03:00",
     }
-    page.route(
-        "**/api/webchat/start",
-        lambda route: _fulfil(route, 200, {"messages": [message], "cursor": 1}),
-    )
-    page.route(
-        "**/api/webchat/messages?after=*",
-        lambda route: _fulfil(route, 200, {"messages": [], "cursor": 1}),
-    )
+    serve_only(page, message)
     page.set_viewport_size({"width": 320, "height": 640})
     open_chat(page, live_server)
     bubble = page.locator(BOT).last.get_by_test_id("message-text")
