@@ -14,7 +14,7 @@ from adapters.twilio.inbound import (
     parse_twilio_form,
     signature_valid,
 )
-from adapters.twilio.media import MediaFetcher, MediaProblem, MediaRejected
+from adapters.twilio.media import MediaFetcher, MediaProblem, MediaRejected, problem_of_type
 from adapters.twilio.render import render_sms, render_whatsapp, sms_parts
 from adapters.twilio.sender import BaseUrlHttpClient, TwilioSender, TwilioSettings, map_error
 
@@ -35,6 +35,7 @@ __all__ = [
     "opt_change",
     "parse_status_form",
     "parse_twilio_form",
+    "problem_of_type",
     "render_sms",
     "render_whatsapp",
     "signature_valid",

@@ -19,6 +19,18 @@ class MediaProblem(StrEnum):
     UNSUPPORTED = "unsupported"
     FAILED = "failed"
     UNREADABLE = "unreadable"  # looks like an image but does not open as one
+    WRONG_TYPE = "wrong_type"  # a document or picture of a kind not accepted (a Word file)
+
+
+def problem_of_type(content_type: str) -> MediaProblem:
+    """A file of a kind not accepted: a document or a picture is the wrong type of file (say
+    which are taken); a voice note, a video or a location is not a file at all here."""
+    family = content_type.split("/", 1)[0].lower()
+    return (
+        MediaProblem.WRONG_TYPE
+        if family in ("application", "text", "image")
+        else (MediaProblem.UNSUPPORTED)
+    )
 
 
 class MediaRejected(Exception):
@@ -57,7 +69,7 @@ class MediaFetcher:
     async def fetch(self, media: MediaRef, save: SaveFile) -> Attachment:
         """Stream one file into ``save``; MediaRejected says why it was not kept."""
         if media.content_type and media.content_type not in self.allowed_types:
-            raise MediaRejected(MediaProblem.UNSUPPORTED)
+            raise MediaRejected(problem_of_type(media.content_type))
         try:
             async with self._http().stream("GET", media.url, auth=self._auth) as response:
                 if response.status_code != 200:

@@ -29,6 +29,7 @@ from adapters.twilio import (
     opt_change,
     parse_status_form,
     parse_twilio_form,
+    problem_of_type,
     signature_valid,
 )
 from bot.service import Service, inbound_payload
@@ -52,6 +53,7 @@ NOTICES = {
     MediaProblem.UNSUPPORTED: "channel.unsupported",
     MediaProblem.FAILED: "channel.file_failed",
     MediaProblem.UNREADABLE: "attachment.unreadable",
+    MediaProblem.WRONG_TYPE: "attachment.bad_type",
 }
 
 
@@ -292,10 +294,12 @@ class TwilioWebhooks:
         # The bytes decide, not the declared type.
         if attachment.content_type not in MEDIA_TYPES:
             files.path(attachment.ref).unlink(missing_ok=True)
-            raise MediaRejected(MediaProblem.UNSUPPORTED)
+            raise MediaRejected(problem_of_type(attachment.content_type))
         return attachment
 
     def _notice_for(self, problem: MediaProblem) -> tuple[str, dict[str, Any]]:
         if problem is MediaProblem.TOO_LARGE:
             return NOTICES[problem], {"max": f"{self.service.config.storage.max_attachment_mb:g}"}
+        if problem is MediaProblem.WRONG_TYPE:
+            return NOTICES[problem], {"types": "JPEG, PNG, PDF"}
         return NOTICES[problem], {}

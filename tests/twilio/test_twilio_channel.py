@@ -342,9 +342,15 @@ async def test_unusable_files_are_explained(twilio_setup: TwilioSetup) -> None:
     (notice,) = await phone.say(media=[(voice, "audio/ogg")])
     assert notice["Body"] == setup.service.catalog.text("ar", "channel.unsupported")
     assert fake.media[voice.rsplit("/", 1)[1]].hits == 0  # not even downloaded
+    # A file of a kind not taken is told which kinds are, not "voice notes are not handled".
+    wrong_type = setup.service.catalog.text("ar", "attachment.bad_type", types="JPEG, PNG, PDF")
+    word = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    letter = fake.add_media(b"PK\x03\x04" + b"\x00" * 100, word)
+    (notice,) = await phone.say(media=[(letter, word)])
+    assert notice["Body"] == wrong_type
     disguised = fake.add_media(b"<html>not a photo</html>", "image/jpeg")
     (notice,) = await phone.say(media=[(disguised, "image/jpeg")])
-    assert notice["Body"] == setup.service.catalog.text("ar", "channel.unsupported")
+    assert notice["Body"] == wrong_type
     assert not list(setup.service.files.root.rglob("*.*"))  # nothing kept on disk
 
 
