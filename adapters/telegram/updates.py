@@ -117,10 +117,17 @@ def parse_update(update: Update, *, now: datetime | None = None) -> ParsedUpdate
 
 def _message(update_id: int, msg: Message) -> ParsedUpdate:
     user = msg.from_user
-    if msg.chat.type != ChatType.PRIVATE:
+    # The library reads a malformed update leniently: a message without its chat (or date)
+    # is refused here rather than failing later.
+    chat = getattr(msg, "chat", None)
+    if chat is None or getattr(chat, "id", None) is None:
+        return ParsedUpdate(UpdateKind.IGNORED, update_id, reason="no chat")
+    if chat.type != ChatType.PRIVATE:
         return ParsedUpdate(UpdateKind.IGNORED, update_id, reason="group")
     if user is None or user.is_bot:
         return ParsedUpdate(UpdateKind.IGNORED, update_id, reason="bot")
+    if not isinstance(msg.date, datetime):
+        return ParsedUpdate(UpdateKind.IGNORED, update_id, reason="no date")
     received = msg.date if msg.date.tzinfo else msg.date.replace(tzinfo=UTC)
     base = Inbound(
         channel=Channel.TELEGRAM,
@@ -169,6 +176,8 @@ def _message(update_id: int, msg: Message) -> ParsedUpdate:
 
 def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpdate:
     message = query.message if isinstance(query.message, Message) else None
+    if message is not None and getattr(message, "chat", None) is None:
+        message = None  # a button's message without its chat: the press still counts
     if message is not None and message.chat.type != ChatType.PRIVATE:
         return ParsedUpdate(
             UpdateKind.IGNORED, update_id, callback_query_id=query.id, reason="group"

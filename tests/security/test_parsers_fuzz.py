@@ -264,6 +264,25 @@ def test_telegram_callback_without_sender(telegram: TelegramApi) -> None:
     _check_update(telegram, {"update_id": 1, "callback_query": {"id": "q", "chat_instance": "c"}})
 
 
+def test_telegram_message_without_chat_or_date(telegram: TelegramApi) -> None:
+    # Found by the fuzzer below: read leniently by the library, then an AttributeError.
+    bare = {"message_id": None, "date": None, "chat": None}
+    _check_update(telegram, {"update_id": 0, "message": bare})
+    _check_update(
+        telegram,
+        {
+            "update_id": 1,
+            "message": {
+                "message_id": 1,
+                "date": None,
+                "chat": {"id": 5, "type": "private"},
+                "from": {"id": 5, "is_bot": False, "first_name": "x"},
+                "text": "hi",
+            },
+        },
+    )
+
+
 @SLOW
 @given(UPDATE)
 def test_telegram_shaped_updates_parse_or_are_refused(
