@@ -226,17 +226,9 @@ class Engine:
             return self._cancel(ctx)
 
         word = self.word(text) if text else None
-        if word == "english" or word == "arabic":
-            return self._set_language(ctx, "en" if word == "english" else "ar")
-        if word == "menu":
-            state.misunderstood = 0
-            return [self.menu(ctx)]
-        if word == "staff":
-            return await self.handoff(ctx, port, HandoffReason.ASKED)
-        if word == "help":
-            return [self.reply(ctx, "help"), *self._ask_again(ctx)]
-        if word == "cancel":
-            return self._cancel(ctx)
+        said = await self._global_word(word, ctx, port)
+        if said is not None:
+            return said
         if word == "my_data" and "data_request" in self.forms and state.mode is not Mode.FORM:
             # A copy or the deletion of one's personal data can be asked from anywhere (PDPL).
             return self.flow.start(ctx, self.forms["data_request"])
@@ -256,6 +248,24 @@ class Engine:
         if mode in (Mode.SURVEY_RATING, Mode.SURVEY_COMMENT):
             return await self._survey_answer(msg, ctx, port, word)
         return await self._menu_or_question(msg, ctx, port, word)
+
+    async def _global_word(
+        self, word: str | None, ctx: Context, port: EnginePort
+    ) -> list[Reply] | None:
+        """What a word that works everywhere does (a language, menu, staff, help, cancel);
+        None for any other text."""
+        if word == "english" or word == "arabic":
+            return self._set_language(ctx, "en" if word == "english" else "ar")
+        if word == "menu":
+            ctx.state.misunderstood = 0
+            return [self.menu(ctx)]
+        if word == "staff":
+            return await self.handoff(ctx, port, HandoffReason.ASKED)
+        if word == "help":
+            return [self.reply(ctx, "help"), *self._ask_again(ctx)]
+        if word == "cancel":
+            return self._cancel(ctx)
+        return None
 
     def _returning(self, ctx: Context) -> bool:
         if ctx.state.last_seen is None:
@@ -311,13 +321,11 @@ class Engine:
         word = self.word(text) if text and msg.command is None else None
         if word in ("english", "arabic"):
             return self._set_language(ctx, "en" if word == "english" else "ar")
-        if word == "help":
-            return [*replies, self.reply(ctx, "help"), self.menu(ctx)]
-        if word == "staff":
-            return [*replies, *await self.handoff(ctx, port, HandoffReason.ASKED)]
-        if word in ("menu", "back", "cancel"):
-            # A first "القائمة" asks for the menu, not the knowledge base.
-            return [*replies, self.menu(ctx)]
+        # A first "القائمة" (or "help", "موظف") does what it says, after the greeting: it is
+        # not a question for the knowledge base.
+        said = await self._global_word("menu" if word == "back" else word, ctx, port)
+        if said is not None:
+            return [*replies, *said]
         if text and msg.command is None:
             choice = self.picked(ctx, text)
             if choice is None:
