@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from sqlalchemy import (
     Integer,
@@ -59,6 +59,9 @@ from storage.models import (
     hashed_match,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from storage.staff_models import Handling
 
 OPEN = ("bot", "queued", "staff")
 
@@ -1201,16 +1204,20 @@ class Tx:
         )
         await self.audit(actor, "request.status", request.reference, to=new.value)
 
-    async def end_turn(self, conversation_id: int, outcome: str) -> None:
-        """End the staff member's turn with the conversation, if one is under way."""
+    async def open_turn(self, conversation_id: int) -> Handling | None:
+        """The staff member's turn with the conversation under way, if any."""
         from storage.staff_models import Handling  # the console's tables
 
-        turn = await self.session.scalar(
+        return await self.session.scalar(
             select(Handling)
             .where(Handling.conversation_id == conversation_id, Handling.ended_at.is_(None))
             .order_by(Handling.id.desc())
             .limit(1)
         )
+
+    async def end_turn(self, conversation_id: int, outcome: str) -> None:
+        """End the staff member's turn with the conversation, if one is under way."""
+        turn = await self.open_turn(conversation_id)
         if turn is not None:
             turn.ended_at = utcnow()
             turn.outcome = outcome

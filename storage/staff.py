@@ -67,7 +67,7 @@ class HistoryEvent:
 
 
 def interleave(
-    items: list[HistoryItem | HistoryEvent], events: list[HistoryEvent]
+    items: list[HistoryItem], events: list[HistoryEvent]
 ) -> list[HistoryItem | HistoryEvent]:
     """Messages stay in the order they were stored; each event goes before the first message
     our clock places after it (an inbound message's own time is the channel's clock, which
@@ -75,7 +75,6 @@ def interleave(
     events = sorted(events, key=lambda e: e.at)
     out: list[HistoryItem | HistoryEvent] = []
     for item in items:
-        assert isinstance(item, HistoryItem)
         m = item.message
         ours = m.processed_at if m.direction == "in" else m.created_at
         while events and ours is not None and events[0].at < ours:
@@ -344,11 +343,9 @@ class ConsoleTx(PeopleTx):
         rows.reverse()
         outbound = [r.id for r in rows if r.direction == "out"]
         deliveries = {o.message_id: o for o in await self.outbox_for_messages(outbound)}
-        items: list[HistoryItem | HistoryEvent] = [
-            HistoryItem(r, deliveries.get(r.id)) for r in rows
-        ]
+        items = [HistoryItem(r, deliveries.get(r.id)) for r in rows]
         if not rows:
-            return items
+            return list(items)
         turns = list(
             await self.session.scalars(
                 select(Handling)
@@ -380,21 +377,13 @@ class ConsoleTx(PeopleTx):
         )
         await self.audit(f"staff:{staff}", "conversation.claimed", str(conversation.id))
 
-    async def _handling(self, conversation_id: int) -> Handling | None:
-        return await self.session.scalar(
-            select(Handling)
-            .where(Handling.conversation_id == conversation_id, Handling.ended_at.is_(None))
-            .order_by(Handling.id.desc())
-            .limit(1)
-        )
-
     async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Queued:
         """A staff member's message, to the beneficiary's last channel through the outbox."""
         [row] = await self.queue_replies(
             conversation, [Reply(text)], author=f"staff:{staff}", kind="staff"
         )
         conversation.updated_at = utcnow()
-        handling = await self._handling(conversation.id)
+        handling = await self.open_turn(conversation.id)
         if handling is not None:
             handling.replies += 1
             if handling.first_reply_at is None:
