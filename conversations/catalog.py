@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -48,8 +48,7 @@ class Catalog:
         (``key.one``, ``key.two``, ``key.few``, ``key.many`` when the catalogue has them,
         else ``key``): Arabic says ملف واحد، ملفان، ٣ ملفات، ١١ ملفًا."""
         table = self.entries.get(lang) or self.entries["ar"]
-        form = f"{key}.{plural_category(lang, n)}"
-        return self.text(lang, form if form in table else key, n=n, **params)
+        return self.text(lang, plural_key(key, lang, n, table), n=n, **params)
 
     def short(self, lang: str, key: str, **params: object) -> str | None:
         table = self.entries.get(lang) or self.entries["ar"]
@@ -75,6 +74,13 @@ def plural_category(lang: str, n: int) -> str:
             return "few"
         return "many" if 11 <= n % 100 <= 99 else "other"
     return "one" if n == 1 else "other"
+
+
+def plural_key(key: str, lang: str, n: int, table: Container[str]) -> str:
+    """The key of the text for ``n`` of something: ``key.one``, ``key.two``, ``key.few``,
+    ``key.many``... where ``table`` has it, else ``key``."""
+    form = f"{key}.{plural_category(lang, n)}"
+    return form if form in table else key
 
 
 def parse_catalog(sources: Mapping[str, str]) -> Catalog:

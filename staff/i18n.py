@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from conversations.catalog import plural_category
+from conversations.catalog import plural_key
 
 LANGS = ("ar", "en")
 FOLDER = Path(__file__).parent / "i18n"
@@ -52,8 +52,7 @@ class Translator:
         """The text for ``n`` of something in the number the language wants (``key.one``,
         ``key.two``, ``key.few``, ``key.many`` where the table has them, else ``key``):
         رسالة واحدة، رسالتان، ٥ رسائل، ١١ رسالة."""
-        form = f"{key}.{plural_category(self.lang, n)}"
-        return self(form if self.has(form) else key, n=n, **params)
+        return self(plural_key(key, self.lang, n, table(self.lang)), n=n, **params)
 
     def has(self, key: str) -> bool:
         return key in table(self.lang)
