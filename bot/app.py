@@ -21,7 +21,7 @@ from bot.channels import build_channels
 from bot.ops import METRICS_CONTENT_TYPE, channel_states, readiness
 from bot.security import scheduled_retention
 from bot.service import Service, run_workers
-from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
+from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds, identity_kind
 from staff.web import STAFF_STATIC, build_staff_router
 from storage.files import TooLarge, UnreadableImage
 from storage.models import Identity
@@ -29,7 +29,7 @@ from storage.repository import Tx
 
 log = structlog.get_logger("tawasul.http")
 
-UPLOAD_TYPES = {"image/jpeg", "image/png", "application/pdf"}
+UPLOAD_TYPES = ("image/jpeg", "image/png", "application/pdf")
 
 
 class BodyLimit:
@@ -148,7 +148,7 @@ class WebchatBridge:
             raise UploadRejected(
                 415,
                 "unsupported_type",
-                self._text(session, "attachment.bad_type", types="JPEG, PNG, PDF"),
+                self._text(session, "attachment.bad_type", types=file_kinds(UPLOAD_TYPES)),
             )
         return attachment
 

@@ -21,7 +21,7 @@ from conversations.fields import (
     parse_yesno,
 )
 from conversations.forms import FieldType, Form, FormField
-from conversations.messages import Ask, Attachment, Channel, Inbound, Reply
+from conversations.messages import Ask, Attachment, Channel, Inbound, Reply, file_kinds
 from conversations.normalize import script_language, to_latin_digits
 from conversations.ports import EnginePort, HandoffReason, Submission
 from conversations.state import Draft, Mode, Phase
@@ -254,8 +254,7 @@ class FormFlow:
         field: FormField, att: Attachment, already: int
     ) -> tuple[str, dict[str, object]] | None:
         if att.content_type not in field.allowed_types:
-            kinds = ", ".join(t.split("/")[-1].upper() for t in field.allowed_types)
-            return "attachment.bad_type", {"types": kinds}
+            return "attachment.bad_type", {"types": file_kinds(field.allowed_types)}
         if att.size > field.max_size_bytes:
             return "attachment.too_big", {"max": f"{field.max_size_mb:g}"}
         if already >= field.max_files:

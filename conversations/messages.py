@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -158,6 +158,11 @@ class Reply:
             else (),
             lang=str(lang) if lang else None,
         )
+
+
+def file_kinds(content_types: Iterable[str]) -> str:
+    """File types as a person names them: "image/jpeg", "application/pdf" -> "JPEG, PDF"."""
+    return ", ".join(t.split("/")[-1].upper() for t in content_types)
 
 
 def numbered_label(n: int, label: str) -> str:

@@ -26,11 +26,9 @@ def problem_of_type(content_type: str) -> MediaProblem:
     """A file of a kind not accepted: a document or a picture is the wrong type of file (say
     which are taken); a voice note, a video or a location is not a file at all here."""
     family = content_type.split("/", 1)[0].lower()
-    return (
-        MediaProblem.WRONG_TYPE
-        if family in ("application", "text", "image")
-        else (MediaProblem.UNSUPPORTED)
-    )
+    if family in ("application", "text", "image"):
+        return MediaProblem.WRONG_TYPE
+    return MediaProblem.UNSUPPORTED
 
 
 class MediaRejected(Exception):

@@ -33,7 +33,7 @@ from adapters.twilio import (
     signature_valid,
 )
 from bot.service import Service, inbound_payload
-from conversations.messages import Attachment, Channel, Inbound, Reply, identity_kind
+from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds, identity_kind
 from conversations.normalize import script_language
 from storage.files import TooLarge, UnreadableImage
 from storage.models import Conversation, Identity, Message, utcnow
@@ -301,5 +301,5 @@ class TwilioWebhooks:
         if problem is MediaProblem.TOO_LARGE:
             return NOTICES[problem], {"max": f"{self.service.config.storage.max_attachment_mb:g}"}
         if problem is MediaProblem.WRONG_TYPE:
-            return NOTICES[problem], {"types": "JPEG, PNG, PDF"}
+            return NOTICES[problem], {"types": file_kinds(MEDIA_TYPES)}
         return NOTICES[problem], {}

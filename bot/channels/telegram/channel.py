@@ -25,7 +25,7 @@ from bot.channels.staff_alerts import Handoff, SinkFailed
 from bot.ops import CONNECTED, FAILING
 from bot.service import Service, inbound_payload
 from conversations.forms import DEFAULT_TYPES, FieldType
-from conversations.messages import Channel, Inbound, Reply
+from conversations.messages import Channel, Inbound, Reply, file_kinds
 from storage.files import UnreadableImage
 from storage.models import Conversation, Identity, Message, utcnow
 from storage.repository import Tx
@@ -159,7 +159,7 @@ class TelegramChannel:
         state = await self._state(parsed.inbound.sender_id)
         allowed, max_bytes = self._attachment_rules(state)
         max_mb = f"{max_bytes / (1024 * 1024):g}"
-        types = ", ".join(t.split("/")[-1].upper() for t in allowed)
+        types = file_kinds(allowed)
         declared = file.content_type or "application/octet-stream"
         # Some apps declare every file as octet-stream: those are judged by their bytes.
         if declared != "application/octet-stream" and declared not in allowed:
