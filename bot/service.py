@@ -177,6 +177,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
         "thread_id": msg.thread_id,
         "reply_to": msg.reply_to,
         "verified_phone": msg.verified_phone,
+        "lang_hint": msg.lang_hint,
     }
 
 
@@ -193,6 +194,7 @@ def inbound_from_row(row: AnyRow, sender: str) -> Inbound:
         reply_to=payload.get("reply_to"),
         command=payload.get("command"),
         verified_phone=payload.get("verified_phone"),
+        lang_hint=payload.get("lang_hint"),
     )
 
 

@@ -21,7 +21,15 @@ from conversations.fields import format_dual_date, match_choice
 from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
-from conversations.messages import Channel, Choice, Inbound, Reply, identity_kind, numbered_label
+from conversations.messages import (
+    Channel,
+    Choice,
+    Inbound,
+    Reply,
+    identity_kind,
+    lang_hint,
+    numbered_label,
+)
 from conversations.normalize import normalize_arabic, to_latin_digits
 from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
 from conversations.references import (
@@ -202,7 +210,7 @@ class Engine:
         state.last_seen = ctx.now.isoformat()
         text = msg.text.strip()
         if state.lang is None:
-            state.lang = language_of(text) or "ar"
+            state.lang = language_of(text) or lang_hint(msg.lang_hint) or "ar"
 
         if ctx.status in (ConversationStatus.QUEUED, ConversationStatus.STAFF):
             return await self._while_with_staff(msg, ctx, port)
@@ -320,7 +328,9 @@ class Engine:
         text = msg.text.strip()
         word = self.word(text) if text and msg.command is None else None
         if word in ("english", "arabic"):
-            return self._set_language(ctx, "en" if word == "english" else "ar")
+            # The greeting is said again in the language asked for, the menu in it too.
+            ctx.state.lang = "en" if word == "english" else "ar"
+            return [self.reply(ctx, "greeting"), self.menu(ctx)]
         # A first "القائمة" (or "help", "موظف") does what it says, after the greeting: it is
         # not a question for the knowledge base.
         said = await self._global_word("menu" if word == "back" else word, ctx, port)

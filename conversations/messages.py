@@ -42,6 +42,12 @@ class Lang(StrEnum):
     EN = "en"
 
 
+def lang_hint(code: str | None) -> str | None:
+    """A language the catalogues hold, from a channel's language tag ("en-GB" is "en")."""
+    primary = (code or "").split("-")[0].split("_")[0].strip().lower()
+    return primary if primary in (Lang.AR, Lang.EN) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A file the beneficiary sent or the bot sends.
@@ -72,6 +78,10 @@ class Inbound:
     # A phone number the channel vouches for (Telegram contact sharing, WhatsApp/SMS sender).
     verified_phone: str | None = None
     display_name: str = ""
+    # The language the channel says the person reads (Telegram's language setting, the web
+    # chat page's), "ar" or "en": a new conversation starts in it when its first message
+    # does not tell.
+    lang_hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

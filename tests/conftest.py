@@ -92,6 +92,7 @@ class Chat:
         attachments: Sequence[Attachment] = (),
         message_id: str | None = None,
         at: datetime | None = None,
+        lang_hint: str | None = None,
     ) -> list[Reply]:
         self._count += 1
         msg = Inbound(
@@ -102,6 +103,7 @@ class Chat:
             attachments=tuple(attachments),
             channel_message_id=message_id or f"{self.sender}-{self._count}-{os.urandom(4).hex()}",
             received_at=at or self.now,
+            lang_hint=lang_hint,
         )
         delivered = await self.service.handle(msg)
         self.replies = [d.reply for d in delivered]

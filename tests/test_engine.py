@@ -85,6 +85,28 @@ async def test_english_detected_from_script_and_switchable(chat: Chat) -> None:
     assert has_latin(chat.text) and not has_arabic(chat.last.text)
 
 
+async def test_a_first_english_word_greets_in_english(chat: Chat) -> None:
+    await chat.say("English")
+    assert [r.key for r in chat.replies] == ["greeting", "menu.prompt"]
+    assert all(r.lang == "en" and not has_arabic(r.text) for r in chat.replies)
+
+
+async def test_a_new_conversation_starts_in_the_language_its_channel_says(
+    service: Service,
+) -> None:
+    english = Chat(service, Channel.TELEGRAM, sender="hint-en")
+    await english.say(command="start", lang_hint="en")
+    assert english.replies[0].key == "greeting" and not has_arabic(english.text)
+    # What the person writes tells more than the setting of their phone.
+    arabic = Chat(service, Channel.TELEGRAM, sender="hint-ar")
+    await arabic.say("السلام عليكم", lang_hint="en")
+    assert has_arabic(arabic.text)
+    # And the setting is only where a conversation starts: later it changes nothing.
+    await english.say("عربي")
+    await english.say(command="menu", lang_hint="en")
+    assert has_arabic(english.text)
+
+
 async def test_option_by_arabic_indic_number_latin_number_or_label(service: Service) -> None:
     for i, pick in enumerate(["٧", "7", "التحدث مع موظف"]):
         chat = Chat(service, sender=f"pick-{i}")

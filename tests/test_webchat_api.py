@@ -53,7 +53,10 @@ def test_conversation_and_poll(client: httpx.Client) -> None:
 
 def test_english_start(client: httpx.Client) -> None:
     body = start(client, "en")
-    assert any("English" in m["text"] for m in body["messages"])
+    # Welcomed in English, as a first visit in Arabic is in Arabic, and the menu follows.
+    first, last = body["messages"][0], body["messages"][-1]
+    assert first["text"].startswith("Welcome") and first["lang"] == "en"
+    assert last["choices"] and last["lang"] == "en"
 
 
 def test_upload_within_a_form(client: httpx.Client) -> None:

@@ -10,7 +10,7 @@ from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 
 from conversations.fields import normalize_phone
-from conversations.messages import Channel, Inbound
+from conversations.messages import Channel, Inbound, lang_hint
 
 
 class UpdateKind(StrEnum):
@@ -38,7 +38,6 @@ class ParsedUpdate:
     callback_query_id: str | None = None
     keyboard_chat_id: int | None = None
     keyboard_message_id: int | None = None
-    language_code: str | None = None
     # Why an update was ignored or is unsupported, for logs (never the content).
     reason: str = ""
 
@@ -135,15 +134,13 @@ def _message(update_id: int, msg: Message) -> ParsedUpdate:
         channel_message_id=str(update_id),
         received_at=received.astimezone(UTC),
         display_name=user.full_name,
+        lang_hint=lang_hint(user.language_code),
     )
-    lang = user.language_code
 
     def build(
         kind: UpdateKind, inbound: Inbound, file: IncomingFile | None = None, reason: str = ""
     ) -> ParsedUpdate:
-        return ParsedUpdate(
-            kind, update_id, inbound=inbound, file=file, language_code=lang, reason=reason
-        )
+        return ParsedUpdate(kind, update_id, inbound=inbound, file=file, reason=reason)
 
     caption = msg.caption or ""
     if msg.contact is not None:
@@ -198,6 +195,7 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
         channel_message_id=str(update_id),
         received_at=now,
         display_name=query.from_user.full_name,
+        lang_hint=lang_hint(query.from_user.language_code),
     )
     return ParsedUpdate(
         UpdateKind.MESSAGE,
@@ -206,7 +204,6 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
         callback_query_id=query.id,
         keyboard_chat_id=message.chat.id if message is not None else None,
         keyboard_message_id=message.message_id if message is not None else None,
-        language_code=query.from_user.language_code,
     )
 
 

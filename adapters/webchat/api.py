@@ -171,8 +171,9 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         session, new = session_of(tawasul_chat, response)
         items = list(await backend.history(session, 0, bot_only=False))
         if new or not items:
-            command = f"lang:{body.lang}" if body.lang == "en" else "start"
-            await backend.send(Inbound(Channel.WEBCHAT, session, command=command))
+            await backend.send(
+                Inbound(Channel.WEBCHAT, session, command="start", lang_hint=body.lang)
+            )
             items = list(await backend.history(session, 0, bot_only=False))
         return render(items, 0)
 

@@ -34,7 +34,18 @@ def test_text_becomes_an_inbound_keyed_by_the_update_id() -> None:
     assert inbound.channel_message_id == "4242"
     assert inbound.received_at.tzinfo is not None
     assert inbound.display_name == "سارة العتيبي"
-    assert parsed.language_code == "ar"
+    assert inbound.lang_hint == "ar"
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"), [("en-GB", "en"), ("EN", "en"), ("fr", None), (None, None)]
+)
+def test_the_users_language_setting_is_a_hint_the_catalogues_can_follow(
+    code: str | None, hint: str | None
+) -> None:
+    update = payloads.text(USER, "/start")
+    update["message"]["from"]["language_code"] = code
+    assert parse(update).inbound.lang_hint == hint
 
 
 @pytest.mark.parametrize(

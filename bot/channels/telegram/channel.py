@@ -253,8 +253,7 @@ class TelegramChannel:
             message = await session.get(Message, ingested.message_id)
             assert conversation is not None and message is not None
             message.processed_at = utcnow()
-            hint = (parsed.language_code or "")[:2]
-            lang = (conversation.state or {}).get("lang") or (hint if hint == "en" else "ar")
+            lang = (conversation.state or {}).get("lang") or inbound.lang_hint or "ar"
             reply = Reply(
                 text=self.service.catalog.text(lang, key, **params),
                 key=key,
