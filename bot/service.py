@@ -178,6 +178,7 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
         "reply_to": msg.reply_to,
         "verified_phone": msg.verified_phone,
         "lang_hint": msg.lang_hint,
+        "offer": msg.offer,
     }
 
 
@@ -195,6 +196,7 @@ def inbound_from_row(row: AnyRow, sender: str) -> Inbound:
         command=payload.get("command"),
         verified_phone=payload.get("verified_phone"),
         lang_hint=payload.get("lang_hint"),
+        offer=payload.get("offer"),
     )
 
 

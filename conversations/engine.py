@@ -155,13 +155,16 @@ class Engine:
     ) -> Reply:
         """A reply (in the conversation's language unless ``lang`` says otherwise); its
         choices become what a number or label picks next."""
+        offer = None
         if choices:
             ctx.state.choices = [[label, value] for label, value in choices]
+            ctx.state.offer = offer = ctx.state.offer + 1
         return Reply(
             text=text,
             choices=tuple(Choice(label, value) for label, value in choices),
             short_text=short,
             lang=lang or ctx.state.lang or "ar",
+            offer=offer,
             **extra,
         )
 
@@ -205,6 +208,13 @@ class Engine:
     # -- the step --------------------------------------------------------------------------
 
     async def handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
+        before = ctx.state.offer
+        replies = await self._handle(msg, ctx, port)
+        if ctx.state.offer != before:
+            ctx.state.offer_since = before + 1
+        return replies
+
+    async def _handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
         state = ctx.state
         returning = self._returning(ctx)
         state.last_seen = ctx.now.isoformat()
@@ -237,6 +247,11 @@ class Engine:
         said = await self._global_word(word, ctx, port)
         if said is not None:
             return said
+        waits = self.answering(ctx) or state.info_request is not None
+        if msg.offer is not None and not state.current_offer(msg.offer) and waits:
+            # A button of an earlier message (a second tap, an old keyboard) would answer the
+            # question asked now with what was meant for another.
+            return [self.reply(ctx, "old_button"), *self._ask_again(ctx)]
         if word == "my_data" and "data_request" in self.forms and state.mode is not Mode.FORM:
             # A copy or the deletion of one's personal data can be asked from anywhere (PDPL).
             return self.flow.start(ctx, self.forms["data_request"])

@@ -82,6 +82,8 @@ class Inbound:
     # chat page's), "ar" or "en": a new conversation starts in it when its first message
     # does not tell.
     lang_hint: str | None = None
+    # The offer (``Reply.offer``) a pressed button belonged to, when the channel sends it back.
+    offer: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ class Reply:
     params: tuple[tuple[str, str], ...] = ()
     # The language it is written in, where the engine knows it (a page can follow it).
     lang: str | None = None
+    # The number of the offer its choices make (``State.offer``), for channels with buttons.
+    offer: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -137,6 +141,8 @@ class Reply:
             data["params"] = dict(self.params)
         if self.lang:
             data["lang"] = self.lang
+        if self.offer is not None:
+            data["offer"] = self.offer
         return data
 
     @classmethod
@@ -149,6 +155,7 @@ class Reply:
         key = data.get("key")
         params = data.get("params")
         lang = data.get("lang")
+        offer = data.get("offer")
         return cls(
             text=str(data.get("text", "")),
             choices=tuple(Choice(str(c["label"]), str(c["value"])) for c in raw_choices),
@@ -167,6 +174,7 @@ class Reply:
             if isinstance(params, dict)
             else (),
             lang=str(lang) if lang else None,
+            offer=offer if isinstance(offer, int) else None,
         )
 
 

@@ -63,6 +63,14 @@ class State:
     last_question: str | None = None
     # Staff asked for more information on this request: what comes next is attached to it.
     info_request: str | None = None
+    # Each reply with choices is an offer, numbered: channels with buttons send the number
+    # back with a press, so a button of an earlier question does not answer the current one.
+    # ``offer_since`` is the first offer of the latest turn that made any.
+    offer: int = 0
+    offer_since: int = 0
+
+    def current_offer(self, number: int) -> bool:
+        return self.offer_since <= number <= self.offer
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,4 +105,6 @@ class State:
             last_seen=data.get("last_seen"),
             last_question=data.get("last_question"),
             info_request=data.get("info_request"),
+            offer=int(data.get("offer", 0)),
+            offer_since=int(data.get("offer_since", 0)),
         )

@@ -83,16 +83,27 @@ def _cut(text: str, limit: int) -> list[str]:
     return chunks
 
 
-def callback_data(choice: Choice, position: int) -> str:
-    """The choice's value; its number when the value is too long for a button (64 bytes)."""
-    if choice.value and len(choice.value.encode()) <= MAX_CALLBACK_DATA:
-        return choice.value
-    return str(position)
+def callback_data(choice: Choice, position: int, offer: int | None = None) -> str:
+    """The choice's value (its number when the value is too long for a button's 64 bytes),
+    after the number of the offer it belongs to: "7|yes"."""
+    prefix = f"{offer}|" if offer is not None else ""
+    if choice.value and len((prefix + choice.value).encode()) <= MAX_CALLBACK_DATA:
+        return prefix + choice.value
+    return prefix + str(position)
 
 
-def inline_keyboard(choices: Sequence[Choice]) -> InlineKeyboardMarkup:
+def pressed(data: str) -> tuple[int | None, str]:
+    """The offer and the value a button's data carries (buttons sent before offers were
+    numbered carry the value alone)."""
+    number, bar, value = data.partition("|")
+    if bar and number.isdigit():
+        return int(number), value
+    return None, data
+
+
+def inline_keyboard(choices: Sequence[Choice], offer: int | None = None) -> InlineKeyboardMarkup:
     buttons = [
-        InlineKeyboardButton(choice.label, callback_data=callback_data(choice, n))
+        InlineKeyboardButton(choice.label, callback_data=callback_data(choice, n, offer))
         for n, choice in enumerate(choices, start=1)
     ]
     longest = max(units(choice.label) for choice in choices)
@@ -116,7 +127,7 @@ def render(reply: Reply, *, share_phone_label: str, limit: int = MAX_TEXT) -> li
     if reply.ask is Ask.PHONE:
         markup = phone_keyboard(share_phone_label, reply.choices)
     elif reply.choices:
-        markup = inline_keyboard(reply.choices)
+        markup = inline_keyboard(reply.choices, reply.offer)
     if markup is not None and not parts:
         parts = ["…"]  # buttons need a message to sit on
     messages = [OutgoingText(part) for part in parts]

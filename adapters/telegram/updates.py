@@ -9,6 +9,7 @@ from enum import StrEnum
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 
+from adapters.telegram.render import pressed
 from conversations.fields import normalize_phone
 from conversations.messages import Channel, Inbound, lang_hint
 
@@ -186,12 +187,14 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
             UpdateKind.IGNORED, update_id, callback_query_id=query.id, reason="no sender"
         )
     data = query.data or ""
+    offer, value = pressed(data)
     label = button_label(message, data) if message is not None else None
     inbound = Inbound(
         channel=Channel.TELEGRAM,
         sender_id=str(query.from_user.id),
         # The label, as if typed: it reads naturally in the history and picks the same choice.
-        text=label or data,
+        text=label or value,
+        offer=offer,
         channel_message_id=str(update_id),
         received_at=now,
         display_name=query.from_user.full_name,

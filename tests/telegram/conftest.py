@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from adapters.telegram.render import pressed
 from bot.channels import ChannelRuntime
 from bot.channels.staff_alerts import install as install_staff_alerts
 from bot.channels.telegram import install
@@ -170,7 +171,8 @@ class TelegramUser:
         """Press the newest inline button with this label or value."""
         for sent in reversed(self.fake.sent(self.id)):
             for button in sent.buttons:
-                if label_or_value in (button["text"], button["callback_data"]):
+                value = pressed(button["callback_data"])[1]
+                if label_or_value in (button["text"], button["callback_data"], value):
                     update = payloads.callback(
                         self.id, sent.as_update_message(), button["callback_data"]
                     )
@@ -194,4 +196,5 @@ class TelegramUser:
         return self.replies[-1]
 
     def button_values(self) -> list[str]:
-        return [b["callback_data"] for b in self.last.buttons]
+        """The values of the last message's buttons (without the offer's number)."""
+        return [pressed(b["callback_data"])[1] for b in self.last.buttons]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from adapters.telegram.render import pressed
 from bot.service import Service
 from conversations.messages import Channel
 from staff.i18n import translator
@@ -146,6 +147,40 @@ async def test_a_file_too_large_is_refused_and_nothing_is_kept(
         await service.close()
 
 
+async def test_a_button_of_an_earlier_question_does_not_answer_the_current_one(
+    fake_api: FakeBotAPI, polling: Running, tg_service: Service
+) -> None:
+    user = TelegramUser(fake_api, tg_service)
+    await user.say("/start")
+    await user.press("apply")
+    await user.press("yes")
+    for answer in ("محمد عبدالله القحطاني", valid_national_id(), "0551234567", "الرياض", "5"):
+        await user.say(answer)
+    await user.say("3000")
+    await user.press("rent")
+    await user.say("1500")
+    kinds = user.last  # the kinds of support, as buttons
+    message, buttons = kinds.as_update_message(), kinds.buttons
+    data = buttons[0]["callback_data"]
+    await user.send(payloads.callback(user.id, message, data))
+    asked = user.text  # what the situation is, in the person's words
+    # A second tap on the same button, before its keyboard went away: it must not become
+    # the description of the family's situation.
+    await user.send(payloads.callback(user.id, message, data))
+    stale = tg_service.catalog.text("ar", "old_button")
+    assert user.replies[0].text == stale and user.last.text == asked
+    # An old keyboard further up the chat, pressed now: the same.
+    await user.send(payloads.callback(user.id, message, buttons[1]["callback_data"]))
+    assert user.replies[0].text == stale
+    await user.say("نحتاج مساعدة في دفع الإيجار المتأخر")
+    assert "(11/11)" in user.text  # on to the documents
+    async with tg_service.db.session(write=False) as session:
+        state = await session.scalar(select(Conversation.state).order_by(Conversation.id.desc()))
+    answers = state["draft"]["answers"]
+    assert [a["value"] for a in answers.values()].count("نحتاج مساعدة في دفع الإيجار المتأخر") == 1
+    assert buttons[0]["text"] not in [a["value"] for a in answers.values()]
+
+
 async def test_sharing_the_phone_joins_the_whatsapp_history(
     fake_api: FakeBotAPI, polling: Running, tg_service: Service
 ) -> None:
@@ -167,7 +202,8 @@ async def test_sharing_the_phone_joins_the_whatsapp_history(
     assert "(4/" in user.text  # the mobile step took the shared number
     # The phone key goes away with the next message; its own buttons are put on right after.
     assert user.replies[0].sent_markup == {"remove_keyboard": True}
-    assert user.replies[0].buttons == [{"callback_data": "back", "text": "رجوع"}]
+    buttons = user.replies[0].buttons
+    assert [(b["text"], pressed(b["callback_data"])[1]) for b in buttons] == [("رجوع", "back")]
 
     async with tg_service.db.session(write=False) as session:
         rows = await session.execute(select(Identity.kind, Identity.beneficiary_id))
