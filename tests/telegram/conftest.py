@@ -186,6 +186,12 @@ class TelegramUser:
         size = len(data) if tell_size else None
         return await self.send(payloads.document(self.id, file_id, name=name, mime=mime, size=size))
 
+    async def start_request(self) -> list[Sent]:
+        """/start, the support request from the menu, and its privacy notice agreed to."""
+        await self.say("/start")
+        await self.press("apply")
+        return await self.press("yes")
+
     @property
     def text(self) -> str:
         return "\n".join(m.text for m in self.replies)

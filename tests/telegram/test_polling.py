@@ -107,9 +107,7 @@ async def test_voice_sticker_and_location_get_a_polite_reply_and_the_form_waits(
     fake_api: FakeBotAPI, polling: Running, tg_service: Service
 ) -> None:
     user = TelegramUser(fake_api, tg_service)
-    await user.say("/start")
-    await user.press("apply")
-    await user.press("yes")
+    await user.start_request()
     question = user.last.text
     for update in (payloads.voice(user.id), payloads.sticker(user.id), payloads.location(user.id)):
         replies = await user.send(update)
@@ -151,9 +149,7 @@ async def test_a_button_of_an_earlier_question_does_not_answer_the_current_one(
     fake_api: FakeBotAPI, polling: Running, tg_service: Service
 ) -> None:
     user = TelegramUser(fake_api, tg_service)
-    await user.say("/start")
-    await user.press("apply")
-    await user.press("yes")
+    await user.start_request()
     for answer in ("محمد عبدالله القحطاني", valid_national_id(), "0551234567", "الرياض", "5"):
         await user.say(answer)
     await user.say("3000")
@@ -188,9 +184,7 @@ async def test_sharing_the_phone_joins_the_whatsapp_history(
     await whatsapp.say("السلام عليكم")
 
     user = TelegramUser(fake_api, tg_service)
-    await user.say("/start")
-    await user.press("apply")
-    await user.press("yes")
+    await user.start_request()
     await user.say("محمد عبدالله القحطاني")
     await user.say(valid_national_id())
     asking = user.last
