@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
 
 from conversations.messages import Reply, numbered_label
@@ -22,6 +24,30 @@ GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 def is_gsm7(text: str) -> bool:
     return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+
+
+# Typography a phone shows as well in GSM-7 (what Twilio's "smart encoding" does too).
+GSM7_LOOKALIKES = str.maketrans(
+    {
+        "—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "«": '"', "»": '"',
+        "•": "-", "…": "...", "\u00a0": " ",
+    }
+)  # fmt: skip
+# Emoji (with their joiners and variation selectors) and the space after them.
+_PICTOGRAPHS = re.compile(r"[\u200d\ufe0f\u2600-\u27bf\U0001f000-\U0001faff]+ ?")
+
+
+def gsm7_if_it_can(*texts: str) -> tuple[str, ...]:
+    """Latin text with a dash, curly quotes or an emoji costs UCS-2: 70 characters a part
+    instead of 160. Such texts are given their GSM-7 look-alikes (emoji left out) when that
+    makes all of them GSM-7; Arabic text, UCS-2 anyway, is left as it is."""
+    if all(is_gsm7(text) for text in texts):
+        return texts
+    plain = tuple(
+        _PICTOGRAPHS.sub("", unicodedata.normalize("NFC", text)).translate(GSM7_LOOKALIKES)
+        for text in texts
+    )
+    return plain if all(is_gsm7(text) for text in plain) else texts
 
 
 def sms_units(text: str) -> tuple[int, int, int]:
@@ -78,8 +104,9 @@ def sms_budget(reply: Reply, max_parts: int, *, whole: bool) -> int:
 def render_sms(reply: Reply, max_parts: int) -> str:
     """The catalogue's short variant where there is one, choices as short numbered lines,
     and never more than ``max_parts`` parts: the text is cut (choices kept) when needed."""
-    head = (reply.short_text or reply.text).strip()
-    tail = "\n".join(numbered(reply, "{n} {label}"))
+    head, tail = gsm7_if_it_can(
+        (reply.short_text or reply.text).strip(), "\n".join(numbered(reply, "{n} {label}"))
+    )
     body = _join(head, tail)
     if sms_parts(body) <= max_parts:
         return body

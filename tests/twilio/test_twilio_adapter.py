@@ -27,6 +27,7 @@ from adapters.twilio import (
     signature_valid,
     sms_parts,
 )
+from adapters.twilio.render import sms_units
 from adapters.twilio.sender import template_for, template_variables
 from conversations.delivery import (
     Delivery,
@@ -212,6 +213,16 @@ def test_sms_is_cut_to_the_limit_keeping_the_choices() -> None:
     assert "كلمة…\n1" in body  # cut at a whole word
     latin = render_sms(Reply("word " * 200), 1)
     assert latin.endswith("...") and sms_parts(latin) == 1 and len(latin) <= 160
+
+
+def test_english_sms_keeps_to_gsm7_where_only_typography_or_an_emoji_would_cost_ucs2() -> None:
+    submitted = Reply("✅ Your request was received \u2014 reference SR-2026-00042. We’ll reply")
+    body = render_sms(submitted, 4)
+    assert body == "Your request was received - reference SR-2026-00042. We'll reply"
+    assert sms_units(body)[1] == 160  # one GSM-7 part, where UCS-2 would have taken two
+    # Arabic is UCS-2 anyway: nothing is taken from it, and a mixed message stays whole.
+    arabic = Reply("✅ تم استلام طلبك — SR-2026-00042", choices=(Choice("Menu “1”", "menu"),))
+    assert render_sms(arabic, 4) == "✅ تم استلام طلبك — SR-2026-00042\n1 Menu “1”"
 
 
 def test_a_question_or_a_persons_message_may_take_ten_parts() -> None:
