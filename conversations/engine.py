@@ -264,6 +264,8 @@ class Engine:
             return await self.flow.step(msg, ctx, port, word)
         if mode is Mode.RESUME:
             return await self._resume_answer(msg, ctx, port)
+        if mode is Mode.STATUS_LIST:
+            return await self._status_list_answer(msg, ctx, port, word)
         if mode is Mode.STATUS_REF:
             return await self._status_reference(msg, ctx, port, word)
         if mode is Mode.STATUS_VERIFY:
@@ -614,13 +616,15 @@ class Engine:
     # -- request status (P20: only to the person who applied) -------------------------------------
 
     async def _status_start(self, ctx: Context, port: EnginePort) -> list[Reply]:
+        ctx.state.status_reference = None
         own = await port.requests_of(ctx.beneficiary_id)
         other = (self.t(ctx, "status.other_reference"), "other")
         if not own:
             ctx.state.mode = Mode.STATUS_REF
             return [self._ask_reference(ctx)]
         lines = [self._status_line(ctx, r) for r in own]
-        ctx.state.mode = Mode.STATUS_REF
+        # The list answers the question: what comes next is not taken for a reference.
+        ctx.state.mode = Mode.STATUS_LIST
         return [
             self.say(
                 ctx,
@@ -628,6 +632,15 @@ class Engine:
                 [other, (self.t(ctx, "choice.main_menu"), "menu")],
             )
         ]
+
+    async def _status_list_answer(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None
+    ) -> list[Reply]:
+        if self.picked(ctx, msg.text) == "other":
+            ctx.state.mode = Mode.STATUS_REF
+            return [self._ask_reference(ctx)]
+        ctx.state.mode = Mode.MENU
+        return await self._menu_or_question(msg, ctx, port, word)
 
     def _ask_reference(self, ctx: Context) -> Reply:
         return self.reply(ctx, "status.ask_reference", [(self.t(ctx, "choice.main_menu"), "menu")])
@@ -654,9 +667,19 @@ class Engine:
             return [self.menu(ctx)]
         if choice == "other":
             return [self._ask_reference(ctx)]
+        digits = to_latin_digits(msg.text.strip())
+        if ctx.state.status_reference and len(digits) == 4 and digits.isdigit():
+            # The four digits again, after a wrong answer: for the same reference.
+            ctx.state.mode = Mode.STATUS_VERIFY
+            return await self._status_verify(msg, ctx, port, word)
+        if not has_reference(msg.text):
+            if any(ch.isalpha() for ch in msg.text) and content_words(msg.text):
+                # A sentence, not a reference ("I lost it", a question): it is answered.
+                ctx.state.mode = Mode.MENU
+                return await self._menu_or_question(msg, ctx, port, word)
+            menu = (self.t(ctx, "choice.main_menu"), "menu")
+            return [self.reply(ctx, "status.bad_reference", [menu])]
         reference = canonical_reference(msg.text)
-        if len(reference) < 4 or len(reference) > 40:
-            return [self.reply(ctx, "status.bad_reference")]
         locked = await self._status_locked(msg, ctx, port, reference)
         if locked:
             return locked

@@ -10,9 +10,11 @@ from conversations.normalize import to_latin_digits
 NUMBER_MASK = "•••"
 
 # The form's prefix, the Hijri year, a number (stored with at least five digits); people
-# write it with spaces or other dashes between the parts, or none of them.
+# write it with spaces, other dashes, slashes or dots between the parts, or none of them, and
+# a phone may put a tatweel or a direction mark in it (copied from a right-to-left message).
+_BETWEEN = r"[\s\u0640\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069/._\-‐‑‒–—]*"
 _REFERENCE = re.compile(
-    r"(?<![A-Za-z0-9])([A-Za-z]{2,8})\s*[-‐‑‒–—\s]\s*(1[34]\d\d)\s*[-‐‑‒–—\s]\s*(\d{1,9})(?!\d)"
+    rf"(?<![A-Za-z0-9])([A-Za-z]{{2,8}}){_BETWEEN}(1[34]\d\d){_BETWEEN}(\d{{1,9}})(?!\d)"
 )
 _SPACES = re.compile(r"\s+")
 # A run of seven digits or more (Latin, Arabic-Indic or Persian), spaces and dashes allowed
@@ -21,7 +23,7 @@ _SPACES = re.compile(r"\s+")
 _DIGIT = "0-9\u0660-\u0669\u06f0-\u06f9"
 _LONG_NUMBER = re.compile(rf"[{_DIGIT}](?:[\s\-]?[{_DIGIT}]){{6,}}")
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")
-_DASHED = re.compile(r"[A-Za-z]\s*[-‐‑‒–—]")
+_DASHED = re.compile(r"[A-Za-z][\s\u061c\u200e\u200f]*[-‐‑‒–—]")
 # Words that may stand beside a reference in a message that is only the reference.
 _AROUND = 2
 

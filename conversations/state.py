@@ -13,6 +13,7 @@ class Mode(StrEnum):
     FAQ = "faq"
     FORM = "form"
     RESUME = "resume"
+    STATUS_LIST = "status_list"
     STATUS_REF = "status_ref"
     STATUS_VERIFY = "status_verify"
     SURVEY_RATING = "survey_rating"

@@ -22,6 +22,7 @@ from storage.models import (
 )
 from storage.repository import NotOpen
 from storage.staff_models import Handling
+from storage.verification import StatusCheckFailure
 from tests.conftest import WORKING_TIME, Chat, take_conversation, valid_national_id
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -439,6 +440,43 @@ async def test_status_of_own_requests(service: Service) -> None:
     await chat.say("القائمة")
     await chat.say("٣")
     assert ref in chat.text and "تم الاستلام" in chat.text
+
+
+async def test_the_list_of_own_requests_answers_and_what_follows_is_not_a_reference(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    ref = await fill_support_request(chat)
+    await chat.say("القائمة")
+    await chat.say("٣")
+    assert ref in chat.text
+    await chat.say("السلام عليكم متى يصرف الدعم؟")
+    assert "آخر أربعة" not in chat.text and "المرجعي" not in chat.text
+    await chat.say("القائمة")
+    await chat.say("٣")
+    await chat.say("طلب آخر برقم مرجعي")
+    assert "اكتب الرقم المرجعي" in chat.text
+
+
+async def test_what_is_not_a_reference_is_not_checked_as_one(service: Service) -> None:
+    nid = valid_national_id("112233446")
+    ref = await fill_support_request(Chat(service), nid=nid)
+    stranger = Chat(service, channel=Channel.WEBCHAT, sender="forgetful-session-token")
+    await stranger.say("مرحبا")
+    await stranger.say("٣")
+    await stranger.say("٠٠٠١٢")
+    assert stranger.text == service.catalog.text("ar", "status.bad_reference")
+    await stranger.say("ما عندي الرقم نسيته")  # a sentence: answered, not a failed check
+    assert "آخر أربعة" not in stranger.text and "تعذّر" not in stranger.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(StatusCheckFailure)) == 0
+    # A wrong four digits, then the right ones typed again: for the same reference.
+    await stranger.say("٣")
+    await stranger.say(ref.replace("-", "/"))
+    await stranger.say("0000")
+    assert "تعذّر" in stranger.text
+    await stranger.say(nid[-4:])
+    assert ref in stranger.text and "تم الاستلام" in stranger.text
 
 
 async def test_status_from_another_channel_needs_proof(service: Service) -> None:

@@ -626,6 +626,12 @@ def test_match_choice_number_forms_agree(n: int) -> None:
         ("ref SR-1448-12", "SR-1448-00012", True),  # not REFSR-...
         ("رقم طلبي SR-1448-12", "SR-1448-00012", True),
         ("رقم طلبي SR-1448-12 وش صار عليه الحين", "SR-1448-00012", False),
+        ("SR1448-00012", "SR-1448-00012", True),
+        ("SR144800012", "SR-1448-00012", True),
+        ("SR/1448/12", "SR-1448-00012", True),
+        ("SR.1448.12", "SR-1448-00012", True),
+        ("SR ـ ١٤٤٨ ـ ١٢", "SR-1448-00012", True),
+        ("SR\u200f-1448-00012", "SR-1448-00012", True),  # copied from a right-to-left text
         ("0551234567", "0551234567", False),
         ("hello", "HELLO", False),
     ],
