@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -281,6 +282,7 @@ class FormFlow:
                 draft.correcting = True
                 draft.current = missing.name
                 return [self.ask(ctx, missing)]
+            draft.before = None
             draft.phase = Phase.SUMMARY
             return [self.summary(ctx)]
         return self._go_next(ctx, field.name)
@@ -307,8 +309,14 @@ class FormFlow:
     def _back(self, ctx: Context) -> list[Reply]:
         form, draft = self.form_of(ctx)
         if draft.correcting:
+            # Back out of a correction: the answers as they were before it.
             draft.correcting = False
+            if draft.before is not None:
+                draft.answers = draft.before["answers"]
+                draft.trail = draft.before["trail"]
+                draft.before = None
             draft.phase = Phase.SUMMARY
+            draft.current = None
             return [self.summary(ctx)]
         if not draft.trail:
             return [
@@ -415,6 +423,7 @@ class FormFlow:
         draft.phase = Phase.FIELD
         draft.current = picked
         draft.correcting = True
+        draft.before = copy.deepcopy({"answers": draft.answers, "trail": draft.trail})
         if form.field(picked).type is FieldType.ATTACHMENT:
             draft.answers[picked] = {"value": [], "display": ""}
         return [self.ask(ctx, form.field(picked))]

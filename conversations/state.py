@@ -39,6 +39,9 @@ class Draft:
     trail: list[str] = field(default_factory=list)
     correcting: bool = False
     started_at: str = ""
+    # The answers as they were when a correction began: "back" during it puts them back,
+    # so leaving a correction half-way never leaves a required answer (or the files) out.
+    before: dict[str, Any] | None = None  # {"answers": ..., "trail": ...}
 
 
 @dataclass
@@ -93,6 +96,7 @@ class State:
                 trail=list(draft.get("trail", [])),
                 correcting=bool(draft.get("correcting", False)),
                 started_at=str(draft.get("started_at", "")),
+                before=dict(draft["before"]) if draft.get("before") is not None else None,
             )
             if draft
             else None,

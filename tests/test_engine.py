@@ -15,8 +15,10 @@ from conversations.ports import RequestStatus
 from storage.models import (
     AuditEntry,
     Conversation,
+    Document,
     Message,
     Request,
+    RequestAnswer,
     SurveyAnswer,
     UnansweredQuestion,
 )
@@ -44,6 +46,17 @@ async def pdf(service: Service, name: str = "id.pdf") -> Attachment:
 
 async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
     """A complete support request in Arabic with Arabic-Indic digits; returns the reference."""
+    await to_the_summary(chat, nid=nid)
+    await chat.say("تأكيد وإرسال")
+    assert "الإقرار" in chat.text
+    await chat.say("نعم")
+    refs = [w for w in chat.text.split() if w.startswith("SR-")]
+    assert refs, chat.text
+    return refs[0]
+
+
+async def to_the_summary(chat: Chat, *, nid: str | None = None, housing: str = "إيجار") -> None:
+    """A support request answered up to its summary (one PDF among the documents)."""
     await chat.say("السلام عليكم")
     await chat.say("٢")
     assert "الخصوصية" in chat.text or "سري" in chat.text  # duties and privacy notice first
@@ -55,20 +68,15 @@ async def fill_support_request(chat: Chat, *, nid: str | None = None) -> str:
     await chat.say("الرياض")
     await chat.say("٥")
     await chat.say("٣٬٠٠٠ ريال")
-    await chat.say("إيجار")
-    await chat.say("١٥٠٠")
+    await chat.say(housing)
+    if housing == "إيجار":
+        await chat.say("١٥٠٠")
     await chat.say("١")
     await chat.say("نحتاج مساعدة في دفع الإيجار المتأخر")
     assert chat.last.ask is Ask.ATTACHMENT
     await chat.say(attachments=[await pdf(chat.service)])
     await chat.say("تم")
     assert "راجع" in chat.text and "محمد عبدالله القحطاني" in chat.text
-    await chat.say("تأكيد وإرسال")
-    assert "الإقرار" in chat.text
-    await chat.say("نعم")
-    refs = [w for w in chat.text.split() if w.startswith("SR-")]
-    assert refs, chat.text
-    return refs[0]
 
 
 async def test_greeting_and_menu_in_arabic(chat: Chat) -> None:
@@ -187,6 +195,35 @@ async def test_back_skip_and_correction_before_confirming(service: Service) -> N
     assert "Sara A. Ahmad" in chat.text and "Is everything correct" in chat.text
     await chat.say("Confirm and send")
     assert "VL-" in chat.text
+
+
+async def test_backing_out_of_a_correction_keeps_the_answers_as_they_were(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    await to_the_summary(chat, housing="ملك")
+    # The documents, picked to be changed, then "back": the file sent is still there.
+    await chat.say("تعديل إجابة")
+    await chat.say("المستندات")
+    assert chat.last.ask is Ask.ATTACHMENT
+    await chat.say("رجوع")
+    assert "المستندات: ملف واحد" in chat.text or "المستندات: 1" in chat.text, chat.text
+    # The housing changed to rented asks the rent; "back" then leaves it owned, not rented
+    # without a rent.
+    await chat.say("تعديل إجابة")
+    await chat.say("السكن")
+    await chat.say("إيجار")
+    assert "الإيجار الشهري" in chat.text
+    await chat.say("رجوع")
+    assert "السكن: ملك" in chat.text and "الإيجار الشهري" not in chat.text
+    await chat.say("تأكيد وإرسال")
+    await chat.say("نعم")
+    async with service.db.session() as s:
+        rows = await s.execute(select(RequestAnswer.field, RequestAnswer.value))
+        answers = {field: value for field, value in rows}
+        documents = await s.scalar(select(func.count()).select_from(Document))
+    assert answers["housing"] == "owned" and "monthly_rent" not in answers
+    assert documents == 1
 
 
 async def test_a_summary_keeps_numbers_in_order_and_follows_the_language(chat: Chat) -> None:
