@@ -272,6 +272,10 @@ class Engine:
             return await self._status_verify(msg, ctx, port, word)
         if mode in (Mode.SURVEY_RATING, Mode.SURVEY_COMMENT):
             return await self._survey_answer(msg, ctx, port, word)
+        if msg.attachments and text:
+            # A question sent with a file: answered, and the file said not to be needed.
+            notice = self.reply(ctx, "attachment.not_expected")
+            return [notice, *await self._menu_or_question(msg, ctx, port, word)]
         return await self._menu_or_question(msg, ctx, port, word)
 
     async def _global_word(

@@ -167,6 +167,27 @@ class FormFlow:
             if picked == "cancel" or word in ("no", "back"):
                 return e._cancel(ctx)
             return [e.reply(ctx, "error.choice"), self._intro(ctx, form)]
+        field = form.field(draft.current or form.fields[0].name)
+        kept: list[Reply] = []
+        if msg.attachments and (
+            draft.phase is not Phase.FIELD or field.type is not FieldType.ATTACHMENT
+        ):
+            # Files sent where the step wants words (with a caption, or an album running past
+            # the documents step): kept with the form's documents, or said to be left out.
+            kept = self._keep_for_later(msg, ctx)
+            if draft.phase is not Phase.FIELD:
+                draft.phase = Phase.SUMMARY  # what is declared has changed: shown again
+                if not msg.text.strip():
+                    return [*kept, self.summary(ctx)]
+            elif not msg.text.strip():
+                return [*kept, self.ask(ctx, field)]
+        return [*kept, *await self._answer(msg, ctx, port, word, picked)]
+
+    async def _answer(
+        self, msg: Inbound, ctx: Context, port: EnginePort, word: str | None, picked: str | None
+    ) -> list[Reply]:
+        e = self.engine
+        form, draft = self.form_of(ctx)
         if draft.phase is Phase.SUMMARY:
             return await self._summary_answer(ctx, port, picked or word)
         if draft.phase is Phase.PICK_CORRECTION:
@@ -185,8 +206,6 @@ class FormFlow:
             return self._advance(ctx, field)
         if field.type is FieldType.ATTACHMENT:
             return self._attachment_step(msg, ctx, field, done=picked == "done" or word == "done")
-        if msg.attachments and not msg.text.strip():
-            return [e.reply(ctx, "attachment.not_expected"), self.ask(ctx, field)]
         raw = msg.text
         if field.type is FieldType.MOBILE and msg.verified_phone and not raw.strip():
             raw = msg.verified_phone  # shared with the channel's "share my number" button
@@ -195,6 +214,36 @@ class FormFlow:
             return [self._rejection(ctx, field, result), self.ask(ctx, field)]
         draft.answers[field.name] = {"value": result.value, "display": result.display}
         return self._advance(ctx, field)
+
+    def _keep_for_later(self, msg: Inbound, ctx: Context) -> list[Reply]:
+        """The message's files added to the form's documents where it has a documents step
+        (each checked as that step checks it); what was kept, or left out, is said."""
+        e = self.engine
+        form, draft = self.form_of(ctx)
+        later = next(
+            (f for f in form.fields if f.type is FieldType.ATTACHMENT and f.applies(draft.answers)),
+            None,
+        )
+        if later is None:
+            return [e.reply(ctx, "attachment.not_expected")]
+        answer = draft.answers.get(later.name) or {"value": [], "display": ""}
+        files: list[dict[str, Any]] = list(answer.get("value") or [])
+        replies: list[Reply] = []
+        before = len(files)
+        for att in msg.attachments:
+            problem = self._check_attachment(later, att, len(files))
+            if problem is not None:
+                replies.append(e.reply(ctx, problem[0], **problem[1]))
+                continue
+            files.append(_file_answer(att))
+        if len(files) > before:
+            lang = ctx.state.lang or "ar"
+            draft.answers[later.name] = {
+                "value": files,
+                "display": e.catalog.counted(lang, "attachment.count", len(files)),
+            }
+            replies.append(e.reply(ctx, "attachment.kept", field=self.label(later, lang)))
+        return replies
 
     def _rejection(self, ctx: Context, field: FormField, result: Rejected) -> Reply:
         e = self.engine
@@ -211,8 +260,10 @@ class FormFlow:
         answer = draft.answers.setdefault(field.name, {"value": [], "display": ""})
         files: list[dict[str, Any]] = list(answer.get("value") or [])
         if done:
-            if not files:
+            if not files and field.required:
                 return [e.reply(ctx, "attachment.none_yet"), self.ask(ctx, field)]
+            if not files:  # "done" with nothing to send, where nothing is needed: skipped
+                draft.answers[field.name] = {"value": None, "display": e.t(ctx, "form.skipped")}
             return self._advance(ctx, field)
         if not msg.attachments:
             return [e.reply(ctx, "attachment.expected"), self.ask(ctx, field)]
@@ -222,14 +273,7 @@ class FormFlow:
             if problem is not None:
                 replies.append(e.reply(ctx, problem[0], **problem[1]))
                 continue
-            files.append(
-                {
-                    "ref": att.ref,
-                    "content_type": att.content_type,
-                    "size": att.size,
-                    "filename": att.filename,
-                }
-            )
+            files.append(_file_answer(att))
         answer["value"] = files
         answer["display"] = e.catalog.counted(
             ctx.state.lang or "ar", "attachment.count", len(files)
@@ -500,3 +544,12 @@ class FormFlow:
         if form.hands_over(answers):
             return [reply, *await e.handoff(ctx, port, HandoffReason.FORM)]
         return [reply]
+
+
+def _file_answer(att: Attachment) -> dict[str, Any]:
+    return {
+        "ref": att.ref,
+        "content_type": att.content_type,
+        "size": att.size,
+        "filename": att.filename,
+    }

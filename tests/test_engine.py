@@ -226,6 +226,56 @@ async def test_backing_out_of_a_correction_keeps_the_answers_as_they_were(
     assert documents == 1
 
 
+async def test_files_sent_where_words_are_asked_are_kept_with_the_documents(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    await chat.say("السلام عليكم")
+    await chat.say("٢")
+    await chat.say("١")
+    await chat.say("محمد عبدالله القحطاني")
+    # A photo of the ID card, captioned: kept for the documents; the caption is no ID.
+    await chat.say("هذي صورة هويتي", attachments=[await pdf(service, "hawiya.pdf")])
+    kept = service.catalog.text("ar", "attachment.kept", field="المستندات")
+    assert chat.replies[0].text == kept and "(2/" in chat.last.text
+    await chat.say(valid_national_id())
+    for answer in ("٠٥٥١٢٣٤٥٦٧", "الرياض", "٥", "٣٠٠٠", "ملك", "١"):
+        await chat.say(answer)
+    # The situation told with a report attached: the words answer, the file is kept.
+    await chat.say("هذا التقرير الطبي لابني", attachments=[await pdf(service, "report.pdf")])
+    assert chat.replies[0].text == kept and chat.last.ask is Ask.ATTACHMENT
+    await chat.say("تم")  # both files are already there
+    assert "المستندات: ملفان" in chat.text and "هذا التقرير الطبي لابني" in chat.text
+    # One more file at the summary (an album running late): kept, and the summary again.
+    await chat.say(attachments=[await pdf(service, "lease.pdf")])
+    assert chat.replies[0].text == kept and "المستندات: 3 ملفات" in chat.text
+    await chat.say("تأكيد وإرسال")
+    await chat.say("نعم")
+    async with service.db.session() as s:
+        names = set(await s.scalars(select(Document.filename)))
+    assert names == {"hawiya.pdf", "report.pdf", "lease.pdf"}
+
+
+async def test_done_with_no_file_where_none_is_needed_goes_on(chat: Chat) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("٤")  # update my data
+    await chat.say("١")
+    await chat.say(valid_national_id())
+    await chat.say("الدخل")
+    await chat.say("صار عندي راتب تقاعد")
+    assert chat.last.ask is Ask.ATTACHMENT
+    await chat.say("تم")
+    assert "لم يصلني" not in chat.text and "راجع" in chat.text
+
+
+async def test_a_question_sent_with_a_file_is_answered_and_the_file_said_unneeded(
+    chat: Chat, service: Service
+) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("ما هي المستندات المطلوبة للتقديم؟", attachments=[await pdf(service)])
+    assert chat.replies[0].key == "attachment.not_expected" and "الهوية" in chat.text
+
+
 async def test_a_summary_keeps_numbers_in_order_and_follows_the_language(chat: Chat) -> None:
     """In Arabic the mobile and the dates are kept left to right (a date would otherwise
     read backwards); after a switch to English the choices read in English."""
