@@ -17,7 +17,7 @@ from conversations.catalog import Catalog
 from conversations.faq import FaqEntry, FaqMatcher
 from conversations.faq_index import Decision, Outcome
 from conversations.faq_text import content_words
-from conversations.fields import format_dual_date, match_choice
+from conversations.fields import format_dual_date, match_choice, number_word
 from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
@@ -61,6 +61,9 @@ ANSWERING = frozenset(
         Mode.SURVEY_COMMENT,
     }
 )
+# A rating said in words is read from a short sentence only, and never from a negated one.
+RATING_SENTENCE_WORDS = 8
+NEGATIONS = frozenset({"مو", "مب", "مش", "ما", "غير", "ليس", "ليست", "لا", "not", "no", "isn't"})
 MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
 FORM_OF_MENU = {
     "apply": "support_request",
@@ -772,10 +775,28 @@ class Engine:
     def start_survey(self, ctx: Context, request_reference: str | None) -> list[Reply]:
         ctx.state.survey = Survey(request_reference)
         ctx.state.mode = Mode.SURVEY_RATING
-        choices = [(self.t(ctx, f"survey.rating.{n}"), str(n)) for n in range(1, 6)]
-        choices.append((self.t(ctx, "choice.skip"), "skip"))
         key = "survey.ask_request" if request_reference else "survey.ask_conversation"
-        return [self.reply(ctx, key, choices, reference=request_reference or "")]
+        return [self.reply(ctx, key, self._ratings(ctx), reference=request_reference or "")]
+
+    def _rating_said(self, ctx: Context, text: str) -> int | None:
+        """The rating a short sentence says in the rating's own words ("الخدمة ممتازة"),
+        the longest that fits ("جيد جدا" before "جيد"); None if negated or not said."""
+        words = normalize_arabic(text).lower().split()
+        if not words or len(words) > RATING_SENTENCE_WORDS or NEGATIONS & set(words):
+            return None
+        said = " ".join(words)
+        found: list[tuple[int, int]] = []
+        for lang in ("ar", "en"):
+            for n in range(1, 6):
+                label = normalize_arabic(self.catalog.text(lang, f"survey.rating.{n}")).lower()
+                phrase = " ".join(w for w in label.split() if not w.isdigit())
+                if phrase and phrase in said:
+                    found.append((len(phrase), n))
+        return max(found)[1] if found else None
+
+    def _ratings(self, ctx: Context) -> list[tuple[str, str]]:
+        choices = [(self.t(ctx, f"survey.rating.{n}"), str(n)) for n in range(1, 6)]
+        return [*choices, (self.t(ctx, "choice.skip"), "skip")]
 
     def _ask_comment(self, ctx: Context) -> Reply:
         return self.reply(ctx, "survey.ask_comment", [(self.t(ctx, "choice.skip"), "skip")])
@@ -792,11 +813,31 @@ class Engine:
             if choice is None:
                 digits = to_latin_digits(text)
                 choice = digits if digits in {"1", "2", "3", "4", "5"} else None
+            if choice is None and (number_word(text) or 0) in range(1, 6):
+                choice = str(number_word(text))
             if choice == "skip" or word == "skip":
                 ctx.state.survey = None
                 return [self.menu(ctx, "survey.skipped")]
+            said = self._rating_said(ctx, text) if choice is None else None
+            if said is not None:
+                # "الخدمة ممتازة جزاكم الله خير": the rating and the comment in one message.
+                await port.record_survey(
+                    ctx.beneficiary_id,
+                    ctx.conversation_id,
+                    survey.request_reference,
+                    said,
+                    text[:2000],
+                )
+                ctx.state.survey = None
+                return [self.menu(ctx, "survey.thanks")]
+            if choice is None and any(ch.isalpha() for ch in text) and content_words(text):
+                # A question or a request rather than a rating: the survey is left, unanswered
+                # (rating is a right, not a duty), and the message is answered.
+                ctx.state.survey = None
+                ctx.state.mode = Mode.MENU
+                return await self._menu_or_question(msg, ctx, port, word)
             if choice is None:
-                return [self.reply(ctx, "survey.bad_rating")]
+                return [self.reply(ctx, "survey.bad_rating", self._ratings(ctx))]
             survey.rating = int(choice)
             ctx.state.mode = Mode.SURVEY_COMMENT
             return [self._ask_comment(ctx)]

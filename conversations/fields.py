@@ -8,7 +8,7 @@ its parameters). Parsers never build sentences and never do I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -28,6 +28,7 @@ __all__ = [
     "match_choice",
     "national_id_check_digit",
     "normalize_phone",
+    "number_word",
     "parse_date",
     "parse_email",
     "parse_integer",
@@ -94,9 +95,66 @@ def _bounds(minimum: int | None, maximum: int | None) -> dict[str, str]:
     return params
 
 
+# A number as people type it: digits, maybe grouped by spaces, dashes, commas or dots.
+_NUMBER_RUN = re.compile(r"\+?\d(?:[\s\-‐‑‒–—.,٬٫]?\d)*")
+# Words that may stand around the one number of an answer ("رقم هويتي", "ريال شهري").
+_WORDS_AROUND = 4
+
+
+# One to ten in words, as typed (normalised: ة as ه, أ as ا), for a count or a rating.
+_NUMBER_WORDS = {
+    word: n
+    for n, words in enumerate(
+        (
+            "واحد واحده وحده one",
+            "اثنين اثنان ثنين اثنتين ثنتين two",
+            "ثلاث ثلاثه three",
+            "اربع اربعه four",
+            "خمس خمسه five",
+            "ست سته six",
+            "سبع سبعه seven",
+            "ثمان ثماني ثمانيه ثمنيه eight",
+            "تسع تسعه nine",
+            "عشر عشره ten",
+        ),
+        start=1,
+    )
+    for word in words.split()
+}
+
+
+def number_word(raw: str) -> int | None:
+    """One to ten written as a word ("خمسة", "five"), or None."""
+    return _NUMBER_WORDS.get(normalize_arabic(raw.strip()).lower())
+
+
+def in_a_few_words(raw: str, parse: Callable[[str], ParseResult]) -> ParseResult:
+    """``parse`` of the answer; when that fails and the answer is one number among a few
+    words, ``parse`` of that number (its own error if it is wrong: a length, a check digit)."""
+    result = parse(raw)
+    if isinstance(result, Parsed):
+        return result
+    text = to_latin_digits(raw)
+    runs = list(_NUMBER_RUN.finditer(text))
+    words = _NUMBER_RUN.sub(" ", text).split()
+    if len(runs) != 1 or not words or len(words) > _WORDS_AROUND:
+        return result
+    start, end = runs[0].span()
+    if any(ch.isalpha() for ch in text[max(start - 1, 0) : start] + text[end : end + 1]):
+        return result  # "10k", "x2": the number is part of a word
+    if not all(any(ch.isalpha() for ch in word) for word in words):
+        return result  # "-1": a sign or a symbol is not a word around a number
+    return parse(runs[0].group())
+
+
 def parse_integer(
     raw: str, *, minimum: int | None = None, maximum: int | None = None
 ) -> ParseResult:
+    """A whole number, alone or in a few words ("٥ افراد", "1500 ريال شهري")."""
+    return in_a_few_words(raw, lambda text: _parse_integer(text, minimum, maximum))
+
+
+def _parse_integer(raw: str, minimum: int | None, maximum: int | None) -> ParseResult:
     """A whole number; thousands separators and a riyal/SAR word before or after are ignored.
 
     value is the plain decimal form ("1500"); display groups thousands ("1,500").
@@ -105,6 +163,8 @@ def parse_integer(
     text = to_latin_digits(raw).strip()
     if not text:
         return Rejected(_REQUIRED)
+    if (word := number_word(text)) is not None:
+        text = str(word)
     text = _CURRENCY_TRAILING.sub("", text)
     text = _CURRENCY_LEADING.sub("", text).strip()
     match = _INTEGER.fullmatch(text)
@@ -193,6 +253,11 @@ def national_id_check_digit(first9: str) -> str:
 
 
 def parse_national_id(raw: str) -> ParseResult:
+    """A national ID or iqama number, alone or in a few words ("رقم هويتي 1012345672")."""
+    return in_a_few_words(raw, _parse_national_id)
+
+
+def _parse_national_id(raw: str) -> ParseResult:
     """A Saudi national ID (starts with 1) or iqama number (starts with 2).
 
     value is the 10 ASCII digits; display masks all but the last four ("******1234").
@@ -255,6 +320,11 @@ def normalize_phone(raw: str, default_region: str = "SA") -> str | None:
 
 
 def parse_saudi_mobile(raw: str) -> ParseResult:
+    """A Saudi mobile number, alone or in a few words ("جوالي 0501234567")."""
+    return in_a_few_words(raw, _parse_saudi_mobile)
+
+
+def _parse_saudi_mobile(raw: str) -> ParseResult:
     """A Saudi mobile number: 05XXXXXXXX, 5XXXXXXXX, +9665…, 009665… or 9665….
 
     value is E.164 ("+966501234567"); display is the national format ("050 123 4567").

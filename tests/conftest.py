@@ -145,10 +145,14 @@ TAWASUL = [sys.executable, "-m", "bot"]
 async def take_conversation(
     service: Service, staff: str, *, reply: str = "", escalate: str = ""
 ) -> int:
-    """A staff member claims the (only) conversation, maybe answers it and sends it back to
-    the queue for a supervisor; its id."""
+    """A staff member claims the conversation waiting in the queue (the newest, or the
+    only one), maybe answers it and sends it back to the queue for a supervisor; its id."""
     async with service.db.session() as session:
-        conversation = await session.scalar(select(Conversation))
+        conversation = await session.scalar(
+            select(Conversation)
+            .where(Conversation.status == "queued")
+            .order_by(Conversation.id.desc())
+        ) or await session.scalar(select(Conversation))
         assert conversation is not None
         tx = ConsoleTx(session)
         await tx.claim(conversation, staff)

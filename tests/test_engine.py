@@ -161,7 +161,7 @@ async def test_wrong_answers_are_reasked_with_a_clear_message(chat: Chat) -> Non
     assert "الجوال" in chat.text
     await chat.say("0551234567")
     await chat.say("جدة")
-    await chat.say("خمسة")
+    await chat.say("كثير")
     assert "رقمًا" in chat.text
     await chat.say("٤٠")
     assert "30" in chat.text
@@ -648,6 +648,40 @@ async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     async with service.db.session() as s:
         survey = await s.scalar(select(SurveyAnswer))
     assert survey is not None and survey.rating == 4 and survey.comment is None
+
+
+async def closed_with_staff(service: Service, sender: str) -> Chat:
+    """A conversation handed to staff and closed: the survey's rating question is asked."""
+    chat = Chat(service, sender=sender)
+    await chat.say("السلام عليكم")
+    await chat.say("موظف")
+    conv_id = await take_conversation(service, "agent@example.org")
+    await service.close_conversation(conv_id, actor="agent@example.org")
+    return chat
+
+
+async def test_the_survey_reads_a_rating_in_a_sentence_and_lets_a_question_through(
+    service: Service,
+) -> None:
+    worded = await closed_with_staff(service, "worded")
+    await worded.say("خمسة")
+    assert worded.last.key == "survey.ask_comment"
+    await worded.say("تخطي")
+    sentence = await closed_with_staff(service, "sentence")
+    await sentence.say("الخدمة ممتازة جزاكم الله خير")
+    assert sentence.replies[0].key == "survey.thanks"
+    greeted = await closed_with_staff(service, "greeted")
+    await greeted.say("السلام عليكم")  # asked again, with its choices
+    assert greeted.last.key == "survey.bad_rating" and len(greeted.last.choices) == 6
+    asking = await closed_with_staff(service, "asking")
+    await asking.say("ما هي المستندات المطلوبة للتقديم؟")
+    assert "الهوية" in asking.text and "1 إلى 5" not in asking.text
+    await asking.say("٢")  # the menu's number now, not a rating
+    assert asking.last.key != "survey.ask_comment"
+    async with service.db.session() as s:
+        rows = await s.execute(select(SurveyAnswer.rating, SurveyAnswer.comment))
+        answers = sorted(rows.all(), key=lambda row: row[0])
+    assert [tuple(row) for row in answers] == [(5, None), (5, "الخدمة ممتازة جزاكم الله خير")]
 
 
 async def test_a_rating_may_be_given_in_words(service: Service) -> None:
