@@ -93,6 +93,7 @@ STOPWORDS = frozenset(
     there here my me we our us you your he she they them his her what how when where which who
     why want wanna need like know tell please ask question
     ابيك ابغاك يعطيكم يعافيكم مسا اود يمكن هناك تكفى
+    تمام طيب اوكي اوك زين ماشي ok okay okey oki k
     ya hal fe fi 3la ala el al ana abi abgha abga law samaht mumkin kam wsh wesh eish ayesh
     """.split()
 )

@@ -521,6 +521,16 @@ async def test_faq_answer(chat: Chat) -> None:
     assert "الهوية" in chat.text
 
 
+@pytest.mark.parametrize("thanks", ["تمام", "طيب", "اوكي", "ok thanks", "Okay"])
+async def test_an_acknowledgement_after_an_answer_is_not_a_question(
+    chat: Chat, thanks: str
+) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("ما هي المستندات المطلوبة للتقديم؟")
+    await chat.say(thanks)
+    assert [r.key for r in chat.replies] == ["menu.prompt"]
+
+
 async def test_status_of_own_requests(service: Service) -> None:
     chat = Chat(service)
     ref = await fill_support_request(chat)
