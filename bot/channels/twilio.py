@@ -151,9 +151,13 @@ class TwilioWebhooks:
             return twiml()
         if change is OptChange.START:
             if await self._opted_out(inbound):
-                await self._record(inbound, opted_out=False, notice=("channel.optin", {}))
+                # Back in: told so, then greeted with the menu (or offered the form left
+                # half-way), so that a number typed next picks from what is on screen.
+                async with self.service.db.session() as session:
+                    kind = identity_kind(inbound.channel)
+                    await Tx(session).set_opt_out(kind, inbound.sender_id, False)
+                await self._notify(inbound, ("channel.optin", {}))
                 log.info("twilio.opt_in", **log_ctx)
-                return twiml()
             inbound = replace(inbound, command="start")
         if message.empty:
             await self._record(inbound, notice=("channel.unsupported", {}))
