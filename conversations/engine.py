@@ -307,8 +307,13 @@ class Engine:
 
     async def _while_with_staff(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
         """The bot is silent while staff own the conversation; a queued one may be left."""
-        is_cancel = msg.command == "cancel" or self.word(msg.text.strip()) == "cancel"
-        if ctx.status is ConversationStatus.QUEUED and is_cancel:
+        # Before anyone has taken it, "cancel", "menu" or "back" leave the queue for the bot.
+        leaving = msg.command in ("cancel", "menu") or self.word(msg.text.strip()) in (
+            "cancel",
+            "menu",
+            "back",
+        )
+        if ctx.status is ConversationStatus.QUEUED and leaving:
             await port.leave_queue(ctx.conversation_id)
             ctx.status = ConversationStatus.BOT
             return [self.menu(ctx, "handoff.left_queue")]

@@ -413,6 +413,20 @@ async def test_handoff_on_request_and_silence_while_queued(chat: Chat, service: 
         assert await s.scalar(select(Conversation.status)) == "bot"
 
 
+@pytest.mark.parametrize("word", ["القائمة", "رجوع", "menu"])
+async def test_the_menu_word_leaves_the_queue_before_anyone_answers(
+    service: Service, word: str
+) -> None:
+    chat = Chat(service, sender=f"leaving-{word}")
+    await chat.say("مرحبا")
+    await chat.say("موظف")
+    assert "«القائمة»" in chat.text  # said how to come back
+    await chat.say(word)
+    assert chat.last.key == "handoff.left_queue" and chat.last.choices
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
+
+
 async def test_handoff_after_two_misunderstood_messages(chat: Chat, service: Service) -> None:
     await chat.say("مرحبا")
     await chat.say("كيكي بوبو زززز")
