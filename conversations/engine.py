@@ -398,6 +398,14 @@ class Engine:
         draft = ctx.state.draft
         if draft is None:
             return [self.menu(ctx)]
+        switch = next((v for _, v in ctx.state.choices if v.startswith("switch:")), None)
+        if choice == "no" and switch is not None:
+            choice = switch  # "no" to continuing the other form: the new one, then
+        if choice is not None and choice.startswith("switch:"):
+            new = self.forms.get(choice.removeprefix("switch:"))
+            if new is not None:
+                ctx.state.draft = None
+                return self.flow.start(ctx, new)
         if choice == "yes":
             ctx.state.mode = Mode.FORM
             return self.flow.prompt_current(ctx)
@@ -405,6 +413,8 @@ class Engine:
             form_id = draft.form_id
             ctx.state.draft = None
             return self.flow.start(ctx, self.forms[form_id])
+        if switch is not None and switch.removeprefix("switch:") in self.forms:
+            return [self._offer_switch(ctx, self.forms[switch.removeprefix("switch:")])]
         return [self._offer_resume(ctx)]
 
     def _cancel(self, ctx: Context) -> list[Reply]:
@@ -550,9 +560,30 @@ class Engine:
         if choice == "status":
             return await self._status_start(ctx, port)
         form = self.forms[FORM_OF_MENU[choice]]
-        if ctx.state.draft is not None and ctx.state.draft.form_id == form.id:
+        draft = ctx.state.draft
+        if draft is not None and draft.form_id == form.id:
             return [self._offer_resume(ctx)]
+        if draft is not None and draft.answers and draft.form_id in self.forms:
+            # Another form half-filled: it is not thrown away without asking.
+            return [self._offer_switch(ctx, form)]
         return self.flow.start(ctx, form)
+
+    def _offer_switch(self, ctx: Context, new: Form) -> Reply:
+        assert ctx.state.draft is not None
+        lang = ctx.state.lang or "ar"
+        old = self.forms[ctx.state.draft.form_id].title_in(lang)
+        title = new.title_in(lang)
+        ctx.state.mode = Mode.RESUME
+        return self.reply(
+            ctx,
+            "form.switch",
+            [
+                (self.t(ctx, "choice.continue"), "yes"),
+                (self.t(ctx, "form.start_new", new=title), f"switch:{new.id}"),
+            ],
+            old=old,
+            new=title,
+        )
 
     # -- handoff ------------------------------------------------------------------------------
 

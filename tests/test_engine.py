@@ -276,6 +276,28 @@ async def test_a_question_sent_with_a_file_is_answered_and_the_file_said_unneede
     assert chat.replies[0].key == "attachment.not_expected" and "الهوية" in chat.text
 
 
+async def test_another_form_from_the_menu_does_not_throw_a_half_filled_one_away(
+    chat: Chat,
+) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("٢")
+    await chat.say("١")
+    for answer in ("محمد عبدالله القحطاني", valid_national_id(), "0551234567"):
+        await chat.say(answer)
+    await chat.say("القائمة")
+    await chat.say("٦")  # a complaint, meanwhile
+    assert chat.last.key == "form.switch" and "«طلب دعم»" in chat.text
+    await chat.say("نعم، أكمل")
+    assert "(4/" in chat.last.text  # the city: where the request stopped
+    await chat.say("القائمة")
+    await chat.say("٦")
+    await chat.say("لا")  # not continuing the request: the complaint, then
+    assert chat.last.text.startswith("📝 شكوى أو اقتراح")
+    await chat.say("القائمة")
+    await chat.say("٢")
+    assert chat.last.text.startswith("📝 طلب دعم")  # given up, as chosen: from the start
+
+
 async def test_a_summary_keeps_numbers_in_order_and_follows_the_language(chat: Chat) -> None:
     """In Arabic the mobile and the dates are kept left to right (a date would otherwise
     read backwards); after a switch to English the choices read in English."""
