@@ -49,6 +49,21 @@ SIGN_OFFS = re.compile(
     re.IGNORECASE,
 )
 
+# A closing line ("مع التحية", "Best regards") under which only a name or two follow.
+CLOSINGS = re.compile(
+    r"^(مع\s+(خالص\s+|وافر\s+)?(التحية|التحيات|تحياتي|الشكر|التقدير)(\s+والتقدير|\s+والاحترام)?"
+    r"|و?شكرا(\s+لكم|\s+لك|\s+جزيلا)?|تحياتي|دمتم\s+بخير|والسلام(\s+عليكم)?"
+    r"|و?تقبلوا\s+(فائق\s+)?(الاحترام|التحية)(\s+والتقدير)?"
+    r"|((best|kind|warm|warmest)\s+)?regards|best(\s+wishes)?|many\s+thanks|thanks?(\s+you)?"
+    r"(\s+so\s+much)?|sincerely(\s+yours)?|yours\s+(sincerely|faithfully|truly)|cheers)"
+    r"\s*[,.،!]*$",
+    re.IGNORECASE,
+)
+TASHKEEL = re.compile("[\u064b-\u065f\u0670]")
+# What may stand under a closing: a name, a title, a number.
+CLOSING_TAIL_LINES = 3
+CLOSING_TAIL_LENGTH = 40
+
 # HTML containers of quoted history and signatures (Gmail, Outlook, Apple Mail, Yahoo).
 QUOTE_SELECTORS = (
     "blockquote",
@@ -213,6 +228,20 @@ def _strip_signature(lines: list[str]) -> list[str]:
     return lines
 
 
+def _strip_closing(lines: list[str]) -> list[str]:
+    """The lines above a closing formula and the name under it, when words stand above."""
+    filled = [i for i, line in enumerate(lines) if _plain(line)]
+    for index in reversed(filled[-(CLOSING_TAIL_LINES + 1) :]):
+        if not CLOSINGS.match(TASHKEEL.sub("", _plain(lines[index]))):
+            continue
+        tail = [_plain(line) for line in lines[index + 1 :] if _plain(line)]
+        above = [i for i in filled if i < index]
+        if above and all(len(line) <= CLOSING_TAIL_LENGTH for line in tail):
+            return lines[: above[-1] + 1]
+        break
+    return lines
+
+
 def own_words(text: str, *, forwarded: bool = False) -> str:
     """What the sender wrote: without quoted lines, the quoted history, the signature.
 
@@ -222,7 +251,8 @@ def own_words(text: str, *, forwarded: bool = False) -> str:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines = [line for line in lines if not _plain(line).startswith(">")]
     own, history = _own_part(lines)
-    own = _strip_signature(own)
+    # The closing and the name under it go too: what is left is the answer to a question.
+    own = _strip_closing(_strip_signature(own))
     result = tidy("\n".join(own))
     if not result and (forwarded or any(FORWARD_MARK.match(_plain(x)) for x in lines)):
         result = tidy("\n".join(_strip_signature(history)))

@@ -80,8 +80,8 @@ async def test_a_gmail_reply_continues_the_conversation(
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("outlook_reply_en.eml", "Yes, I would like to apply for support.\n\nThanks,\nAhmed"),
-        ("outlook_reply_ar_1256.eml", "نعم\n\nمع الشكر\nخالد"),
+        ("outlook_reply_en.eml", "Yes, I would like to apply for support."),
+        ("outlook_reply_ar_1256.eml", "نعم"),
         ("html_only.eml", "السلام عليكم،"),
         ("forwarded.eml", "Dear parent, the fees for the second term are 3,500 riyals"),
         ("iso8859_6.eml", "أريد تحديث رقم جوالي"),
