@@ -17,7 +17,7 @@ from conversations.catalog import Catalog
 from conversations.faq import FaqEntry, FaqMatcher
 from conversations.faq_index import Decision, Outcome
 from conversations.faq_text import content_words
-from conversations.fields import format_dual_date, match_choice, number_word
+from conversations.fields import NO_WORDS, YES_WORDS, format_dual_date, match_choice, number_word
 from conversations.formflow import FormFlow
 from conversations.forms import Form
 from conversations.hours import WorkingHours
@@ -122,6 +122,9 @@ class Engine:
             }
             for name in (*GLOBAL_WORDS, "skip", "done", "yes", "no")
         }
+        # A yes or a no is the same word to a button and to a yes/no question of a form.
+        self._words["yes"] |= YES_WORDS
+        self._words["no"] |= NO_WORDS
 
     # -- helpers shared with the form flow ------------------------------------------------
 

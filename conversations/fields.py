@@ -20,6 +20,8 @@ from hijridate import Gregorian, Hijri
 from conversations.normalize import normalize_arabic, to_latin_digits
 
 __all__ = [
+    "NO_WORDS",
+    "YES_WORDS",
     "ParseResult",
     "Parsed",
     "Rejected",
@@ -190,7 +192,7 @@ def _parse_integer(raw: str, minimum: int | None, maximum: int | None) -> ParseR
 
 _YES_WORDS = (
     "نعم", "ايوه", "ايوا", "ايه", "اي", "أجل", "اجل", "موافق", "أوافق", "موافقه", "صح",
-    "اكيد", "تمام", "نعم موافق",
+    "اكيد", "تمام", "نعم موافق", "اوكي", "اوك",
     "yes", "y", "ok", "okay", "agree", "i agree", "yeah", "yep", "sure",
 )  # fmt: skip
 _NO_WORDS = (
@@ -198,8 +200,8 @@ _NO_WORDS = (
     "لا شكرا",
     "no", "n", "nope", "disagree", "i disagree", "no thanks",
 )  # fmt: skip
-_YES = frozenset(normalize_arabic(w) for w in _YES_WORDS)
-_NO = frozenset(normalize_arabic(w) for w in _NO_WORDS)
+YES_WORDS = frozenset(normalize_arabic(w) for w in _YES_WORDS)
+NO_WORDS = frozenset(normalize_arabic(w) for w in _NO_WORDS)
 
 
 def parse_yesno(raw: str) -> ParseResult:
@@ -210,9 +212,9 @@ def parse_yesno(raw: str) -> ParseResult:
     if not raw.strip():
         return Rejected(_REQUIRED)
     text = normalize_arabic(raw)
-    if text in _YES:
+    if text in YES_WORDS:
         return Parsed("yes", "yes")
-    if text in _NO:
+    if text in NO_WORDS:
         return Parsed("no", "no")
     return Rejected("error.yesno")
 

@@ -171,6 +171,14 @@ async def test_wrong_answers_are_reasked_with_a_clear_message(chat: Chat) -> Non
     assert "اختر" in chat.text
 
 
+@pytest.mark.parametrize("agreed", ["تمام", "اوكي", "ايوا", "sure"])
+async def test_an_everyday_yes_agrees_to_a_forms_introduction(chat: Chat, agreed: str) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("٢")
+    await chat.say(agreed)
+    assert "(1/" in chat.last.text
+
+
 async def test_back_skip_and_correction_before_confirming(service: Service) -> None:
     chat = Chat(service)
     await chat.say("english")
