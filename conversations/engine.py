@@ -430,13 +430,17 @@ class Engine:
         replies.append(self.menu(ctx))
         return replies
 
-    def _answer(self, ctx: Context, answer: str, lang: str) -> Reply:
-        """An entry's answer in ``lang`` (the question's), its buttons in the same language."""
+    def _answer(self, ctx: Context, entry: FaqEntry, lang: str) -> Reply:
+        """An entry's answer in ``lang`` (the question's), its buttons in the same language:
+        what it offers to do, the main menu, a staff member."""
         ctx.state.misunderstood = 0
+        offer = entry.offer
+        offered = [(self.catalog.text(lang, f"menu.{offer}"), offer)] if offer else []
         return self.say(
             ctx,
-            answer,
+            entry.answer(lang),
             [
+                *offered,
                 (self.catalog.text(lang, "choice.main_menu"), "menu"),
                 (self.catalog.text(lang, "menu.staff"), "staff"),
             ],
@@ -529,7 +533,7 @@ class Engine:
         """An answer in the language of the question, or the closest questions to pick from."""
         lang = decision.lang
         if decision.entry is not None:
-            return [self._answer(ctx, decision.entry.answer(lang), lang)]
+            return [self._answer(ctx, decision.entry, lang)]
         choices = [(self._question_label(e, lang), f"faq:{e.id}") for e in decision.suggestions]
         choices.append((self.catalog.text(lang, "faq.none_of_these"), "faq:none"))
         return [self.say(ctx, self.catalog.text(lang, "faq.suggest"), choices, lang=lang)]
@@ -551,7 +555,7 @@ class Engine:
         if entry.action:
             return await self._menu_pick(entry.action, ctx, port)
         answer_lang = language_of(text) or lang
-        return [self._answer(ctx, entry.answer(answer_lang), answer_lang)]
+        return [self._answer(ctx, entry, answer_lang)]
 
     async def _menu_pick(self, choice: str, ctx: Context, port: EnginePort) -> list[Reply]:
         ctx.state.misunderstood = 0

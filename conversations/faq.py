@@ -25,6 +25,9 @@ class FaqError(ValueError):
 # asks for something the bot does rather than for information: "I want to talk to someone"
 # hands the conversation to staff, "where is my request" starts the status check.
 ACTIONS = frozenset({"staff", "status"})
+# What an answer may offer as a button beside it (key ``offer``): "how do I apply?" is
+# answered, with the button that starts the request.
+OFFERS = frozenset({"apply", "status", "update", "volunteer", "complaint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class FaqEntry:
     questions: Mapping[str, tuple[str, ...]]
     answers: Mapping[str, str]
     action: str | None = None
+    offer: str | None = None
 
     def answer(self, lang: str) -> str:
         return self.answers.get(lang) or self.answers["ar"]
@@ -104,12 +108,18 @@ def _entries(data: Mapping[str, Any], text: str, source: str) -> tuple[FaqEntry,
             raise FaqError(
                 f"{where} ({entry_id}): action must be one of {', '.join(sorted(ACTIONS))}"
             )
+        offer = item.get("offer")
+        if offer is not None and offer not in OFFERS:
+            raise FaqError(
+                f"{where} ({entry_id}): offer must be one of {', '.join(sorted(OFFERS))}"
+            )
         entries.append(
             FaqEntry(
                 id=entry_id,
                 questions={lang: tuple(str(q) for q in qs) for lang, qs in questions.items()},
                 answers={lang: str(a) for lang, a in answers.items()},
                 action=action,
+                offer=offer,
             )
         )
     return tuple(entries)

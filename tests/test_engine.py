@@ -575,6 +575,17 @@ async def test_an_acknowledgement_after_an_answer_is_not_a_question(
     assert [r.key for r in chat.replies] == ["menu.prompt"]
 
 
+async def test_how_to_apply_is_answered_with_the_button_that_starts_the_request(
+    chat: Chat,
+) -> None:
+    await chat.say("السلام عليكم")
+    await chat.say("ابي اقدم طلب مساعدة كيف")
+    assert "«تقديم طلب دعم»" in chat.text
+    assert chat.choice_values()[0] == "apply"
+    await chat.say("تقديم طلب دعم")
+    assert chat.last.text.startswith("📝 طلب دعم")
+
+
 async def test_status_of_own_requests(service: Service) -> None:
     chat = Chat(service)
     ref = await fill_support_request(chat)

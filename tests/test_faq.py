@@ -95,6 +95,13 @@ def test_an_entry_action_is_read_and_an_unknown_one_refused() -> None:
         parse_faq(entry + 'action = "refund"\n', "kb.toml")
 
 
+def test_an_entry_may_offer_a_service_beside_its_answer() -> None:
+    entry = '[[faq]]\nid = "apply"\nquestions.en = ["how to apply"]\nanswer.ar = "."\n'
+    assert parse_faq(entry + 'offer = "apply"\n', "kb.toml")[0].offer == "apply"
+    with pytest.raises(FaqError, match=r"line 1.*offer must be one of apply, complaint"):
+        parse_faq(entry + 'offer = "loan"\n', "kb.toml")
+
+
 def test_reload_keeps_the_old_knowledge_when_the_new_file_is_broken(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     path = config.knowledge.faq_path
