@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -133,6 +134,18 @@ def may_act(staff: Staff, conv: ConversationView) -> bool:
 def may_note(staff: Staff, conv: ConversationView) -> bool:
     """Internal notes may be left on any conversation the member can see."""
     return can(staff, Perm.REPLY) and may_view(staff, conv)
+
+
+def may_open_attachment(
+    staff: Staff, conversations: Iterable[ConversationView], *, of_request: bool
+) -> bool:
+    """A file a beneficiary sent is shown on the pages of their conversations (each shows
+    the beneficiary's whole history): whoever may open one of those pages may open it. A
+    file that is also a request's document follows the request's rule (those who read
+    requests read their documents)."""
+    if of_request and can(staff, Perm.REQUESTS):
+        return True
+    return any(may_view(staff, c) for c in conversations)
 
 
 def may_set_status(staff: Staff, new: RequestStatus) -> bool:

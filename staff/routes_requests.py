@@ -13,7 +13,8 @@ from conversations.ports import TRANSITIONS, RequestStatus
 from conversations.references import canonical_reference
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
-from staff.permissions import Staff, may_set_status
+from staff.permissions import Staff, may_open_attachment, may_set_status
+from staff.routes_conversations import view_of
 from storage.followup import reminder_notices, request_info
 from storage.models import Message
 from storage.repository import InvalidTransition, NotFound
@@ -109,16 +110,26 @@ def routes(console: Console) -> APIRouter:
         staff: BeneficiaryViewer,
     ) -> Response:
         async with console.db.session() as session:
+            tx = ConsoleTx(session)
             message = await session.get(Message, message_id)
-            attachments = (message.payload or {}).get("attachments", []) if message else []
-            if not 0 <= index < len(attachments):
+            if message is None:
                 raise Missing
-            await ConsoleTx(session).audit(
-                staff.actor, "attachment.viewed", str(message_id), index=index
-            )
-        item = attachments[index]
+            attachments = (message.payload or {}).get("attachments", [])
+            item = attachments[index] if 0 <= index < len(attachments) else {}
+            ref = str(item.get("ref", ""))
+            # The rule of the pages that show the file, before anything about the file is
+            # told: a member who may not open the conversation learns nothing by trying ids.
+            conversations = await tx.conversations_of(message.beneficiary_id)
+            of_request = bool(ref) and await tx.is_document_of(message.beneficiary_id, ref)
+            if not may_open_attachment(
+                staff, [view_of(c) for c in conversations], of_request=of_request
+            ):
+                raise Denied
+            if not item:
+                raise Missing
+            await tx.audit(staff.actor, "attachment.viewed", str(message_id), index=index)
         return serve_file(
-            str(item.get("ref", "")),
+            ref,
             str(item.get("content_type", "")),
             str(item.get("filename", "")),
         )

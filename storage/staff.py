@@ -477,6 +477,23 @@ class ConsoleTx(PeopleTx):
         await self.audit(f"staff:{staff}", "request.verified", request.reference)
         return True
 
+    async def conversations_of(self, beneficiary_id: int) -> list[Conversation]:
+        return list(
+            await self.session.scalars(
+                select(Conversation).where(Conversation.beneficiary_id == beneficiary_id)
+            )
+        )
+
+    async def is_document_of(self, beneficiary_id: int, ref: str) -> bool:
+        """Whether the file is a document of one of the beneficiary's requests."""
+        found = await self.session.scalar(
+            select(Document.id)
+            .join(Request, Request.id == Document.request_id)
+            .where(Document.ref == ref, Request.beneficiary_id == beneficiary_id)
+            .limit(1)
+        )
+        return found is not None
+
     async def document(self, document_id: int) -> tuple[Document, Request]:
         row = (
             await self.session.execute(

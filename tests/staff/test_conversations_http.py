@@ -135,6 +135,55 @@ async def test_a_second_agent_cannot_take_or_answer_a_claimed_conversation(
     )
 
 
+async def test_a_file_sent_to_a_claimed_conversation_is_only_its_viewers(
+    console_service: Service, browser_for: Any
+) -> None:
+    """A medical report sent during agent2's handoff: another agent may not open the
+    conversation, and so may not open the file either, nor find it by trying ids."""
+    from conversations.messages import Channel
+    from tests.conftest import Chat
+    from tests.test_engine import pdf
+
+    sender = "web-session-report-00001"
+    conversation_id = await queued(console_service, sender=sender)
+    holder, other = await browser_for("agent2"), await browser_for("agent")
+    supervisor = await browser_for("supervisor")
+    await holder.post(f"/staff/conversations/{conversation_id}/claim")
+    chat = Chat(console_service, Channel.WEBCHAT, sender=sender)
+    await chat.say("التقرير الطبي", attachments=[await pdf(console_service, "report.pdf")])
+    async with console_service.db.session(write=False) as session:
+        with_file = [
+            m
+            for m in await session.scalars(
+                select(Message).where(Message.conversation_id == conversation_id)
+            )
+            if (m.payload or {}).get("attachments")
+        ]
+    assert len(with_file) == 1
+    url = f"/staff/messages/{with_file[0].id}/attachments/0"
+
+    page = await holder.get(f"/staff/conversations/{conversation_id}/history")
+    assert f'href="{url}"' in page.text
+    opened = await holder.get(url)
+    assert opened.status_code == 200 and opened.content.startswith(b"%PDF")
+    assert (await supervisor.get(url)).status_code == 200
+
+    assert (await other.get(f"/staff/conversations/{conversation_id}")).status_code == 403
+    before = await audit_count(console_service, "attachment.viewed")
+    refused = await other.get(url)
+    assert refused.status_code == 403 and b"%PDF" not in refused.content
+    # Another index of the same message says no more than the first.
+    assert (await other.get(f"/staff/messages/{with_file[0].id}/attachments/7")).status_code == 403
+    assert await audit_count(console_service, "attachment.viewed") == before
+
+    # Transferred to the other agent, it is theirs to open, and the file with it.
+    moved = await holder.post(
+        f"/staff/conversations/{conversation_id}/transfer", {"to": "agent@example.org"}
+    )
+    assert moved.status_code == 303
+    assert (await other.get(url)).status_code == 200
+
+
 async def test_transfer_then_escalate_then_a_supervisor_takes_it(
     console_service: Service, browser_for: Any
 ) -> None:

@@ -89,7 +89,12 @@ async def test_request_page_shows_answers_documents_and_declaration(
 
     attachment = await agent.get(f"/staff/messages/{world.message}/attachments/0")
     assert attachment.content.startswith(b"%PDF")
-    assert (await agent.get(f"/staff/messages/{world.message}/attachments/5")).status_code == 404
+    # The applicant's conversation is back with the bot: the agent opens the file as the
+    # request's document, and is told nothing of the message's other files.
+    assert (await agent.get(f"/staff/messages/{world.message}/attachments/5")).status_code == 403
+    supervisor = await browser_for("supervisor")
+    missing = await supervisor.get(f"/staff/messages/{world.message}/attachments/5")
+    assert missing.status_code == 404
     assert (await agent.get("/staff/documents/999")).status_code == 404
     assert (await agent.get("/staff/requests/SR-0000-00000")).status_code == 404
 

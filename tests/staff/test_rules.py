@@ -17,6 +17,7 @@ from staff.permissions import (
     may_act,
     may_claim,
     may_note,
+    may_open_attachment,
     may_set_status,
     may_view,
 )
@@ -137,3 +138,14 @@ def test_only_console_paths_are_followed(target: str | None, expected: str) -> N
 def test_event_ids_round_trip() -> None:
     signatures = {"history": "12:[('sent', 2)]", "status": "staff:a@x.org"}
     assert _decode(_encode(signatures)) == signatures
+
+
+def test_a_file_follows_the_conversations_it_is_shown_in_or_its_request() -> None:
+    # Shown on the pages of the beneficiary's conversations: the queue's, or the member's own.
+    assert may_open_attachment(AGENT, [WITH_BOT, MINE], of_request=False)
+    assert may_open_attachment(AGENT, [QUEUED], of_request=False)
+    assert not may_open_attachment(AGENT, [WITH_BOT, THEIRS], of_request=False)
+    assert not may_open_attachment(AGENT, [], of_request=False)
+    assert may_open_attachment(SUPERVISOR, [THEIRS], of_request=False)
+    # A request's document: everyone who reads requests.
+    assert may_open_attachment(AGENT, [THEIRS], of_request=True)
