@@ -80,7 +80,8 @@ def expired_conversations(cutoff: datetime) -> Any:
     )
 
 
-def _attachment_refs(payload: dict[str, Any]) -> set[str]:
+def attachment_refs(payload: dict[str, Any]) -> set[str]:
+    """The files a message's payload points to (what was sent, and a reply's file)."""
     refs = {str(a.get("ref")) for a in payload.get("attachments") or [] if isinstance(a, dict)}
     single = payload.get("attachment")
     if isinstance(single, dict) and single.get("ref"):
@@ -203,7 +204,7 @@ async def _batch(
         ).all()
     }
     for row in pending:
-        doomed |= _attachment_refs(row.payload or {})
+        doomed |= attachment_refs(row.payload or {})
         tally.oldest_message = _older(tally.oldest_message, row.created_at)
     documents = (
         await session.execute(

@@ -21,12 +21,14 @@ from storage.models import (
     OutboxItem,
     Request,
     RequestAnswer,
+    RequestStatusChange,
     SurveyAnswer,
     hashed_match,
     utcnow,
 )
 from storage.repository import NotFound, Tx
-from storage.staff_models import CannedAnswer, ContactLog
+from storage.retention import attachment_refs
+from storage.staff_models import CannedAnswer, ContactLog, RequestVerification
 
 CONTACT_KINDS = ("visit", "call", "letter")
 
@@ -154,6 +156,13 @@ class PeopleTx(Tx):
         for identity in await self.identities(beneficiary_id):
             identity.address = f"anonymised:{identity.id}:{secrets.token_hex(6)}"
             identity.unreachable = True
+        # The files sent outside a form are known only from the payloads about to be
+        # emptied: their references are taken first, or nothing could find the files again.
+        sent: set[str] = set()
+        for payload in await self.session.scalars(
+            select(Message.payload).where(Message.beneficiary_id == beneficiary_id)
+        ):
+            sent |= attachment_refs(payload or {})
         await self.session.execute(
             update(Message)
             .where(Message.beneficiary_id == beneficiary_id)
@@ -180,11 +189,24 @@ class PeopleTx(Tx):
         await self.session.execute(
             update(RequestInfo).where(RequestInfo.request_id.in_(request_ids)).values(text="")
         )
-        refs = list(
+        # What staff wrote on the request (a status's message, a verification) can name the
+        # person as readily as their answers: "Ahmed, ID 1012345672, matches the lease".
+        await self.session.execute(
+            update(RequestStatusChange)
+            .where(RequestStatusChange.request_id.in_(request_ids))
+            .values(note="")
+        )
+        await self.session.execute(
+            update(RequestVerification)
+            .where(RequestVerification.request_id.in_(request_ids))
+            .values(note="")
+        )
+        documents = set(
             await self.session.scalars(
                 select(Document.ref).where(Document.request_id.in_(request_ids))
             )
         )
+        refs = sorted(r for r in documents | sent if r)
         await self.session.execute(
             update(Document).where(Document.request_id.in_(request_ids)).values(filename="")
         )
@@ -215,7 +237,13 @@ class PeopleTx(Tx):
             .where(SurveyAnswer.beneficiary_id == beneficiary_id)
             .values(comment=None)
         )
-        await self.audit(actor, "beneficiary.anonymised", str(beneficiary_id), documents=len(refs))
+        await self.audit(
+            actor,
+            "beneficiary.anonymised",
+            str(beneficiary_id),
+            documents=len(documents),
+            files=len(refs),
+        )
         return refs
 
     # -- canned answers ---------------------------------------------------------------------

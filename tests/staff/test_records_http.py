@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.service import Service
 from conversations.messages import Channel
 from storage.models import Beneficiary, Identity, Message, Request, RequestStatusChange
-from storage.staff_models import ContactLog
+from storage.staff_models import ContactLog, RequestVerification
 from tests.conftest import Chat
 from tests.staff.conftest import World, audit_count, queued
 
@@ -241,6 +241,46 @@ async def test_anonymise_erases_the_person_and_keeps_the_audit(
     assert await audit_count(console_service, "beneficiary.anonymised") == 1
     page = await supervisor.get(f"/staff/requests/{world.reference}")
     assert "محمد" not in page.text
+
+
+async def test_anonymise_leaves_no_file_and_no_staff_note_naming_the_person(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    """A PDPL deletion request: a file sent outside any form, a status message and a
+    verification note naming the person all go with the rest."""
+    from tests.test_engine import pdf
+
+    named = "أحمد، هوية 1012345672"
+    agent, supervisor = await browser_for("agent"), await browser_for("supervisor")
+    chat = Chat(console_service, Channel.WEBCHAT, sender="web-session-applicant-0001")
+    outside = await pdf(console_service, "medical-report.pdf")
+    await chat.say("هذا تقرير طبي إضافي", attachments=[outside])
+    assert console_service.files.path(outside.ref).is_file()
+    await agent.post(
+        f"/staff/requests/{world.reference}/status",
+        {"status": "under_review", "message": f"{named} — بانتظار المراجعة"},
+    )
+    await agent.post(f"/staff/requests/{world.reference}/verify", {"note": f"{named} يطابق العقد"})
+    page = await supervisor.get(f"/staff/requests/{world.reference}")
+    assert page.text.count("1012345672") == 2
+    exported = await supervisor.get(f"/staff/beneficiaries/{world.beneficiary}/export.json")
+    assert "1012345672" in exported.text
+
+    done = await supervisor.post(
+        f"/staff/beneficiaries/{world.beneficiary}/anonymise",
+        {"confirm": str(world.beneficiary)},
+    )
+    assert done.status_code == 303
+    assert not console_service.files.path(outside.ref).exists()
+    assert not [p for p in console_service.files.root.rglob("*") if p.is_file()]
+    page = await supervisor.get(f"/staff/requests/{world.reference}")
+    assert page.status_code == 200 and "1012345672" not in page.text and "أحمد" not in page.text
+    exported = await supervisor.get(f"/staff/beneficiaries/{world.beneficiary}/export.json")
+    assert "1012345672" not in exported.text and "أحمد" not in exported.text
+    async with console_service.db.session(write=False) as session:
+        notes = list(await session.scalars(select(RequestStatusChange.note)))
+        verification = await session.scalar(select(RequestVerification.note))
+    assert all("1012345672" not in n for n in notes) and verification == ""
 
 
 async def test_canned_answers_are_filled_in_the_beneficiary_language(
