@@ -1,8 +1,9 @@
 """Removing what beneficiaries wrote and sent once it has been kept long enough.
 
 Rows stay (the reports count messages per channel and day, requests per status), only the
-content goes: message texts and payloads, attachment files, and the documents' file
-references. Conversations with staff and requests still being decided are never touched.
+content goes: message texts and payloads, attachment files, the documents' file
+references, and the subjects kept of the email threads (storage.threads). Conversations
+with staff and requests still being decided are never touched.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.followup import RequestInfo
 from storage.locks import Job
-from storage.models import AuditEntry, Conversation, Document, Message, Request
+from storage.models import AuditEntry, ChannelCursor, Conversation, Document, Message, Request
 from storage.repository import Tx
+from storage.threads import SUBJECT_PREFIX, forget_subjects, thread_ids
 
 log = structlog.get_logger("tawasul.retention")
 
@@ -39,6 +41,7 @@ class RetentionReport:
     messages: int = 0
     documents: int = 0
     files: int = 0
+    subjects: int = 0
     oldest_message: datetime | None = None
     oldest_document_request: datetime | None = None
 
@@ -50,6 +53,7 @@ class RetentionReport:
             "messages": self.messages,
             "documents": self.documents,
             "files": self.files,
+            "subjects": self.subjects,
             "oldest_message": self.oldest_message.isoformat() if self.oldest_message else None,
             "oldest_document_request": self.oldest_document_request.isoformat()
             if self.oldest_document_request
@@ -96,6 +100,7 @@ class _Tally:
     documents: int = 0
     oldest_message: datetime | None = None
     oldest_request: datetime | None = None
+    subjects: int = 0
     document_ids: list[int] = field(default_factory=list)
 
 
@@ -137,6 +142,21 @@ async def run_retention(
             )
             doomed -= set(kept)
     removed = len(doomed) if dry_run else await asyncio.to_thread(_delete_files, files, doomed)
+    # A subject no mail of its thread has renewed since the cutoff: its messages went (or
+    # were redacted before subjects were tied to them, so nothing else would find it).
+    stale = (
+        ChannelCursor.name.startswith(SUBJECT_PREFIX, autoescape=True),
+        ChannelCursor.updated_at < cutoff,
+    )
+    async with db.session(write=not dry_run) as session:
+        if dry_run:
+            tally.subjects += int(
+                await session.scalar(select(func.count()).select_from(ChannelCursor).where(*stale))
+                or 0
+            )
+        else:
+            result = await session.execute(delete(ChannelCursor).where(*stale))
+            tally.subjects += int(getattr(result, "rowcount", 0) or 0)
     report = RetentionReport(
         cutoff=cutoff,
         dry_run=dry_run,
@@ -144,10 +164,11 @@ async def run_retention(
         messages=tally.messages,
         documents=tally.documents,
         files=removed,
+        subjects=tally.subjects,
         oldest_message=tally.oldest_message,
         oldest_document_request=tally.oldest_request,
     )
-    if not dry_run and (tally.messages or tally.documents or removed):
+    if not dry_run and (tally.messages or tally.documents or removed or tally.subjects):
         async with db.session() as session:
             session.add(
                 AuditEntry(
@@ -159,6 +180,7 @@ async def run_retention(
                         "messages": tally.messages,
                         "documents": tally.documents,
                         "files": removed,
+                        "subjects": tally.subjects,
                     },
                 )
             )
@@ -169,6 +191,7 @@ async def run_retention(
         messages=tally.messages,
         documents=tally.documents,
         files=removed,
+        subjects=tally.subjects,
     )
     return report
 
@@ -185,7 +208,13 @@ async def _batch(
     doomed: set[str] = set()
     rows = (
         await session.execute(
-            select(Message.id, Message.text, Message.payload, Message.created_at).where(
+            select(
+                Message.id,
+                Message.beneficiary_id,
+                Message.text,
+                Message.payload,
+                Message.created_at,
+            ).where(
                 Message.conversation_id.in_(chunk),
                 # An inbound message still waiting for the inbox worker is not history yet.
                 or_(Message.direction != "in", Message.processed_at.is_not(None)),
@@ -226,7 +255,23 @@ async def _batch(
     tally.documents += len(documents)
     tally.document_ids += [d.id for d in documents]
     tally.conversations += len(touched)
-    if not dry_run:
+    # The subjects of the email threads these messages were in, unless a message kept (a
+    # conversation still with staff, or newer) is in the same thread.
+    threads = thread_ids(r.payload for r in pending)
+    if threads:
+        kept = await session.scalars(
+            select(Message.payload).where(
+                Message.beneficiary_id.in_({r.beneficiary_id for r in pending}),
+                Message.conversation_id.not_in(chunk),
+                Message.channel == "email",
+                Message.direction == "in",
+            )
+        )
+        threads -= thread_ids(kept)
+    if dry_run:
+        tally.subjects += len(threads)
+    else:
+        tally.subjects += await forget_subjects(session, threads)
         if pending:
             await session.execute(
                 update(Message)

@@ -29,6 +29,7 @@ from storage.models import (
 from storage.repository import NotFound, Tx
 from storage.retention import attachment_refs
 from storage.staff_models import CannedAnswer, ContactLog, RequestVerification
+from storage.threads import forget_subjects, thread_ids
 
 CONTACT_KINDS = ("visit", "call", "letter")
 
@@ -158,11 +159,16 @@ class PeopleTx(Tx):
             identity.unreachable = True
         # The files sent outside a form are known only from the payloads about to be
         # emptied: their references are taken first, or nothing could find the files again.
+        # So are the email threads they wrote in, whose subjects are kept apart.
         sent: set[str] = set()
-        for payload in await self.session.scalars(
-            select(Message.payload).where(Message.beneficiary_id == beneficiary_id)
-        ):
+        payloads = list(
+            await self.session.scalars(
+                select(Message.payload).where(Message.beneficiary_id == beneficiary_id)
+            )
+        )
+        for payload in payloads:
             sent |= attachment_refs(payload or {})
+        subjects = await forget_subjects(self.session, thread_ids(payloads))
         await self.session.execute(
             update(Message)
             .where(Message.beneficiary_id == beneficiary_id)
@@ -243,6 +249,7 @@ class PeopleTx(Tx):
             str(beneficiary_id),
             documents=len(documents),
             files=len(refs),
+            subjects=subjects,
         )
         return refs
 

@@ -106,7 +106,13 @@ async def test_a_serving_process_removes_old_texts_and_files_on_schedule(tmp_pat
             )
             last = (await Tx(s).cursor(LAST_RUN))["at"]
         assert len(runs) >= 2 and all(run.detail["messages"] > 0 for run in runs)
-        assert set(runs[0].detail) == {"conversations", "messages", "documents", "files"}
+        assert set(runs[0].detail) == {
+            "conversations",
+            "messages",
+            "documents",
+            "files",
+            "subjects",
+        }
         assert datetime.now(UTC) - datetime.fromisoformat(last) < timedelta(minutes=5)
     finally:
         await service.close()
