@@ -200,7 +200,9 @@ class EmailConfig(Section):
 class StaffConfig(Section):
     secret_key: str = ""  # secret: TAWASUL_STAFF_SECRET_KEY (signs sessions and CSRF tokens)
     cookie_secure: bool = False  # true when served over HTTPS
-    login_attempts_per_minute: int = Field(5, ge=1)
+    login_attempts_per_minute: int = Field(5, ge=1)  # failures per account and client address
+    # Failures from one client address over every account (password spraying).
+    login_attempts_per_address_per_minute: int = Field(20, ge=1)
     notify_emails: list[str] = []
     public_base_url: str = ""  # https://bot.example.org: links to the console in notifications
     reminder_hours_before: float = Field(24, ge=0)  # remind this long before a request is due

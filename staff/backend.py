@@ -28,6 +28,9 @@ class StaffSettings(Protocol):
     @property
     def login_attempts_per_minute(self) -> int: ...
 
+    @property
+    def login_attempts_per_address_per_minute(self) -> int: ...
+
 
 class OrganizationSettings(Protocol):
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import structlog
@@ -81,29 +80,34 @@ def routes(console: Console) -> APIRouter:
             raise BadForm
         email = email.strip().lower()
         ip = request.client.host if request.client else "unknown"
-        limit = console.backend.config.staff.login_attempts_per_minute
-        since = datetime.now(UTC) - timedelta(minutes=1)
-        async with console.db.session(write=False) as session:
+        limits = console.backend.config.staff
+        # The attempt is counted before the (slow) password check, so that attempts sent in
+        # parallel cannot all pass the count before any of them is written.
+        async with console.db.session() as session:
             tx = ConsoleTx(session)
-            failures = await tx.failed_logins(email, ip, since)
-            user = await tx.staff_by_email(email) if failures < limit else None
-        if failures >= limit:
+            attempt = await tx.reserve_login(
+                email,
+                ip,
+                per_account=limits.login_attempts_per_minute,
+                per_address=limits.login_attempts_per_address_per_minute,
+            )
+            user = await tx.staff_by_email(email) if attempt is not None else None
+        if attempt is None:
             log.warning("staff.login_limited")
             return await login_page(request, next, error="login.too_many", status=429, email=email)
         usable = user is not None and user.active
         ok = await verify_password(user.password_hash if usable and user else None, password)
-        token = secrets.token_urlsafe(32)
-        async with console.db.session() as session:
-            tx = ConsoleTx(session)
-            await tx.record_login(email, ip, ok)
-            if ok and user is not None:
-                fresh = await tx.staff_by_email(email)
-                assert fresh is not None
-                await tx.open_session(fresh, token_hash(token), SESSION_LIFETIME)
-                await tx.audit(f"staff:{email}", "staff.login", email)
         if not ok:
             log.info("staff.login_failed")
             return await login_page(request, next, error="login.failed", status=401, email=email)
+        token = secrets.token_urlsafe(32)
+        async with console.db.session() as session:
+            tx = ConsoleTx(session)
+            await tx.login_succeeded(attempt)
+            fresh = await tx.staff_by_email(email)
+            assert fresh is not None
+            await tx.open_session(fresh, token_hash(token), SESSION_LIFETIME)
+            await tx.audit(f"staff:{email}", "staff.login", email)
         response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

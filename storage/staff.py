@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from conversations.messages import Reply
 from storage.followup import OPEN_REQUESTS
@@ -18,7 +18,7 @@ from storage.models import (
     Request,
     utcnow,
 )
-from storage.repository import NotFound, Queued
+from storage.repository import NotFound, Queued, _xact_lock
 from storage.staff_models import (
     Handling,
     LoginAttempt,
@@ -28,6 +28,14 @@ from storage.staff_models import (
     StaffUser,
 )
 from storage.staff_people import PeopleTx
+
+# Sign-in attempts are limited per minute; the advisory lock's key space for them.
+LOGIN_WINDOW = timedelta(minutes=1)
+_SIGNING_IN = 0x7461_0101
+
+
+def _address_key(ip: str) -> int:
+    return int.from_bytes(hashlib.sha256(ip.encode()).digest()[:4], "big")
 
 
 class StaffExists(ValueError):
@@ -240,24 +248,46 @@ class ConsoleTx(PeopleTx):
             delete(StaffSession).where(StaffSession.token_hash == token_hash)
         )
 
-    async def failed_logins(self, email: str, ip: str, since: datetime) -> int:
-        count = await self.session.scalar(
+    async def reserve_login(
+        self, email: str, ip: str, *, per_account: int, per_address: int
+    ) -> int | None:
+        """Count a sign-in attempt against the limits before its password is checked.
+
+        The attempt is written as a failure at once, in the transaction that counted the
+        earlier ones (and under a lock of the client address on PostgreSQL; SQLite has one
+        writer at a time): attempts made in parallel each see the others, so no more than
+        ``per_account`` failures a minute for one address and account, nor ``per_address``
+        over every account from one address (password spraying), are ever checked. Returns
+        the attempt's id (``login_succeeded`` clears it), or None when over a limit.
+        """
+        await _xact_lock(self.session, _SIGNING_IN, _address_key(ip), wait=True)
+        now = utcnow()
+        since = now - LOGIN_WINDOW
+        email, ip = email[:320], ip[:64]
+        failed = (LoginAttempt.ip == ip, LoginAttempt.at >= since, LoginAttempt.ok.is_(False))
+        of_address = await self.session.scalar(
+            select(func.count()).select_from(LoginAttempt).where(*failed)
+        )
+        if int(of_address or 0) >= per_address:
+            return None
+        of_account = await self.session.scalar(
             select(func.count())
             .select_from(LoginAttempt)
-            .where(
-                LoginAttempt.email == email,
-                LoginAttempt.ip == ip,
-                LoginAttempt.at >= since,
-                LoginAttempt.ok.is_(False),
-            )
+            .where(LoginAttempt.email == email, *failed)
         )
-        return int(count or 0)
-
-    async def record_login(self, email: str, ip: str, ok: bool) -> None:
-        now = utcnow()
-        self.session.add(LoginAttempt(email=email[:320], ip=ip[:64], at=now, ok=ok))
+        if int(of_account or 0) >= per_account:
+            return None
+        attempt = LoginAttempt(email=email, ip=ip, at=now, ok=False)
+        self.session.add(attempt)
         await self.session.execute(
             delete(LoginAttempt).where(LoginAttempt.at < now - timedelta(days=30))
+        )
+        await self.session.flush()
+        return attempt.id
+
+    async def login_succeeded(self, attempt_id: int) -> None:
+        await self.session.execute(
+            update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(ok=True)
         )
 
     async def setting(self, name: str) -> str | None:

@@ -40,7 +40,11 @@ class StaffSession(Base):
 
 class LoginAttempt(Base):
     __tablename__ = "staff_login_attempts"
-    __table_args__ = (Index("ix_staff_login_attempts_key", "email", "ip", "at"),)
+    __table_args__ = (
+        Index("ix_staff_login_attempts_key", "email", "ip", "at"),
+        # The failures of one client address over every account (password spraying).
+        Index("ix_staff_login_attempts_address", "ip", "at"),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     ip: Mapped[str] = mapped_column(String(64))

@@ -39,6 +39,7 @@ ADDED = {
         "identities.address_hash",
     },
     "0007": {"index:ix_messages_identity"},
+    "0009": {"index:ix_staff_login_attempts_address"},
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from bot.app import create_app
@@ -68,6 +70,73 @@ async def test_repeated_failures_are_rate_limited_per_email_and_address(
     # Another account from the same address is not locked out by someone else's guesses.
     other = await try_login(browser.client, ACCOUNTS["agent2"], PASSWORD)
     assert other.status_code == 303
+
+
+def counting_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords the login route checks (argon2), as they are checked."""
+    import staff.routes_auth
+
+    checked: list[str] = []
+    real = staff.routes_auth.verify_password
+
+    async def verify(password_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return await real(password_hash, password)
+
+    monkeypatch.setattr(staff.routes_auth, "verify_password", verify)
+    return checked
+
+
+def client_from(app: Any, address: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(address, 40000)),
+        base_url="http://testserver",
+    )
+
+
+async def parallel_logins(client: httpx.AsyncClient, attempts: list[tuple[str, str]]) -> list[int]:
+    """Every (email, password) posted at once, with one login page's token."""
+    token = csrf_of((await client.get("/staff/login")).text)
+    responses = await asyncio.gather(
+        *(
+            client.post("/staff/login", data={"email": e, "password": p, "csrf": token})
+            for e, p in attempts
+        )
+    )
+    return [r.status_code for r in responses]
+
+
+async def test_parallel_guesses_are_limited_as_sequential_ones(
+    console_service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = counting_checks(monkeypatch)
+    app = create_app(console_service, workers=False)
+    async with client_from(app, "203.0.113.7") as attacker:
+        codes = await parallel_logins(
+            attacker, [(ACCOUNTS["agent"], f"guess-{i}") for i in range(100)]
+        )
+        assert codes.count(401) == len(checked) <= 5
+        assert codes.count(429) >= 95 and set(codes) == {401, 429}
+        # The right password is refused too, until the minute has passed.
+        assert (await try_login(attacker, ACCOUNTS["agent"], PASSWORD)).status_code == 429
+    async with client_from(app, "198.51.100.20") as colleague:
+        assert (await try_login(colleague, ACCOUNTS["agent"], PASSWORD)).status_code == 303
+
+
+async def test_one_password_tried_on_many_accounts_is_limited_per_address(
+    console_service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = counting_checks(monkeypatch)
+    app = create_app(console_service, workers=False)
+    per_address = console_service.config.staff.login_attempts_per_address_per_minute
+    async with client_from(app, "203.0.113.8") as sprayer:
+        accounts = [f"staff{i}@example.org" for i in range(60)] + list(ACCOUNTS.values())
+        codes = await parallel_logins(sprayer, [(a, "Riyadh2026!") for a in accounts])
+        assert codes.count(401) == len(checked) <= per_address
+        assert codes.count(429) >= len(accounts) - per_address
+        assert (await try_login(sprayer, ACCOUNTS["agent2"], PASSWORD)).status_code == 429
+    async with client_from(app, "198.51.100.21") as colleague:
+        assert (await try_login(colleague, ACCOUNTS["agent2"], PASSWORD)).status_code == 303
 
 
 async def test_logout_ends_the_session_for_good(browser_for: Any, console_service: Service) -> None:
