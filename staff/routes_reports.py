@@ -45,6 +45,28 @@ def bars(values: dict[str, int], t: Translator, prefix: str) -> list[dict[str, o
     ]
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP's list, and the full-width signs
+# some spreadsheets take as the same), after any leading spaces.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def safe_cell(value: object) -> object:
+    """A text cell as data, never a formula: one that starts like a formula gets a leading
+    ' (a question typed as =HYPERLINK(...) would otherwise run in the supervisor's
+    spreadsheet). Numbers are written as they are."""
+    if isinstance(value, str) and value.lstrip(" \n\u00a0").startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(rows: list[list[object]]) -> str:
+    """The rows as CSV text, every text cell through ``safe_cell``: what the console exports
+    as CSV goes through here."""
+    out = io.StringIO()
+    csv.writer(out).writerows([safe_cell(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
 def csv_rows(report: Report, console: Console) -> list[list[object]]:
     rows: list[list[object]] = [["section", "key", "value"]]
     # The days covered, both included, in the association's calendar.
@@ -135,10 +157,8 @@ def routes(console: Console) -> APIRouter:
         if bad:
             return Response("start and end are days, YYYY-MM-DD\n", status_code=400)
         report = await report_between(console, first, last)
-        out = io.StringIO()
-        csv.writer(out).writerows(csv_rows(report, console))
         return Response(
-            "\ufeff" + out.getvalue(),
+            "\ufeff" + write_csv(csv_rows(report, console)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="tawasul-{first}-{last}.csv"'},
         )

