@@ -141,6 +141,8 @@ class OutboxConfig(Section):
 
 class WebchatConfig(Section):
     enabled: bool = True
+    # Secure whatever this says when the request came over HTTPS (directly, or through the
+    # reverse proxy's X-Forwarded-Proto), or staff.public_base_url is https.
     cookie_secure: bool = False
 
 
@@ -199,7 +201,9 @@ class EmailConfig(Section):
 
 class StaffConfig(Section):
     secret_key: str = ""  # secret: TAWASUL_STAFF_SECRET_KEY (signs sessions and CSRF tokens)
-    cookie_secure: bool = False  # true when served over HTTPS
+    # Secure whatever this says when the request came over HTTPS (directly, or through the
+    # reverse proxy's X-Forwarded-Proto), or public_base_url is https.
+    cookie_secure: bool = False
     login_attempts_per_minute: int = Field(5, ge=1)  # failures per account and client address
     # Failures from one client address over every account (password spraying).
     login_attempts_per_address_per_minute: int = Field(20, ge=1)
@@ -274,6 +278,15 @@ class Config(Section):
     retention: RetentionConfig = RetentionConfig()
     security: SecurityConfig = SecurityConfig()
     flood: FloodConfig = FloodConfig()
+
+    @model_validator(mode="after")
+    def _secure_cookies_over_https(self) -> Config:
+        """A site whose public address is https is served over HTTPS: its cookies are never
+        sent over plain HTTP, even when the reverse proxy in front says nothing of it."""
+        if self.staff.public_base_url.strip().lower().startswith("https://"):
+            self.staff = self.staff.model_copy(update={"cookie_secure": True})
+            self.webchat = self.webchat.model_copy(update={"cookie_secure": True})
+        return self
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -183,9 +183,11 @@ class Console:
         self.env.globals["shown_address"] = shown_address
         self.env.tests["event"] = lambda item: isinstance(item, HistoryEvent)
 
-    @property
-    def cookie_secure(self) -> bool:
-        return self.backend.config.staff.cookie_secure
+    def cookie_secure(self, request: Request) -> bool:
+        """Cookies are Secure when configured so (staff.cookie_secure, or an https public
+        URL), and whenever the request came over HTTPS: as the app decides HSTS, from the
+        scheme, which the server takes from the trusted reverse proxy's X-Forwarded-Proto."""
+        return self.backend.config.staff.cookie_secure or request.url.scheme == "https"
 
     # -- formatting -----------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def routes(console: Console) -> APIRouter:
                 path=PREFIX,
                 httponly=True,
                 samesite="lax",
-                secure=console.cookie_secure,
+                secure=console.cookie_secure(request),
             )
         return response
 
@@ -116,7 +116,7 @@ def routes(console: Console) -> APIRouter:
             path=PREFIX,
             httponly=True,
             samesite="lax",
-            secure=console.cookie_secure,
+            secure=console.cookie_secure(request),
         )
         response.delete_cookie(PRELOGIN_COOKIE, path=PREFIX)
         return response
@@ -135,7 +135,7 @@ def routes(console: Console) -> APIRouter:
         return response
 
     @router.get("/lang/{lang}", include_in_schema=False)
-    async def language(lang: str, next: str = "") -> Response:
+    async def language(request: Request, lang: str, next: str = "") -> Response:
         response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             LANG_COOKIE,
@@ -143,7 +143,7 @@ def routes(console: Console) -> APIRouter:
             max_age=365 * 24 * 3600,
             path=PREFIX,
             samesite="lax",
-            secure=console.cookie_secure,
+            secure=console.cookie_secure(request),
         )
         return response
 

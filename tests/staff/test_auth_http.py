@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.service import Service
-from staff.console import SESSION_COOKIE
+from staff.console import PRELOGIN_COOKIE, SESSION_COOKIE
 from storage.staff_models import StaffSession, StaffSetting
 from tests.conftest import make_config
 from tests.staff.conftest import ACCOUNTS, PASSWORD, audit_count, csrf_of, seed_copy
@@ -212,6 +212,82 @@ async def test_secure_cookies_when_configured(seeded: Path, tmp_path: Path) -> N
             c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
         )
         assert "; secure" in cookie.lower()
+    finally:
+        await service.close()
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    return {c.split("=", 1)[0]: c.lower() for c in response.headers.get_list("set-cookie")}
+
+
+async def login_behind_tls(client: httpx.AsyncClient) -> tuple[httpx.Response, httpx.Response]:
+    """The login page, and the sign-in posted from it, by a browser that talks HTTPS to a
+    proxy (the test client talks HTTP to the app, so it is given the Secure cookies back as
+    the browser would send them)."""
+    page = await client.get("/staff/login")
+    for name, value in list(client.cookies.items()):
+        client.cookies.delete(name)
+        client.cookies.set(name, value, domain="testserver.local", path="/staff")
+    response = await client.post(
+        "/staff/login",
+        data={"email": ACCOUNTS["agent"], "password": PASSWORD, "csrf": csrf_of(page.text)},
+    )
+    return page, response
+
+
+async def test_cookies_are_secure_behind_the_https_reverse_proxy(
+    console_service: Service,
+) -> None:
+    """As `tawasul serve` runs (uvicorn trusting the local proxy's X-Forwarded-* headers),
+    a sign-in through the HTTPS proxy gets Secure cookies, though the proxy talks HTTP."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = ProxyHeadersMiddleware(create_app(console_service, workers=False), "127.0.0.1")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)),
+        base_url="http://testserver",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.9"},
+    ) as client:
+        page, response = await login_behind_tls(client)
+        assert "strict-transport-security" in page.headers
+        assert response.status_code == 303
+        lang = await client.get("/staff/lang/en")
+    for name, cookie in {
+        **set_cookies(page),
+        SESSION_COOKIE: set_cookies(response)[SESSION_COOKIE],
+        **set_cookies(lang),
+    }.items():
+        assert "; secure" in cookie, name
+    # Straight to the server over HTTP (no proxy), nothing says HTTPS: not Secure.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50001)),
+        base_url="http://testserver",
+    ) as plain:
+        response = await try_login(plain, ACCOUNTS["agent"], PASSWORD)
+    assert "; secure" not in set_cookies(response)[SESSION_COOKIE]
+
+
+async def test_cookies_are_secure_when_the_public_url_is_https(
+    seeded: Path, tmp_path: Path
+) -> None:
+    """A proxy that does not pass the scheme on: the configured address says HTTPS."""
+    seed_copy(seeded, tmp_path)
+    service = Service(
+        make_config(
+            tmp_path,
+            staff={"public_base_url": "https://bot.example.org", "secret_key": "k" * 32},
+        )
+    )
+    try:
+        app = create_app(service, workers=False)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            page, response = await login_behind_tls(client)
+            chat = await client.post("/api/webchat/start", json={"lang": "ar"})
+        assert "; secure" in set_cookies(page)[PRELOGIN_COOKIE]
+        assert "; secure" in set_cookies(response)[SESSION_COOKIE]
+        assert "; secure" in set_cookies(chat)["tawasul_chat"]
     finally:
         await service.close()
 
