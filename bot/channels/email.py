@@ -10,7 +10,6 @@ unreachable and the reply it returns as failed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
@@ -32,6 +31,8 @@ from storage.files import TooLarge, UnreadableImage
 from storage.locks import singleton_task
 from storage.models import Conversation, Identity
 from storage.repository import Tx
+from storage.threads import load_subject, save_subject
+from storage.threads import subject_key as subject_key  # where a thread's subject is kept
 
 if TYPE_CHECKING:
     from bot.channels import ChannelRuntime
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tawasul.email")
 
 MB = 1024 * 1024
-
-
-def subject_key(thread_id: str) -> str:
-    """Where a thread's latest subject is kept, for the "Re:" of the answers."""
-    return "email:subject:" + hashlib.sha256(thread_id.encode()).hexdigest()[:40]
 
 
 def bot_address(cfg: EmailConfig) -> str:
@@ -189,7 +185,7 @@ class EmailChannel:
             if ingested is None:
                 return None
             if inbound.thread_id:
-                await tx.set_cursor(subject_key(inbound.thread_id), {"subject": subject[:500]})
+                await save_subject(session, inbound.thread_id, subject)
             identity = await tx.identity("email", inbound.sender_id)
             identity.unreachable = False  # they just wrote from it
             if notices:
@@ -238,7 +234,8 @@ class EmailChannel:
         org = self.service.config.organization
         original = None
         if delivery.thread_id:
-            original = (await self.service.cursor(subject_key(delivery.thread_id))).get("subject")
+            async with self.service.db.session(write=False) as session:
+                original = await load_subject(session, delivery.thread_id)
         head = Letterhead(
             address=self.address,
             name=org.name_ar if lang == "ar" else org.name_en,

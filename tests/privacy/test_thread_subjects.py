@@ -167,3 +167,11 @@ async def test_retention_keeps_the_subject_of_a_thread_that_goes_on(
     done = await run_retention(mail_service.db, mail_service.files, NOW, 24)
     assert done.messages > 0 and done.subjects == 0
     assert set(await subjects(mail_service)) == {subject_key(thread)}
+
+
+async def test_the_channel_keeps_a_mail_s_subject_encrypted(mail_service: Service) -> None:
+    thread = await receive(mail_service, "ahmed@mail.example", SUBJECT)
+    async with mail_service.db.session(write=False) as session:
+        raw = list(await session.execute(text("SELECT name, value FROM channel_cursors")))
+        assert await load_subject(session, thread) == SUBJECT
+    assert raw and "1012345672" not in repr(raw) and "أحمد" not in repr(raw)
