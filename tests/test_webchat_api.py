@@ -7,6 +7,8 @@ import asyncio
 import httpx
 import pytest
 
+from bot.service import Service
+
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
@@ -162,3 +164,22 @@ def test_the_page_carries_the_associations_name_escaped() -> None:
         '<meta name="tawasul-org-en" content="Al-Birr &quot;Riyadh&quot; &lt;Society&gt;">' in page
     )
     assert "The Association" not in page
+
+
+async def test_the_chat_cookie_is_secure_behind_the_https_reverse_proxy(
+    service: Service,
+) -> None:
+    """As `tawasul serve` runs (uvicorn trusting the local proxy's X-Forwarded-* headers)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from bot.app import create_app
+
+    app = ProxyHeadersMiddleware(create_app(service, workers=False), "127.0.0.1")
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        proxied = await client.post(
+            "/api/webchat/start", json={"lang": "ar"}, headers={"X-Forwarded-Proto": "https"}
+        )
+        plain = await client.post("/api/webchat/start", json={"lang": "ar"})
+    assert "; secure" in proxied.headers["set-cookie"].lower()
+    assert "; secure" not in plain.headers["set-cookie"].lower()

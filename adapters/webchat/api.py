@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-from fastapi import APIRouter, Cookie, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, Cookie, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,7 +129,7 @@ def render(items: Sequence[ChatItem], cursor: int) -> Messages:
 def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> APIRouter:
     router = APIRouter()
 
-    def session_of(token: str | None, response: Response) -> tuple[str, bool]:
+    def session_of(token: str | None, request: Request, response: Response) -> tuple[str, bool]:
         if token and SESSION_PATTERN.match(token):
             return token, False
         token = secrets.token_urlsafe(24)
@@ -138,7 +138,9 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
             token,
             httponly=True,
             samesite="lax",
-            secure=cookie_secure,
+            # Secure over HTTPS, as the app decides HSTS: the scheme, which the server takes
+            # from the trusted reverse proxy's X-Forwarded-Proto.
+            secure=cookie_secure or request.url.scheme == "https",
             max_age=60 * 60 * 24 * 180,
             path="/",
         )
@@ -165,10 +167,11 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
     @router.post("/api/webchat/start", response_model=Messages)
     async def start(
         body: StartBody,
+        request: Request,
         response: Response,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
-        session, new = session_of(tawasul_chat, response)
+        session, new = session_of(tawasul_chat, request, response)
         items = list(await backend.history(session, 0, bot_only=False))
         if new or not items:
             await backend.send(
