@@ -250,6 +250,8 @@ class Engine:
             return self._cancel(ctx)
 
         word = self.word(text) if text else None
+        if word == "staff" and self.flow.names_an_option(ctx, text):
+            word = None  # a complaint about "a staff member", not a handover
         said = await self._global_word(word, ctx, port)
         if said is not None:
             return said

@@ -23,7 +23,7 @@ from conversations.fields import (
 )
 from conversations.forms import FieldType, Form, FormField
 from conversations.messages import Ask, Attachment, Channel, Inbound, Reply, file_kinds
-from conversations.normalize import script_language, to_latin_digits
+from conversations.normalize import normalize_arabic, script_language, to_latin_digits
 from conversations.ports import EnginePort, HandoffReason, Submission
 from conversations.state import Draft, Mode, Phase
 
@@ -52,7 +52,7 @@ def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> Pa
             if value is None:
                 from conversations.fields import match_choice
 
-                value = match_choice(raw, options)
+                value = match_choice(raw, options) or option_naming(field, raw)
             option = field.option(value)
             if option is None:
                 return Rejected("error.choice", {})
@@ -73,6 +73,24 @@ def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> Pa
             return parse_email(raw)
         case FieldType.ATTACHMENT:
             return Rejected("error.attachment_expected", {})
+
+
+# The fewest letters a word must have to pick the one option whose label holds it.
+NAMING_LETTERS = 3
+
+
+def option_naming(field: FormField, raw: str) -> str | None:
+    """The one option whose label holds the word typed ("موظف" in «تعامل أحد الموظفين»,
+    "staff" in "A staff member"), or None."""
+    word = normalize_arabic(raw.strip()).lower()
+    if len(word) < NAMING_LETTERS or " " in word:
+        return None
+    naming = [
+        o.value
+        for o in field.options
+        if any(word in normalize_arabic(label).lower() for label in o.labels.values())
+    ]
+    return naming[0] if len(naming) == 1 else None
 
 
 class FormFlow:
@@ -214,6 +232,16 @@ class FormFlow:
             return [self._rejection(ctx, field, result), self.ask(ctx, field)]
         draft.answers[field.name] = {"value": result.value, "display": result.display}
         return self._advance(ctx, field)
+
+    def names_an_option(self, ctx: Context, text: str) -> bool:
+        """Whether the question asked now is a choice one of whose options the text names."""
+        draft = ctx.state.draft
+        if ctx.state.mode is not Mode.FORM or draft is None or draft.phase is not Phase.FIELD:
+            return False
+        if draft.current is None or draft.form_id not in self.engine.forms:
+            return False
+        field = self.form_of(ctx)[0].field(draft.current)
+        return field.type is FieldType.CHOICE and option_naming(field, text) is not None
 
     def _keep_for_later(self, msg: Inbound, ctx: Context) -> list[Reply]:
         """The message's files added to the form's documents where it has a documents step

@@ -179,6 +179,24 @@ async def test_an_everyday_yes_agrees_to_a_forms_introduction(chat: Chat, agreed
     assert "(1/" in chat.last.text
 
 
+@pytest.mark.parametrize("about", ["موظف", "الموظف", "staff"])
+async def test_a_complaint_about_a_staff_member_is_not_a_handover(
+    service: Service, about: str
+) -> None:
+    chat = Chat(service, sender=f"complaint-{about}")
+    await chat.say("السلام عليكم")
+    await chat.say("٦")
+    await chat.say("١")
+    await chat.say("شكوى")
+    await chat.say(about)  # "what is it about?": «تعامل أحد الموظفين»
+    assert "(3/" in chat.last.text
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
+    await chat.say("موظف")  # anywhere else, the word still asks for a person
+    async with service.db.session() as s:
+        assert await s.scalar(select(Conversation.status)) == "queued"
+
+
 async def test_back_skip_and_correction_before_confirming(service: Service) -> None:
     chat = Chat(service)
     await chat.say("english")
