@@ -76,7 +76,7 @@ def parse_answer(field: FormField, raw: str, ctx: Context, engine: Engine) -> Pa
 
 
 # The fewest letters a word must have to pick the one option whose label holds it.
-NAMING_LETTERS = 3
+NAMING_LETTERS = 4
 
 
 def option_naming(field: FormField, raw: str) -> str | None:
