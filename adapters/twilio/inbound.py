@@ -17,6 +17,9 @@ from conversations.normalize import normalize_arabic
 WHATSAPP_PREFIX = "whatsapp:"
 # WhatsApp carries one file a message, MMS up to ten.
 MAX_MEDIA = 10
+# Twilio posts about 20 fields, and two more for each of up to ten files; a form with far
+# more is not Twilio's, and is refused before it is split into values.
+MAX_FORM_FIELDS = 200
 
 # Twilio's own opt-out and opt-in words for SMS (Advanced Opt-Out defaults), and ours.
 SMS_STOP_WORDS = frozenset(
@@ -51,7 +54,11 @@ class FormData(Mapping[str, str]):
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadForm("the body is not UTF-8 form data") from None
-        return cls(parse_qsl(text, keep_blank_values=True))
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:
+            raise BadForm(f"more than {MAX_FORM_FIELDS} fields") from None
+        return cls(pairs)
 
     def __getitem__(self, key: str) -> str:
         return self._values[key][0]
