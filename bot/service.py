@@ -296,6 +296,7 @@ class Service:
         from bot.security import admit  # bot.security names Service in its types
 
         if not await admit(self, msg):
+            self._discard_files(msg)
             return None
         if prepare and wants_model(msg.text, None):
             await self._prepare([msg.text])
@@ -309,10 +310,18 @@ class Service:
         if ingested is None:
             log.info("inbound.duplicate", channel=msg.channel.value)
             self.metrics.duplicates.labels(msg.channel.value).inc()
+            self._discard_files(msg)
             return None
         self.metrics.messages_in.labels(msg.channel.value).inc()
         self.inbox_wakeup.set()
         return ingested.message_id
+
+    def _discard_files(self, msg: Inbound) -> None:
+        """A message that is not stored (a flood, a repeat) leaves none of its files on disk:
+        each channel saves a message's files anew as it comes, so nothing else names them."""
+        for attachment in msg.attachments:
+            with contextlib.suppress(ValueError):  # not a reference of the store
+                self.files.path(attachment.ref).unlink(missing_ok=True)
 
     async def process(
         self, message_id: int, *, now: datetime | None = None, urgent: bool = False
