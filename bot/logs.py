@@ -10,16 +10,51 @@ binds it in the log context, and the context is merged into every line, ours or 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
 # Plain sentences for whoever starts the server; one JSON line each in json mode.
 NOTICE_LOGGER = "tawasul.notice"
 
-# Libraries that say too much at info level, or put URLs (with tokens in them) in their lines.
-NOISY = ("sqlalchemy.engine", "aiosqlite", "alembic", "httpx", "httpcore")
+# Libraries that say too much at info level, or put URLs (with tokens in them) or what is
+# sent in their lines: kept at warning whatever the level. At debug python-telegram-bot logs
+# its API URL (the bot token is part of it) and every call's parameters (the text sent, the
+# chat); httpx and httpcore the URLs; hpack the headers; the SQL loggers the values bound.
+NOISY = (
+    "sqlalchemy.engine",
+    "aiosqlite",
+    "alembic",
+    "httpx",
+    "httpcore",
+    "hpack",
+    "telegram",
+    "twilio",
+)
+
+# A Telegram bot token (the bot's id, a colon, 35 characters) gives whoever reads it the bot
+# itself. Should one still reach a line (a library's error, a URL in a traceback), it is
+# replaced before the line is written.
+BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
+REDACTED = "[redacted]"
+
+
+class RedactingStream:
+    """A text stream that writes what it is given with any bot token replaced."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(BOT_TOKEN.sub(REDACTED, text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def _shared() -> list[structlog.types.Processor]:
@@ -32,6 +67,7 @@ def _shared() -> list[structlog.types.Processor]:
 
 def setup_logging(level: str = "info", fmt: str = "console") -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
+    stderr = cast(TextIO, RedactingStream(sys.stderr))
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -40,13 +76,13 @@ def setup_logging(level: str = "info", fmt: str = "console") -> None:
     structlog.configure(
         processors=[*_shared(), structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stderr),
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "tawasul", False)]:
         root.removeHandler(old)  # ours from an earlier call; others (a test's) stay
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stderr)
     handler.tawasul = True  # type: ignore[attr-defined]
     if fmt == "json":
         handler.setFormatter(
@@ -73,7 +109,7 @@ def setup_logging(level: str = "info", fmt: str = "console") -> None:
     if fmt == "json":
         notices.propagate = True
     else:
-        plain = logging.StreamHandler(sys.stderr)
+        plain = logging.StreamHandler(stderr)
         plain.setFormatter(logging.Formatter("%(message)s"))
         notices.addHandler(plain)
         notices.propagate = False
