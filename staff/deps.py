@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Form, Path
 
 from staff.console import actor, viewer
 from staff.permissions import Perm, Staff
+
+# The largest id a database column holds (BIGINT). A larger number is no row of ours, and
+# the database driver fails on it (a 500) instead of finding nothing: it is refused (422).
+MAX_ID = 2**63 - 1
+# A row's id in the URL: /conversations/{conversation_id} and the like.
+RowId = Annotated[int, Path(ge=0, le=MAX_ID)]
+# A row's id in a form; absent when the form makes a new one.
+FormRowId = Annotated[int | None, Form(ge=0, le=MAX_ID)]
 
 # Pages (GET): signed in and allowed.
 QueueViewer = Annotated[Staff, Depends(viewer(Perm.QUEUE))]

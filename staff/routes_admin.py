@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from staff.accounts import ROLES, AccountError, add_account, change_role, set_active
 from staff.canned import PLACEHOLDERS
 from staff.console import PREFIX, Console, Missing, route_class
-from staff.deps import CannedManager, CannedViewer, StaffAdmin, StaffManager
+from staff.deps import CannedManager, CannedViewer, FormRowId, StaffAdmin, StaffManager
 from storage.repository import NotFound
 from storage.staff import ConsoleTx
 from storage.staff_models import StaffUser
@@ -41,7 +41,7 @@ def routes(console: Console) -> APIRouter:
     @router.post("/canned", include_in_schema=False)
     async def canned_save(
         staff: CannedManager,
-        canned_id: Annotated[int | None, Form()] = None,
+        canned_id: FormRowId = None,
         title: Annotated[str, Form(max_length=200)] = "",
         text_ar: Annotated[str, Form(max_length=4000)] = "",
         text_en: Annotated[str, Form(max_length=4000)] = "",

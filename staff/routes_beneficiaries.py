@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from staff.console import PREFIX, Console, Missing, route_class
-from staff.deps import Anonymiser, BeneficiaryViewer, ContactLogger, Exporter
+from staff.deps import Anonymiser, BeneficiaryViewer, ContactLogger, Exporter, RowId
 from storage.repository import NotFound
 from storage.staff import ConsoleTx
 from storage.staff_people import CONTACT_KINDS
@@ -31,7 +31,7 @@ def routes(console: Console) -> APIRouter:
     @router.get("/beneficiaries/{beneficiary_id}", include_in_schema=False)
     async def profile(
         request: Request,
-        beneficiary_id: int,
+        beneficiary_id: RowId,
         staff: BeneficiaryViewer,
         done: str = "",
         error: str = "",
@@ -63,7 +63,7 @@ def routes(console: Console) -> APIRouter:
 
     @router.post("/beneficiaries/{beneficiary_id}/contacts", include_in_schema=False)
     async def log_contact(
-        beneficiary_id: int,
+        beneficiary_id: RowId,
         staff: ContactLogger,
         kind: Annotated[str, Form(max_length=16)] = "",
         note: Annotated[str, Form(max_length=4000)] = "",
@@ -90,7 +90,7 @@ def routes(console: Console) -> APIRouter:
         return console.back(page_of(beneficiary_id), "contact")
 
     @router.get("/beneficiaries/{beneficiary_id}/export.json", include_in_schema=False)
-    async def export(beneficiary_id: int, staff: Exporter) -> Response:
+    async def export(beneficiary_id: RowId, staff: Exporter) -> Response:
         async with console.db.session() as session:
             tx = ConsoleTx(session)
             try:
@@ -108,7 +108,7 @@ def routes(console: Console) -> APIRouter:
 
     @router.post("/beneficiaries/{beneficiary_id}/anonymise", include_in_schema=False)
     async def anonymise(
-        beneficiary_id: int,
+        beneficiary_id: RowId,
         staff: Anonymiser,
         confirm: Annotated[str, Form(max_length=32)] = "",
     ) -> Response:

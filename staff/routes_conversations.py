@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from staff.canned import Filled, fill, pick_text
 from staff.console import PREFIX, Console, Denied, Missing, route_class
-from staff.deps import Claimer, QueueViewer, Replier
+from staff.deps import Claimer, QueueViewer, Replier, RowId
 from staff.events import event_stream
 from staff.i18n import Translator, translator
 from staff.permissions import (
@@ -137,7 +137,7 @@ def routes(console: Console) -> APIRouter:
     @router.get("/conversations/{conversation_id}", include_in_schema=False)
     async def conversation_page(
         request: Request,
-        conversation_id: int,
+        conversation_id: RowId,
         staff: QueueViewer,
         done: str = "",
         error: str = "",
@@ -187,7 +187,7 @@ def routes(console: Console) -> APIRouter:
 
     @router.get("/conversations/{conversation_id}/history", include_in_schema=False)
     async def history_fragment(
-        request: Request, conversation_id: int, staff: QueueViewer
+        request: Request, conversation_id: RowId, staff: QueueViewer
     ) -> Response:
         conversation = await load(conversation_id, staff, may_view)
         context = await history_context(request, staff, conversation)
@@ -196,7 +196,7 @@ def routes(console: Console) -> APIRouter:
     @router.get("/events/conversations/{conversation_id}", include_in_schema=False)
     async def conversation_events(
         request: Request,
-        conversation_id: int,
+        conversation_id: RowId,
         staff: QueueViewer,
         history: str = "",
         status: str = "",
@@ -268,7 +268,7 @@ def routes(console: Console) -> APIRouter:
         return console.backend.catalog.text(lang, key)
 
     @router.post("/conversations/{conversation_id}/claim", include_in_schema=False)
-    async def claim(conversation_id: int, staff: Claimer) -> Response:
+    async def claim(conversation_id: RowId, staff: Claimer) -> Response:
         async def take(tx: ConsoleTx, conversation: Conversation) -> str | None:
             # Someone already answered this handover (a supervisor takes over, or it came
             # back from an escalation): the beneficiary is told another person carries on.
@@ -293,7 +293,7 @@ def routes(console: Console) -> APIRouter:
 
     @router.post("/conversations/{conversation_id}/reply", include_in_schema=False)
     async def reply(
-        request: Request, conversation_id: int, staff: Replier, text: Text = ""
+        request: Request, conversation_id: RowId, staff: Replier, text: Text = ""
     ) -> Response:
         if not text.strip():
             return console.back(page_of(conversation_id) + "?error=empty")
@@ -310,7 +310,7 @@ def routes(console: Console) -> APIRouter:
 
     @router.post("/conversations/{conversation_id}/note", include_in_schema=False)
     async def note(
-        request: Request, conversation_id: int, staff: Replier, text: Text = ""
+        request: Request, conversation_id: RowId, staff: Replier, text: Text = ""
     ) -> Response:
         if not text.strip():
             return console.back(page_of(conversation_id) + "?error=empty")
@@ -328,7 +328,7 @@ def routes(console: Console) -> APIRouter:
     @router.post("/conversations/{conversation_id}/transfer", include_in_schema=False)
     async def transfer(
         request: Request,
-        conversation_id: int,
+        conversation_id: RowId,
         staff: Replier,
         to: Annotated[str, Form(max_length=320)] = "",
     ) -> Response:
@@ -350,7 +350,7 @@ def routes(console: Console) -> APIRouter:
     @router.post("/conversations/{conversation_id}/escalate", include_in_schema=False)
     async def escalate(
         request: Request,
-        conversation_id: int,
+        conversation_id: RowId,
         staff: Replier,
         text: Text = "",
     ) -> Response:
@@ -367,7 +367,7 @@ def routes(console: Console) -> APIRouter:
         return console.back(f"{PREFIX}/", "escalated")
 
     @router.post("/conversations/{conversation_id}/release", include_in_schema=False)
-    async def release(request: Request, conversation_id: int, staff: Replier) -> Response:
+    async def release(request: Request, conversation_id: RowId, staff: Replier) -> Response:
         async def give_back(tx: ConsoleTx, conversation: Conversation) -> str | None:
             await tx.release(conversation, staff.email)
             await tx.say(
@@ -382,7 +382,7 @@ def routes(console: Console) -> APIRouter:
         return console.back(f"{PREFIX}/", "released")
 
     @router.post("/conversations/{conversation_id}/close", include_in_schema=False)
-    async def close(request: Request, conversation_id: int, staff: Replier) -> Response:
+    async def close(request: Request, conversation_id: RowId, staff: Replier) -> Response:
         try:
             await load(conversation_id, staff, may_act)
             await console.backend.close_conversation(conversation_id, actor=staff.actor)

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from conversations.faq import FaqEntry, FaqError
 from conversations.normalize import normalize_arabic
 from staff.console import PREFIX, Console, Missing, route_class
-from staff.deps import KbEditor, KnowledgeViewer
+from staff.deps import KbEditor, KnowledgeViewer, RowId
 from staff.permissions import Staff
 
 MAX_TEXT = 4000
@@ -156,7 +156,7 @@ def routes(console: Console) -> APIRouter:
     async def kb_teach(
         request: Request,
         staff: KbEditor,
-        miss_id: int,
+        miss_id: RowId,
         entry_id: Annotated[str, Form(max_length=64)] = "",
         new_id: Annotated[str, Form(max_length=64)] = "",
         answer_ar: Annotated[str, Form(max_length=MAX_TEXT)] = "",

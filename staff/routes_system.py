@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from staff.console import PREFIX, Console, route_class
-from staff.deps import OutboxRetrier, OutboxViewer, SettingsViewer
+from staff.deps import FormRowId, OutboxRetrier, OutboxViewer, SettingsViewer
 from storage.models import OutboxItem
 from storage.staff import ConsoleTx
 
@@ -56,7 +56,7 @@ def routes(console: Console) -> APIRouter:
     @router.post("/outbox/retry", include_in_schema=False)
     async def outbox_retry(
         staff: OutboxRetrier,
-        item_id: Annotated[int | None, Form()] = None,
+        item_id: FormRowId = None,
         every: Annotated[str, Form(max_length=8)] = "",
     ) -> Response:
         if item_id is None and every != "1":

@@ -11,7 +11,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-from fastapi import APIRouter, Cookie, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Cookie,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +30,9 @@ from conversations.messages import Attachment, Channel, Inbound, Reply
 COOKIE = "tawasul_chat"
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 STATIC = Path(__file__).parent / "static"
+# Message ids are BIGINT: a cursor beyond is refused (422) rather than handed to the
+# database driver, which fails on it. A negative one reads from the start, as it always has.
+MAX_CURSOR = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +208,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
 
     @router.get("/api/webchat/messages", response_model=Messages)
     async def poll(
-        after: int = 0,
+        after: Annotated[int, Query(ge=-MAX_CURSOR, le=MAX_CURSOR)] = 0,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
         session = existing(tawasul_chat)
