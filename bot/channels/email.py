@@ -10,6 +10,7 @@ unreachable and the reply it returns as failed.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
@@ -25,9 +26,9 @@ from bot.config import ConfigError, EmailConfig
 from bot.ops import linked
 from bot.service import Service, inbound_payload
 from conversations.delivery import Delivery
-from conversations.messages import Attachment, Channel, Inbound, Reply
+from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds
 from conversations.normalize import script_language
-from storage.files import TooLarge, UnreadableImage
+from storage.files import TooLarge, UnreadableImage, safe_filename, sniff
 from storage.locks import singleton_task
 from storage.models import Conversation, Identity
 from storage.repository import Tx
@@ -40,6 +41,25 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tawasul.email")
 
 MB = 1024 * 1024
+# What the other channels keep (web chat, WhatsApp, SMS), judged by the bytes: a script, an
+# HTML page or a program attached to a mail is never kept, whatever its name or type says.
+KEPT_TYPES = ("image/jpeg", "image/png", "application/pdf")
+# The refused files a notice names; more are summed up as "…".
+NAMED_REFUSALS = 10
+
+
+@dataclass(slots=True)
+class SavedFiles:
+    """The files of one mail: those kept, and how many of the others were refused, why."""
+
+    kept: list[Attachment] = field(default_factory=list)
+    too_large: int = 0
+    unreadable: int = 0
+    wrong_type: list[str] = field(default_factory=list)  # their names, as the sender sees them
+
+    @property
+    def refused(self) -> int:
+        return self.too_large + self.unreadable + len(self.wrong_type)
 
 
 def bot_address(cfg: EmailConfig) -> str:
@@ -121,11 +141,18 @@ class EmailChannel:
             return Outcome.DONE
         if await self.service.received(Channel.EMAIL, parsed.message_id):
             return Outcome.DONE
-        attachments, too_large, unreadable = await self._save_files(parsed)
+        files = await self._save_files(parsed)
+        attachments = files.kept
         notices: list[tuple[str, dict[str, str]]] = []
-        if unreadable:
+        if files.wrong_type:
+            names = files.wrong_type[:NAMED_REFUSALS]
+            if len(files.wrong_type) > NAMED_REFUSALS:
+                names.append("…")
+            listed = "\n".join(f"- {name}" for name in names)
+            notices.append(("email.not_kept", {"files": listed, "types": file_kinds(KEPT_TYPES)}))
+        if files.unreadable:
             notices.append(("attachment.unreadable", {}))
-        if too_large or mail.truncated:
+        if files.too_large or mail.truncated:
             notices.append(
                 ("channel.too_large", {"max": f"{self.service.config.storage.max_attachment_mb:g}"})
             )
@@ -146,33 +173,47 @@ class EmailChannel:
             display_name=parsed.display_name,
         )
         stored = await self._store(inbound, parsed.subject, notices)
+        if stored is None:  # stored already (another reader, a moment ago): not this copy
+            for attachment in attachments:
+                self.service.files.path(attachment.ref).unlink(missing_ok=True)
         log.info(
             "email.received",
             uid=mail.uid,
             message_id=stored,
             files=len(attachments),
-            refused_files=too_large + unreadable,
+            refused_files=files.refused,
+            wrong_type=len(files.wrong_type),
         )
         return Outcome.DONE
 
-    async def _save_files(self, parsed: ParsedEmail) -> tuple[list[Attachment], int, int]:
-        saved: list[Attachment] = []
-        too_large = unreadable = 0
+    async def _save_files(self, parsed: ParsedEmail) -> SavedFiles:
+        """Keep the files of the types the other channels keep, as their bytes show; the
+        others are never written to disk."""
+        files = SavedFiles()
+        store = self.service.files
         for part in parsed.files:
+            if sniff(part.data[:16], part.content_type) not in KEPT_TYPES:
+                files.wrong_type.append(safe_filename(part.filename))
+                continue
             try:
-                saved.append(
-                    await self.service.files.save_bytes(
-                        part.data,
-                        declared_type=part.content_type,
-                        filename=part.filename,
-                        max_bytes=self.max_bytes,
-                    )
+                attachment = await store.save_bytes(
+                    part.data,
+                    declared_type=part.content_type,
+                    filename=part.filename,
+                    max_bytes=self.max_bytes,
                 )
             except TooLarge:
-                too_large += 1
+                files.too_large += 1
+                continue
             except UnreadableImage:
-                unreadable += 1
-        return saved, too_large, unreadable
+                files.unreadable += 1
+                continue
+            if attachment.content_type not in KEPT_TYPES:  # the store judged otherwise
+                store.path(attachment.ref).unlink(missing_ok=True)
+                files.wrong_type.append(attachment.filename)
+                continue
+            files.kept.append(attachment)
+        return files
 
     async def _store(
         self, inbound: Inbound, subject: str, notices: list[tuple[str, dict[str, str]]]
