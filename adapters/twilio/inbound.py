@@ -125,7 +125,8 @@ def parse_twilio_form(form: Mapping[str, str], *, now: datetime | None = None) -
     if phone is None:
         raise BadForm("From is not a phone number")
     raw_count = form.get("NumMedia", "0").strip() or "0"
-    if not raw_count.isdigit() or int(raw_count) > MAX_MEDIA:
+    # ASCII digits only: "²" is a digit to str.isdigit but not to int().
+    if not (raw_count.isascii() and raw_count.isdigit()) or int(raw_count) > MAX_MEDIA:
         raise BadForm(f"NumMedia must be a number from 0 to {MAX_MEDIA}")
     media = []
     for index in range(int(raw_count)):

@@ -121,3 +121,13 @@ async def test_the_whole_server_refuses_the_flood_and_keeps_answering(
         signed = {**FORM, "X-Twilio-Signature": sign(PUBLIC_URL + INBOUND_PATH, form)}
         assert (await http.post(INBOUND_PATH, content=urlencode(form), headers=signed)).is_success
     assert parses and max(parses) < MAX_FORM_BYTES
+
+
+@pytest.mark.parametrize("count", ["²", "١", "1e3", "99999999999999999999999"])
+async def test_a_signed_form_with_an_odd_count_of_files_is_refused_not_a_500(
+    twilio_setup: TwilioSetup, count: str
+) -> None:
+    form = {**twilio_form(NUMBER, "hi"), "NumMedia": count}
+    response = await twilio_setup.post(INBOUND_PATH, form)
+    assert response.status_code == 400, response.text
+    assert "NumMedia" in response.text
