@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.webchat import ChatItem, build_router
-from adapters.webchat.api import STATIC, UploadRejected
+from adapters.webchat.api import STATIC, SessionRefused, UploadRejected
 from bot.channels import build_channels
 from bot.ops import METRICS_CONTENT_TYPE, channel_states, readiness
 from bot.security import scheduled_retention
 from bot.service import Service, run_workers
+from bot.webchat_sessions import NewSessions, SessionTokens
 from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds, identity_kind
+from staff.security import Keys
 from staff.web import STAFF_STATIC, build_staff_router
 from storage.files import TooLarge, UnreadableImage
 from storage.models import Identity
@@ -88,6 +90,29 @@ class WebchatBridge:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.tokens = SessionTokens(Keys(service.config.staff.secret_key, service.db))
+        self.new_sessions = NewSessions()
+
+    async def new_session(self, network: str) -> str:
+        if not await self.new_sessions.admit(network):
+            log.warning("webchat.sessions_refused")  # not the address: it is personal data
+            minutes = self.new_sessions.block_minutes
+            raise SessionRefused(
+                429, "too_many_sessions", self._text("", "security.sessions", minutes=minutes)
+            )
+        return await self.tokens.issue()
+
+    async def known_session(self, token: str) -> bool:
+        if await self.tokens.signed(token):
+            return True
+        # A session begun before tokens were signed goes on while the database knows it.
+        async with self.service.db.session(write=False) as db:
+            found = await db.scalar(
+                Identity.__table__.select()
+                .with_only_columns(Identity.id)
+                .where(Identity.lookup(identity_kind(Channel.WEBCHAT), token))
+            )
+        return found is not None
 
     async def history(self, session: str, after: int, *, bot_only: bool) -> Sequence[ChatItem]:
         async with self.service.db.session(write=False) as db:

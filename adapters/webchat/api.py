@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,7 +58,19 @@ class UploadRejected(Exception):
         }
 
 
+class SessionRefused(UploadRejected):
+    """No new session for this browser now (too many opened from its network)."""
+
+
 class WebchatBackend(Protocol):
+    async def new_session(self, network: str) -> str:
+        """A session token the server issues; raise SessionRefused to open none."""
+        ...
+
+    async def known_session(self, token: str) -> bool:
+        """Whether the token is a session the server issued (not one a browser made up)."""
+        ...
+
     async def history(self, session: str, after: int, *, bot_only: bool) -> Sequence[ChatItem]: ...
 
     async def send(self, msg: Inbound) -> Sequence[ChatItem]: ...
@@ -142,10 +153,15 @@ def render(items: Sequence[ChatItem], cursor: int) -> Messages:
 def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> APIRouter:
     router = APIRouter()
 
-    def session_of(token: str | None, request: Request, response: Response) -> tuple[str, bool]:
-        if token and SESSION_PATTERN.match(token):
+    async def known(token: str | None) -> bool:
+        return bool(token and SESSION_PATTERN.match(token) and await backend.known_session(token))
+
+    async def session_of(
+        token: str | None, request: Request, response: Response
+    ) -> tuple[str, bool]:
+        if token and await known(token):
             return token, False
-        token = secrets.token_urlsafe(24)
+        token = await backend.new_session(request.client.host if request.client else "")
         response.set_cookie(
             COOKIE,
             token,
@@ -159,8 +175,8 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         )
         return token, True
 
-    def existing(token: str | None) -> str:
-        if not token or not SESSION_PATTERN.match(token):
+    async def existing(token: str | None) -> str:
+        if not token or not await known(token):
             raise HTTPException(401, detail="no chat session; call /api/webchat/start first")
         return token
 
@@ -183,8 +199,11 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         request: Request,
         response: Response,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
-    ) -> Messages:
-        session, new = session_of(tawasul_chat, request, response)
+    ) -> Response | Messages:
+        try:
+            session, new = await session_of(tawasul_chat, request, response)
+        except SessionRefused as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
         items = list(await backend.history(session, 0, bot_only=False))
         if new or not items:
             await backend.send(
@@ -198,7 +217,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         body: MessageBody,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
-        session = existing(tawasul_chat)
+        session = await existing(tawasul_chat)
         if not body.text.strip() and body.command is None:
             raise HTTPException(422, detail="text or command is required")
         items = await backend.send(
@@ -211,7 +230,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         after: Annotated[int, Query(ge=-MAX_CURSOR, le=MAX_CURSOR)] = 0,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Messages:
-        session = existing(tawasul_chat)
+        session = await existing(tawasul_chat)
         return render(await backend.history(session, max(after, 0), bot_only=True), after)
 
     @router.post("/api/webchat/upload", response_model=Messages)
@@ -220,7 +239,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         text: Annotated[str, Form(max_length=4000)] = "",
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Response | Messages:
-        session = existing(tawasul_chat)
+        session = await existing(tawasul_chat)
 
         async def chunks() -> AsyncIterator[bytes]:
             while chunk := await file.read(64 * 1024):

@@ -108,12 +108,11 @@ async def test_the_web_chat_cursor_is_bounded(console_service: Service) -> None:
     app = create_app(console_service, workers=False)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        # A cookie of the right shape is enough to reach the database.
-        client.cookies.set("tawasul_chat", "a" * 32)
+        assert (await client.post("/api/webchat/start", json={"lang": "ar"})).status_code == 200
         for after in (HUGE, str(2**63), "-" + HUGE):
             response = await client.get("/api/webchat/messages", params={"after": after})
             assert response.status_code == 422, (after, response.text)
             assert response.json()["error"] == "invalid_request"
         for after in (str(2**63 - 1), "-5"):  # the ends of the range; negative reads from 0
             answer = await client.get("/api/webchat/messages", params={"after": after})
-            assert answer.status_code == 200 and answer.json()["messages"] == [], after
+            assert answer.status_code == 200, after
