@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response
 from conversations.ports import TRANSITIONS, RequestStatus
 from conversations.references import canonical_reference
 from staff.console import PREFIX, Console, Denied, Missing, route_class
-from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer
+from staff.deps import BeneficiaryViewer, RequestsViewer, Reviewer, RowId
 from staff.permissions import Staff, may_open_attachment, may_set_status
 from staff.routes_conversations import view_of
 from storage.followup import reminder_notices, request_info
@@ -93,7 +93,7 @@ def routes(console: Console) -> APIRouter:
         )
 
     @router.get("/documents/{document_id}", include_in_schema=False)
-    async def document(document_id: int, staff: RequestsViewer) -> Response:
+    async def document(document_id: RowId, staff: RequestsViewer) -> Response:
         async with console.db.session() as session:
             tx = ConsoleTx(session)
             try:
@@ -105,8 +105,8 @@ def routes(console: Console) -> APIRouter:
 
     @router.get("/messages/{message_id}/attachments/{index}", include_in_schema=False)
     async def message_attachment(
-        message_id: int,
-        index: int,
+        message_id: RowId,
+        index: RowId,
         staff: BeneficiaryViewer,
     ) -> Response:
         async with console.db.session() as session:
