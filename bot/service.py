@@ -879,6 +879,8 @@ class Service:
         ctx = engine_context(conversation, now=datetime.now(UTC), channel=channel)
         state = ctx.state
         replies = build(ctx)
+        if ctx.offers:  # a question asked now (a rating, a form's again): its buttons count
+            state.offers = sorted(set(ctx.offers))
         conversation.state = state.to_json()
         await tx.queue_replies(conversation, replies, kind=kind.value)
         self.outbox_wakeup.set()

@@ -7,7 +7,7 @@ storage (inside the caller's transaction), mutates the state and returns the rep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -61,9 +61,24 @@ ANSWERING = frozenset(
         Mode.SURVEY_COMMENT,
     }
 )
-# A rating said in words is read from a short sentence only, and never from a negated one.
+# A rating said in words is read from a short sentence only, never from a negated one
+# ("ماكانت ممتازة", "مهي ممتازة") nor from a greeting ("Good morning").
 RATING_SENTENCE_WORDS = 8
-NEGATIONS = frozenset({"مو", "مب", "مش", "ما", "غير", "ليس", "ليست", "لا", "not", "no", "isn't"})
+NEGATIONS = frozenset(
+    {"مو", "مب", "مش", "ما", "غير", "ليس", "ليست", "لا", "not", "no", "isn't", "wasn't", "never"}
+)
+NEGATING = ("ماكان", "ماهي", "ماهو", "مهو", "مهي", "مافي", "مب")
+GREETING_WORDS = frozenset(
+    {"morning", "evening", "afternoon", "night", "day", "bye", "goodbye", "luck", "صباح", "مساء"}
+)
+
+
+def _rating_word(word: str) -> str:
+    """A word as the ratings are compared: punctuation and a feminine ending (ة/ه) aside."""
+    word = word.strip(".,،!؟?")
+    return word[:-1] if len(word) > 3 and word.endswith("ه") else word
+
+
 MENU = ("faq", "apply", "status", "update", "volunteer", "complaint", "staff")
 FORM_OF_MENU = {
     "apply": "support_request",
@@ -82,6 +97,8 @@ class Context:
     state: State
     now: datetime
     channel: Channel
+    # The offers made while answering (see State.offers), filled in by ``Engine.say``.
+    offers: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -163,8 +180,15 @@ class Engine:
         choices become what a number or label picks next."""
         offer = None
         if choices:
-            ctx.state.choices = [[label, value] for label, value in choices]
-            ctx.state.offer = offer = ctx.state.offer + 1
+            state = ctx.state
+            state.choices = [[label, value] for label, value in choices]
+            draft = state.draft
+            where = [draft.phase.value, draft.current or ""] if draft else ["", ""]
+            key = [state.mode.value, *where, *(value for _, value in choices)]
+            if key != state.offer_key:  # another question: a new number
+                state.offer, state.offer_key = state.offer + 1, key
+            offer = state.offer
+            ctx.offers.append(offer)
         return Reply(
             text=text,
             choices=tuple(Choice(label, value) for label, value in choices),
@@ -214,11 +238,14 @@ class Engine:
     # -- the step --------------------------------------------------------------------------
 
     async def handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
-        before = ctx.state.offer
         replies = await self._handle(msg, ctx, port)
-        if ctx.state.offer != before:
-            ctx.state.offer_since = before + 1
+        if replies:  # only the buttons of this answer are current (none, if it had none)
+            ctx.state.offers = sorted(set(ctx.offers))
         return replies
+
+    def stale(self, msg: Inbound, ctx: Context) -> bool:
+        """Whether a pressed button belongs to an earlier message than the latest answer."""
+        return msg.offer is not None and msg.offer not in ctx.state.offers
 
     async def _handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
         state = ctx.state
@@ -234,6 +261,14 @@ class Engine:
         command = (msg.command or "").lower()
         if command.startswith("lang:"):
             return self._set_language(ctx, command.split(":", 1)[1])
+        if self.stale(msg, ctx) and self.word(text) not in ("menu", "staff"):
+            # A button of an earlier message (a second tap, an old keyboard) would answer the
+            # question asked now, or be taken for the information staff asked for, with what
+            # was meant for another; an old "main menu" or "staff" still does what it says.
+            if self.answering(ctx):
+                return [self.reply(ctx, "old_button"), *self._ask_again(ctx)]
+            if state.info_request is not None:
+                return [self.reply(ctx, "old_button")]
         if state.info_request is not None and not self.answering(ctx):
             answered = await self._info_answer(msg, ctx, port, command)
             if answered is not None:
@@ -255,14 +290,9 @@ class Engine:
         said = await self._global_word(word, ctx, port)
         if said is not None:
             return said
-        waits = self.answering(ctx) or state.info_request is not None
-        if msg.offer is not None and not state.current_offer(msg.offer) and waits:
-            # A button of an earlier message (a second tap, an old keyboard) would answer the
-            # question asked now with what was meant for another.
-            return [self.reply(ctx, "old_button"), *self._ask_again(ctx)]
         if word == "my_data" and "data_request" in self.forms and state.mode is not Mode.FORM:
             # A copy or the deletion of one's personal data can be asked from anywhere (PDPL).
-            return self.flow.start(ctx, self.forms["data_request"])
+            return self._start_form(ctx, self.forms["data_request"])
 
         if returning and state.mode is Mode.FORM and state.draft is not None:
             return [self._offer_resume(ctx)]
@@ -343,6 +373,9 @@ class Engine:
         if mode is Mode.FORM and state.draft is not None:
             return self.flow.prompt_current(ctx)
         if mode is Mode.RESUME and state.draft is not None:
+            switching = self._switching_to(ctx)
+            if switching is not None:
+                return [self._offer_switch(ctx, switching)]
             return [self._offer_resume(ctx)]
         if mode is Mode.STATUS_REF:
             return [self._ask_reference(ctx)]
@@ -403,9 +436,9 @@ class Engine:
         draft = ctx.state.draft
         if draft is None:
             return [self.menu(ctx)]
-        switch = next((v for _, v in ctx.state.choices if v.startswith("switch:")), None)
-        if choice == "no" and switch is not None:
-            choice = switch  # "no" to continuing the other form: the new one, then
+        switching = self._switching_to(ctx)
+        if choice == "no" and switching is not None:
+            choice = f"switch:{switching.id}"  # "no" to continuing the other form: the new one
         if choice is not None and choice.startswith("switch:"):
             new = self.forms.get(choice.removeprefix("switch:"))
             if new is not None:
@@ -418,9 +451,7 @@ class Engine:
             form_id = draft.form_id
             ctx.state.draft = None
             return self.flow.start(ctx, self.forms[form_id])
-        if switch is not None and switch.removeprefix("switch:") in self.forms:
-            return [self._offer_switch(ctx, self.forms[switch.removeprefix("switch:")])]
-        return [self._offer_resume(ctx)]
+        return self._ask_again(ctx)
 
     def _cancel(self, ctx: Context) -> list[Reply]:
         replies: list[Reply] = []
@@ -568,12 +599,20 @@ class Engine:
             return await self.handoff(ctx, port, HandoffReason.ASKED)
         if choice == "status":
             return await self._status_start(ctx, port)
-        form = self.forms[FORM_OF_MENU[choice]]
+        return self._start_form(ctx, self.forms[FORM_OF_MENU[choice]])
+
+    def _switching_to(self, ctx: Context) -> Form | None:
+        """The form the person chose while another was half filled, while that is asked."""
+        switch = next((v for _, v in ctx.state.choices if v.startswith("switch:")), None)
+        return self.forms.get(switch.removeprefix("switch:")) if switch else None
+
+    def _start_form(self, ctx: Context, form: Form) -> list[Reply]:
+        """A form started: the same one half filled is offered to resume, another one half
+        filled is not thrown away without asking."""
         draft = ctx.state.draft
         if draft is not None and draft.form_id == form.id:
             return [self._offer_resume(ctx)]
         if draft is not None and draft.answers and draft.form_id in self.forms:
-            # Another form half-filled: it is not thrown away without asking.
             return [self._offer_switch(ctx, form)]
         return self.flow.start(ctx, form)
 
@@ -825,18 +864,23 @@ class Engine:
 
     def _rating_said(self, ctx: Context, text: str) -> int | None:
         """The rating a short sentence says in the rating's own words ("الخدمة ممتازة"),
-        the longest that fits ("جيد جدا" before "جيد"); None if negated or not said."""
-        words = normalize_arabic(text).lower().split()
-        if not words or len(words) > RATING_SENTENCE_WORDS or NEGATIONS & set(words):
+        the longest that fits ("جيد جدا" before "جيد"); None if negated, a greeting, or not
+        said. Words are compared whole, a feminine ending aside."""
+        words = [_rating_word(w) for w in normalize_arabic(text).lower().split()]
+        if not words or len(words) > RATING_SENTENCE_WORDS:
             return None
-        said = " ".join(words)
+        if any(w in NEGATIONS or w.startswith(NEGATING) for w in words) or GREETING_WORDS & set(
+            words
+        ):
+            return None
         found: list[tuple[int, int]] = []
         for lang in ("ar", "en"):
             for n in range(1, 6):
                 label = normalize_arabic(self.catalog.text(lang, f"survey.rating.{n}")).lower()
-                phrase = " ".join(w for w in label.split() if not w.isdigit())
-                if phrase and phrase in said:
-                    found.append((len(phrase), n))
+                phrase = [_rating_word(w) for w in label.split() if not w.isdigit()]
+                size = len(phrase)
+                if size and any(words[i : i + size] == phrase for i in range(len(words))):
+                    found.append((size, n))
         return max(found)[1] if found else None
 
     def _ratings(self, ctx: Context) -> list[tuple[str, str]]:

@@ -101,6 +101,16 @@ def _bounds(minimum: int | None, maximum: int | None) -> dict[str, str]:
 _NUMBER_RUN = re.compile(r"\+?\d(?:[\s\-‐‑‒–—.,٬٫]?\d)*")
 # Words that may stand around the one number of an answer ("رقم هويتي", "ريال شهري").
 _WORDS_AROUND = 4
+# Words that change what the number means: a multiplier, another period, a year. With one of
+# them around it, the number alone is not the answer ("٣ آلاف", "18000 سنويا", "من 2015").
+_CHANGING_WORDS = frozenset(
+    normalize_arabic(word)
+    for word in """
+    الف آلاف ألف الاف ألاف مليون ملايين k m thousand thousands million millions grand
+    سنوي سنويا سنوية سنه سنة سنين سنوات عام اعوام يومي يوميا اسبوعي اسبوعيا
+    year years yearly annual annually daily weekly من منذ since from في نص ونص ربع
+    """.split()
+)
 
 
 # One to ten in words, as typed (normalised: ة as ه, أ as ا), for a count or a rating.
@@ -146,6 +156,10 @@ def in_a_few_words(raw: str, parse: Callable[[str], ParseResult]) -> ParseResult
         return result  # "10k", "x2": the number is part of a word
     if not all(any(ch.isalpha() for ch in word) for word in words):
         return result  # "-1": a sign or a symbol is not a word around a number
+    bare = {normalize_arabic(word.strip(".,،:؛!?؟")).lower() for word in words}
+    bare |= {word.removeprefix("ال") for word in bare if len(word) > 4}
+    if bare & _CHANGING_WORDS or any(word.startswith("سنو") for word in bare):
+        return result
     return parse(runs[0].group())
 
 

@@ -266,10 +266,20 @@ class FormFlow:
             files.append(_file_answer(att))
         if len(files) > before:
             lang = ctx.state.lang or "ar"
+            count = e.catalog.counted
             draft.answers[later.name] = {
                 "value": files,
-                "display": e.catalog.counted(lang, "attachment.count", len(files)),
+                "display": count(lang, "attachment.count", len(files)),
             }
+            if draft.before is not None:
+                # Kept whatever happens to the correction under way ("back" puts the answers
+                # of before it back: these files with them).
+                earlier = draft.before["answers"].get(later.name) or {}
+                kept = [*(earlier.get("value") or []), *files[before:]]
+                draft.before["answers"][later.name] = {
+                    "value": kept,
+                    "display": count(lang, "attachment.count", len(kept)),
+                }
             replies.append(e.reply(ctx, "attachment.kept", field=self.label(later, lang)))
         return replies
 
@@ -287,7 +297,7 @@ class FormFlow:
         _, draft = self.form_of(ctx)
         answer = draft.answers.setdefault(field.name, {"value": [], "display": ""})
         files: list[dict[str, Any]] = list(answer.get("value") or [])
-        if done:
+        if done and not msg.attachments:
             if not files and field.required:
                 return [e.reply(ctx, "attachment.none_yet"), self.ask(ctx, field)]
             if not files:  # "done" with nothing to send, where nothing is needed: skipped
@@ -306,7 +316,8 @@ class FormFlow:
         answer["display"] = e.catalog.counted(
             ctx.state.lang or "ar", "attachment.count", len(files)
         )
-        if len(files) >= field.max_files:
+        if len(files) >= field.max_files or (done and files):
+            # The last file sent with "done" as its caption is kept, then the form goes on.
             return [*replies, *self._advance(ctx, field)]
         if files:
             replies.append(

@@ -12,9 +12,12 @@ NUMBER_MASK = "•••"
 # The form's prefix, the Hijri year, a number (stored with at least five digits); people
 # write it with spaces, other dashes, slashes or dots between the parts, or none of them, and
 # a phone may put a tatweel or a direction mark in it (copied from a right-to-left message).
-_BETWEEN = r"[\s\u0640\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069/._\-‐‑‒–—]*"
+# Written with no separator after the year, the number is the stored one (five digits):
+# "ID 1412345678" is a national ID, not a reference.
+_BETWEEN = r"[\s\u0640\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069/._\-‐‑‒–—]"
 _REFERENCE = re.compile(
-    rf"(?<![A-Za-z0-9])([A-Za-z]{{2,8}}){_BETWEEN}(1[34]\d\d){_BETWEEN}(\d{{1,9}})(?!\d)"
+    rf"(?<![A-Za-z0-9])([A-Za-z]{{2,8}}){_BETWEEN}*(1[34]\d\d)"
+    rf"(?:{_BETWEEN}+(\d{{1,9}})|(\d{{5}}))(?!\d)"
 )
 _SPACES = re.compile(r"\s+")
 # A run of seven digits or more (Latin, Arabic-Indic or Persian), spaces and dashes allowed
@@ -39,7 +42,8 @@ def canonical_reference(text: str) -> str:
     found = _found(text)
     if found is None:
         return _SPACES.sub("", to_latin_digits(text)).upper()
-    prefix, year, number = found.groups()
+    prefix, year, apart, joined = found.groups()
+    number = apart or joined
     return f"{prefix.upper()}-{year}-{int(number):05d}"
 
 

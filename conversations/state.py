@@ -69,12 +69,11 @@ class State:
     info_request: str | None = None
     # Each reply with choices is an offer, numbered: channels with buttons send the number
     # back with a press, so a button of an earlier question does not answer the current one.
-    # ``offer_since`` is the first offer of the latest turn that made any.
+    # ``offers`` are those of the latest reply to the person (none if it offered nothing);
+    # the same question asked again keeps its number (``offer_key`` says which question).
     offer: int = 0
-    offer_since: int = 0
-
-    def current_offer(self, number: int) -> bool:
-        return self.offer_since <= number <= self.offer
+    offers: list[int] = field(default_factory=list)
+    offer_key: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,5 +110,6 @@ class State:
             last_question=data.get("last_question"),
             info_request=data.get("info_request"),
             offer=int(data.get("offer", 0)),
-            offer_since=int(data.get("offer_since", 0)),
+            offers=[int(n) for n in data.get("offers", [])],
+            offer_key=[str(k) for k in data.get("offer_key", [])],
         )
