@@ -60,6 +60,12 @@ CLOSINGS = re.compile(
     re.IGNORECASE,
 )
 TASHKEEL = re.compile("[\u064b-\u065f\u0670]")
+DIGIT = re.compile(r"[0-9\u0660-\u0669\u06f0-\u06f9]")
+GREETING_LINE = re.compile(
+    r"^(السلام عليكم.*|مرحبا.*|اهلا.*|أهلا.*|hi\b.*|hello\b.*|dear\b.*"
+    r"|good (morning|afternoon|evening)\b.*)$",
+    re.IGNORECASE,
+)
 # What may stand under a closing: a name, a title, a number.
 CLOSING_TAIL_LINES = 3
 CLOSING_TAIL_LENGTH = 40
@@ -236,9 +242,11 @@ def _strip_closing(lines: list[str]) -> list[str]:
             continue
         tail = [_plain(line) for line in lines[index + 1 :] if _plain(line)]
         above = [i for i in filled if i < index]
-        if above and all(len(line) <= CLOSING_TAIL_LENGTH for line in tail):
-            return lines[: above[-1] + 1]
-        break
+        if not above or all(GREETING_LINE.match(_plain(lines[i])) for i in above):
+            break  # nothing but a greeting above: the words under the closing are the answer
+        if any(len(line) > CLOSING_TAIL_LENGTH or DIGIT.search(line) for line in tail):
+            break  # a number under it ("Thanks / 1012345672") is what was asked for
+        return lines[: above[-1] + 1]
     return lines
 
 

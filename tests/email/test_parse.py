@@ -233,6 +233,11 @@ def test_without_message_id_the_same_mail_gets_the_same_id() -> None:
         # ... unless it is the whole message, or more than a name stands under it.
         ("شكرا", "شكرا"),
         ("مع التحية\nامل", "مع التحية\nامل"),
+        ("السلام عليكم\n\nشكراً\nأمل أحمد السبيعي", "السلام عليكم\n\nشكراً\nأمل أحمد السبيعي"),
+        (
+            "Dear team,\nmy ID is below\nThanks\n1012345672",
+            "Dear team,\nmy ID is below\nThanks\n1012345672",
+        ),
         (
             "الوضع صعب\nشكرا\nوالله يا اخوي ما عندنا دخل من سنتين وننتظر ردكم الكريم",
             "الوضع صعب\nشكرا\nوالله يا اخوي ما عندنا دخل من سنتين وننتظر ردكم الكريم",
