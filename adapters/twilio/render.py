@@ -34,7 +34,11 @@ GSM7_LOOKALIKES = str.maketrans(
     }
 )  # fmt: skip
 # Emoji (with their joiners and variation selectors) and the space after them.
-_PICTOGRAPHS = re.compile(r"[\u200d\ufe0f\u2600-\u27bf\U0001f000-\U0001faff]+ ?")
+_PICTOGRAPHS = re.compile(
+    r"[\u200d\ufe0f\u2600-\u27bf\U0001f000-\U0001faff]+ ?"
+    r"| [\u200d\ufe0f\u2600-\u27bf\U0001f000-\U0001faff]+(?=[.,!?;:]|$)",
+    re.MULTILINE,
+)
 
 
 def gsm7_if_it_can(*texts: str) -> tuple[str, ...]:

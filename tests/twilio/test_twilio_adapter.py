@@ -220,6 +220,7 @@ def test_english_sms_keeps_to_gsm7_where_only_typography_or_an_emoji_would_cost_
     body = render_sms(submitted, 4)
     assert body == "Your request was received - reference SR-2026-00042. We'll reply"
     assert sms_units(body)[1] == 160  # one GSM-7 part, where UCS-2 would have taken two
+    assert render_sms(Reply("Done ✅. Thanks 🌿"), 1) == "Done. Thanks"
     # Arabic is UCS-2 anyway: nothing is taken from it, and a mixed message stays whole.
     arabic = Reply("✅ تم استلام طلبك — SR-2026-00042", choices=(Choice("Menu “1”", "menu"),))
     assert render_sms(arabic, 4) == "✅ تم استلام طلبك — SR-2026-00042\n1 Menu “1”"
