@@ -21,7 +21,7 @@ from bot.channels import build_channels
 from bot.ops import METRICS_CONTENT_TYPE, channel_states, readiness
 from bot.security import scheduled_retention
 from bot.service import Service, run_workers
-from bot.webchat_sessions import NewSessions, SessionTokens
+from bot.webchat_sessions import NewSessions, SessionTokens, new_session_limits
 from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds, identity_kind
 from staff.security import Keys
 from staff.web import STAFF_STATIC, build_staff_router
@@ -91,7 +91,8 @@ class WebchatBridge:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.tokens = SessionTokens(Keys(service.config.staff.secret_key, service.db))
-        self.new_sessions = NewSessions()
+        per_address = service.config.webchat.new_sessions_per_address
+        self.new_sessions = NewSessions(new_session_limits(per_address))
 
     async def new_session(self, network: str) -> str:
         if not await self.new_sessions.admit(network):

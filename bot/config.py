@@ -144,6 +144,10 @@ class WebchatConfig(Section):
     # Secure whatever this says when the request came over HTTPS (directly, or through the
     # reverse proxy's X-Forwarded-Proto), or staff.public_base_url is https.
     cookie_secure: bool = False
+    # New conversations one network address may open in ten minutes before it waits, then is
+    # refused for ten minutes at twice as many. Visitors behind a mobile operator's shared
+    # address count together: raise it for a busy campaign.
+    new_sessions_per_address: int = Field(default=60, ge=1, le=100_000)
 
 
 class TelegramConfig(Section):

@@ -26,20 +26,24 @@ SIGNATURE_BYTES = 16
 NONCE_CHARS = 22  # base64url of NONCE_BYTES, unpadded
 TOKEN_CHARS = 44
 
+
 # New sessions from one network (client address): a household or an office opens a few; a
 # mobile operator's shared address may carry more, so the limit is generous. Beyond
 # ``slow_after`` in the window each new one waits its turn, and a network that would wait
 # too long, or opens over ``block_after``, gets no new session for ``block_seconds``.
 # Sessions already open are never affected.
-NEW_SESSION_LIMITS = FloodLimits(
-    window=600,
-    slow_after=60,
-    slow_seconds=1.0,
-    max_wait=30,
-    block_after=120,
-    block_seconds=600,
-    notify=False,
-)
+def new_session_limits(per_address: int = 60) -> FloodLimits:
+    """``per_address`` new sessions in ten minutes before each waits a second; twice as many,
+    or a wait over 30 s, and none for ten minutes ([webchat] new_sessions_per_address)."""
+    return FloodLimits(
+        window=600,
+        slow_after=per_address,
+        slow_seconds=1.0,
+        max_wait=30,
+        block_after=per_address * 2,
+        block_seconds=600,
+        notify=False,
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -71,7 +75,7 @@ class NewSessions:
     """Counts the new sessions of each network in a sliding window, in memory (per process)."""
 
     def __init__(self, limits: FloodLimits | None = None) -> None:
-        self.guard = FloodGuard(limits or NEW_SESSION_LIMITS)
+        self.guard = FloodGuard(limits or new_session_limits())
 
     @property
     def block_minutes(self) -> int:

@@ -134,7 +134,9 @@ async def test_one_network_opens_only_so_many_sessions(
         window=600, slow_after=3, slow_seconds=0.01, max_wait=0.05, block_after=6,
         block_seconds=600, notify=False,
     )  # fmt: skip
-    monkeypatch.setattr(sessions, "NEW_SESSION_LIMITS", limits)
+    per_address = service.config.webchat.new_sessions_per_address
+    assert sessions.new_session_limits(per_address).block_after == 2 * per_address
+    monkeypatch.setattr("bot.app.new_session_limits", lambda _: limits)
     app = create_app(service, workers=False)
     statuses = []
     for _ in range(10):
