@@ -913,12 +913,9 @@ class Service:
                     self.engine.reply(ctx, key, reference=reference, status=label, note=note),
                     *after,
                 ]
-                if (
-                    status is RequestStatus.CLOSED
-                    and ctx.status is ConversationStatus.BOT
-                    and not self.engine.answering(ctx)  # not over a form's question
-                ):
-                    replies += self.engine.start_survey(ctx, reference)
+                if status is RequestStatus.CLOSED:
+                    # Not over a form's question: then once the form is over.
+                    replies += self.engine.ask_rating_when_free(ctx, reference)
                 return replies
 
             await self._say(tx, conversation, build, DeliveryKind.DECISION)

@@ -239,9 +239,33 @@ class Engine:
 
     async def handle(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
         replies = await self._handle(msg, ctx, port)
+        due = ctx.state.survey_due
+        if due and replies and self._free_for_a_survey(ctx):
+            ctx.state.survey_due = None
+            replies = [*replies, *self.start_survey(ctx, due)]
         if replies:  # only the buttons of this answer are current (none, if it had none)
             ctx.state.offers = sorted(set(ctx.offers))
         return replies
+
+    def _free_for_a_survey(self, ctx: Context) -> bool:
+        """Nothing waits for an answer and nobody from staff has the conversation."""
+        state = ctx.state
+        return (
+            ctx.status is ConversationStatus.BOT
+            and not self.answering(ctx)
+            and state.survey is None
+            and state.info_request is None
+            and state.mode in (Mode.MENU, Mode.FAQ)
+        )
+
+    def ask_rating_when_free(self, ctx: Context, reference: str) -> list[Reply]:
+        """The rating of a closed request: asked now, or once what the person is answering
+        is over."""
+        if self._free_for_a_survey(ctx) or ctx.state.mode is Mode.NEW:
+            return self.start_survey(ctx, reference)
+        if ctx.status is ConversationStatus.BOT:
+            ctx.state.survey_due = reference
+        return []
 
     def stale(self, msg: Inbound, ctx: Context) -> bool:
         """Whether a pressed button belongs to an earlier message than the latest answer."""

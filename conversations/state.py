@@ -61,6 +61,9 @@ class State:
     status_reference: str | None = None
     status_failures: int = 0
     survey: Survey | None = None
+    # A request closed while the person was answering a question of ours: its rating is
+    # asked once that is over.
+    survey_due: str | None = None
     last_seen: str | None = None
     # The question the closest-questions choice was offered for (stored as unanswered if
     # none of them fits).
@@ -106,6 +109,7 @@ class State:
             survey=Survey(survey.get("request_reference"), survey.get("rating"))
             if survey
             else None,
+            survey_due=data.get("survey_due"),
             last_seen=data.get("last_seen"),
             last_question=data.get("last_question"),
             info_request=data.get("info_request"),

@@ -719,6 +719,23 @@ async def test_survey_after_request_closed(service: Service) -> None:
     )
 
 
+async def test_a_rating_due_during_a_form_is_asked_once_the_form_is_over(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    ref = await fill_support_request(chat)
+    await chat.say("القائمة")
+    await chat.say("٥")  # volunteering, meanwhile
+    await chat.say("١")
+    await service.change_request_status(ref, RequestStatus.CLOSED, actor="committee")
+    await chat.say("سارة أحمد")  # the volunteer form's first answer: not a rating
+    assert "(2/" in chat.last.text
+    await chat.say("إلغاء")
+    assert chat.last.key == "survey.ask_request" and ref in chat.last.text
+    await chat.say("٥")
+    assert chat.last.key == "survey.ask_comment"
+
+
 async def test_survey_after_staff_conversation_closed(service: Service) -> None:
     chat = Chat(service)
     await chat.say("staff please")
