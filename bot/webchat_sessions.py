@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 
 from bot.security import FloodGuard, FloodLimits, Verdict
@@ -82,9 +83,21 @@ class NewSessions:
         return max(1, round(self.guard.limits.block_seconds / 60))
 
     async def admit(self, network: str) -> bool:
-        """Whether this network may open one more session now; a busy one waits here first."""
+        """Whether this network may open one more session now; a busy one waits here first.
+        The server's own machine is not limited: behind a reverse proxy whose forwarded
+        address is not trusted, every visitor would seem to come from it, and the limit
+        would hold back everyone's first message rather than one network's."""
+        if _own_machine(network):
+            return True
         verdict, wait = self.guard.check("webchat-network", network)
         if verdict is Verdict.SLOW:
             await asyncio.sleep(wait)
             return True
         return verdict is Verdict.PASS
+
+
+def _own_machine(network: str) -> bool:
+    try:
+        return ipaddress.ip_address(network).is_loopback
+    except ValueError:
+        return network in ("", "localhost", "testclient")
