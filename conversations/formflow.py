@@ -265,23 +265,21 @@ class FormFlow:
                 continue
             files.append(_file_answer(att))
         if len(files) > before:
-            lang = ctx.state.lang or "ar"
-            count = e.catalog.counted
-            draft.answers[later.name] = {
-                "value": files,
-                "display": count(lang, "attachment.count", len(files)),
-            }
+            draft.answers[later.name] = self._files_answer(ctx, files)
             if draft.before is not None:
                 # Kept whatever happens to the correction under way ("back" puts the answers
                 # of before it back: these files with them).
                 earlier = draft.before["answers"].get(later.name) or {}
                 kept = [*(earlier.get("value") or []), *files[before:]]
-                draft.before["answers"][later.name] = {
-                    "value": kept,
-                    "display": count(lang, "attachment.count", len(kept)),
-                }
-            replies.append(e.reply(ctx, "attachment.kept", field=self.label(later, lang)))
+                draft.before["answers"][later.name] = self._files_answer(ctx, kept)
+            label = self.label(later, ctx.state.lang or "ar")
+            replies.append(e.reply(ctx, "attachment.kept", field=label))
         return replies
+
+    def _files_answer(self, ctx: Context, files: list[dict[str, Any]]) -> dict[str, Any]:
+        """A documents step's answer: the files, and how many they are in words."""
+        count = self.engine.catalog.counted(ctx.state.lang or "ar", "attachment.count", len(files))
+        return {"value": files, "display": count}
 
     def _rejection(self, ctx: Context, field: FormField, result: Rejected) -> Reply:
         e = self.engine
@@ -312,10 +310,7 @@ class FormFlow:
                 replies.append(e.reply(ctx, problem[0], **problem[1]))
                 continue
             files.append(_file_answer(att))
-        answer["value"] = files
-        answer["display"] = e.catalog.counted(
-            ctx.state.lang or "ar", "attachment.count", len(files)
-        )
+        answer.update(self._files_answer(ctx, files))
         if len(files) >= field.max_files or (done and files):
             # The last file sent with "done" as its caption is kept, then the form goes on.
             return [*replies, *self._advance(ctx, field)]
