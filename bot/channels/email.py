@@ -24,6 +24,7 @@ from adapters.email.render import FilePart, Letterhead, render_reply, reply_subj
 from adapters.email.smtp import SmtpSender, SmtpSettings
 from bot.config import ConfigError, EmailConfig
 from bot.ops import linked
+from bot.security import admit
 from bot.service import Service, inbound_payload
 from conversations.delivery import Delivery
 from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds
@@ -141,6 +142,9 @@ class EmailChannel:
             return Outcome.DONE
         if await self.service.received(Channel.EMAIL, parsed.message_id):
             return Outcome.DONE
+        if not await self._admitted(parsed):
+            log.warning("email.flood", uid=mail.uid)
+            return Outcome.DONE
         files = await self._save_files(parsed)
         attachments = files.kept
         notices: list[tuple[str, dict[str, str]]] = []
@@ -185,6 +189,13 @@ class EmailChannel:
             wrong_type=len(files.wrong_type),
         )
         return Outcome.DONE
+
+    async def _admitted(self, parsed: ParsedEmail) -> bool:
+        """The [flood] limits, as on the other channels: a sender (a script, a loop with a
+        mailer that does not say it is automatic) writing too much is told once, then its
+        mail is not stored for a while; it stays in the mailbox, marked read."""
+        sender = Inbound(Channel.EMAIL, parsed.sender, channel_message_id=parsed.message_id)
+        return await admit(self.service, sender, wait=False)
 
     async def _save_files(self, parsed: ParsedEmail) -> SavedFiles:
         """Keep the files of the types the other channels keep, as their bytes show; the
