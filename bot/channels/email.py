@@ -25,7 +25,7 @@ from adapters.email.smtp import SmtpSender, SmtpSettings
 from bot.config import ConfigError, EmailConfig
 from bot.ops import linked
 from bot.security import admit
-from bot.service import Service, inbound_payload
+from bot.service import Service, inbound_payload, transient
 from conversations.delivery import Delivery
 from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds
 from conversations.normalize import script_language
@@ -45,6 +45,8 @@ MB = 1024 * 1024
 # What the other channels keep (web chat, WhatsApp, SMS), judged by the bytes: a script, an
 # HTML page or a program attached to a mail is never kept, whatever its name or type says.
 KEPT_TYPES = ("image/jpeg", "image/png", "application/pdf")
+# Tries of a mail that fails on its own before it is left unread for a person.
+MAIL_ATTEMPTS = 3
 # The refused files a notice names; more are summed up as "…".
 NAMED_REFUSALS = 10
 
@@ -108,6 +110,7 @@ class EmailChannel:
             self.save_cursor,
         )
         self.sender = SmtpSender(smtp_settings(cfg), self.compose)
+        self._failures: dict[int, int] = {}  # mail that failed on its own, by UID
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -124,7 +127,26 @@ class EmailChannel:
             )
 
     async def on_mail(self, mail: Mail) -> Outcome:
-        """Store one mail; returns once it is safely in the database (or deliberately not)."""
+        """Store one mail; returns once it is safely in the database (or deliberately not).
+
+        A mail that fails for a reason of its own (not the database's nor the network's, which
+        are waited out) is tried ``MAIL_ATTEMPTS`` times, then left unread in the mailbox for a
+        person to look at: the reader takes mail in order, and every mail behind it waited."""
+        try:
+            outcome = await self._take(mail)
+        except Exception as error:
+            if transient(error):
+                raise
+            failures = self._failures.pop(mail.uid, 0) + 1
+            if failures < MAIL_ATTEMPTS:
+                self._failures[mail.uid] = failures
+                raise
+            log.exception("email.set_aside", uid=mail.uid, attempts=failures)
+            return Outcome.KEEP
+        self._failures.pop(mail.uid, None)
+        return outcome
+
+    async def _take(self, mail: Mail) -> Outcome:
         try:
             parsed = await asyncio.to_thread(parse_email, mail.raw)
         except MalformedEmail:

@@ -4,14 +4,16 @@ IMAP, answered through the outbox and SMTP, and read back from the beneficiary's
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
 from sqlalchemy import select
 
-from adapters.email.parse import parse_email
+from adapters.email.parse import ParsedEmail, parse_email
 from bot.channels import ChannelRuntime
+from bot.channels import email as channel_email
 from bot.channels.email import install
 from bot.service import Service
 from storage.models import Conversation, Message
@@ -141,3 +143,27 @@ async def test_install_only_when_configured(tmp_path: object, mail_server: MailS
     on = ChannelRuntime()
     install(Service(make_config(tmp, email=email_config(mail_server, bot))), on)
     assert set(on.senders) == {"email"} and len(on.tasks) == 1 and on.enabled == ["email"]
+
+
+async def test_a_mail_that_keeps_failing_is_left_for_a_person_and_the_next_is_read(
+    running: tuple[RunningBot, Beneficiary], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mail that fails on its own (here: reading it raises) is tried a few times, then left
+    unread in the mailbox; the mail behind it is answered instead of waiting for ever."""
+    runner, amal = running
+    real = channel_email.parse_email
+
+    def parse(raw: bytes) -> ParsedEmail:
+        if b"poison" in raw:
+            raise RuntimeError("a mail nothing was ready for")
+        return real(raw)
+
+    monkeypatch.setattr(channel_email, "parse_email", parse)
+    runner.channel.reader.settings = replace(runner.channel.reader.settings, backoff_base=0.05)
+    await amal.write("poison", subject="one")
+    await amal.write("السلام عليكم", subject="two")
+    answers = await amal.answers(within=20)
+    assert answers and all(a["Subject"] == "Re: two" for a in answers)
+    assert await amal.stored_texts() == ["السلام عليكم"]
+    flags = await asyncio.to_thread(amal.server.flags, amal.bot)
+    assert sorted(flags.values(), key=len) == ["", "\\Seen"]  # the failing one left unread
