@@ -2,8 +2,10 @@
 
 On PostgreSQL a job is held with a session advisory lock on a connection of its own, kept
 for the job's lifetime: when the holding process dies or loses its connection, the server
-frees the lock and another instance takes the job over. On SQLite there is only ever one
-process, so an in-process lock is enough.
+frees the lock and another instance takes the job over. The holder learns of a lost
+connection only at its next check; so whoever takes a lock waits, before it starts the job,
+until a holder that lost it has surely noticed and stopped (two checks), and holders check
+often. On SQLite there is only ever one process, so an in-process lock is enough.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = structlog.get_logger("tawasul.locks")
 
 Job = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
+# How often a holder checks that its connection (and so its lock) is alive, in seconds.
+CHECK_EVERY = 1.0
+
 # Jobs held in this process, per database; on SQLite that is every holder there can be.
 _held_here: set[tuple[str, str]] = set()
 
@@ -47,7 +52,7 @@ class Lease:
 
 @asynccontextmanager
 async def singleton(
-    db: Database, name: str, *, check_every: float = 5.0
+    db: Database, name: str, *, check_every: float = CHECK_EVERY
 ) -> AsyncIterator[Lease | None]:
     """Try once to take the job ``name``: a Lease while held, ``None`` if someone has it."""
     if not db.is_sqlite:
@@ -79,6 +84,9 @@ async def _advisory(db: Database, name: str, check_every: float) -> AsyncIterato
             return
         pid = await connection.scalar(text("SELECT pg_backend_pid()"))
         lease = Lease(name, backend_pid=int(pid) if pid is not None else None)
+        # A holder whose connection the server dropped (the lock is then free at once)
+        # notices within a check and the check's own time limit: wait until it has.
+        await asyncio.sleep(2 * check_every + 0.5)
         log.info("lock.taken", job=name)
         watcher = asyncio.create_task(_watch(connection, lease, check_every))
         try:
@@ -115,7 +123,7 @@ async def run_singleton(
     stop: asyncio.Event,
     *,
     retry_every: float = 5.0,
-    check_every: float = 5.0,
+    check_every: float = CHECK_EVERY,
 ) -> None:
     """Run ``job`` while this process holds ``name``; otherwise retry until ``stop``.
 
@@ -157,7 +165,12 @@ async def _run_held(job: Job, stop: asyncio.Event, lease: Lease) -> None:
 
 
 def singleton_task(
-    db: Database, name: str, job: Job, *, retry_every: float = 5.0, check_every: float = 5.0
+    db: Database,
+    name: str,
+    job: Job,
+    *,
+    retry_every: float = 5.0,
+    check_every: float = CHECK_EVERY,
 ) -> Job:
     """``job`` as a background task that runs on one instance at a time."""
 

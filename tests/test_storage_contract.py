@@ -417,13 +417,13 @@ async def test_provider_status(db: Database) -> None:
 async def test_singleton_one_holder_at_a_time(db: Database, database_url: str) -> None:  # noqa: F811
     other = Database(database_url, keyring=TEST_KEYRING)  # as another instance would open it
     try:
-        async with singleton(db, "email:box") as first:
+        async with singleton(db, "email:box", check_every=0.1) as first:
             assert first is not None
-            async with singleton(other, "email:box") as second:
+            async with singleton(other, "email:box", check_every=0.1) as second:
                 assert second is None
-            async with singleton(other, "reminders") as unrelated:
+            async with singleton(other, "reminders", check_every=0.1) as unrelated:
                 assert unrelated is not None
-        async with singleton(other, "email:box") as second:
+        async with singleton(other, "email:box", check_every=0.1) as second:
             assert second is not None
     finally:
         await other.dispose()
@@ -470,7 +470,7 @@ async def test_singleton_taken_over_when_holder_goes(db: Database, database_url:
                 assert runs == ["b"]
         if db.is_sqlite:
             await asyncio.wait_for(b_started.wait(), timeout=5)
-        async with singleton(db, "email:box") as third:
+        async with singleton(db, "email:box", check_every=0.1) as third:
             assert third is None  # b holds it now
         stop.set()
         await asyncio.wait_for(b, timeout=5)
