@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 
 import structlog
@@ -32,6 +32,9 @@ from storage.repository import Tx
 log = structlog.get_logger("tawasul.http")
 
 UPLOAD_TYPES = ("image/jpeg", "image/png", "application/pdf")
+# How [server] shutdown_seconds is shared out when the server stops: the requests under way
+# (uvicorn's graceful shutdown), then the workers' work in hand, then closing.
+STOP_SHARES = {"requests": 0.4, "workers": 0.4, "close": 0.2}
 
 
 class BodyLimit:
@@ -230,10 +233,16 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
         finally:
             gc.unfreeze()
             stop.set()
-            await _finish(tasks, service.config.server.shutdown_seconds)
-            for close in channels.closers:
-                await close()
-            await service.close()
+            seconds = service.config.server.shutdown_seconds
+            await _finish(tasks, seconds * STOP_SHARES["workers"])
+            try:
+                # Closing waits for the writes in hand, which may wait for another
+                # process's lock on SQLite: cut short, they roll back and are not lost.
+                await asyncio.wait_for(
+                    _close(channels.closers, service), max(0.5, seconds * STOP_SHARES["close"])
+                )
+            except TimeoutError:
+                log.warning("server.close_cut_short")
             log.info("server.stopped")
 
     app = FastAPI(
@@ -307,6 +316,12 @@ def create_app(service: Service, *, workers: bool = True) -> FastAPI:
 
     app.add_middleware(SecurityHeaders)
     return app
+
+
+async def _close(closers: Sequence[Callable[[], Awaitable[None]]], service: Service) -> None:
+    for close in closers:
+        await close()
+    await service.close()
 
 
 async def _finish(tasks: list[tuple[str, asyncio.Task[None]]], seconds: float) -> None:

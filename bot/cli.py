@@ -142,7 +142,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the web chat, the webhooks and the workers."""
     import uvicorn
 
-    from bot.app import create_app
+    from bot.app import STOP_SHARES, create_app
 
     config = state.config
     _keyring(config)  # no key in production: say so before creating anything
@@ -170,7 +170,9 @@ def serve(state: State, host: str | None, port: int | None) -> None:
         access_log=False,
         log_config=uvicorn_log_config(config.logging.format),
         proxy_headers=True,
-        timeout_graceful_shutdown=int(config.server.shutdown_seconds),
+        timeout_graceful_shutdown=max(
+            1, round(config.server.shutdown_seconds * STOP_SHARES["requests"])
+        ),
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -61,3 +64,33 @@ async def test_sigterm_finishes_or_leaves_whole_and_exits_in_time(
     for number in NUMBERS:
         assert len({m["Body"] for m in faulty_twilio.to(number)}) == len(faulty_twilio.to(number))
         assert faulty_twilio.to(number)
+
+
+async def test_sigterm_exits_in_time_while_another_process_holds_the_database(
+    server: Server, faulty_twilio: FaultyTwilio, tmp_path: Path
+) -> None:
+    """A backup or a command holding SQLite's write lock when the stop comes: the message
+    waiting for it is not acknowledged (its channel sends it again), and the server still
+    exits within its time instead of waiting for the lock, twice, at every step of the stop."""
+    server.env["TAWASUL_SERVER_SHUTDOWN_SECONDS"] = "4"
+    await server.start()
+    holder = sqlite3.connect(tmp_path / "tawasul.db", isolation_level=None)
+    try:
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+            await say(http, NUMBERS[0], "السلام عليكم")  # the server is up and writing
+            holder.execute("BEGIN IMMEDIATE")
+            form = whatsapp(NUMBERS[1], "السلام عليكم", "SM" + secrets.token_hex(16))
+            waiting = asyncio.create_task(post_twilio(http, form))
+            await asyncio.sleep(1)
+            assert not waiting.done()  # waiting for the lock
+            started = time.monotonic()
+            code = await server.terminate()
+            took = time.monotonic() - started
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await waiting
+                assert answer.status_code != 200
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code in (0, -15)
+    assert took < 4 + 2
