@@ -306,7 +306,12 @@ class Service:
             return await Tx(session).ingest(msg, payload)
 
         # Acknowledged only once its (shared) transaction is on disk.
-        ingested = await self.group.run(store, urgent=True)
+        try:
+            ingested = await self.group.run(store, urgent=True)
+        except BaseException:
+            # Not stored, not acknowledged: the channel sends it again, files and all.
+            self._discard_files(msg)
+            raise
         if ingested is None:
             log.info("inbound.duplicate", channel=msg.channel.value)
             self.metrics.duplicates.labels(msg.channel.value).inc()
@@ -317,8 +322,9 @@ class Service:
         return ingested.message_id
 
     def _discard_files(self, msg: Inbound) -> None:
-        """A message that is not stored (a flood, a repeat) leaves none of its files on disk:
-        each channel saves a message's files anew as it comes, so nothing else names them."""
+        """A message that is not stored (a flood, a repeat, a failed write) leaves none of its
+        files on disk: each channel saves a message's files anew as it comes, so nothing else
+        names them."""
         for attachment in msg.attachments:
             with contextlib.suppress(ValueError):  # not a reference of the store
                 self.files.path(attachment.ref).unlink(missing_ok=True)

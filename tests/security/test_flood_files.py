@@ -3,9 +3,12 @@ is not left on disk: nothing would ever name it, show it to staff or remove it."
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.security import Verdict, flood_guard
 from bot.service import Service
@@ -74,3 +77,22 @@ async def test_a_repeat_that_is_not_stored_leaves_no_file(service: Service) -> N
     assert await service.receive(first) is not None
     assert await service.receive(second) is None
     assert kept_files(service) == [service.files.path(first.attachments[0].ref)]
+
+
+async def test_a_message_the_database_could_not_store_leaves_no_file(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not stored, so not acknowledged: the channel sends it again and its file is fetched
+    anew; the copy of the failed attempt would be named by nothing."""
+    attachment = await service.files.save_bytes(
+        PDF, declared_type="application/pdf", filename="a.pdf", max_bytes=1 << 20
+    )
+    msg = Inbound(Channel.TELEGRAM, "7002", attachments=(attachment,), channel_message_id="7002:1")
+
+    async def failing(*_: object, **__: object) -> None:
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(service.group, "run", failing)
+    with pytest.raises(OperationalError):
+        await service.receive(msg)
+    assert kept_files(service) == []
