@@ -132,7 +132,9 @@ def _message(update_id: int, msg: Message) -> ParsedUpdate:
     base = Inbound(
         channel=Channel.TELEGRAM,
         sender_id=str(msg.chat.id),
-        channel_message_id=str(update_id),
+        # The message's own id in its chat, never reused there; an update's id is not one to
+        # remember (Telegram starts its ids afresh, at random, after a week without updates).
+        channel_message_id=f"{msg.chat.id}:{msg.message_id}",
         received_at=received.astimezone(UTC),
         display_name=user.full_name,
         lang_hint=lang_hint(user.language_code),
@@ -195,7 +197,7 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
         # The label, as if typed: it reads naturally in the history and picks the same choice.
         text=label or value,
         offer=offer,
-        channel_message_id=str(update_id),
+        channel_message_id=f"press:{query.id}",
         received_at=now,
         display_name=query.from_user.full_name,
         lang_hint=lang_hint(query.from_user.language_code),

@@ -24,17 +24,33 @@ def parse(data: dict[str, Any], update_id: int = 900) -> Any:
     return parse_update(Update.de_json(data, None))
 
 
-def test_text_becomes_an_inbound_keyed_by_the_update_id() -> None:
-    parsed = parse(payloads.text(USER, "السلام عليكم"), update_id=4242)
+def test_text_becomes_an_inbound_keyed_by_its_message_in_its_chat() -> None:
+    data = payloads.text(USER, "السلام عليكم")
+    parsed = parse(data, update_id=4242)
     assert parsed.kind is UpdateKind.MESSAGE
     inbound = parsed.inbound
     assert inbound.channel is Channel.TELEGRAM
     assert inbound.sender_id == str(USER)
     assert inbound.text == "السلام عليكم"
-    assert inbound.channel_message_id == "4242"
+    assert inbound.channel_message_id == f"{USER}:{data['message']['message_id']}"
     assert inbound.received_at.tzinfo is not None
     assert inbound.display_name == "سارة العتيبي"
     assert inbound.lang_hint == "ar"
+
+
+def test_update_ids_started_afresh_do_not_make_new_messages_repeats() -> None:
+    """Telegram picks update ids anew after a week without updates: an id seen before may
+    come again with another message, which must not be taken for the earlier one."""
+    first = parse(payloads.text(USER, "السلام عليكم"), update_id=77)
+    again = parse(payloads.text(USER, "متى الدوام؟"), update_id=77)
+    assert first.inbound.channel_message_id != again.inbound.channel_message_id
+    shown = payloads.text(USER, "القائمة")["message"]
+    press = parse(payloads.callback(USER, shown, "menu"), update_id=77)
+    assert press.inbound.channel_message_id.startswith("press:")
+    assert press.inbound.channel_message_id not in (
+        first.inbound.channel_message_id,
+        again.inbound.channel_message_id,
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -94,11 +95,11 @@ async def test_an_update_delivered_twice_is_handled_once(
     fake_api: FakeBotAPI, polling: Running, tg_service: Service
 ) -> None:
     user = TelegramUser(fake_api, tg_service)
-    update_id = fake_api.new_update_id()
-    await user.send(payloads.text(user.id, "السلام عليكم", update_id=update_id))
+    update = payloads.text(user.id, "السلام عليكم", update_id=fake_api.new_update_id())
+    await user.send(update)
     first = len(fake_api.sent(user.id))
     assert first > 0
-    await user.send(payloads.text(user.id, "السلام عليكم", update_id=update_id))
+    await user.send(copy.deepcopy(update))
     assert len(fake_api.sent(user.id)) == first
     assert await count_inbound(tg_service) == 1
 
