@@ -16,6 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
+from storage.private import create_private, private_file, private_folder
+
 
 class BackupError(RuntimeError):
     """A backup or restore that cannot be done; ``str()`` says why and what to do."""
@@ -105,11 +107,12 @@ def backup_sqlite(source: Path, target: Path, known_revisions: frozenset[str]) -
         raise BackupError(f"{source}: no database there (run `tawasul db upgrade` first?)")
     if target.resolve() == source.resolve():
         raise BackupError("the backup must go to another file than the database")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(target.parent)
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
         _copy(source, partial)
+        private_file(partial)
         snapshot = inspect(partial, known_revisions)
         os.replace(partial, target)
     except BaseException:
@@ -145,7 +148,9 @@ def restore_sqlite(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         kept = database.with_name(f"{database.name}.before-restore-{stamp}")
         _copy(database, kept)
-    database.parent.mkdir(parents=True, exist_ok=True)
+        private_file(kept)
+    private_folder(database.parent)
+    create_private(database)
     # Through the backup API, not a file copy: SQLite takes the locks and clears the WAL.
     src = _connect(backup, readonly=True)
     try:

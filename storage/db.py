@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Keyring, install
+from storage.private import create_private, private_folder
 from storage.sqlite_loop import LOCK_WAIT_MS, loop_connection, on_the_loop
 
 
@@ -48,7 +49,8 @@ class Database:
         self.url = url
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
+            create_private(path)  # SQLite gives its journal files the database's rights
         self.is_sqlite = make_url(url).drivername.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from conversations.messages import Attachment
+from storage.private import create_private, private_file, private_folder
 
 EXTENSIONS = {
     "image/jpeg": ".jpg",
@@ -135,11 +136,12 @@ class AttachmentStore:
         now = datetime.now(UTC)
         token = secrets.token_hex(16)
         folder = self.root / f"{now:%Y}" / f"{now:%m}"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         partial = folder / f"{token}.part"
         size = 0
         head = b""
         try:
+            create_private(partial)
             with partial.open("wb") as out:
                 async for chunk in chunks:
                     size += len(chunk)
@@ -165,6 +167,7 @@ class AttachmentStore:
                     max_pixels=self.max_image_pixels,
                 )
                 size = cleaned.stat().st_size
+                private_file(cleaned)
                 cleaned.rename(self.root / ref)
             except BaseException:
                 cleaned.unlink(missing_ok=True)
