@@ -89,6 +89,8 @@ BUSY_LOOKS = 3
 # fault in the bot; not the database or the network, see ``transient``), is set aside: marked
 # processed and its conversation handed to staff.
 STEP_ATTEMPTS = 3
+# The longest pause of a worker after failures in a row (the database down, say), seconds.
+MAX_WORKER_PAUSE = 15.0
 STEP_RETRY_SECONDS = 60.0
 # After a failed step its conversation is left out of the passes this long: a message that
 # fails is not run again at every new message (and its batch rolled back each time).
@@ -986,13 +988,30 @@ async def _repeat(
     stop: asyncio.Event,
     seconds: float,
 ) -> None:
-    """Run ``work`` whenever woken, or every ``seconds``, until stopped; errors are logged."""
+    """Run ``work`` whenever woken, or every ``seconds``, until stopped; errors are logged.
+
+    After a failure it waits before trying again, longer each time (up to
+    ``MAX_WORKER_PAUSE``), whatever wakes it: while the database is down every webhook wakes
+    it, and it would spin and fill the log with the same error. The first failure is logged
+    with its traceback, the next ones in a line each."""
+    failures = 0
     while not stop.is_set():
         wakeup.clear()
         try:
             await work()
-        except Exception:
-            log.exception(f"{name}.error")
+        except Exception as error:
+            failures += 1
+            if failures == 1 or not transient(error):
+                log.exception(f"{name}.error", failures=failures)
+            else:
+                log.warning(f"{name}.error", failures=failures, error=type(error).__name__)
+            pause = min(MAX_WORKER_PAUSE, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            continue
+        if failures:
+            log.info(f"{name}.recovered", failures=failures)
+            failures = 0
         await _wait(wakeup, stop, seconds)
 
 

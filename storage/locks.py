@@ -130,13 +130,19 @@ async def run_singleton(
     The job gets an event set on shutdown or when the lock is lost, and must return soon
     after; it is started again once the lock is back.
     """
+    failures = 0  # in a row: the first is logged with its traceback, the next in a line
     while not stop.is_set():
         try:
             async with singleton(db, name, check_every=check_every) as lease:
                 if lease is not None:
                     await _run_held(job, stop, lease)
-        except Exception:
-            log.exception("lock.error", job=name)
+            failures = 0
+        except Exception as error:
+            failures += 1
+            if failures == 1:
+                log.exception("lock.error", job=name)
+            else:
+                log.warning("lock.error", job=name, failures=failures, error=type(error).__name__)
         if stop.is_set():
             return
         with suppress(TimeoutError):
