@@ -51,6 +51,18 @@ UNREACHABLE_CODES = frozenset(
         63024,  # invalid WhatsApp recipient
     }
 )
+# What to check, for the errors that come from the settings rather than the person: Twilio's
+# own message is not kept (it can quote the phone number).
+SETTINGS_ERRORS = {
+    20003: "Twilio refused the credentials: check [twilio] account_sid and auth_token",
+    20404: "not found at Twilio: check [twilio] account_sid and the sender",
+    21212: "not a valid sender number: check [twilio] sms_from / whatsapp_from",
+    21408: "this account may not send to this country: allow it in the Console's "
+    "Messaging geographic permissions",
+    21606: "this sender cannot send this kind of message: check [twilio] sms_from / whatsapp_from",
+    21659: "this sender is not a number of the account: check [twilio] sms_from",
+    63007: "no WhatsApp sender with this address on the account: check [twilio] whatsapp_from",
+}
 # Free-form WhatsApp outside the 24-hour window: a template would still reach the person.
 WINDOW_CLOSED_CODE = 63016
 RATE_LIMIT_WAIT = 10.0
@@ -162,6 +174,8 @@ def map_error(exc: TwilioRestException) -> DeliveryError:
     code = int(exc.code) if isinstance(exc.code, int | str) and str(exc.code).isdigit() else None
     # Twilio's message text can quote the phone number: keep only the status and the code.
     reason = f"twilio {exc.status}" + (f" error {code}" if code else "")
+    if code in SETTINGS_ERRORS:
+        reason = f"{reason}: {SETTINGS_ERRORS[code]}"
     if exc.status == 429 or code == 20429:
         return RateLimited(RATE_LIMIT_WAIT, reason)
     if code in UNREACHABLE_CODES:

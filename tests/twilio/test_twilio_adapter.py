@@ -261,6 +261,10 @@ def test_errors_become_ours() -> None:
     assert isinstance(error(400, 63016), Held)
     for status, code in [(500, None), (503, 20503), (401, 20003), (400, 21604)]:
         assert type(error(status, code)) is DeliveryError
+    # What an operator reads in `tawasul outbox failed` says what to check.
+    assert "auth_token" in str(error(401, 20003))
+    assert "geographic permissions" in str(error(400, 21408))
+    assert str(error(400, 21604)) == "twilio 400 error 21604"
 
 
 def test_template_variables_by_name_and_position() -> None:
