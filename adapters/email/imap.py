@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,27 @@ log = structlog.get_logger("tawasul.email")
 IDLE_RENEW_SECONDS = 240.0
 # When a mail is bigger than the limit, only this much of its first part is read.
 TRUNCATED_PART_BYTES = 256 * 1024
+
+
+class LoginRefused(ImapError):
+    """The server refused the user name or the password."""
+
+
+def what_to_check(exc: BaseException) -> str:
+    """For the operator reading the log: which setting a connection error points at."""
+    if isinstance(exc, LoginRefused):
+        return "the user name and password (Gmail and Workspace want an app password)"
+    if isinstance(exc, ssl.SSLError):
+        return "the security setting against the port (993: ssl, 143: starttls) and the certificate"
+    if isinstance(exc, socket.gaierror):
+        return "the IMAP host name"
+    if isinstance(exc, ConnectionRefusedError):
+        return "the IMAP host and port"
+    if isinstance(exc, TimeoutError):
+        return "the IMAP host and port, and any firewall on the way"
+    if isinstance(exc, ImapError):
+        return "the folder names, and the server's answer in reason"
+    return "the network"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +119,16 @@ class MailboxReader:
             try:
                 await self._session(stop)
             except (OSError, TimeoutError, ImapError, ssl.SSLError) as exc:
-                log.warning("email.imap_error", error=type(exc).__name__, failures=self.failures)
+                cfg = self.settings
+                log.warning(
+                    "email.imap_error",
+                    host=cfg.host,
+                    port=cfg.port,
+                    error=type(exc).__name__,
+                    reason=str(exc)[:200],
+                    check=what_to_check(exc),
+                    failures=self.failures,
+                )
             except Exception:
                 log.exception("email.reader_error", failures=self.failures)
             if stop.is_set():
@@ -116,7 +147,10 @@ class MailboxReader:
             cfg.host, cfg.port, cfg.security, patience=cfg.timeout, tls_context=cfg.tls_context
         )
         try:
-            await conn.login(cfg.username, cfg.password)
+            try:
+                await conn.login(cfg.username, cfg.password)
+            except ImapError as exc:
+                raise LoginRefused(str(exc)) from None
             box = await conn.select(cfg.folder)
             if cfg.processed_folder:
                 await conn.create(cfg.processed_folder)

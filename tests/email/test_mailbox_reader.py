@@ -10,6 +10,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
+from structlog.testing import capture_logs
 
 from adapters.email.imap import Cursor, ImapSettings, Mail, MailboxReader, Outcome
 from adapters.email.parse import parse_email
@@ -284,16 +285,37 @@ async def test_a_wrong_password_is_retried_without_end_and_stops_on_request(
     user = mail_server.new_user("password")
     store = Store(mail_server, user)
     reader = store.reader(settings(mail_server, user, password="wrong", backoff_base=0.05))
-    running = Running(reader)
+    with capture_logs() as logs:
+        running = Running(reader)
 
-    async def retried() -> bool:
-        return reader.failures >= 2
+        async def retried() -> bool:
+            return reader.failures >= 2
 
-    await eventually(retried, within=10)
-    started = time.monotonic()
-    await running.close()
+        await eventually(retried, within=10)
+        started = time.monotonic()
+        await running.close()
     assert time.monotonic() - started < 2
     assert not reader.caught_up.is_set()
+    # The log says where, and what to check.
+    error = next(e for e in logs if e["event"] == "email.imap_error")
+    assert error["host"] == "127.0.0.1" and error["port"] == mail_server.imap_port
+    assert error["error"] == "LoginRefused" and "password" in error["check"]
+
+
+async def test_an_unknown_host_is_named_in_the_log(mail_server: MailServer) -> None:
+    user = mail_server.new_user("nohost")
+    store = Store(mail_server, user)
+    reader = store.reader(settings(mail_server, user, host="imap.invalid", backoff_base=0.05))
+    with capture_logs() as logs:
+        running = Running(reader)
+
+        async def retried() -> bool:
+            return reader.failures >= 1
+
+        await eventually(retried, within=10)
+        await running.close()
+    error = next(e for e in logs if e["event"] == "email.imap_error")
+    assert error["host"] == "imap.invalid" and error["check"] == "the IMAP host name"
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
