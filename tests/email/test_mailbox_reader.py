@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -279,42 +280,42 @@ async def test_a_mail_too_big_to_download_gives_its_text_only(mail_server: MailS
     assert store.bodies == ["body 1"] and store.truncated == [True]
 
 
-async def test_a_wrong_password_is_retried_without_end_and_stops_on_request(
-    mail_server: MailServer,
-) -> None:
-    user = mail_server.new_user("password")
-    store = Store(mail_server, user)
-    reader = store.reader(settings(mail_server, user, password="wrong", backoff_base=0.05))
+async def failing(reader: MailboxReader, failures: int) -> tuple[float, dict[str, Any]]:
+    """Run ``reader`` until it has failed ``failures`` times in a row, then stop it; how long
+    stopping took, and the first failure's log line."""
     with capture_logs() as logs:
         running = Running(reader)
 
         async def retried() -> bool:
-            return reader.failures >= 2
+            return reader.failures >= failures
 
         await eventually(retried, within=10)
         started = time.monotonic()
         await running.close()
-    assert time.monotonic() - started < 2
+    return time.monotonic() - started, next(e for e in logs if e["event"] == "email.imap_error")
+
+
+async def test_a_wrong_password_is_retried_without_end_and_stops_on_request(
+    mail_server: MailServer,
+) -> None:
+    user = mail_server.new_user("password")
+    reader = Store(mail_server, user).reader(
+        settings(mail_server, user, password="wrong", backoff_base=0.05)
+    )
+    stopping, error = await failing(reader, 2)
+    assert stopping < 2
     assert not reader.caught_up.is_set()
     # The log says where, and what to check.
-    error = next(e for e in logs if e["event"] == "email.imap_error")
     assert error["host"] == "127.0.0.1" and error["port"] == mail_server.imap_port
     assert error["error"] == "LoginRefused" and "password" in error["check"]
 
 
 async def test_an_unknown_host_is_named_in_the_log(mail_server: MailServer) -> None:
     user = mail_server.new_user("nohost")
-    store = Store(mail_server, user)
-    reader = store.reader(settings(mail_server, user, host="imap.invalid", backoff_base=0.05))
-    with capture_logs() as logs:
-        running = Running(reader)
-
-        async def retried() -> bool:
-            return reader.failures >= 1
-
-        await eventually(retried, within=10)
-        await running.close()
-    error = next(e for e in logs if e["event"] == "email.imap_error")
+    reader = Store(mail_server, user).reader(
+        settings(mail_server, user, host="imap.invalid", backoff_base=0.05)
+    )
+    _, error = await failing(reader, 1)
     assert error["host"] == "imap.invalid" and error["check"] == "the IMAP host name"
 
 
