@@ -615,6 +615,17 @@ class Service:
             if now - f.last < STEP_REST_SECONDS
         }
 
+    async def set_aside(self, message_id: int, error: BaseException) -> bool:
+        """Set a stored message aside at once, without the engine's step (``_hand_over``):
+        a channel kept failing on what came with it. Whether this call did it (not when the
+        inbox took the message first)."""
+        with structlog.contextvars.bound_contextvars(message_id=message_id):
+            done = await self._process(message_id, None, set_aside=True)
+            if done is not None:
+                log.error("inbox.set_aside", exc_info=error)
+                self.metrics.set_aside.inc()
+        return done is not None
+
     # -- outbound ---------------------------------------------------------------------------
 
     def backoff(self, attempts: int) -> float:

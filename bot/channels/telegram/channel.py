@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -23,7 +23,7 @@ from adapters.telegram import (
 )
 from bot.channels.staff_alerts import Handoff, SinkFailed
 from bot.ops import CONNECTED, FAILING
-from bot.service import Service, inbound_payload
+from bot.service import Service, inbound_payload, transient
 from conversations.forms import DEFAULT_TYPES, FieldType
 from conversations.messages import Channel, Inbound, Reply, file_kinds
 from storage.files import UnreadableImage
@@ -33,7 +33,8 @@ from storage.repository import Tx
 log = structlog.get_logger("tawasul.telegram")
 
 CURSOR = "telegram"
-# An update that keeps failing is set aside after this many tries, so it cannot stop the rest.
+# An update the bot keeps failing on is set aside after this many tries, so it cannot stop the
+# rest; a failure of the database or the network does not count.
 MAX_UPDATE_FAILURES = 5
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ class TelegramChannel:
     def __init__(self, service: Service, api: TelegramApi) -> None:
         self.service = service
         self.api = api
-        self._failures: tuple[int, int] = (0, 0)  # (update id, times it failed)
+        self._failing = Failing(0)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -120,19 +121,61 @@ class TelegramChannel:
                 async with self.service.db.session() as session:
                     await Tx(session).set_cursor(CURSOR, {"offset": offset})
             if stalled:
-                await _sleep(stop, _backoff(self._failures[1]))
+                await _sleep(stop, _backoff(self._failing.tries))
 
     async def _handle_polled(self, parsed: ParsedUpdate) -> bool:
-        """Handle one update; False to fetch it again later (nothing is lost)."""
+        """Handle one update; False to fetch it again later (nothing is lost).
+
+        Telegram keeps an update until the offset moves past it, so an update is only passed
+        once it is stored, or set aside (``_set_aside``) when the bot itself keeps failing
+        on it. A failure of the database or the network (a locked SQLite file, a PostgreSQL
+        fail-over) is not the update's fault: it is retried, with backoff, as long as it lasts.
+        """
         try:
             await self.handle(parsed)
-        except Exception:
-            update_id, count = self._failures
-            count = count + 1 if update_id == parsed.update_id else 1
-            self._failures = (parsed.update_id, count)
-            log.exception("telegram.update_failed", update_id=parsed.update_id, attempt=count)
-            return count >= MAX_UPDATE_FAILURES  # set aside after too many tries
+        except Exception as error:
+            if not self._counts_against(parsed.update_id, error):
+                return False
+            try:
+                await self._set_aside(parsed, error)
+            except Exception as failure:
+                if transient(failure):
+                    log.warning("telegram.set_aside_failed", update_id=parsed.update_id)
+                    return False
+                # Nothing of it could be stored: staff are told by the log and the counter.
+                log.exception("telegram.update_dropped", update_id=parsed.update_id)
+                self.service.metrics.set_aside.inc()
         return True
+
+    def _counts_against(self, update_id: int, error: Exception) -> bool:
+        """Count a failure on the update; whether it is time to set it aside."""
+        failing = self._failing
+        if failing.update_id != update_id:
+            failing = self._failing = Failing(update_id)
+        failing.tries += 1
+        if transient(error):
+            log.warning(
+                "telegram.update_waits",
+                update_id=update_id,
+                attempt=failing.tries,
+                error=type(error).__name__,
+            )
+            return False
+        failing.faults += 1
+        log.exception("telegram.update_failed", update_id=update_id, attempt=failing.faults)
+        return failing.faults >= MAX_UPDATE_FAILURES
+
+    async def _set_aside(self, parsed: ParsedUpdate, error: Exception) -> None:
+        """An update the bot keeps failing on: its message is stored without its files (what
+        failed may be in them) and its conversation handed to staff, as the inbox does with
+        a message whose step keeps failing; the beneficiary is told a person will answer."""
+        inbound = parsed.inbound
+        message_id = None
+        if parsed.kind is not UpdateKind.IGNORED and inbound is not None:
+            message_id = await self.service.receive(replace(inbound, attachments=()))
+        if message_id is not None:
+            await self.service.set_aside(message_id, error)
+        log.error("telegram.update_set_aside", update_id=parsed.update_id, message_id=message_id)
 
     # -- one update ---------------------------------------------------------------------------
 
@@ -264,6 +307,15 @@ class TelegramChannel:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Failing:
+    """The update long polling is stuck on."""
+
+    update_id: int
+    tries: int = 0  # every failure: the wait before the next try grows with them
+    faults: int = 0  # the bot's own, not the database's or the network's
 
 
 def _backoff(attempt: int) -> float:
