@@ -16,20 +16,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.followup import RequestInfo
 from storage.locks import Job
-from storage.models import AuditEntry, ChannelCursor, Conversation, Document, Message, Request
+from storage.models import (
+    AuditEntry,
+    ChannelCursor,
+    Conversation,
+    Document,
+    Message,
+    OutboxItem,
+    Request,
+)
 from storage.repository import Tx
 from storage.threads import SUBJECT_PREFIX, forget_subjects, thread_ids
 
 log = structlog.get_logger("tawasul.retention")
 
 DECIDED = ("approved", "rejected", "closed")
+# A reply not delivered (waiting, held for WhatsApp's window, failed, or never shown on a
+# web chat left): its text is what would go out, so it is cancelled as it is redacted.
+UNSENT = ("pending", "held", "failed")
+EXPIRED = "expired: its text was removed by retention"
 BATCH = 200  # conversations per transaction: SQLite has one writer, keep its turns short
 
 
@@ -206,6 +218,12 @@ async def _batch(
     dry_run: bool,
 ) -> set[str]:
     doomed: set[str] = set()
+    # Chosen in an earlier transaction: a beneficiary may have come back since.
+    chunk = list(
+        await session.scalars(expired_conversations(cutoff).where(Conversation.id.in_(chunk)))
+    )
+    if not chunk:
+        return doomed
     rows = (
         await session.execute(
             select(
@@ -216,8 +234,11 @@ async def _batch(
                 Message.created_at,
             ).where(
                 Message.conversation_id.in_(chunk),
+                # Written since the cutoff (by a step that began while this ran): not expired.
+                Message.created_at < cutoff,
                 # An inbound message still waiting for the inbox worker is not history yet.
                 or_(Message.direction != "in", Message.processed_at.is_not(None)),
+                ~_sending(),
             )
         )
     ).all()
@@ -273,9 +294,17 @@ async def _batch(
     else:
         tally.subjects += await forget_subjects(session, threads)
         if pending:
+            ids = [r.id for r in pending]
+            # Cancelled first: on PostgreSQL a reply claimed meanwhile is skipped here (it is
+            # "sending") and then by the redaction, which reads the outbox again.
+            await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.message_id.in_(ids), OutboxItem.status.in_(UNSENT))
+                .values(status="cancelled", last_error=EXPIRED)
+            )
             await session.execute(
                 update(Message)
-                .where(Message.id.in_([r.id for r in pending]))
+                .where(Message.id.in_(ids), ~_sending())
                 .values(text="", payload={"redacted_at": now.isoformat()})
             )
         if documents:
@@ -298,6 +327,11 @@ async def _batch(
             .values(text="")
         )
     return doomed
+
+
+def _sending() -> Any:
+    """The message is a reply being sent at this moment: it is kept for the next run."""
+    return exists().where(OutboxItem.message_id == Message.id, OutboxItem.status == "sending")
 
 
 def _delete_files(files: AttachmentStore, refs: set[str]) -> int:

@@ -44,6 +44,11 @@ async def closed_long_ago(service: Service, sender: str) -> int:
             .where(Conversation.id == request.conversation_id)
             .values(status="closed", closed_at=LONG_AGO, updated_at=LONG_AGO)
         )
+        await s.execute(
+            update(Message)
+            .where(Message.conversation_id == request.conversation_id)
+            .values(created_at=LONG_AGO)
+        )
         return request.conversation_id
 
 

@@ -111,6 +111,9 @@ async def test_retention_forgets_the_subjects_of_the_threads_it_redacts(
             .where(Conversation.beneficiary_id == ahmed)
             .values(status="closed", closed_at=LONG_AGO, updated_at=LONG_AGO)
         )
+        await session.execute(
+            update(Message).where(Message.beneficiary_id == ahmed).values(created_at=LONG_AGO)
+        )
         # A subject left from before subjects were tied to threads, silent for as long.
         session.add(
             ChannelCursor(
@@ -156,6 +159,7 @@ async def test_retention_keeps_the_subject_of_a_thread_that_goes_on(
         await session.execute(
             update(Conversation).values(status="closed", closed_at=LONG_AGO, updated_at=LONG_AGO)
         )
+        await session.execute(update(Message).values(created_at=LONG_AGO))
     # Ahmed answers in the same thread: a new conversation, whose answers keep the "Re:".
     await receive(mail_service, "ahmed@mail.example", "Re: " + SUBJECT, thread=thread)
     async with mail_service.db.session() as session:
