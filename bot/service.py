@@ -911,8 +911,11 @@ class Service:
         async with self.db.session() as session:
             tx = Tx(session)
             request = await tx.request_by_reference(reference)
+            # Locked before its state is read (a step saving the state meanwhile is waited
+            # for, not overwritten), and before the request, in the order a step takes them.
+            conversation = await tx.open_conversation_for_update(request.beneficiary_id)
+            await session.refresh(request, with_for_update=True)  # as the step left it
             await tx.change_status(request, status, actor=actor, note=note)
-            conversation = await tx.open_conversation(request.beneficiary_id)
             if conversation.last_identity_id is None and request.conversation_id:
                 previous = await session.get(Conversation, request.conversation_id)
                 if previous is not None:

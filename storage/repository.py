@@ -597,6 +597,12 @@ class Tx:
         assert conversation is not None  # found or made in this transaction
         return conversation
 
+    async def open_conversation_for_update(self, beneficiary_id: int) -> Conversation:
+        """``open_conversation``, locked as ``conversation_for_update``: for a change of its
+        state outside the engine's step (a staff decision told to the beneficiary)."""
+        await self.session.flush()
+        return await self.conversation_for_update(await self.open_conversation_id(beneficiary_id))
+
     async def open_conversation_id(self, beneficiary_id: int) -> int:
         """The beneficiary's open conversation, a new one when none is open."""
         # Two first messages of one beneficiary at once must not open two conversations;
@@ -1232,8 +1238,14 @@ class Tx:
         return await self.session.scalar(stmt.limit(1)) is not None
 
     async def conversation_for_update(self, conversation_id: int) -> Conversation:
+        """The conversation locked until the end of the transaction, read afresh (not as this
+        session may have loaded it before): a step saving its state meanwhile is waited for,
+        and what is written back from here is not what the step replaced."""
         row = await self.session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+            select(Conversation)
+            .where(Conversation.id == conversation_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
         if row is None:
             raise NotFound(str(conversation_id))
