@@ -170,7 +170,7 @@ Outcome = Sent | DeliveryError | _Later | _Skip
 
 
 def inbound_payload(msg: Inbound) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "attachments": [
             {"ref": a.ref, "content_type": a.content_type, "size": a.size, "filename": a.filename}
             for a in msg.attachments
@@ -182,6 +182,9 @@ def inbound_payload(msg: Inbound) -> dict[str, Any]:
         "lang_hint": msg.lang_hint,
         "offer": msg.offer,
     }
+    if msg.notices:
+        payload["notices"] = [[key, dict(params)] for key, params in msg.notices]
+    return payload
 
 
 def inbound_from_row(row: AnyRow, sender: str) -> Inbound:
@@ -199,6 +202,10 @@ def inbound_from_row(row: AnyRow, sender: str) -> Inbound:
         verified_phone=payload.get("verified_phone"),
         lang_hint=payload.get("lang_hint"),
         offer=payload.get("offer"),
+        notices=tuple(
+            (str(key), tuple((str(name), str(value)) for name, value in params.items()))
+            for key, params in payload.get("notices") or ()
+        ),
     )
 
 
@@ -401,10 +408,20 @@ class Service:
             await self._prepare([msg.text])
         ctx = engine_context(conversation, now=now or datetime.now(UTC), channel=msg.channel)
         with structlog.contextvars.bound_contextvars(conversation_id=conversation.id):
-            replies = await self.engine.handle(msg, ctx, tx)
+            replies = await self._answer(msg, ctx, tx)
         if msg.channel in COMBINED_CHANNELS:
             replies = combine_replies(replies)
         return await self._save_step(tx, claimed, ctx, replies)
+
+    async def _answer(self, msg: Inbound, ctx: Context, tx: Tx) -> list[Reply]:
+        """The engine's answer, after what the channel had to tell about the message (a file
+        not kept). A message with nothing else in it is not the engine's: it is only told,
+        and the conversation's step stays where it was."""
+        replies: list[Reply] = []
+        if not msg.notices or msg.text.strip() or msg.attachments or msg.command:
+            replies = await self.engine.handle(msg, ctx, tx)
+        notices = [self.engine.reply(ctx, key, **dict(params)) for key, params in msg.notices]
+        return [*notices, *replies]
 
     async def _save_step(
         self, tx: Tx, claimed: Any, ctx: Context, replies: list[Reply]

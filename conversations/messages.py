@@ -84,6 +84,10 @@ class Inbound:
     lang_hint: str | None = None
     # The offer (``Reply.offer``) a pressed button belonged to, when the channel sends it back.
     offer: int | None = None
+    # What the channel has to tell the sender about this message (a file it did not keep), as
+    # catalogue keys and their parameters: told by the step, before its answer, so that it
+    # goes out once and in the conversation's order.
+    notices: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

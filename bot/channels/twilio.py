@@ -33,10 +33,9 @@ from adapters.twilio import (
     signature_valid,
 )
 from bot.service import Service, inbound_payload
-from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds, identity_kind
-from conversations.normalize import script_language
+from conversations.messages import Attachment, Channel, Inbound, file_kinds, identity_kind
 from storage.files import TooLarge, UnreadableImage
-from storage.models import Conversation, Identity, Message, utcnow
+from storage.models import Identity, Message, utcnow
 from storage.repository import Tx
 
 if TYPE_CHECKING:
@@ -172,6 +171,10 @@ class TwilioWebhooks:
             await self._record(inbound, opted_out=True)
             log.info("twilio.opt_out", **log_ctx)
             return twiml()
+        # What the sender is told about the message, before the answer, by the step that
+        # answers it: stored with the message, so that a retried webhook changes nothing and
+        # it goes out in the order of the conversation's replies.
+        notices: list[tuple[str, dict[str, Any]]] = []
         if change is OptChange.START:
             if await self._opted_out(inbound):
                 # Back in: told so, then greeted with the menu (or offered the form left
@@ -179,24 +182,28 @@ class TwilioWebhooks:
                 async with self.service.db.session() as session:
                     kind = identity_kind(inbound.channel)
                     await Tx(session).set_opt_out(kind, inbound.sender_id, False)
-                await self._notify(inbound, ("channel.optin", {}))
+                notices.append(("channel.optin", {}))
                 log.info("twilio.opt_in", **log_ctx)
             inbound = replace(inbound, command="start")
+        problems: list[MediaProblem] = []
         if message.empty:
-            await self._record(inbound, notice=("channel.unsupported", {}))
-            return twiml()
-        attachments, problems = await self._fetch(message)
-        inbound = replace(inbound, attachments=tuple(attachments))
-        notice = self._notice_for(problems[0]) if problems else None
-        if notice is not None and not attachments and not inbound.text.strip():
-            await self._record(inbound, notice=notice)
-            return twiml()
-        if notice is not None:
-            await self._notify(inbound, notice)
+            notices.append(("channel.unsupported", {}))
+        else:
+            attachments, problems = await self._fetch(message)
+            inbound = replace(inbound, attachments=tuple(attachments))
+            if problems:
+                notices.append(self._notice_for(problems[0]))
+        inbound = replace(
+            inbound,
+            notices=tuple(
+                (key, tuple((name, str(value)) for name, value in params.items()))
+                for key, params in notices
+            ),
+        )
         stored = await self.service.receive(inbound) is not None
         log.info(
             "twilio.received" if stored else "twilio.not_stored",
-            files=len(attachments),
+            files=len(inbound.attachments),
             rejected=len(problems),
             **log_ctx,
         )
@@ -231,15 +238,9 @@ class TwilioWebhooks:
             )
         return bool(opted_out)
 
-    async def _record(
-        self,
-        inbound: Inbound,
-        *,
-        opted_out: bool | None = None,
-        notice: tuple[str, dict[str, Any]] | None = None,
-    ) -> None:
-        """Keep a message the engine does not answer (STOP, START, a location) in the history,
-        with what it changes, in one transaction; a repeat changes nothing."""
+    async def _record(self, inbound: Inbound, *, opted_out: bool) -> None:
+        """Keep a STOP in the history, with the opt-out, in one transaction; a repeat changes
+        nothing. The engine does not answer it."""
         async with self.service.db.session() as session:
             tx = Tx(session)
             ingested = await tx.ingest(inbound, inbound_payload(inbound), stepped=False)
@@ -248,40 +249,7 @@ class TwilioWebhooks:
             row = await session.get(Message, ingested.message_id)
             if row is not None:
                 row.processed_at = utcnow()
-            if opted_out is not None:
-                await tx.set_opt_out(identity_kind(inbound.channel), inbound.sender_id, opted_out)
-            if notice is not None:
-                conversation = await session.get(Conversation, ingested.conversation_id)
-                assert conversation is not None
-                await tx.queue_replies(conversation, [self._reply(conversation, inbound, *notice)])
-        if notice is not None:
-            self.service.outbox_wakeup.set()
-
-    async def _notify(self, inbound: Inbound, notice: tuple[str, dict[str, Any]]) -> None:
-        """Tell the sender a file was not kept, before the engine answers the rest."""
-        async with self.service.db.session() as session:
-            tx = Tx(session)
-            identity = await tx.identity(
-                identity_kind(inbound.channel), inbound.sender_id, display_name=inbound.display_name
-            )
-            conversation = await tx.open_conversation(identity.beneficiary_id)
-            conversation.last_channel = inbound.channel.value
-            conversation.last_identity_id = identity.id
-            reply = self._reply(conversation, inbound, *notice)
-            await tx.queue_replies(conversation, [reply], identity_id=identity.id)
-        self.service.outbox_wakeup.set()
-
-    def _reply(
-        self, conversation: Conversation, inbound: Inbound, key: str, params: dict[str, Any]
-    ) -> Reply:
-        lang = (conversation.state or {}).get("lang") or script_language(inbound.text) or "ar"
-        catalog = self.service.catalog
-        return Reply(
-            text=catalog.text(lang, key, **params),
-            short_text=catalog.short(lang, key, **params),
-            key=key,
-            params=tuple((name, str(value)) for name, value in params.items()),
-        )
+            await tx.set_opt_out(identity_kind(inbound.channel), inbound.sender_id, opted_out)
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -3,17 +3,21 @@ Twilio REST server, through the real service and database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from adapters.twilio import sms_parts
 from bot.app import create_app
 from bot.channels.twilio import INBOUND_PATH, STATUS_PATH
-from conversations.messages import Channel
+from bot.service import Service
+from conversations.messages import Channel, Inbound
 from conversations.ports import RequestStatus
 from storage.models import Document, Identity, Message, OutboxItem
 from tests.conftest import WORKING_TIME, Chat, valid_national_id
@@ -371,6 +375,71 @@ async def test_too_large_files_are_refused(twilio_setup: TwilioSetup) -> None:
     expected = twilio_setup.service.catalog.text("ar", "channel.too_large", max="0.001")
     assert received[0]["Body"] == expected and len(received) > 1  # the text is answered too
     assert await count(twilio_setup, Document) == 0
+
+
+WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def told_wrong_type(setup: TwilioSetup) -> list[str]:
+    wrong_type = setup.service.catalog.text("ar", "attachment.bad_type", types="JPEG, PNG, PDF")
+    return [m["Body"] for m in setup.fake.to(NUMBER) if m["Body"] == wrong_type]
+
+
+async def test_a_webhook_retried_after_a_failed_store_tells_about_the_file_once(
+    twilio_setup: TwilioSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text and a Word file; storing the message fails (a locked database, a lost
+    connection), Twilio gets a 500 and sends the webhook again: the message is stored once,
+    and the beneficiary is told once that this kind of file is not taken."""
+    setup = twilio_setup
+    letter = setup.fake.add_media(b"PK\x03\x04" + b"\x00" * 100, WORD)
+    form = twilio_form("whatsapp:" + NUMBER, "هذا العقد", media=[(letter, WORD)])
+    receive = Service.receive
+    failures = [OperationalError("INSERT", {}, Exception("database is locked"))]
+
+    async def failing_once(self: Service, msg: Inbound, **kw: Any) -> int | None:
+        if failures:
+            raise failures.pop()
+        return await receive(self, msg, **kw)
+
+    monkeypatch.setattr(Service, "receive", failing_once)
+    with pytest.raises(OperationalError):  # the server answers 500: Twilio sends it again
+        await setup.post(INBOUND_PATH, form)
+    assert (await setup.post(INBOUND_PATH, form)).status_code == 200
+    await setup.run()
+    assert await count(setup, Message) - len(setup.fake.to(NUMBER)) == 1  # one message in
+    assert len(told_wrong_type(setup)) == 1
+
+
+async def test_a_webhook_retried_while_the_first_is_in_hand_tells_about_the_file_once(
+    twilio_setup: TwilioSetup,
+) -> None:
+    """Twilio sends the webhook again while the first is still fetching the files: both
+    store the message, one succeeds, and the beneficiary is told once."""
+    setup = twilio_setup
+    letter = setup.fake.add_media(b"PK\x03\x04" + b"\x00" * 100, WORD)
+    form = twilio_form("whatsapp:" + NUMBER, "هذا العقد", media=[(letter, WORD)])
+    first, second = await asyncio.gather(
+        setup.post(INBOUND_PATH, form), setup.post(INBOUND_PATH, form)
+    )
+    assert first.status_code == second.status_code == 200
+    await setup.run()
+    assert len(told_wrong_type(setup)) == 1
+
+
+async def test_a_file_notice_goes_out_after_the_answer_to_an_earlier_message(
+    twilio_setup: TwilioSetup,
+) -> None:
+    """'Hello', then a Word file, before the bot has answered: the greeting is answered
+    first, then the beneficiary hears about the file."""
+    setup = twilio_setup
+    assert (await setup.post(INBOUND_PATH, twilio_form("whatsapp:" + NUMBER, "مرحبا"))).is_success
+    letter = setup.fake.add_media(b"PK\x03\x04" + b"\x00" * 100, WORD)
+    form = twilio_form("whatsapp:" + NUMBER, "", media=[(letter, WORD)])
+    assert (await setup.post(INBOUND_PATH, form)).is_success
+    await setup.run()
+    bodies = [m["Body"] for m in setup.fake.to(NUMBER)]
+    assert len(bodies) > 1 and bodies[-1:] == told_wrong_type(setup)
 
 
 async def test_sms_uses_the_catalogue_short_variants(twilio_setup: TwilioSetup) -> None:
