@@ -32,20 +32,30 @@ def next_statuses(staff: Staff, current: str) -> list[RequestStatus]:
     ]
 
 
+def _page_number(text: str) -> int:
+    """The page asked for in the address; the first for anything else."""
+    return int(text) if text.isdecimal() and len(text) <= 6 else 1
+
+
 def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
 
     @router.get("/requests", include_in_schema=False)
-    async def request_list(request: Request, staff: RequestsViewer, status: str = "") -> Response:
+    async def request_list(
+        request: Request, staff: RequestsViewer, status: str = "", page: str = "1"
+    ) -> Response:
         chosen = status if status in {s.value for s in LISTED} else ""
         async with console.db.session(write=False) as session:
-            rows = await ConsoleTx(session).request_list(chosen or None, datetime.now(UTC))
+            listed = await ConsoleTx(session).request_list(
+                chosen or None, datetime.now(UTC), page=_page_number(page)
+            )
             reminders = await reminder_notices(session)
         return console.render(
             request,
             staff,
             "requests.html",
-            rows=rows,
+            rows=listed.rows,
+            listed=listed,
             statuses=LISTED,
             chosen=chosen,
             reminders=reminders,

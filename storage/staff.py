@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 
 from conversations.messages import Reply
 from storage.followup import OPEN_REQUESTS
@@ -119,6 +119,29 @@ class RequestRow:
     request: Request
     late: bool
     verified: bool
+
+
+# Requests shown on one page of the list.
+REQUESTS_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPage:
+    """One page of the requests list, and where it sits among all of them."""
+
+    rows: list[RequestRow]
+    total: int
+    page: int
+    pages: int
+    offset: int
+
+    @property
+    def first(self) -> int:
+        return self.offset + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.offset + len(self.rows)
 
 
 class ConsoleTx(PeopleTx):
@@ -477,12 +500,33 @@ class ConsoleTx(PeopleTx):
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def request_list(self, status: str | None, now: datetime) -> list[RequestRow]:
-        """Late requests first, then by due date."""
-        stmt = select(Request).where(Request.status != "draft")
-        if status:
-            stmt = stmt.where(Request.status == status)
-        rows = list(await self.session.scalars(stmt.limit(1000)))
+    async def request_list(
+        self, status: str | None, now: datetime, *, page: int = 1, per_page: int = REQUESTS_PAGE
+    ) -> RequestPage:
+        """One page of the requests: late ones first, then by due date (those without one
+        last), ordered in the database so that no request falls off the list unseen."""
+        shown = Request.status != "draft" if not status else Request.status == status
+        total = int(
+            await self.session.scalar(select(func.count()).select_from(Request).where(shown)) or 0
+        )
+        pages = max(1, -(-total // per_page))
+        page = min(max(page, 1), pages)
+        late = and_(
+            Request.status.in_(OPEN_REQUESTS), Request.due_at.is_not(None), Request.due_at < now
+        )
+        stmt = (
+            select(Request)
+            .where(shown)
+            .order_by(
+                case((late, 0), else_=1),
+                case((Request.due_at.is_(None), 1), else_=0),
+                Request.due_at,
+                Request.id,
+            )
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        rows = list(await self.session.scalars(stmt))
         verified = set(
             await self.session.scalars(
                 select(RequestVerification.request_id).where(
@@ -491,9 +535,7 @@ class ConsoleTx(PeopleTx):
             )
         )
         items = [RequestRow(r, is_late(r, now), r.id in verified) for r in rows]
-        far = now + timedelta(days=36500)
-        items.sort(key=lambda i: (not i.late, i.request.due_at or far, i.request.id))
-        return items
+        return RequestPage(items, total, page, pages, (page - 1) * per_page)
 
     async def verification(self, request_id: int) -> RequestVerification | None:
         return await self.session.scalar(

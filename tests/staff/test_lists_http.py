@@ -1,0 +1,102 @@
+"""The requests list when there are many, finding a person or a request, and what the queue
+shows of the beneficiary, over HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from bot.service import Service
+from storage.models import Request
+from tests.staff.conftest import World
+
+
+@pytest.fixture
+def seed_dir(world_seed: tuple[Path, World]) -> Path:
+    return world_seed[0]
+
+
+ROW = re.compile(r'href="/staff/requests/([A-Z]{2}-\d{4}-\d{5})"')
+
+
+def listed(html: str) -> list[str]:
+    """The references in the table, in order (the reminders above it left out)."""
+    table = html[html.index('data-testid="requests"') :]
+    return ROW.findall(table)
+
+
+async def many_closed_and_one_late(service: Service, world: World) -> str:
+    """1,005 closed requests, older than everything else, and a submitted one past its due
+    date, stored last."""
+    now = datetime.now(UTC)
+    closed = [
+        {
+            "reference": f"SR-1447-{n:05d}",
+            "beneficiary_id": world.beneficiary,
+            "form_id": "support",
+            "kind": "support",
+            "status": "closed",
+            "lang": "ar",
+            "channel": "webchat",
+            "submitted_at": now - timedelta(days=400),
+            "due_at": now - timedelta(days=390) + timedelta(minutes=n),
+            "updated_at": now - timedelta(days=380),
+            "closed_at": now - timedelta(days=380),
+        }
+        for n in range(1, 1006)
+    ]
+    late = dict(closed[0], reference="SR-1448-00099", status="submitted", closed_at=None)
+    late["due_at"] = now - timedelta(days=2)
+    async with service.db.session() as session:
+        await session.execute(insert(Request), closed)
+        await session.execute(insert(Request), [late])
+    return "SR-1448-00099"
+
+
+async def test_requests_list_sorts_before_it_cuts_and_pages_through_all(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    late = await many_closed_and_one_late(console_service, world)
+    agent = await browser_for("agent")
+    first = await agent.get("/staff/requests")
+    assert first.status_code == 200
+    rows = listed(first.text)
+    assert rows[0] == late
+    assert 'data-late="true"' in first.text
+    assert len(rows) == 100
+    # The list says it is cut, and how to see the rest.
+    assert "الطلبات من 1 إلى 100 من أصل 1007" in first.text
+    assert 'data-testid="page-next"' in first.text and "page=2" in first.text
+    seen = list(rows)
+    page = 2
+    while True:
+        more = await agent.get("/staff/requests", params={"page": str(page)})
+        assert more.status_code == 200
+        seen += listed(more.text)
+        if 'data-testid="page-next"' not in more.text:
+            break
+        page += 1
+    assert page == 11
+    assert len(seen) == len(set(seen)) == 1007
+    # After the late one, by due date: the oldest closed request first, today's last.
+    assert seen[1] == "SR-1447-00001" and seen[-1] == world.reference
+    # The filter keeps to its status across pages; a page past the end shows the last one.
+    closed = await agent.get("/staff/requests", params={"status": "closed", "page": "99"})
+    assert listed(closed.text)[-1] == "SR-1447-01005"
+    assert "status=closed&amp;page=10" in closed.text
+    assert late not in listed(closed.text)
+    odd = await agent.get("/staff/requests", params={"page": "abc"})
+    assert odd.status_code == 200 and listed(odd.text)[0] == late
+
+
+async def test_a_short_requests_list_has_no_pages(world: World, browser_for: Any) -> None:
+    agent = await browser_for("agent")
+    page = await agent.get("/staff/requests")
+    assert listed(page.text) == [world.reference]
+    assert 'data-testid="pager"' not in page.text
+    assert 'data-testid="requests-shown"' not in page.text
