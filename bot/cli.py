@@ -303,7 +303,9 @@ async def db_current(state: State) -> None:
 @pass_state
 @run_async
 async def queue(state: State, as_json: bool) -> None:
-    """Conversations waiting for a staff member, oldest first."""
+    """Conversations waiting for a staff member, oldest first (IDs and phone numbers in the
+    last message masked)."""
+    from conversations.references import mask_long_numbers
     from storage.repository import Tx
 
     service = await _service(state.config)
@@ -324,7 +326,7 @@ async def queue(state: State, as_json: bool) -> None:
             "waiting_minutes": int((now - c.queued_at).total_seconds() // 60)
             if c.queued_at
             else None,
-            "last_message": last.text[:80] if last else "",
+            "last_message": mask_long_numbers(last.text or "")[:80] if last else "",
         }
         for c, last in rows
     ]

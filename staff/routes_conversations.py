@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response, StreamingResponse
 
+from conversations.references import mask_long_numbers
 from staff.canned import Filled, fill, pick_text
 from staff.console import PREFIX, Console, Denied, Missing, route_class
 from staff.deps import Claimer, QueueViewer, Replier, RowId
@@ -50,7 +51,9 @@ def routes(console: Console) -> APIRouter:
         items = []
         for row in rows:
             c = row.conversation
-            text = row.last_message.text if row.last_message else ""
+            # A card is read over the shoulder and on the wall screen: IDs and phone numbers
+            # are masked there as in the reports, and shown in full in the conversation.
+            text = mask_long_numbers(row.last_message.text or "") if row.last_message else ""
             items.append(
                 {
                     "id": c.id,

@@ -112,6 +112,17 @@ def test_queue_lists_waiting_conversations(tmp_path: Path) -> None:
     assert "empty" in run_cli(tmp_path, "queue").stdout or "#" in run_cli(tmp_path, "queue").stdout
 
 
+def test_queue_masks_ids_and_phone_numbers(tmp_path: Path) -> None:
+    run_cli(tmp_path, "db", "upgrade")
+    nid = valid_national_id("109988776")
+    said = f"موظف\nهويتي {nid} وجوالي ٠٥٥١٢٣٤٥٦٧ عن الطلب SR-1448-00012\n"
+    run_cli(tmp_path, "chat", "--user", "5", input=said)
+    [item] = json.loads(run_cli(tmp_path, "queue", "--json").stdout)
+    assert item["last_message"] == "هويتي ••• وجوالي ••• عن الطلب SR-1448-00012"
+    listed = run_cli(tmp_path, "queue").stdout
+    assert nid not in listed and "٠٥٥١٢٣٤٥٦٧" not in listed and "هويتي •••" in listed
+
+
 async def test_a_staff_reply_is_shown_when_the_terminal_talks_again(tmp_path: Path) -> None:
     """The terminal shows replies itself: one a staff member wrote meanwhile comes first at
     the next message, once, and is then delivered (not left pending in the outbox)."""

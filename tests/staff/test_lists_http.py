@@ -12,7 +12,10 @@ import pytest
 from sqlalchemy import insert
 
 from bot.service import Service
+from conversations.messages import Channel
+from conversations.references import NUMBER_MASK
 from storage.models import Request
+from tests.conftest import Chat
 from tests.staff.conftest import World
 
 
@@ -100,3 +103,26 @@ async def test_a_short_requests_list_has_no_pages(world: World, browser_for: Any
     assert listed(page.text) == [world.reference]
     assert 'data-testid="pager"' not in page.text
     assert 'data-testid="requests-shown"' not in page.text
+
+
+async def test_queue_cards_mask_ids_and_phone_numbers(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    chat = Chat(console_service, Channel.WEBCHAT, sender="web-session-0001-abcdefgh")
+    await chat.say("هويتي 1012345678 وجوالي ٠٥٥١٢٣٤٥٦٧ أو +966 55 765 4321، طلبي SR-1448-00012")
+    agent = await browser_for("agent")
+    supervisor = await browser_for("supervisor")
+    waiting = await agent.get("/staff/")
+    for shown in (waiting.text, (await agent.get("/staff/queue/rows")).text):
+        assert "1012345678" not in shown and "٠٥٥١٢٣٤٥٦٧" not in shown and "765 4321" not in shown
+        assert f"هويتي {NUMBER_MASK} وجوالي {NUMBER_MASK} أو +{NUMBER_MASK}" in shown
+        assert "SR-1448-00012" in shown
+    claimed = await agent.post(f"/staff/conversations/{world.conversation}/claim")
+    assert claimed.status_code == 303
+    mine = await agent.get("/staff/")
+    others = await supervisor.get("/staff/")
+    for shown in (mine.text, others.text):
+        assert "1012345678" not in shown and f"هويتي {NUMBER_MASK}" in shown
+    # The conversation itself shows what the beneficiary wrote.
+    page = await agent.get(f"/staff/conversations/{world.conversation}")
+    assert "1012345678" in page.text
