@@ -414,30 +414,50 @@ class ConsoleTx(PeopleTx):
         """Take a conversation; the engine stays silent while its status is ``staff``."""
         if conversation.status not in ("queued", "staff"):
             raise NotClaimable(str(conversation.id))
+        now = utcnow()
+        available: datetime | None = now
         if conversation.status == "staff":
+            # Taken over from a colleague: theirs from now.
             await self.end_turn(conversation.id, "reassigned")
+        else:
+            available = await self._queued_since(conversation)
         conversation.status = "staff"
         conversation.assigned_to = staff
-        conversation.updated_at = utcnow()
+        conversation.updated_at = now
         self.session.add(
             Handling(
                 conversation_id=conversation.id,
                 staff=staff,
                 reason=conversation.handoff_reason,
-                queued_at=conversation.queued_at,
-                claimed_at=utcnow(),
+                queued_at=available,
+                claimed_at=now,
             )
         )
         await self.audit(f"staff:{staff}", "conversation.claimed", str(conversation.id))
 
+    async def _queued_since(self, conversation: Conversation) -> datetime | None:
+        """Since when a queued conversation could be taken: it keeps its first place in the
+        queue (``queued_at``) when a colleague escalates it or it is put back, but whoever
+        takes it then could only do so from that moment (the end of the last turn)."""
+        ended = await self.session.scalar(
+            select(func.max(Handling.ended_at)).where(Handling.conversation_id == conversation.id)
+        )
+        since = conversation.queued_at
+        if ended is not None and (since is None or ended > since):
+            return ended
+        return since
+
     async def staff_reply(self, conversation: Conversation, staff: str, text: str) -> Queued:
-        """A staff member's message, to the beneficiary's last channel through the outbox."""
+        """A staff member's message, to the beneficiary's last channel through the outbox.
+
+        It counts in the turn (replies, first reply) only when its author holds the
+        conversation: a colleague's reply is theirs (the reports count replies by author)."""
         [row] = await self.queue_replies(
             conversation, [Reply(text)], author=f"staff:{staff}", kind="staff"
         )
         conversation.updated_at = utcnow()
         handling = await self.open_turn(conversation.id)
-        if handling is not None:
+        if handling is not None and handling.staff == staff:
             handling.replies += 1
             if handling.first_reply_at is None:
                 handling.first_reply_at = utcnow()
@@ -465,15 +485,17 @@ class ConsoleTx(PeopleTx):
 
     async def transfer(self, conversation: Conversation, actor: str, to: str) -> None:
         await self.end_turn(conversation.id, "transferred")
+        now = utcnow()
         conversation.assigned_to = to
-        conversation.updated_at = utcnow()
+        conversation.updated_at = now
+        # Theirs from now: their first reply is counted from the transfer.
         self.session.add(
             Handling(
                 conversation_id=conversation.id,
                 staff=to,
                 reason=conversation.handoff_reason,
-                queued_at=conversation.queued_at,
-                claimed_at=utcnow(),
+                queued_at=now,
+                claimed_at=now,
             )
         )
         await self.audit(f"staff:{actor}", "conversation.transferred", str(conversation.id), to=to)

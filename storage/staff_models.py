@@ -93,8 +93,11 @@ class Handling(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
     staff: Mapped[str] = mapped_column(String(320), index=True)
     reason: Mapped[str | None] = mapped_column(String(32))
+    # Since when this staff member could take the conversation: when it (last) entered the
+    # queue, or the moment it was transferred to them or they took it over.
     queued_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Their own replies in the turn (a colleague's reply meanwhile is not theirs).
     first_reply_at: Mapped[datetime | None]
     replies: Mapped[int] = mapped_column(Integer, default=0)
     ended_at: Mapped[datetime | None]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.normalize import normalize_arabic
 from storage.models import (
+    AuditEntry,
     Message,
     Request,
     RequestStatusChange,
@@ -63,6 +65,11 @@ class Report:
         if not self.surveys:
             return None
         return sum(r * n for r, n in self.ratings.items()) / self.surveys
+
+
+def _by_staff(rows: Sequence[Row[str, int]]) -> dict[str, int]:
+    """Counts by actor (``staff:<email>``), by staff address; other actors left out."""
+    return {a.removeprefix("staff:"): n for a, n in rows if a.startswith("staff:")}
 
 
 def _minutes(values: list[float]) -> float | None:
@@ -159,18 +166,36 @@ async def build_report(session: AsyncSession, start: datetime, end: datetime) ->
         .where(RequestStatusChange.at >= start, RequestStatusChange.at < end)
         .group_by(RequestStatusChange.actor)
     )
-    changes_by = {
-        actor.removeprefix("staff:"): n for actor, n in changes.all() if actor.startswith("staff:")
-    }
+    changes_by = _by_staff(changes.all())
+    # Replies and closures are counted for whoever wrote or closed, not for the colleague
+    # who held the conversation then.
+    replies = await session.execute(
+        select(Message.author, func.count())
+        .where(*in_period, Message.direction == "out", Message.author.startswith("staff:"))
+        .group_by(Message.author)
+    )
+    replies_by = _by_staff(replies.all())
+    closures = await session.execute(
+        select(AuditEntry.actor, func.count())
+        .where(
+            AuditEntry.at >= start,
+            AuditEntry.at < end,
+            AuditEntry.action == "conversation.closed",
+            AuditEntry.actor.startswith("staff:"),
+        )
+        .group_by(AuditEntry.actor)
+    )
+    closed_by = _by_staff(closures.all())
     per_staff = []
-    for email in sorted({h.staff for h in handlings} | set(changes_by)):
+    everyone = {h.staff for h in handlings} | set(changes_by) | set(replies_by) | set(closed_by)
+    for email in sorted(everyone):
         mine = [h for h in handlings if h.staff == email]
         per_staff.append(
             StaffFigures(
                 staff=email,
                 conversations=len({h.conversation_id for h in mine}),
-                replies=sum(h.replies for h in mine),
-                closed=sum(1 for h in mine if h.outcome == "closed"),
+                replies=replies_by.get(email, 0),
+                closed=closed_by.get(email, 0),
                 median_first_response_minutes=_minutes(
                     [
                         (h.first_reply_at - h.queued_at).total_seconds() / 60

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.service import Service
 from storage.models import (
+    AuditEntry,
     Beneficiary,
     Conversation,
     Message,
@@ -16,9 +17,12 @@ from storage.models import (
     RequestStatusChange,
     SurveyAnswer,
     UnansweredQuestion,
+    utcnow,
 )
+from storage.staff import ConsoleTx
 from storage.staff_models import Handling
 from storage.staff_reports import build_report
+from tests.staff.conftest import ACCOUNTS, queued
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -111,6 +115,19 @@ async def test_figures_for_a_month(console_service: Service) -> None:
                 )
             )
         s.add(SurveyAnswer(beneficiary_id=person.id, rating=1, created_at=BEFORE))
+        for minutes, (conv, author) in enumerate(
+            [(web, "staff:a@x.org")] * 3 + [(sms, "staff:b@x.org"), (web, "bot")], start=4
+        ):
+            s.add(
+                Message(
+                    conversation_id=conv.id,
+                    beneficiary_id=person.id,
+                    direction="out",
+                    channel=conv.last_channel or "webchat",
+                    author=author,
+                    created_at=IN + timedelta(minutes=minutes),
+                )
+            )
         for text in ("كم مدة الرد؟", "كم مده الرد؟", "كم  مدة الرد؟", "أين مقركم؟"):
             s.add(UnansweredQuestion(text=text, lang="ar", created_at=IN))
         s.add_all(
@@ -124,6 +141,12 @@ async def test_figures_for_a_month(console_service: Service) -> None:
                     replies=3,
                     outcome="closed",
                     ended_at=IN + timedelta(minutes=30),
+                ),
+                AuditEntry(
+                    at=IN + timedelta(minutes=30),
+                    actor="staff:a@x.org",
+                    action="conversation.closed",
+                    subject=str(web.id),
                 ),
                 Handling(
                     conversation_id=sms.id,
@@ -153,6 +176,7 @@ async def test_figures_for_a_month(console_service: Service) -> None:
     by_staff = {f.staff: f for f in report.per_staff}
     assert by_staff["a@x.org"].closed == 1 and by_staff["a@x.org"].replies == 3
     assert by_staff["a@x.org"].median_first_response_minutes == 4.0
+    assert by_staff["b@x.org"].replies == 1 and by_staff["b@x.org"].closed == 0
     assert by_staff["sup@x.org"].request_changes == 2
 
     async with console_service.db.session(write=False) as s:
@@ -202,3 +226,45 @@ def test_every_text_cell_that_starts_like_a_formula_is_made_text() -> None:
     for kept in ("كم مدة الرد؟", "staff:a@x.org", "2026-11-01", "a=b", "", 3, -2, 4.5):
         assert safe_cell(kept) == kept
     assert write_csv([["unanswered", "=1+1", -1]]) == "unanswered,'=1+1,-1\r\n"
+
+
+async def test_replies_and_closures_count_for_whoever_made_them(console_service: Service) -> None:
+    """A supervisor's reply in an agent's conversation and an administrator closing it are
+    theirs; whoever takes a conversation put back in the queue is timed from then."""
+    conversation_id = await queued(console_service)
+    agent, agent2 = ACCOUNTS["agent"], ACCOUNTS["agent2"]
+    supervisor, admin = ACCOUNTS["supervisor"], ACCOUNTS["admin"]
+    async with console_service.db.session() as s:
+        tx = ConsoleTx(s)
+        conversation = await tx.conversation(conversation_id)
+        conversation.queued_at = utcnow() - timedelta(hours=2)  # nobody took it for 2 hours
+        await tx.claim(conversation, agent)
+        await tx.staff_reply(conversation, agent, "أهلًا، أنا معك")
+        await tx.staff_reply(conversation, supervisor, "وأنا أتابع معكم")
+    async with console_service.db.session() as s:
+        await ConsoleTx(s).requeue_held_by(agent, actor="cli")  # the agent was disabled
+    async with console_service.db.session() as s:
+        tx = ConsoleTx(s)
+        conversation = await tx.conversation(conversation_id)
+        assert conversation.status == "queued"
+        await tx.claim(conversation, agent2)
+        await tx.staff_reply(conversation, agent2, "أكمل معك")
+    await console_service.close_conversation(conversation_id, actor=f"staff:{admin}")
+
+    now = utcnow()
+    async with console_service.db.session(write=False) as s:
+        report = await build_report(s, now - timedelta(days=1), now + timedelta(days=1))
+    by_staff = {f.staff: f for f in report.per_staff}
+    assert set(by_staff) == {agent, agent2, supervisor, admin}
+    assert [(f.conversations, f.replies, f.closed) for f in report.per_staff] == [
+        (0, 0, 1),  # admin
+        (1, 1, 0),  # agent
+        (1, 1, 0),  # agent2
+        (0, 1, 0),  # supervisor
+    ]
+    assert [f.staff for f in report.per_staff] == sorted(by_staff)
+    first = by_staff[agent].median_first_response_minutes
+    assert first is not None and first >= 119
+    # Timed from when it came back to the queue, not from the beneficiary's first wait.
+    assert by_staff[agent2].median_first_response_minutes == 0.0
+    assert by_staff[supervisor].median_first_response_minutes is None
