@@ -53,7 +53,14 @@ def routes(console: Console) -> APIRouter:
             c = row.conversation
             # A card is read over the shoulder and on the wall screen: IDs and phone numbers
             # are masked there as in the reports, and shown in full in the conversation.
-            text = mask_long_numbers(row.last_message.text or "") if row.last_message else ""
+            last = row.last_message
+            text = mask_long_numbers(last.text or "") if last else ""
+            files = len((last.payload or {}).get("attachments") or ()) if last else 0
+            form = row.handed_over
+            if form is not None and last is not None and last.created_at <= form.submitted_at:
+                # The last message is the form's own (its "confirm and send"): the card
+                # tells what was sent instead.
+                text, files = "", 0
             items.append(
                 {
                     "id": c.id,
@@ -66,6 +73,12 @@ def routes(console: Console) -> APIRouter:
                     "queued_at": c.queued_at,
                     "assigned_to": c.assigned_to,
                     "last": text[:160] + ("…" if len(text) > 160 else ""),
+                    "files": files,
+                    "held_since": row.held_since,
+                    "held": console.waited(t, row.held_since, now) if row.held_since else "",
+                    "form": form and console.form_title(form.form_id, t.lang),
+                    "reference": form and form.reference,
+                    "complaint": form is not None and form.form_id == "complaint",
                     "claimable": may_claim(staff, view_of(c)),
                 }
             )

@@ -50,6 +50,10 @@ class NotClaimable(ValueError):
 class QueueRow:
     conversation: Conversation
     last_message: Message | None
+    # Since when its holder has it (conversations with staff).
+    held_since: datetime | None = None
+    # The request or ticket whose form handed the conversation over (handoff reason "form").
+    handed_over: Request | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +332,9 @@ class ConsoleTx(PeopleTx):
     # -- the queue and conversations --------------------------------------------------------
 
     async def queue_rows(self) -> list[QueueRow]:
-        return [QueueRow(c, m) for c, m in await self.queue()]
+        return [
+            QueueRow(c, m, handed_over=await self._handed_over(c)) for c, m in await self.queue()
+        ]
 
     async def conversations_with_staff(self, email: str | None) -> list[QueueRow]:
         """Conversations staff hold: one member's, or everyone's when ``email`` is None."""
@@ -336,7 +342,29 @@ class ConsoleTx(PeopleTx):
         if email is not None:
             stmt = stmt.where(Conversation.assigned_to == email)
         rows = list(await self.session.scalars(stmt.order_by(Conversation.updated_at.desc())))
-        return [QueueRow(c, await self._last_inbound(c.id)) for c in rows]
+        out = []
+        for c in rows:
+            turn = await self.open_turn(c.id)
+            out.append(
+                QueueRow(
+                    c,
+                    await self._last_inbound(c.id),
+                    held_since=turn.claimed_at if turn is not None else c.updated_at,
+                    handed_over=await self._handed_over(c),
+                )
+            )
+        return out
+
+    async def _handed_over(self, conversation: Conversation) -> Request | None:
+        """The request or ticket whose form handed the conversation over, if it was one."""
+        if conversation.handoff_reason != "form":
+            return None
+        return await self.session.scalar(
+            select(Request)
+            .where(Request.conversation_id == conversation.id, Request.status != "draft")
+            .order_by(Request.id.desc())
+            .limit(1)
+        )
 
     async def _last_inbound(self, conversation_id: int) -> Message | None:
         return await self.session.scalar(

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from bot.service import Service
-from conversations.messages import Channel
+from conversations.messages import Attachment, Channel
 from conversations.references import NUMBER_MASK
 from storage.models import Request
 from tests.conftest import Chat
@@ -126,3 +126,61 @@ async def test_queue_cards_mask_ids_and_phone_numbers(
     # The conversation itself shows what the beneficiary wrote.
     page = await agent.get(f"/staff/conversations/{world.conversation}")
     assert "1012345678" in page.text
+
+
+def card(html: str, conversation: int) -> str:
+    start = html.index(f'data-conversation="{conversation}"')
+    return html[start : html.index("</li>", start)]
+
+
+async def test_queue_cards_say_who_holds_a_conversation_and_since_when(
+    world: World, browser_for: Any
+) -> None:
+    agent = await browser_for("agent")
+    supervisor = await browser_for("supervisor")
+    waiting = card((await agent.get("/staff/")).text, world.conversation)
+    assert "ينتظر منذ" in waiting
+    assert (await agent.post(f"/staff/conversations/{world.conversation}/claim")).is_redirect
+    mine = card((await agent.get("/staff/")).text, world.conversation)
+    assert "ينتظر" not in mine and "لديك منذ 0 د" in mine
+    others = card((await supervisor.get("/staff/")).text, world.conversation)
+    assert "ينتظر" not in others and "لدى Agent منذ 0 د" in others
+
+
+async def test_a_card_whose_last_message_is_a_file_says_so(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    chat = Chat(console_service, Channel.WEBCHAT, sender="web-session-0001-abcdefgh")
+    photo = Attachment(ref="2026/11/" + "b" * 32 + ".jpg", content_type="image/jpeg", size=2048)
+    await chat.say(attachments=[photo])
+    agent = await browser_for("agent")
+    shown = card((await agent.get("/staff/")).text, world.conversation)
+    assert '<p class="last" dir="auto">ملف</p>' in shown and "بلا نص" not in shown
+    await chat.say(attachments=[photo, photo])
+    shown = card((await agent.get("/staff/")).text, world.conversation)
+    assert '<p class="last" dir="auto">ملفان</p>' in shown
+
+
+async def test_a_complaint_handed_over_shows_its_reference_not_the_confirm_button(
+    browser_for: Any, console_service: Service
+) -> None:
+    chat = Chat(console_service, Channel.WEBCHAT, sender="web-session-complaint-0001")
+    for text in ("٦", "١", "شكوى", "أخرى", "تأخر الرد على طلبي ثلاثة أسابيع", "نعم"):
+        await chat.say(text)
+    await chat.say("0551234567")
+    await chat.say("تأكيد وإرسال")
+    async with console_service.db.session(write=False) as session:
+        complaint = await session.scalar(select(Request).where(Request.form_id == "complaint"))
+    assert complaint is not None and complaint.reference.startswith("CS-")
+    conversation = complaint.conversation_id
+    assert conversation is not None
+    agent = await browser_for("agent")
+    shown = card((await agent.get("/staff/")).text, conversation)
+    assert "تأكيد وإرسال" not in shown
+    assert 'data-testid="handed-over"' in shown and "complaint" in shown
+    assert f'شكوى أو اقتراح · <bdi dir="ltr">{complaint.reference}</bdi>' in shown
+    assert "أرسل «شكوى أو اقتراح» من النموذج" in shown
+    # What the beneficiary writes next is shown as usual, the marker stays.
+    await chat.say("هل من جديد؟", at=chat.now + timedelta(minutes=3))
+    shown = card((await agent.get("/staff/")).text, conversation)
+    assert "هل من جديد؟" in shown and complaint.reference in shown
