@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -139,10 +139,30 @@ def route_class(console: Console) -> type[APIRoute]:
 
 
 def _login_redirect(request: Request) -> Response:
-    if request.method != "GET" or "text/event-stream" in request.headers.get("accept", ""):
+    """To the sign-in form, and back to the page afterwards. A form posted after the session
+    ended comes back to the page it was on (the Referer), not to the action's address: what
+    was typed in it is kept by the browser (staff.js) and put back there."""
+    if "text/event-stream" in request.headers.get("accept", ""):
         return HTMLResponse("login required", status_code=401)
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='/')}", status_code=303)
+    if request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        target = _page_before(request)
+    query = {"next": safe_next(target)}
+    if request.cookies.get(SESSION_COOKIE):
+        query["expired"] = "1"
+    return RedirectResponse(f"{PREFIX}/login?{urlencode(query, safe='/')}", status_code=303)
+
+
+def _page_before(request: Request) -> str:
+    """The console page a form was posted from: the Referer on this site, else the action's
+    address without its last part (/conversations/5/reply -> /conversations/5)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith(f"{PREFIX}/"):
+        # Without a one-time notice (?done=, ?error=) of the page's last action.
+        kept = [(k, v) for k, v in parse_qsl(referer.query) if k not in NOTICES]
+        return referer.path + (f"?{urlencode(kept)}" if kept else "")
+    return request.url.path.rsplit("/", 1)[0]
 
 
 def safe_next(target: str | None) -> str:

@@ -36,6 +36,7 @@ def routes(console: Console) -> APIRouter:
         error: str | None = None,
         status: int = 200,
         email: str = "",
+        notice: str | None = None,
     ) -> Response:
         """The sign-in form; after a refusal, with the address typed (not the password)."""
         anchor = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
@@ -47,6 +48,7 @@ def routes(console: Console) -> APIRouter:
             csrf=await console.keys.csrf(f"pre:{anchor}"),
             next_path=safe_next(next_path),
             login_error=error,
+            login_notice=notice,
             email=email,
         )
         if request.cookies.get(PRELOGIN_COOKIE) != anchor:
@@ -62,10 +64,10 @@ def routes(console: Console) -> APIRouter:
         return response
 
     @router.get("/login", include_in_schema=False)
-    async def login_form(request: Request, next: str = "") -> Response:
+    async def login_form(request: Request, next: str = "", expired: str = "") -> Response:
         if await console.who(request) is not None:
             return RedirectResponse(safe_next(next), status_code=303)
-        return await login_page(request, next)
+        return await login_page(request, next, notice="login.expired" if expired else None)
 
     @router.post("/login", include_in_schema=False)
     async def login(

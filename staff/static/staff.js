@@ -76,7 +76,55 @@
     box.setSelectionRange(caret, caret);
   }
 
+  // Drafts: what is typed in a reply, a note or a status message is kept in this tab
+  // (sessionStorage) for its page until it is sent, so that a session that ended, a refused
+  // form or a reload does not throw it away. A page that shows the result of a send without
+  // an error (nor the sign-in form, an error page, or "the conversation changed") clears the
+  // drafts that were sent.
+  var SENT = "tawasul.sent";
+  function draftKey(box) {
+    return "tawasul.draft:" + window.location.pathname + ":" + (box.id || box.name);
+  }
+  function storage() {
+    try { return window.sessionStorage; } catch (e) { return null; }
+  }
+  function keepDrafts(store) {
+    var sent = store.getItem(SENT);
+    if (sent === null) return;
+    store.removeItem(SENT);
+    var refused = document.querySelector(
+      ".login-page, [data-testid='flash-error'], [data-testid='error-page'], [data-testid='moved-page']"
+    );
+    if (refused) return;
+    JSON.parse(sent).forEach(function (key) { store.removeItem(key); });
+  }
+  function drafts() {
+    var store = storage();
+    if (!store) return;
+    keepDrafts(store);
+    document.querySelectorAll("textarea[data-draft]").forEach(function (box) {
+      var key = draftKey(box);
+      var kept = store.getItem(key);
+      if (kept && !box.value) {
+        box.value = kept;
+        box.dispatchEvent(new Event("input"));
+      }
+      box.addEventListener("input", function () {
+        if (box.value.trim()) store.setItem(key, box.value);
+        else store.removeItem(key);
+      });
+      if (box.form) {
+        box.form.addEventListener("submit", function () {
+          var keys = JSON.parse(store.getItem(SENT) || "[]");
+          if (keys.indexOf(key) < 0) keys.push(key);
+          store.setItem(SENT, JSON.stringify(keys));
+        });
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    drafts();
     document.querySelectorAll("[data-live]").forEach(live);
     showWaiting();
 

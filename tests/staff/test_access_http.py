@@ -92,7 +92,9 @@ async def test_forms_refuse_the_signed_out(
     response = await anonymous.post(
         fill(path, world), {k: fill(v, world) for k, v in data.items()}, csrf=False
     )
-    assert response.status_code == 401
+    # To the sign-in form, which brings the member back to the page afterwards.
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/staff/login?next=")
     assert await audit_count(console_service) == before
 
 

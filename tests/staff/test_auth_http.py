@@ -317,3 +317,37 @@ async def test_without_a_configured_key_one_is_generated_and_shared(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_form_posted_after_the_session_ended_goes_back_to_its_page_via_sign_in(
+    browser_for: Any, console_service: Service
+) -> None:
+    """Not a bare English "login required": the sign-in form says the session ended (what
+    was typed is kept by the page's script), then brings the member back to the page the
+    form was on."""
+    from tests.staff.conftest import queued
+
+    conversation_id = await queued(console_service)
+    browser = await browser_for("agent")
+    page = f"/staff/conversations/{conversation_id}"
+    await browser.post(f"{page}/claim")
+    async with console_service.db.session() as session:
+        await session.execute(StaffSession.__table__.delete())
+    posted = await browser.client.post(
+        f"{page}/reply",
+        data={"text": "سأراجع طلبك", "csrf": browser.csrf},
+        headers={"Referer": f"http://testserver{page}?error=empty"},
+    )
+    assert posted.status_code == 303
+    assert posted.headers["location"] == f"/staff/login?next={page}&expired=1"
+    login = await browser.get(posted.headers["location"])
+    assert login.status_code == 200 and 'data-testid="login-notice"' in login.text
+    assert "انتهت جلستك" in login.text and f'name="next" value="{page}"' in login.text
+    # Without the Referer, the page is the form's address less the action.
+    bare = await browser.client.post(f"{page}/note", data={"text": "x", "csrf": browser.csrf})
+    assert bare.headers["location"] == f"/staff/login?next={page}&expired=1"
+    # Someone who never signed in is sent to the form without the notice.
+    anonymous = await browser_for()
+    fresh = await anonymous.post(f"{page}/reply", {"text": "x"}, csrf=False)
+    assert fresh.headers["location"] == f"/staff/login?next={page}"
+    assert 'data-testid="login-notice"' not in (await anonymous.get(fresh.headers["location"])).text

@@ -282,3 +282,47 @@ def test_requests_and_the_phone_layout(browser: Browser, staff_server: str) -> N
     finally:
         desktop.close()
         phone.close()
+
+
+def beneficiary_asking_for_staff(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=20) as chat:
+        chat.post("/api/webchat/start", json={"lang": "ar"})
+        assert chat.post("/api/webchat/messages", json={"text": "موظف"}).status_code == 200
+
+
+def test_a_reply_typed_as_the_session_ends_is_kept_through_sign_in(
+    browser: Browser, staff_server: str
+) -> None:
+    """The reply was being typed when the session ended: sending it leads to the sign-in
+    form, which says so, and back to the conversation with the text still in the box; once
+    sent, it is not offered again."""
+    base = staff_server
+    beneficiary_asking_for_staff(base)
+    staff_ctx = context(browser, DESKTOP)
+    try:
+        page = staff_ctx.new_page()
+        sign_in(page, base, AGENT)
+        page.locator('[data-testid="waiting"] [data-testid="queue-item"]').last.get_by_test_id(
+            "claim"
+        ).click()
+        page.wait_for_url(re.compile(r"/staff/conversations/\d+$"))
+        conversation = page.url
+        typed = "سأراجع طلبك الآن وأعود إليك خلال دقائق"
+        page.get_by_test_id("reply-text").fill(typed)
+        session = next(c for c in staff_ctx.cookies() if c["name"] == "tawasul_staff")
+        staff_ctx.add_cookies([{**session, "value": session["value"][:-4] + "AAAA"}])  # type: ignore[list-item]
+        page.get_by_test_id("send-reply").click()
+        page.wait_for_url(re.compile(r"/staff/login\?next=.*&expired=1$"))
+        expect(page.get_by_test_id("login-notice")).to_be_visible()
+        page.get_by_test_id("email").fill(AGENT[0])
+        page.get_by_test_id("password").fill(AGENT[1])
+        page.get_by_test_id("login").click()
+        page.wait_for_url(conversation)
+        expect(page.get_by_test_id("reply-text")).to_have_value(typed)
+        page.get_by_test_id("send-reply").click()
+        expect(page.locator('[data-testid="message-staff"]').last).to_contain_text(typed)
+        expect(page.get_by_test_id("reply-text")).to_have_value("")
+        page.reload()
+        expect(page.get_by_test_id("reply-text")).to_have_value("")
+    finally:
+        staff_ctx.close()
