@@ -123,12 +123,19 @@ def may_claim(staff: Staff, conv: ConversationView) -> bool:
 
 
 def may_act(staff: Staff, conv: ConversationView) -> bool:
-    """Reply, note, transfer, escalate, give back or close: the owner, or a supervisor."""
+    """Transfer, escalate, give back or close: the owner, or a supervisor."""
     if not can(staff, Perm.REPLY):
         return False
     if owns(staff, conv):
         return True
     return conv.status == "staff" and can(staff, Perm.REASSIGN)
+
+
+def may_reply(staff: Staff, conv: ConversationView) -> bool:
+    """Write to the beneficiary: only the member who holds the conversation. A supervisor
+    takes it over first, so that the beneficiary hears from one person and the console names
+    who answers them."""
+    return can(staff, Perm.REPLY) and owns(staff, conv)
 
 
 def may_note(staff: Staff, conv: ConversationView) -> bool:

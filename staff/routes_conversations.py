@@ -26,6 +26,7 @@ from staff.permissions import (
     may_act,
     may_claim,
     may_note,
+    may_reply,
     may_view,
 )
 from storage.models import Conversation
@@ -193,7 +194,8 @@ def routes(console: Console) -> APIRouter:
             colleagues=colleagues,
             supervisors=[u for u in colleagues if u.role != Role.AGENT.value],
             beneficiary_lang=lang,
-            owned=may_act(staff, view),
+            owned=may_reply(staff, view),
+            manage=may_act(staff, view),
             claimable=may_claim(staff, view),
             can_note=may_note(staff, view),
             done=done,
@@ -264,12 +266,17 @@ def routes(console: Console) -> APIRouter:
         async with console.db.session(write=False) as session:
             current = await ConsoleTx(session).conversation(conversation_id)
         view = view_of(current)
+        why = current.status if current.status in ("staff", "queued") else "bot"
+        if why == "staff" and current.assigned_to != staff.email and may_claim(staff, view):
+            # A supervisor writing in a colleague's conversation: take it over first.
+            why = "held"
         return console.render(
             request,
             staff,
             "moved.html",
             status=409,
-            why=current.status if current.status in ("staff", "queued") else "bot",
+            why=why,
+            claimable=may_claim(staff, view),
             owner=current.assigned_to,
             kept=kept.strip(),
             conversation_id=conversation_id,
@@ -319,7 +326,7 @@ def routes(console: Console) -> APIRouter:
             return None
 
         try:
-            await act(conversation_id, staff, may_act, send)
+            await act(conversation_id, staff, may_reply, send)
         except Denied:
             return await moved(request, staff, conversation_id, text)
         return console.back(page_of(conversation_id))

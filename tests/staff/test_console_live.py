@@ -326,3 +326,33 @@ def test_a_reply_typed_as_the_session_ends_is_kept_through_sign_in(
         expect(page.get_by_test_id("reply-text")).to_have_value("")
     finally:
         staff_ctx.close()
+
+
+def test_a_supervisor_takes_over_from_the_conversation_page(
+    browser: Browser, staff_server: str
+) -> None:
+    base = staff_server
+    beneficiary_asking_for_staff(base)
+    agent_ctx, supervisor_ctx = context(browser, DESKTOP), context(browser, DESKTOP)
+    try:
+        agent = agent_ctx.new_page()
+        sign_in(agent, base, AGENT)
+        agent.locator('[data-testid="waiting"] [data-testid="queue-item"]').last.get_by_test_id(
+            "claim"
+        ).click()
+        agent.wait_for_url(re.compile(r"/staff/conversations/\d+$"))
+
+        supervisor = supervisor_ctx.new_page()
+        sign_in(supervisor, base, SUPERVISOR)
+        supervisor.goto(agent.url)
+        expect(supervisor.get_by_test_id("conversation-assigned")).to_contain_text("هند")
+        expect(supervisor.get_by_test_id("reply-text")).to_have_count(0)
+        supervisor.get_by_test_id("take-over").click()
+        supervisor.wait_for_url(agent.url)
+        expect(supervisor.get_by_test_id("conversation-assigned")).to_contain_text("ماجد")
+        supervisor.get_by_test_id("reply-text").fill("أنا ماجد، أتابع معك")
+        supervisor.get_by_test_id("send-reply").click()
+        expect(supervisor.locator('[data-testid="message-staff"]').last).to_contain_text("ماجد")
+    finally:
+        agent_ctx.close()
+        supervisor_ctx.close()

@@ -269,6 +269,43 @@ async def test_a_supervisor_sees_everyone_and_may_answer_for_a_colleague(
     assert note.status_code == 303
 
 
+async def test_a_supervisor_takes_a_conversation_over_before_answering(
+    console_service: Service, browser_for: Any
+) -> None:
+    """The beneficiary hears from one person, and the console names who answers them: a
+    supervisor sees "take over" on a colleague's conversation, not the reply box, and a
+    reply sent without taking over is refused, kept, and offers the takeover."""
+    conversation_id = await queued(console_service)
+    agent, supervisor = await browser_for("agent"), await browser_for("supervisor")
+    base = f"/staff/conversations/{conversation_id}"
+    await agent.post(f"{base}/claim")
+
+    page = (await supervisor.get(base)).text
+    assert 'data-testid="take-over"' in page and f'action="{base}/claim"' in page
+    assert 'data-testid="reply-text"' not in page
+    assert 'data-testid="close"' in page  # still managed: transfer, escalate, close
+
+    typed = "أنا المشرف، سأتابع طلبك"
+    refused = await supervisor.post(f"{base}/reply", {"text": typed})
+    assert refused.status_code == 409
+    assert 'data-testid="moved-why">المحادثة لدى Agent، فلم يُرسَل شيء.' in refused.text
+    assert typed in refused.text and 'data-testid="take-over"' in refused.text
+    assert not [m for m, _ in await messages(console_service, conversation_id) if m.text == typed]
+    assert (await conversation(console_service, conversation_id)).assigned_to == (
+        "agent@example.org"
+    )
+
+    taken = await supervisor.post(f"{base}/claim")
+    assert taken.status_code == 303
+    assert 'data-testid="reply-text"' in (await supervisor.get(base)).text
+    assert (await supervisor.post(f"{base}/reply", {"text": typed})).status_code == 303
+    row = await conversation(console_service, conversation_id)
+    assert row.assigned_to == "supervisor@example.org"
+    assert [
+        m.author for m, _ in await messages(console_service, conversation_id) if m.text == typed
+    ] == ["staff:supervisor@example.org"]
+
+
 async def test_an_empty_reply_is_refused(console_service: Service, browser_for: Any) -> None:
     conversation_id = await queued(console_service)
     agent = await browser_for("agent")

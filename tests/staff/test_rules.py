@@ -18,6 +18,7 @@ from staff.permissions import (
     may_claim,
     may_note,
     may_open_attachment,
+    may_reply,
     may_set_status,
     may_view,
 )
@@ -92,6 +93,12 @@ def test_who_may_claim(staff: Staff, conversation: ConversationView, expected: b
 )
 def test_who_may_act(staff: Staff, conversation: ConversationView, expected: bool) -> None:
     assert may_act(staff, conversation) is expected
+
+
+def test_only_the_holder_writes_to_the_beneficiary() -> None:
+    assert may_reply(AGENT, MINE)
+    assert not may_reply(SUPERVISOR, MINE)  # takes it over first
+    assert not may_reply(AGENT, QUEUED) and not may_reply(OTHER_AGENT, MINE)
 
 
 def test_notes_follow_what_one_may_see() -> None:
