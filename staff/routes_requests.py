@@ -71,6 +71,7 @@ def routes(console: Console) -> APIRouter:
         staff: RequestsViewer,
         done: str = "",
         error: str = "",
+        status: str = "",
     ) -> Response:
         async with console.db.session() as session:
             tx = ConsoleTx(session)
@@ -98,6 +99,7 @@ def routes(console: Console) -> APIRouter:
             person=person,
             others=others,
             next_statuses=next_statuses(staff, row.status),
+            chosen_status=status,
             done=done,
             error=error,
         )
@@ -182,6 +184,9 @@ def routes(console: Console) -> APIRouter:
             return console.back(page_of(reference) + "?error=status")
         if not may_set_status(staff, new):
             raise Denied
+        if new is RequestStatus.NEEDS_INFO and not message.strip():
+            # The beneficiary would be told only that something is missing, not what.
+            return console.back(page_of(reference) + "?error=info_message&status=needs_info")
         try:
             await console.backend.change_request_status(
                 reference, new, actor=staff.actor, note=message.strip()

@@ -99,6 +99,22 @@ async def test_request_page_shows_answers_documents_and_declaration(
     assert (await agent.get("/staff/requests/SR-0000-00000")).status_code == 404
 
 
+async def test_needs_information_is_refused_without_a_message(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    """The beneficiary would be told only "more information is needed", not which."""
+    agent = await browser_for("agent")
+    before = await request_row(console_service, world.reference)
+    refused = await agent.post(
+        f"/staff/requests/{world.reference}/status", {"status": "needs_info", "message": " \n "}
+    )
+    assert refused.status_code == 303
+    assert (await request_row(console_service, world.reference)).status == before.status
+    page = await agent.get(refused.headers["location"])
+    assert 'data-testid="flash-error"' in page.text and "ما المعلومات" in page.text
+    assert '<option value="needs_info" selected>' in page.text  # the choice is kept
+
+
 async def test_status_change_tells_the_beneficiary_with_the_message(
     world: World, browser_for: Any, console_service: Service
 ) -> None:
@@ -133,7 +149,7 @@ async def test_status_change_tells_the_beneficiary_with_the_message(
     )
     assert approved.status_code == 303
     wrong = await supervisor.post(
-        f"/staff/requests/{world.reference}/status", {"status": "needs_info"}
+        f"/staff/requests/{world.reference}/status", {"status": "needs_info", "message": "x"}
     )
     assert "error=transition" in wrong.headers["location"]
     closed = await supervisor.post(
