@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from conversations.references import mask_long_numbers
 from staff.canned import Filled, fill, pick_text
-from staff.console import PREFIX, Console, Denied, Missing, route_class
+from staff.console import PREFIX, Console, Denied, Missing, route_class, staff_name
 from staff.deps import Claimer, QueueViewer, Replier, RowId
 from staff.events import event_stream
 from staff.i18n import Translator, translator
@@ -159,7 +159,10 @@ def routes(console: Console) -> APIRouter:
         done: str = "",
         error: str = "",
     ) -> Response:
-        conversation = await load(conversation_id, staff, may_view)
+        try:
+            conversation = await load(conversation_id, staff, may_view)
+        except Denied:
+            return await gone(request, staff, conversation_id)
         view = view_of(conversation)
         lang = (conversation.state or {}).get("lang") or "ar"
         async with console.db.session() as session:
@@ -281,6 +284,34 @@ def routes(console: Console) -> APIRouter:
             kept=kept.strip(),
             conversation_id=conversation_id,
             viewable=may_view(staff, view),
+        )
+
+    async def gone(request: Request, staff: Staff, conversation_id: int) -> Response:
+        """A conversation this member held and may no longer open (a colleague closed it,
+        transferred it or took it over, often while their page was open): say what happened
+        and who did it, rather than "no permission"."""
+        async with console.db.session(write=False) as session:
+            move = await ConsoleTx(session).last_move(conversation_id, staff.email)
+        if move is None:
+            raise Denied
+        kind = move.action.removeprefix("conversation.")
+        to = str((move.detail or {}).get("to") or "")
+        t = translator(console.lang_of(request))
+        who = (
+            staff_name(console.names, move.actor)
+            if move.actor.startswith("staff:")
+            else t.maybe("actor", move.actor)
+        )
+        return console.render(
+            request,
+            staff,
+            "gone.html",
+            status=409,
+            kind=kind if t.has(f"gone.{kind}") else "other",
+            who=who,
+            to=staff_name(console.names, to) if to else "",
+            at=move.at,
+            conversation_id=conversation_id,
         )
 
     def page_of(conversation_id: int) -> str:

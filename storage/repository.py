@@ -401,6 +401,17 @@ def _summary(row: Request) -> RequestSummary:
     )
 
 
+# The audit actions by which a conversation changes hands.
+MOVES = (
+    "conversation.claimed",
+    "conversation.transferred",
+    "conversation.escalated",
+    "conversation.returned",
+    "conversation.closed",
+    "conversation.requeued",
+)
+
+
 class Tx:
     """Repository methods over one session (one transaction)."""
 
@@ -1236,6 +1247,28 @@ class Tx:
         if since is not None:
             stmt = stmt.where(Handling.claimed_at >= since)
         return await self.session.scalar(stmt.limit(1)) is not None
+
+    async def last_move(self, conversation_id: int, staff: str) -> AuditEntry | None:
+        """How the conversation last changed hands (taken, transferred, escalated, given back,
+        closed), for a staff member who held it; None when they never did."""
+        from storage.staff_models import Handling  # the console's tables
+
+        held = await self.session.scalar(
+            select(Handling.id)
+            .where(Handling.conversation_id == conversation_id, Handling.staff == staff)
+            .limit(1)
+        )
+        if held is None:
+            return None
+        return await self.session.scalar(
+            select(AuditEntry)
+            .where(
+                AuditEntry.subject == str(conversation_id),
+                AuditEntry.action.in_(MOVES),
+            )
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        )
 
     async def conversation_for_update(self, conversation_id: int) -> Conversation:
         """The conversation locked until the end of the transaction, read afresh (not as this

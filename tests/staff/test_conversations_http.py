@@ -199,7 +199,8 @@ async def test_transfer_then_escalate_then_a_supervisor_takes_it(
     assert (await conversation(console_service, conversation_id)).assigned_to == (
         "agent2@example.org"
     )
-    assert (await agent.get(f"/staff/conversations/{conversation_id}")).status_code == 403
+    # No longer the agent's: the page says who has it now instead of showing it.
+    assert (await agent.get(f"/staff/conversations/{conversation_id}")).status_code == 409
 
     up = await agent2.post(
         f"/staff/conversations/{conversation_id}/escalate", {"text": "يطلب استثناء"}
@@ -409,6 +410,33 @@ async def test_a_reply_to_a_conversation_that_changed_hands_is_kept_and_explaine
     again = await supervisor.post(f"{base}/close")
     assert again.status_code == 409 and "أُغلقت المحادثة" in again.text
     assert len(await messages(console_service, conversation_id)) == count
+
+
+async def test_a_conversation_a_colleague_moved_on_says_so_to_its_former_holder(
+    console_service: Service, browser_for: Any
+) -> None:
+    """Its page reloads when a colleague acts: the agent reads who closed or transferred it,
+    with the way back to the queue, not "you have no permission"."""
+    first = await queued(console_service)
+    second = await queued(console_service, sender="web-session-0002-abcdefgh")
+    agent, agent2 = await browser_for("agent"), await browser_for("agent2")
+    supervisor = await browser_for("supervisor")
+    await agent.post(f"/staff/conversations/{first}/claim")
+    await agent.post(f"/staff/conversations/{second}/claim")
+    await supervisor.post(f"/staff/conversations/{first}/close")
+    await supervisor.post(f"/staff/conversations/{second}/transfer", {"to": "agent2@example.org"})
+
+    closed = await agent.get(f"/staff/conversations/{first}")
+    assert closed.status_code == 409 and 'data-testid="gone-page"' in closed.text
+    assert 'data-testid="gone-why">أغلق Supervisor المحادثة.' in closed.text
+    assert 'data-testid="back-to-queue"' in closed.text
+    transferred = await agent.get(f"/staff/conversations/{second}")
+    assert 'data-testid="gone-why">حوّل Supervisor المحادثة إلى Agent2.' in transferred.text
+    agent.client.cookies.set("tawasul_staff_lang", "en")
+    english = await agent.get(f"/staff/conversations/{second}")
+    assert "Supervisor transferred the conversation to Agent2." in english.text
+    # A member who never held it learns nothing about it.
+    assert (await agent2.get(f"/staff/conversations/{first}")).status_code == 403
 
 
 async def test_disabling_an_account_puts_its_conversations_back_in_the_queue(
