@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -124,11 +125,18 @@ def route_class(console: Console) -> type[APIRoute]:
                 except LoginRequired:
                     response = _login_redirect(request)
                 except Denied:
-                    response = console.error(request, 403, "errors.forbidden")
+                    response = await console.error(request, 403, "errors.forbidden")
                 except BadForm:
-                    response = console.error(request, 403, "errors.csrf")
+                    response = await console.error(request, 403, "errors.csrf")
                 except Missing:
-                    response = console.error(request, 404, "errors.not_found")
+                    response = await console.error(request, 404, "errors.not_found")
+                except RequestValidationError:
+                    # A number that is none in the address, a reply longer than allowed: the
+                    # console's own page, not the API's JSON.
+                    if await console.who(request) is None:
+                        response = _login_redirect(request)
+                    else:
+                        response = await console.error(request, 422, "errors.invalid")
                 for name, value in SECURITY_HEADERS.items():
                     response.headers.setdefault(name, value)
                 return response
@@ -351,8 +359,10 @@ class Console:
         )
         return HTMLResponse(html, status_code=status)
 
-    def error(self, request: Request, status: int, key: str) -> HTMLResponse:
-        return self.render(request, None, "error.html", status=status, message_key=key)
+    async def error(self, request: Request, status: int, key: str) -> HTMLResponse:
+        """An error page with the console's bar and navigation for whoever is signed in."""
+        staff = await self.who(request)
+        return self.render(request, staff, "error.html", status=status, message_key=key)
 
     def back(self, url: str, flash: str | None = None) -> RedirectResponse:
         """After a form: see the result (303, so a reload does not post again)."""

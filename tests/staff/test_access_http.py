@@ -195,3 +195,24 @@ async def test_login_page_token_comes_with_its_own_cookie(browser_for: Any) -> N
         csrf=False,
     )
     assert response.status_code == 403
+
+
+async def test_error_pages_are_the_consoles_own_with_its_navigation(
+    world: World, browser_for: Any
+) -> None:
+    """A refusal or a wrong address is a console page with the member's bar and the way on,
+    not a bare page or the API's JSON."""
+    agent = await browser_for("agent")
+    denied = await agent.get("/staff/reports")
+    assert denied.status_code == 403
+    assert 'data-testid="me"' in denied.text and 'aria-label="أقسام الوحدة"' in denied.text
+    bad = await agent.get("/staff/beneficiaries/abc")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert 'data-testid="error-page"' in bad.text and 'data-testid="me"' in bad.text
+    long = await agent.post(
+        f"/staff/conversations/{world.conversation}/reply", {"text": "x" * 4001}
+    )
+    assert long.status_code == 422 and 'data-testid="error-page"' in long.text
+    # The API keeps its JSON.
+    api = await agent.client.post("/api/webchat/messages", content=b"{")
+    assert api.headers["content-type"].startswith("application/json")
