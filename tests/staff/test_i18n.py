@@ -46,3 +46,10 @@ def test_both_languages_have_every_text_with_the_same_placeholders() -> None:
 def test_counts_take_the_number_each_language_wants(n: int, arabic: str, english: str) -> None:
     assert translator("ar").counted("outbox.count", n) == arabic
     assert translator("en").counted("outbox.count", n) == english
+
+
+def test_arabic_numbers_are_not_written_after_a_hash() -> None:
+    """ "محادثة #{id}" showed as "2# محادثة" in the right-to-left page: the sign and the
+    number were laid out as Arabic text."""
+    for key, text in table("ar").items():
+        assert "#{" not in text, key
