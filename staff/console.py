@@ -16,7 +16,8 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
 from conversations.fields import to_hijri
@@ -226,12 +227,14 @@ class Console:
         # Isolated left-to-right, so that a date keeps its order inside Arabic text.
         return _ltr(self.local(moment).strftime("%Y-%m-%d %H:%M")) if moment else "—"
 
-    def day(self, moment: datetime | None) -> str:
-        """A due date in both calendars (Gregorian, then Hijri)."""
+    @pass_context
+    def day(self, context: Context, moment: datetime | None) -> str:
+        """A due date in both calendars (Gregorian, then Hijri with its era: هـ, AH)."""
         if moment is None:
             return "—"
         local = self.local(moment).date()
-        return f"{_ltr(local.isoformat())} · {_ltr(to_hijri(local))}"
+        t = context.get("t") or translator("ar")
+        return f"{_ltr(local.isoformat())} · {t('time.hijri', date=_ltr(to_hijri(local)))}"
 
     @staticmethod
     def size(count: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,12 @@ async def test_reports_page_and_csv(
     for far_off in ({"end": "9999-12-31"}, {"start": "0001-01-01"}):
         far = await supervisor.get("/staff/reports", params=far_off)
         assert far.status_code == 200 and 'data-testid="flash-error"' in far.text
+
+
+async def test_the_due_date_names_the_hijri_era(world: World, browser_for: Any) -> None:
+    agent = await browser_for("agent")
+    page = (await agent.get(f"/staff/requests/{world.reference}")).text
+    assert re.search(r"\u2066\d{4}-\d\d-\d\d\u2069 هـ", page), "no هـ after the Hijri date"
+    agent.client.cookies.set("tawasul_staff_lang", "en")
+    english = (await agent.get(f"/staff/requests/{world.reference}")).text
+    assert re.search(r"\u2066\d{4}-\d\d-\d\d\u2069 AH", english)
