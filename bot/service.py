@@ -168,6 +168,10 @@ class _Skip:
 
 Outcome = Sent | DeliveryError | _Later | _Skip
 
+# What ``Service._record`` reports when the item's claim no longer holds: its lease ended and
+# another pass (another instance) claimed it since; that pass records what became of it.
+TAKEN_OVER = "taken over"
+
 
 def inbound_payload(msg: Inbound) -> dict[str, Any]:
     payload: dict[str, Any] = {
@@ -661,12 +665,14 @@ class Service:
         """
         if not self.senders:
             return 0
-        now = utcnow()
         lease = self.outbox_lease
         # Sends must be over well before the lease ends, or another pass could repeat them.
         deadline = time.monotonic() + lease.total_seconds() * 0.75
         async with self.db.session(short=True) as session:
             tx = Tx(session)
+            # Leases are written and judged by one clock (PostgreSQL's, shared by every
+            # instance): an instance whose clock runs ahead must not end another's lease early.
+            now = await tx.clock()
             await tx.release_expired_leases(now)
             items = await tx.claim_outbox(now, list(self.senders), now + lease)
             claimed = await self._deliveries(tx, items)
@@ -684,11 +690,11 @@ class Service:
             # In order within the conversation; a failure holds back the replies after it.
             sent = 0
             for position, (item, delivery, identity) in enumerate(entries):
-                outcome = await self._deliver_one(item, delivery, identity, gate, deadline)
+                outcome, held = await self._deliver_one(item, delivery, identity, gate, deadline)
                 if outcome is None:  # out of time, or stopping: not tried
                     later.extend(e[0] for e in entries[position:])
                     break
-                if not isinstance(outcome, Sent):
+                if not held or not isinstance(outcome, Sent):
                     later.extend(e[0] for e in entries[position + 1 :])
                     break
                 sent += 1
@@ -709,10 +715,11 @@ class Service:
         identity: AnyRow | None,
         gate: asyncio.Semaphore,
         deadline: float,
-    ) -> Outcome | None:
+    ) -> tuple[Outcome | None, bool]:
         """Send one claimed item, holding one of the ``gate``'s slots, and record the outcome
         before the next of its conversation; None, untried, when ``deadline`` (monotonic) has
-        passed once a slot is free, or the service is stopping.
+        passed once a slot is free, or the service is stopping. With it, whether the claim
+        still held when the outcome was recorded.
 
         On SQLite the slot is free again once the channel has answered: the outcome waits for
         the single writer, not for a connection. On PostgreSQL each outcome is written on a
@@ -725,7 +732,7 @@ class Service:
             async with gate:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.stopping.is_set():
-                    return None
+                    return None, True
                 try:
                     outcome: Outcome = await asyncio.wait_for(
                         self._send(item, delivery, identity), remaining
@@ -734,27 +741,46 @@ class Service:
                     # Whether the channel took it is unknown: it is tried again (at least once).
                     outcome = DeliveryError("send timed out")
                 if not self.group.batching:
-                    await self._record_outcome(item, outcome)
-                    return outcome
-            await self._record_outcome(item, outcome)
-        return outcome
+                    return outcome, await self._record_outcome(item, outcome)
+            return outcome, await self._record_outcome(item, outcome)
 
-    async def _record_outcome(self, item: OutboxEntry, outcome: Outcome) -> None:
+    async def _record_outcome(self, item: OutboxEntry, outcome: Outcome) -> bool:
+        """Write down what became of a claimed item; False when its claim no longer held."""
+
         async def record(session: AsyncSession) -> str | None:
             # Run by the writer task, which does not share this task's log context.
             with structlog.contextvars.bound_contextvars(
                 conversation_id=item.conversation_id, outbox_id=item.id
             ):
-                # The claimed row as it was committed: this process holds its lease, so
-                # nobody changed it since (no need to read it again).
+                # The claimed row as it was committed: written only while this claim holds,
+                # so nobody else changed it since (no need to read it again).
                 return await self._record(Tx(session), item, outcome)
 
         # Counted once it is committed: a unit may run again (a batch split, a conflict).
         counted = await self.group.run(record, key=("outbox", item.conversation_id))
+        if counted == TAKEN_OVER:
+            self._taken_over(item, outcome)
+            return False
         if counted == "sent":
             self.metrics.delivered(item.channel, item.created_at)
         elif counted is not None:
             self.metrics.outbox_errors.labels(item.channel, counted).inc()
+        return True
+
+    @staticmethod
+    def _taken_over(item: OutboxEntry, outcome: Outcome) -> None:
+        """The item's lease ended before its outcome was recorded and another pass claimed it:
+        that pass's record stands. A reply this pass had delivered may then reach the
+        beneficiary twice; the log says so."""
+        if isinstance(outcome, _Later):
+            return
+        log.warning(
+            "outbox.lease_lost",
+            outbox_id=item.id,
+            channel=item.channel,
+            delivered=isinstance(outcome, Sent),
+            provider_id=outcome.provider_id if isinstance(outcome, Sent) else None,
+        )
 
     async def _deliveries(
         self, tx: Tx, items: Sequence[OutboxEntry]
@@ -798,33 +824,33 @@ class Service:
         """The outcome of a send written down; what to count once it is committed ("sent",
         or the kind of failure), or None."""
         if isinstance(outcome, _Later):
-            await tx.record_outbox(item, {"status": "pending", "next_attempt_at": utcnow()})
-            return None
+            values: dict[str, Any] = {"status": "pending", "next_attempt_at": await tx.clock()}
+            return None if await tx.record_outbox(item, values) else TAKEN_OVER
         if isinstance(outcome, _Skip):
-            await tx.record_outbox(item, {"status": outcome.status, "last_error": outcome.reason})
-            return None
+            values = {"status": outcome.status, "last_error": outcome.reason}
+            return None if await tx.record_outbox(item, values) else TAKEN_OVER
         attempts = item.attempts + 1
         if isinstance(outcome, Sent):
-            await tx.record_outbox(
-                item,
-                {
-                    "attempts": attempts,
-                    "status": "sent",
-                    "sent_at": utcnow(),
-                    "provider_id": outcome.provider_id,
-                    "parts": outcome.parts,
-                    "last_error": None,
-                },
-            )
-            return "sent"
-        values: dict[str, Any] = {"attempts": attempts, "last_error": outcome.reason[:500]}
+            values = {
+                "attempts": attempts,
+                "status": "sent",
+                "sent_at": utcnow(),
+                "provider_id": outcome.provider_id,
+                "parts": outcome.parts,
+                "last_error": None,
+            }
+            return "sent" if await tx.record_outbox(item, values) else TAKEN_OVER
+        values = {"attempts": attempts, "last_error": outcome.reason[:500]}
         if isinstance(outcome, Unreachable):
             values["status"], label = "failed", "unreachable"
             values["last_error"] = f"unreachable: {outcome.reason}"[:500]
+            if not await tx.record_outbox(item, values):
+                return TAKEN_OVER
             if item.identity_id:
                 await tx.mark_unreachable(item.identity_id)
             log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
-        elif isinstance(outcome, Held):
+            return label
+        if isinstance(outcome, Held):
             values["status"], label = "held", "held"
             log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
         elif attempts >= self.config.outbox.max_attempts:
@@ -835,10 +861,9 @@ class Service:
             wait = (
                 outcome.retry_after if isinstance(outcome, RateLimited) else self.backoff(attempts)
             )
-            values["next_attempt_at"] = utcnow() + timedelta(seconds=wait)
+            values["next_attempt_at"] = await tx.clock() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=attempts, wait=wait)
-        await tx.record_outbox(item, values)
-        return label
+        return label if await tx.record_outbox(item, values) else TAKEN_OVER
 
     async def failed_outbox(self) -> list[OutboxItem]:
         """Items set aside (failed after their attempts, or held for staff), oldest first."""

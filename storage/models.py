@@ -276,6 +276,8 @@ class OutboxItem(Base):
     kind: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The claim it is (or was last) sent under: only that claim's holder records the outcome.
+    lease: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
     # What the channel reported later (Twilio status callbacks: delivered, read, failed...).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -102,6 +102,7 @@ class OutboxEntry:
     kind: str
     attempts: int
     created_at: datetime
+    lease: str  # the claim's token: the outcome is recorded only while it still holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +298,22 @@ _CLAIMABLE_OF = _CLAIMABLE.where(_O.conversation_id.in_(bindparam("owned", expan
 _MARK_SENDING = (
     update(OUTBOX)
     .where(_O.id.in_(bindparam("ids", expanding=True)))
-    .values(status="sending", next_attempt_at=bindparam("until"))
+    .values(status="sending", next_attempt_at=bindparam("until"), lease=bindparam("lease"))
 )
 _RELEASE_EXPIRED = (
     update(OUTBOX)
     .where(_O.status == "sending", _O.next_attempt_at < bindparam("now"))
     .values(status="pending")
 )
+# A claim still holds while the item is its own: "sending", or released when its lease ended
+# but not claimed again since (another claim writes its own token).
+_HELD_BY = (
+    _O.id == bindparam("row_key"),
+    _O.lease == bindparam("held_by"),
+    _O.status.in_(("sending", "pending")),
+)
+# What became of a claimed item: the other parameters are the SET.
+_RECORD_OUTBOX = update(OUTBOX).where(*_HELD_BY)
 # What sending claimed items needs, each by a list of ids.
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _DELIVERY_IDENTITIES = select(_I.id, _I.last_inbound_at, _I.opted_out, _I.unreachable).where(
@@ -933,16 +943,39 @@ class Tx:
             if not owned:
                 return []
             stmt, params = _CLAIMABLE_OF, {**params, "owned": owned}
-        items = [OutboxEntry(*row) for row in await self.session.execute(stmt, params)]
+        lease = secrets.token_hex(16)
+        rows = await self.session.execute(stmt, params)
+        items = [OutboxEntry(*row, lease=lease) for row in rows]
         if items:
             await self.session.execute(
-                _MARK_SENDING, {"ids": [item.id for item in items], "until": until}
+                _MARK_SENDING,
+                {"ids": [item.id for item in items], "until": until, "lease": lease},
             )
         return items
 
-    async def record_outbox(self, item: OutboxEntry, values: dict[str, Any]) -> None:
-        """What became of a claimed item (its new status, attempts, error...)."""
-        await self._update(OutboxItem, item.id, values)
+    async def record_outbox(self, item: OutboxEntry, values: dict[str, Any]) -> bool:
+        """What became of a claimed item (its new status, attempts, error...), written only
+        while its claim holds; False, and nothing written, when another claim has taken the
+        item since (its lease ended first)."""
+        result = await self.session.execute(
+            _RECORD_OUTBOX, {"row_key": item.id, "held_by": item.lease, **values}
+        )
+        held = bool(cast(Any, result).rowcount)
+        key = self.session.sync_session.identity_key(OutboxItem, item.id)
+        loaded = self.session.identity_map.get(key)
+        if held and loaded is not None:
+            for name, value in values.items():
+                set_committed_value(loaded, name, value)
+        return held
+
+    async def clock(self) -> datetime:
+        """The time by the database's clock on PostgreSQL, which every instance shares, so
+        that a lease one instance writes is judged by the others against the same clock
+        (their own may be ahead or behind); on SQLite, the one process's own."""
+        if _dialect(self.session) == "postgresql":
+            now = await self.session.scalar(select(func.statement_timestamp()))
+            return cast(datetime, now).astimezone(UTC)
+        return utcnow()
 
     async def mark_unreachable(self, identity_id: int) -> None:
         """The address refused a message for good: nothing more is sent to it."""

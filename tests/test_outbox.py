@@ -70,10 +70,11 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
     recorded = Tx.record_outbox
     conflicts = [DBAPIError("UPDATE outbox", {}, _Deadlock())]
 
-    async def conflicting(self: Tx, item: Any, values: dict[str, Any]) -> None:
-        await recorded(self, item, values)
+    async def conflicting(self: Tx, item: Any, values: dict[str, Any]) -> bool:
+        held = await recorded(self, item, values)
         if conflicts:
             raise conflicts.pop()
+        return held
 
     monkeypatch.setattr(Tx, "record_outbox", conflicting)
     service.group.batching = False  # every unit alone, as on PostgreSQL, retried on conflict
@@ -87,6 +88,59 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
 
 class _Deadlock(Exception):
     sqlstate = "40P01"
+
+
+class HeldSender:
+    """Holds each send until released (a slow provider call, a stalled process)."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> Sent:
+        self.started.set()
+        await self.release.wait()
+        self.sent.append(delivery.outbox_id)
+        return Sent(f"held-{delivery.outbox_id}")
+
+
+class IdSender:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    async def send(self, delivery: Delivery) -> Sent:
+        self.sent.append(delivery.outbox_id)
+        return Sent(f"other-{delivery.outbox_id}")
+
+
+async def test_a_pass_whose_lease_was_taken_over_leaves_the_item_to_the_new_holder(
+    service: Service,
+) -> None:
+    """A pass is held up past its lease (a stalled process, a record retried for long):
+    another pass claims the replies again and sends them. When the first pass's send comes
+    back, its record does not overwrite the other's, and it sends nothing more of that
+    conversation."""
+    await Chat(service, channel=Channel.TELEGRAM, sender="46").say("مرحبا")
+    held, other = HeldSender(), IdSender()
+    service.senders["telegram"] = held
+    first_pass = asyncio.create_task(service.deliver_due())
+    await asyncio.wait_for(held.started.wait(), 10)
+    async with service.db.session() as s:
+        await s.execute(
+            update(OutboxItem)
+            .where(OutboxItem.status == "sending")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+    service.senders["telegram"] = other
+    items = await outbox(service)
+    assert await service.deliver_due() == len(items)
+    held.release.set()
+    assert await asyncio.wait_for(first_pass, 10) == 0
+    assert held.sent == [items[0].id]
+    assert other.sent == [i.id for i in items]
+    after = await outbox(service)
+    assert [(i.status, i.provider_id) for i in after] == [("sent", f"other-{i.id}") for i in items]
 
 
 async def test_rate_limit_waits_as_told(service: Service) -> None:
