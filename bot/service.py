@@ -71,9 +71,16 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 
 # How long a claimed outbox item may stay "sending" before another pass takes it up again.
 # A pass never sends after three quarters of it have gone (a slow send is cut short), so an
-# item is never taken up again while the process that claimed it is still alive; after a
-# crash its replies wait at most this long.
+# item is not taken up again while the process that claimed it is still alive, unless the
+# database failed while its outcome was being written (the record is retried, and written
+# only if no other instance has claimed the item since); after a crash its replies wait at
+# most this long.
 OUTBOX_LEASE = timedelta(seconds=20)
+
+# Writing down a send's outcome is retried after a failure of the database, the pauses
+# doubling from the first to the most (seconds), for as long as the process lives.
+RECORD_RETRY_FIRST = 0.1
+RECORD_RETRY_MOST = 5.0
 
 # Stored messages taken up per pass of the inbox worker (they share transactions).
 PENDING_PASS = 100
@@ -690,7 +697,15 @@ class Service:
             # In order within the conversation; a failure holds back the replies after it.
             sent = 0
             for position, (item, delivery, identity) in enumerate(entries):
-                outcome, held = await self._deliver_one(item, delivery, identity, gate, deadline)
+                try:
+                    outcome, held = await self._deliver_one(
+                        item, delivery, identity, gate, deadline
+                    )
+                except Exception:
+                    # Not written down: it stays "sending" until its lease ends, and the
+                    # conversation's later replies wait behind it, untried.
+                    later.extend(e[0] for e in entries[position + 1 :])
+                    raise
                 if outcome is None:  # out of time, or stopping: not tried
                     later.extend(e[0] for e in entries[position:])
                     break
@@ -700,13 +715,21 @@ class Service:
                 sent += 1
             return sent
 
-        # Conversations go out side by side: one slow recipient does not hold up the others.
-        sent = sum(await asyncio.gather(*(one_conversation(e) for e in lines.values())))
+        # Conversations go out side by side: one slow recipient does not hold up the others,
+        # and one whose outcome cannot be written does not leave the others' unrecorded.
+        results = await asyncio.gather(
+            *(one_conversation(e) for e in lines.values()), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
         if later:
             async with self.db.session(short=True) as session:
                 for item in later:
                     await self._record(Tx(session), item, _Later())
-        return sent
+        for error in errors[1:]:
+            log.error("outbox.error", exc_info=error)
+        if errors:
+            raise errors[0]
+        return sum(r for r in results if isinstance(r, int))
 
     async def _deliver_one(
         self,
@@ -757,7 +780,7 @@ class Service:
                 return await self._record(Tx(session), item, outcome)
 
         # Counted once it is committed: a unit may run again (a batch split, a conflict).
-        counted = await self.group.run(record, key=("outbox", item.conversation_id))
+        counted = await self._until_recorded(record, item)
         if counted == TAKEN_OVER:
             self._taken_over(item, outcome)
             return False
@@ -766,6 +789,31 @@ class Service:
         elif counted is not None:
             self.metrics.outbox_errors.labels(item.channel, counted).inc()
         return True
+
+    async def _until_recorded(
+        self, record: Callable[[AsyncSession], Awaitable[str | None]], item: OutboxEntry
+    ) -> str | None:
+        """Run ``record`` until it is committed. The channel has answered: an outcome not
+        written down would leave the item "sending", and a reply the channel accepted would
+        go out again when its lease ends. So a failure of the database (locked by another
+        process, a lost connection, a fail-over) is retried for as long as this process
+        lives, with growing pauses; the conversation's next reply waits for it."""
+        pause = RECORD_RETRY_FIRST
+        while True:
+            try:
+                return await self.group.run(record, key=("outbox", item.conversation_id))
+            except Exception as exc:
+                # OrderHeld: an earlier unit of the conversation failed in the same batch.
+                if not (transient(exc) or isinstance(exc, OrderHeld)):
+                    raise
+                log.warning(
+                    "outbox.record_retry",
+                    outbox_id=item.id,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    wait=round(pause, 2),
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECORD_RETRY_MOST)
 
     @staticmethod
     def _taken_over(item: OutboxEntry, outcome: Outcome) -> None:

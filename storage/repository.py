@@ -956,11 +956,18 @@ class Tx:
     async def record_outbox(self, item: OutboxEntry, values: dict[str, Any]) -> bool:
         """What became of a claimed item (its new status, attempts, error...), written only
         while its claim holds; False, and nothing written, when another claim has taken the
-        item since (its lease ended first)."""
+        item since (its lease ended first). True without writing when this claim's outcome
+        was written already."""
         result = await self.session.execute(
             _RECORD_OUTBOX, {"row_key": item.id, "held_by": item.lease, **values}
         )
         held = bool(cast(Any, result).rowcount)
+        if not held:
+            # A first attempt whose commit was reported failed may have been kept after all
+            # (the connection lost during COMMIT): the item then still bears this claim.
+            lease = await self.session.scalar(select(OutboxItem.lease).where(_O.id == item.id))
+            if lease == item.lease:
+                return True
         key = self.session.sync_session.identity_key(OutboxItem, item.id)
         loaded = self.session.identity_map.get(key)
         if held and loaded is not None:

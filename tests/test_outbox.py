@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+import bot.service as service_module
 from bot.service import Service
 from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, Unreachable
 from conversations.messages import Channel
@@ -141,6 +142,63 @@ async def test_a_pass_whose_lease_was_taken_over_leaves_the_item_to_the_new_hold
     assert other.sent == [i.id for i in items]
     after = await outbox(service)
     assert [(i.status, i.provider_id) for i in after] == [("sent", f"other-{i.id}") for i in items]
+
+
+async def test_a_send_whose_record_fails_on_the_database_is_recorded_not_sent_again(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel accepted the reply; writing "sent" fails (SQLite locked by another process
+    for more than 10 s -- a CLI command, a backup --, a PostgreSQL fail-over). The record is
+    tried again until it is written: the reply is not sent a second time."""
+    monkeypatch.setattr(service_module, "RECORD_RETRY_FIRST", 0.01, raising=False)
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="47")
+    await chat.say("مرحبا")
+    sender = IdSender()
+    service.senders["telegram"] = sender
+    recorded = Tx.record_outbox
+    failures = [OperationalError("UPDATE outbox", {}, Exception("database is locked"))] * 2
+
+    async def failing(self: Tx, item: Any, values: dict[str, Any]) -> bool:
+        if failures and values.get("status") == "sent":
+            raise failures.pop()
+        return await recorded(self, item, values)
+
+    monkeypatch.setattr(Tx, "record_outbox", failing)
+    assert await service.deliver_due() == len(chat.replies)
+    assert not failures
+    await make_due(service)
+    assert await service.deliver_due() == 0
+    items = await outbox(service)
+    assert sender.sent == [i.id for i in items]
+    assert [i.status for i in items] == ["sent"] * len(items)
+
+
+async def test_a_conversation_whose_record_fails_leaves_the_others_recorded(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault writing down one conversation's send: the other conversations' replies
+    are still sent and recorded in that pass, and the faulty one's later replies wait."""
+    broken = Chat(service, channel=Channel.TELEGRAM, sender="48")
+    other = Chat(service, channel=Channel.TELEGRAM, sender="49")
+    await broken.say("مرحبا")
+    await other.say("مرحبا")
+    service.senders["telegram"] = FlakySender([])
+    recorded = Tx.record_outbox
+    first = (await outbox(service))[0]
+
+    async def failing(self: Tx, item: Any, values: dict[str, Any]) -> bool:
+        if item.id == first.id:
+            raise ValueError("a fault in the bot")
+        return await recorded(self, item, values)
+
+    monkeypatch.setattr(Tx, "record_outbox", failing)
+    with pytest.raises(ValueError, match="a fault in the bot"):
+        await service.deliver_due()
+    items = await outbox(service)
+    mine = [i for i in items if i.conversation_id == first.conversation_id]
+    theirs = [i for i in items if i.conversation_id != first.conversation_id]
+    assert [i.status for i in theirs] == ["sent"] * len(other.replies)
+    assert [i.status for i in mine] == ["sending"] + ["pending"] * (len(mine) - 1)
 
 
 async def test_rate_limit_waits_as_told(service: Service) -> None:
