@@ -288,6 +288,18 @@ class OutboxItem(Base):
     sent_at: Mapped[datetime | None]
 
 
+class ProviderReport(Base):
+    """A channel's report on a send (Twilio's status callback) that came before the send's
+    outcome was recorded: applied once it is."""
+
+    __tablename__ = "provider_reports"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Counter(Base):
     """Sequences for readable reference numbers, per prefix and Hijri year."""
 

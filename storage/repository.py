@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import zlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ from storage.models import (
     Identity,
     Message,
     OutboxItem,
+    ProviderReport,
     Request,
     RequestAnswer,
     RequestStatusChange,
@@ -385,6 +387,30 @@ async def received(db: AsyncConnection, channel: Channel, channel_message_id: st
 _OPENING_CONVERSATION = 0x7461_0001
 _SENDING_CONVERSATION = 0x7461_0002
 _STORING_TO_CONVERSATION = 0x7461_0003
+# A channel's report on a send against the send's outcome being recorded: the one waits for
+# the other, so that a report that finds no send is seen by the record that follows it.
+_REPORTING = 0x7461_0004
+
+# Reports of a failed delivery: once one is recorded, no later report clears it.
+FAILED_REPORTS = frozenset({"failed", "undelivered"})
+# How long a report on a send not recorded (yet) is kept.
+REPORTS_KEPT = timedelta(days=1)
+
+
+def _report_key(provider_id: str) -> int:
+    return zlib.crc32(provider_id.encode())
+
+
+def _apply_report(item: OutboxItem, status: str, error_code: str | None) -> None:
+    """A channel's report on a sent item written onto it; a failure stays a failure (Twilio's
+    callbacks may come out of order: a "sent" after an "undelivered")."""
+    if item.provider_status in FAILED_REPORTS and status not in FAILED_REPORTS:
+        return
+    item.provider_status = status[:32]
+    item.error_code = error_code[:32] if error_code else None
+    if status in FAILED_REPORTS:
+        item.status = "failed"
+        item.last_error = status + (f" (error {error_code})" if error_code else "")
 
 
 async def _xact_lock(session: AsyncSession, space: int, key: int, *, wait: bool) -> bool:
@@ -507,18 +533,53 @@ class Tx:
     async def record_provider_status(
         self, provider_id: str, status: str, error_code: str | None
     ) -> OutboxItem | None:
-        """A channel's later report on a sent message (delivered, read, failed...)."""
+        """A channel's later report on a sent message (delivered, read, failed...); None when
+        no send is recorded under that id. Such a report may have come before the send's
+        outcome was written down (Twilio reports within milliseconds): it is kept, and
+        applied when it is (``apply_provider_reports``)."""
+        await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
         item = await self.session.scalar(
             select(OutboxItem).where(OutboxItem.provider_id == provider_id)
         )
         if item is None:
+            now = utcnow()
+            self.session.add(
+                ProviderReport(
+                    provider_id=provider_id[:200],
+                    status=status[:32],
+                    error_code=error_code[:32] if error_code else None,
+                    received_at=now,
+                )
+            )
+            # Reports on ids never recorded (another channel's, or a send whose outcome
+            # another claim wrote) are not kept for ever.
+            await self.session.execute(
+                delete(ProviderReport).where(ProviderReport.received_at < now - REPORTS_KEPT)
+            )
             return None
-        item.provider_status = status[:32]
-        item.error_code = error_code[:32] if error_code else None
-        if status in ("failed", "undelivered"):
-            item.status = "failed"
-            item.last_error = status + (f" (error {error_code})" if error_code else "")
+        _apply_report(item, status, error_code)
         return item
+
+    async def apply_provider_reports(self, item_id: int, provider_id: str) -> None:
+        """The reports on a send that came before its outcome was recorded, applied now that
+        it is (in the transaction that recorded it), in the order they came."""
+        await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
+        reports = list(
+            await self.session.scalars(
+                select(ProviderReport)
+                .where(ProviderReport.provider_id == provider_id)
+                .order_by(ProviderReport.id)
+            )
+        )
+        if not reports:
+            return
+        item = await self.session.get(OutboxItem, item_id)
+        if item is not None:
+            for report in reports:
+                _apply_report(item, report.status, report.error_code)
+        await self.session.execute(
+            delete(ProviderReport).where(ProviderReport.id.in_([r.id for r in reports]))
+        )
 
     async def cursor(self, name: str) -> dict[str, Any]:
         row = await self.session.get(ChannelCursor, name)

@@ -41,6 +41,7 @@ ADDED = {
     "0007": {"index:ix_messages_identity"},
     "0009": {"index:ix_staff_login_attempts_address"},
     "0010": {"outbox.lease"},
+    "0011": {"provider_reports", "index:ix_provider_reports_provider_id"},
 }
 
 

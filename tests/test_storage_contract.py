@@ -21,6 +21,7 @@ from storage.models import (
     Conversation,
     Identity,
     OutboxItem,
+    ProviderReport,
     hashed_match,
     utcnow,
 )
@@ -409,6 +410,34 @@ async def test_provider_status(db: Database) -> None:
         a, b = list(await s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
         assert (a.status, a.provider_status) == ("sent", "delivered")
         assert (b.status, b.error_code) == ("failed", "30003")
+
+
+async def test_a_report_before_the_send_is_recorded_is_applied_with_the_record(
+    db: Database,
+) -> None:
+    """A channel's report may come before the send's outcome is written down: it is kept,
+    applied by the record, and a failure is not cleared by a later report."""
+    await _outbox(db, conversations=1, replies=1)
+    async with db.session() as s:
+        now = utcnow()
+        (item,) = await Tx(s).claim_outbox(now, ["whatsapp"], now + timedelta(minutes=1))
+    async with db.session() as s:
+        assert await Tx(s).record_provider_status("SMc", "undelivered", "63003") is None
+    async with db.session() as s:
+        tx = Tx(s)
+        assert await tx.record_outbox(item, {"status": "sent", "provider_id": "SMc"})
+        await tx.apply_provider_reports(item.id, "SMc")
+    async with db.session() as s:
+        assert await Tx(s).record_provider_status("SMc", "delivered", None) is not None
+    async with db.session(write=False) as s:
+        row = await s.get(OutboxItem, item.id)
+        assert row is not None
+        assert (row.status, row.provider_status, row.error_code) == (
+            "failed",
+            "undelivered",
+            "63003",
+        )
+        assert await s.scalar(select(func.count()).select_from(ProviderReport)) == 0
 
 
 # -- jobs held by one instance at a time ---------------------------------------------------------

@@ -17,9 +17,10 @@ from adapters.twilio import sms_parts
 from bot.app import create_app
 from bot.channels.twilio import INBOUND_PATH, STATUS_PATH
 from bot.service import Service
+from conversations.delivery import Delivery, Sent
 from conversations.messages import Channel, Inbound
 from conversations.ports import RequestStatus
-from storage.models import Document, Identity, Message, OutboxItem
+from storage.models import Document, Identity, Message, OutboxItem, ProviderReport
 from tests.conftest import WORKING_TIME, Chat, valid_national_id
 from tests.security.images import metadata_of
 from tests.test_engine import fill_support_request
@@ -188,6 +189,46 @@ async def test_failed_deliveries_and_status_callbacks(twilio_setup: TwilioSetup)
         "30003",
     )
     assert "30003" in (second.last_error or "")
+
+
+async def test_an_undelivered_report_before_the_send_is_recorded_still_fails_it(
+    twilio_setup: TwilioSetup,
+) -> None:
+    """Twilio answers the Messages API and may post "undelivered" (a number not on WhatsApp,
+    error 63003) within milliseconds, before the send is written down (on SQLite it waits
+    its turn for the writer). Twilio does not post a report again, so it is kept and applied
+    once the send is recorded: the reply shows failed, and a later "sent" report does not
+    clear it."""
+    setup = twilio_setup
+    real = setup.service.senders["whatsapp"]
+    status = {"AccountSid": ACCOUNT_SID, "ApiVersion": "2010-04-01"}
+
+    class EarlyReport:
+        async def send(self, delivery: Delivery) -> Sent:
+            outcome = await real.send(delivery)
+            form = {
+                **status,
+                "MessageSid": outcome.provider_id or "",
+                "MessageStatus": "undelivered",
+                "ErrorCode": "63003",
+            }
+            assert (await setup.post(STATUS_PATH, form)).status_code == 204
+            return outcome
+
+    setup.service.senders["whatsapp"] = EarlyReport()
+    await Phone(setup, NUMBER).say("مرحبا")
+    items = await setup.outbox()
+    assert items
+    assert [(i.status, i.provider_status, i.error_code) for i in items] == [
+        ("failed", "undelivered", "63003")
+    ] * len(items)
+    assert "63003" in (items[0].last_error or "")
+    late = {**status, "MessageSid": items[0].provider_id or "", "MessageStatus": "sent"}
+    assert (await setup.post(STATUS_PATH, late)).status_code == 204
+    first = (await setup.outbox())[0]
+    assert (first.status, first.provider_status) == ("failed", "undelivered")
+    assert {i.id for i in await setup.service.failed_outbox()} == {i.id for i in items}
+    assert await count(setup, ProviderReport) == 0
 
 
 async def test_an_invalid_number_is_unreachable(twilio_setup: TwilioSetup) -> None:
