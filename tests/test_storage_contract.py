@@ -440,6 +440,27 @@ async def test_a_report_before_the_send_is_recorded_is_applied_with_the_record(
         assert await s.scalar(select(func.count()).select_from(ProviderReport)) == 0
 
 
+async def test_a_claim_taken_over_records_nothing(db: Database) -> None:
+    """An item whose lease ended and which another claim took: the first claim's outcome is
+    not written over the second's."""
+    await _outbox(db, conversations=1, replies=1)
+    async with db.session() as s:
+        now = utcnow()
+        (first,) = await Tx(s).claim_outbox(now, ["whatsapp"], now - timedelta(seconds=1))
+    async with db.session() as s:
+        tx = Tx(s)
+        now = await tx.clock()
+        await tx.release_expired_leases(now)
+        (second,) = await tx.claim_outbox(now, ["whatsapp"], now + timedelta(minutes=1))
+    assert first.id == second.id and first.lease != second.lease
+    async with db.session() as s:
+        assert not await Tx(s).record_outbox(first, {"status": "sent", "provider_id": "SMa"})
+        assert await Tx(s).record_outbox(second, {"status": "sent", "provider_id": "SMb"})
+    async with db.session(write=False) as s:
+        row = await s.get(OutboxItem, first.id)
+        assert row is not None and row.provider_id == "SMb"
+
+
 # -- jobs held by one instance at a time ---------------------------------------------------------
 
 
