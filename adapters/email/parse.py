@@ -18,7 +18,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from adapters.email.headers import MSG_ID, first_id, header_text, repair
 from adapters.email.kinds import Bounce, MailKind, bounce_of, classify
-from adapters.email.text import FORWARD_MARK, html_to_text, own_words, tidy
+from adapters.email.text import html_to_text, is_forward_mark, own_words, tidy
 
 __all__ = ["Bounce", "MailFile", "MailKind", "MalformedEmail", "ParsedEmail", "parse_email"]
 
@@ -210,7 +210,7 @@ def _body(msg: Message, subject: str, problems: list[str]) -> tuple[str, bool, s
     text = ""
     if plain is not None:
         raw_text = decode_part(plain, problems)
-        forwarded = forwarded or any(FORWARD_MARK.match(x.strip()) for x in raw_text.splitlines())
+        forwarded = forwarded or any(is_forward_mark(x) for x in raw_text.splitlines())
         text = own_words(raw_text, forwarded=forwarded)
     if not text and html is not None:
         markup = decode_part(html, problems)

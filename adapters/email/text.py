@@ -22,24 +22,30 @@ BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 WROTE_EN = re.compile(r"^on\b.{4,}\bwrote\s*:?$", re.IGNORECASE | re.DOTALL)
 # "في الأحد، 22 نوفمبر 2026 في 10:00 ص كتب فلان <a@b>:" and "... فلان <a@b> كتب:".
 WROTE_AR = re.compile(r"^في\s.{4,}\sكتب(?:\s.*)?:$", re.DOTALL)
+# The marks below are matched against a line as ``_normal`` writes it: without tashkeel or
+# the article, hamza, taa marbuta and alef maqsura written plainly, so that "أُرسلت:" and
+# "ارسلت:", "الرسالة المُعاد توجيهها" and "رسالة معاد توجيهها" are each one mark.
 # Outlook's header block before the quoted message, in English and Arabic.
 HEADER_FROM = re.compile(r"^\*?(from|من)\s*:\*?\s*\S", re.IGNORECASE)
 HEADER_NEXT = re.compile(
-    r"^\*?(sent|date|to|subject|cc|تاريخ الإرسال|تم الإرسال|التاريخ|إلى|الموضوع|نسخة)\s*:",
+    r"^\*?(sent|date|to|subject|cc|تاريخ ارسال|تم ارسال|ارسلت|تاريخ|الي|موضوع|نسخه)\s*:",
     re.IGNORECASE,
 )
-# Only a mail program writes "Sent:"; a letter typed by hand may well have From/To/Subject.
-HEADER_SENT = re.compile(r"^\*?(sent|تاريخ الإرسال|تم الإرسال)\s*:", re.IGNORECASE)
+# Only a mail program writes "Sent:" ("أُرسلت:"); a letter typed by hand may well have
+# From/To/Subject.
+HEADER_SENT = re.compile(r"^\*?(sent|تاريخ ارسال|تم ارسال|ارسلت)\s*:", re.IGNORECASE)
+# Marks of quoted or forwarded history (Gmail, Outlook, Apple Mail).
+FORWARDED = r"(forwarded message|رساله (تمت )?(معاد|اعاده) توجيه(ها)?)"
 SEPARATORS = re.compile(
-    r"^(-{2,}\s*(original message|الرسالة الأصلية|رسالة أصلية)\s*-{2,}"
+    r"^(-{2,}\s*(original message|رساله اصليه)\s*-{2,}"
     r"|_{10,}"
-    r"|-{5,}\s*(forwarded message|رسالة تمت إعادة توجيهها|رسالة معاد توجيهها)\s*-{5,}"
-    r"|begin forwarded message:|بداية الرسالة المعاد توجيهها:)$",
+    rf"|-{{5,}}\s*{FORWARDED}\s*-{{5,}}"
+    r"|begin forwarded message:|بدايه رساله (معاد|اعاده) توجيه(ها)?:)$",
     re.IGNORECASE,
 )
 FORWARD_MARK = re.compile(
-    r"^-{5,}\s*(forwarded message|رسالة تمت إعادة توجيهها|رسالة معاد توجيهها)\s*-{5,}$"
-    r"|^(begin forwarded message:|بداية الرسالة المعاد توجيهها:)$",
+    rf"^-{{5,}}\s*{FORWARDED}\s*-{{5,}}$"
+    r"|^(begin forwarded message:|بدايه رساله (معاد|اعاده) توجيه(ها)?:)$",
     re.IGNORECASE,
 )
 # What phones add under every message.
@@ -60,6 +66,9 @@ CLOSINGS = re.compile(
     re.IGNORECASE,
 )
 TASHKEEL = re.compile("[\u064b-\u065f\u0670]")
+PLAIN_LETTERS = str.maketrans("أإآٱةى", "ااااهي")
+# "ال" before a word of two letters or more ("الى" is a word of its own).
+ARTICLE = re.compile(r"(?<![^\s*(])ال(?=\w\w)")
 DIGIT = re.compile(r"[0-9\u0660-\u0669\u06f0-\u06f9]")
 GREETING_LINE = re.compile(
     r"^(السلام عليكم.*|مرحبا.*|اهلا.*|أهلا.*|hi\b.*|hello\b.*|dear\b.*"
@@ -166,6 +175,17 @@ def _plain(line: str) -> str:
     return BIDI.sub("", line).strip()
 
 
+def _normal(line: str) -> str:
+    """A line as the marks of history are written: see ``HEADER_FROM``."""
+    line = TASHKEEL.sub("", _plain(line)).replace("\u0640", "").translate(PLAIN_LETTERS)
+    return ARTICLE.sub("", line)
+
+
+def is_forward_mark(line: str) -> bool:
+    """Whether the line announces a forwarded message ("---------- Forwarded message ---")."""
+    return bool(FORWARD_MARK.match(_normal(line)))
+
+
 def _attribution_end(lines: list[str], index: int) -> int | None:
     """The last line of an "On ... wrote:" / "في ... كتب:" line starting at ``index``."""
     first = _plain(lines[index])
@@ -185,13 +205,13 @@ def _header_block(lines: list[str], index: int, *, strict: bool) -> int | None:
 
     ``strict`` asks for a "Sent:" line, for blocks not announced by a separator line.
     """
-    if not HEADER_FROM.match(_plain(lines[index])):
+    if not HEADER_FROM.match(_normal(lines[index])):
         return None
     end = index
     seen = 0
     sent = False
     for probe in range(index + 1, min(index + 8, len(lines))):
-        line = _plain(lines[probe])
+        line = _normal(lines[probe])
         if HEADER_NEXT.match(line):
             seen += 1
             sent = sent or bool(HEADER_SENT.match(line))
@@ -207,8 +227,7 @@ def _own_part(lines: list[str]) -> tuple[list[str], list[str]]:
     """The lines before the first mark of quoted or forwarded history, and the lines after
     that mark's header block (the history itself)."""
     for index, raw in enumerate(lines):
-        line = _plain(raw)
-        if SEPARATORS.match(line):
+        if SEPARATORS.match(_normal(raw)):
             rest = lines[index + 1 :]
             start = 0
             while start < len(rest) and not _plain(rest[start]):
@@ -262,6 +281,6 @@ def own_words(text: str, *, forwarded: bool = False) -> str:
     # The closing and the name under it go too: what is left is the answer to a question.
     own = _strip_closing(_strip_signature(own))
     result = tidy("\n".join(own))
-    if not result and (forwarded or any(FORWARD_MARK.match(_plain(x)) for x in lines)):
+    if not result and (forwarded or any(is_forward_mark(x) for x in lines)):
         result = tidy("\n".join(_strip_signature(history)))
     return result

@@ -248,6 +248,44 @@ def test_own_words(text: str, expected: str) -> None:
     assert own_words(text) == expected
 
 
+FORWARDED_BODY = (
+    "\nمن: خالد <k@example.test>\nالتاريخ: الأحد، 22 نوفمبر 2026\nالموضوع: طلب\n"
+    "إلى: <a@example.test>\n\nكيف اقدم طلب دعم؟\n"
+)
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [
+        "---------- Forwarded message ---------",
+        "---------- الرسالة المعاد توجيهها ---------",
+        "---------- الرسالة المُعاد توجيهها ---------",
+        "---------- رسالة مُعاد توجيهها ---------",
+        "---------- رسالة معاد توجيهها ---------",
+        "-------- رسالة تمت إعادة توجيهها --------",
+        "بداية الرسالة المُعاد توجيهها:",
+    ],
+)
+def test_arabic_forward_marks_with_the_article_or_tashkeel(mark: str) -> None:
+    raw = (
+        "From: a@example.test\r\nSubject: طلب\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + mark
+        + FORWARDED_BODY
+    ).encode()
+    mail = parse_email(raw)
+    assert mail.forwarded
+    assert mail.text == "كيف اقدم طلب دعم؟"  # not the third party's From/Date/To lines
+    assert own_words("شوفوا هذا\n\n" + mark + FORWARDED_BODY) == "شوفوا هذا"
+
+
+def test_outlook_arabic_header_block_with_sent_written_with_tashkeel() -> None:
+    text = (
+        "الرياض\n\nمن: تواصل <care@example.org>\nأُرسلت: الأحد، 22 نوفمبر 2026 10:00 ص\n"
+        "إلى: أحمد\nالموضوع: رد: طلب دعم\n\nفي أي مدينة تسكن؟\n"
+    )
+    assert own_words(text) == "الرياض"
+
+
 def test_a_hand_written_letter_with_from_and_subject_lines_is_kept() -> None:
     letter = "من: أحمد محمد\nإلى: جمعية البر\nالموضوع: طلب مساعدة\n\nأرجو مساعدتي في دفع الإيجار."
     assert own_words(letter) == letter
