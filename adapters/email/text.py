@@ -75,9 +75,33 @@ GREETING_LINE = re.compile(
     r"|good (morning|afternoon|evening)\b.*)$",
     re.IGNORECASE,
 )
-# What may stand under a closing: a name, a title, a number.
+# What may stand under a closing: a name, a title, the association's name (up to three
+# lines), and with contact lines up to eight.
 CLOSING_TAIL_LINES = 3
+CLOSING_TAIL_LINES_WITH_CONTACTS = 8
 CLOSING_TAIL_LENGTH = 40
+# The line a signature starts under ("-- ", "__", "—").
+SIGNATURE_RULE = re.compile(r"^(-{2,4}|_{2,9}|[—–]{1,3})$")
+# A contact line of a signature, as ``_normal`` writes it: a labelled number or address
+# ("جوال 0551234567", "ت: 0114567890", "Mobile: +966 55 123 4567", "البريد: a@b.org").
+DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+PHONE = r"\+?[\d(][\d\s()./-]{5,}"
+CONTACT_LABELLED = re.compile(
+    r"^(((رقم\s+)?(جوال|جوالي|هاتف|هاتفي|تليفون|تلفون|موبايل|فاكس|ناسوخ|واتساب|واتس)"
+    r"|mobile|mob|tel|telephone|phone|cell|fax|whatsapp)\s*[:.\-]?"
+    r"|(ت|ج|ف|م|ه|m|t|p|f|w)\s*[:/])\s*"
+    rf"{PHONE}$",
+    re.IGNORECASE,
+)
+EMAIL_OR_SITE = re.compile(
+    r"^(\S+(\s+\S+)?\s*[:.]?\s*)?([\w.+-]+@[\w-]+(\.[\w-]+)+|(https?://|www\.)\S+"
+    r"|[\w-]+(\.[\w-]+)*\.(org|com|net|edu|gov|sa)(\.sa)?/?)$",
+    re.IGNORECASE,
+)
+# A telephone number alone (not a national ID, "1012345672", which may be an answer).
+BARE_PHONE = re.compile(r"^(\+|00|0|966)[\d\s()./-]{6,}$")
+# A line under which a number is the one asked about ("رقمي الجديد / 0551234567").
+NUMBER_WORDS = re.compile(r"رقم|جوال|هاتف|هويه|اقامه|number|mobile|phone|\bid\b", re.IGNORECASE)
 
 # HTML containers of quoted history and signatures (Gmail, Outlook, Apple Mail, Yahoo).
 QUOTE_SELECTORS = (
@@ -245,7 +269,7 @@ def _own_part(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def _strip_signature(lines: list[str]) -> list[str]:
     for index, raw in enumerate(lines):
-        if raw.rstrip("\r") in ("-- ", "--", "—", "__"):
+        if SIGNATURE_RULE.match(_plain(raw)):
             lines = lines[:index]
             break
     while lines and (not _plain(lines[-1]) or SIGN_OFFS.match(_plain(lines[-1]))):
@@ -253,18 +277,49 @@ def _strip_signature(lines: list[str]) -> list[str]:
     return lines
 
 
+def _contact(line: str, *, after_name: bool) -> bool:
+    """Whether a line under a closing is a signature's contact line: a labelled number, an
+    address, a website, or a telephone number alone under a name ("أحمد الغامدي /
+    0551234567")."""
+    line = _normal(line).translate(DIGITS)
+    if CONTACT_LABELLED.match(line) or EMAIL_OR_SITE.match(line):
+        return True
+    return after_name and bool(BARE_PHONE.match(line))
+
+
+def _signature(tail: list[str]) -> list[bool] | None:
+    """Which lines under a closing are contact lines, when all of them are a signature's: a
+    name, a title, the association's name (short, without digits) or contact lines. None
+    when they are the answer to a question: a number right under the closing ("Thanks /
+    1012345672"), a long line."""
+    kinds: list[bool] = []
+    for index, line in enumerate(tail):
+        after_name = index > 0 and not NUMBER_WORDS.search(_normal(tail[index - 1]))
+        if _contact(line, after_name=after_name):
+            kinds.append(True)
+        elif len(line) <= CLOSING_TAIL_LENGTH and not DIGIT.search(line):
+            kinds.append(False)
+        else:
+            return None
+    return kinds
+
+
 def _strip_closing(lines: list[str]) -> list[str]:
-    """The lines above a closing formula and the name under it, when words stand above."""
+    """The lines above a closing formula and the signature under it, when words other than
+    a greeting stand above, or a greeting and a signature with contact lines."""
     filled = [i for i, line in enumerate(lines) if _plain(line)]
-    for index in reversed(filled[-(CLOSING_TAIL_LINES + 1) :]):
+    for index in reversed(filled[-(CLOSING_TAIL_LINES_WITH_CONTACTS + 1) :]):
         if not CLOSINGS.match(TASHKEEL.sub("", _plain(lines[index]))):
             continue
-        tail = [_plain(line) for line in lines[index + 1 :] if _plain(line)]
+        under = [i for i in filled if i > index]
+        kinds = _signature([_plain(lines[i]) for i in under])
+        if kinds is None or (len(under) > CLOSING_TAIL_LINES and not any(kinds)):
+            break  # a number right under it ("Thanks / 1012345672") is what was asked for
         above = [i for i in filled if i < index]
-        if not above or all(GREETING_LINE.match(_plain(lines[i])) for i in above):
-            break  # nothing but a greeting above: the words under the closing are the answer
-        if any(len(line) > CLOSING_TAIL_LENGTH or DIGIT.search(line) for line in tail):
-            break  # a number under it ("Thanks / 1012345672") is what was asked for
+        if not above:
+            break  # the closing is the whole message: what stands under it is the answer
+        if all(GREETING_LINE.match(_plain(lines[i])) for i in above) and not any(kinds):
+            break  # nothing but a greeting above: the name under the closing is the answer
         return lines[: above[-1] + 1]
     return lines
 

@@ -242,6 +242,28 @@ def test_without_message_id_the_same_mail_gets_the_same_id() -> None:
             "الوضع صعب\nشكرا\nوالله يا اخوي ما عندنا دخل من سنتين وننتظر ردكم الكريم",
             "الوضع صعب\nشكرا\nوالله يا اخوي ما عندنا دخل من سنتين وننتظر ردكم الكريم",
         ),
+        ("نعم\nشكرا\nأحمد\nرقم الهوية 1012345672", "نعم\nشكرا\nأحمد\nرقم الهوية 1012345672"),
+        (
+            "أريد تحديث رقمي\nشكرا\nرقمي الجديد\n0551234567",
+            "أريد تحديث رقمي\nشكرا\nرقمي الجديد\n0551234567",
+        ),
+        ("رقم هويتي\nشكرا\nأحمد\n1012345672", "رقم هويتي\nشكرا\nأحمد\n1012345672"),
+        # A signature's contact lines under the name are not an answer either.
+        ("٢\n\nمع الشكر\nأحمد الغامدي\n0551234567", "٢"),
+        ("١\n\nمع الشكر\nأحمد الغامدي\n٠٥٥١٢٣٤٥٦٧", "١"),
+        ("أحمد سعيد الغامدي\n\nمع الشكر\nأحمد الغامدي\n0551234567", "أحمد سعيد الغامدي"),
+        ("السلام عليكم\n\nمع الشكر\nأحمد الغامدي\n0551234567", "السلام عليكم"),
+        ("شكرا\nجوال 0551234567", "شكرا\nجوال 0551234567"),
+        ("ابغى اكلم موظف\n\nمع الشكر\nأمل العتيبي\nجوال 0551234567", "ابغى اكلم موظف"),
+        (
+            "نعم\n\nمع خالص التحية\nأحمد الغامدي\nمدير المشاريع\nجمعية البر الخيرية\n"
+            "ت: 0114567890\nج: ٠٥٥١٢٣٤٥٦٧\nahmed@albir.org.sa\nwww.albir.org.sa",
+            "نعم",
+        ),
+        ("Yes\n\nBest regards,\nAmal Saeed\nMobile: +966 55 123 4567\nTel. 011 456 7890", "Yes"),
+        ("نعم\n\nتحياتي\nهاتف: 0114567890\nموبايل 0551234567", "نعم"),
+        ("نعم\n—\nأحمد\n0551234567", "نعم"),
+        ("نعم\n___\nأحمد", "نعم"),
     ],
 )
 def test_own_words(text: str, expected: str) -> None:
@@ -284,6 +306,18 @@ def test_outlook_arabic_header_block_with_sent_written_with_tashkeel() -> None:
         "إلى: أحمد\nالموضوع: رد: طلب دعم\n\nفي أي مدينة تسكن؟\n"
     )
     assert own_words(text) == "الرياض"
+
+
+def test_html_only_outlook_mail_with_a_mobile_in_the_signature() -> None:
+    html = (
+        '<html><body dir="rtl"><p>السلام عليكم</p><p>ابغى اكلم موظف بخصوص طلبي</p>'
+        "<p>مع الشكر<br>أمل العتيبي<br>جوال 0551234567</p></body></html>"
+    )
+    raw = (
+        b"From: amal@example.test\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(html.encode())
+    )
+    assert parse_email(raw).text == "السلام عليكم\n\nابغى اكلم موظف بخصوص طلبي"
 
 
 def test_a_hand_written_letter_with_from_and_subject_lines_is_kept() -> None:
