@@ -20,7 +20,8 @@ from bot.service import Service
 from conversations.delivery import Delivery, Sent
 from conversations.messages import Channel, Inbound
 from conversations.ports import RequestStatus
-from storage.models import Document, Identity, Message, OutboxItem, ProviderReport
+from storage.followup import request_info
+from storage.models import Document, Identity, Message, OutboxItem, ProviderReport, Request
 from tests.conftest import WORKING_TIME, Chat, valid_national_id
 from tests.security.images import metadata_of
 from tests.test_engine import fill_support_request
@@ -493,3 +494,38 @@ async def test_sms_uses_the_catalogue_short_variants(twilio_setup: TwilioSetup) 
     voice = fake.add_media(b"\x00" * 64, "audio/amr")
     (notice,) = await sms.say(media=[(voice, "audio/amr")])
     assert notice["Body"] == catalog.short("ar", "channel.unsupported")
+
+
+async def test_needs_info_by_sms_sends_the_documents_to_whatsapp(
+    twilio_setup: TwilioSetup,
+) -> None:
+    setup, catalog = twilio_setup, twilio_setup.service.catalog
+    ref = await whatsapp_support_request(Phone(setup, NUMBER))
+    sms = Phone(setup, NUMBER, whatsapp=False)
+    await sms.say("شكرا")
+    seen = len(setup.fake.to(NUMBER))
+    asked = "نرجو إرسال صورة عقد الإيجار"
+    await setup.service.change_request_status(
+        ref, RequestStatus.NEEDS_INFO, actor="staff:a@example.org", note=asked
+    )
+    await setup.service.deliver_due()
+    (notice,) = setup.fake.to(NUMBER)[seen:]
+    status = catalog.text("ar", "status.name.needs_info")
+    assert notice["To"] == NUMBER  # by SMS, where they last wrote
+    assert notice["Body"] == catalog.short(
+        "ar", "notify.needs_info", reference=ref, status=status, note=asked
+    )
+    assert "واتساب" in notice["Body"]  # not "send the documents here"
+
+    await sms.say("العقد عند المالك")
+    more = [c for c in sms.text.splitlines() if c.endswith(catalog.text("ar", "info.send_more"))]
+    await sms.say(more[0].split()[0])
+    assert sms.text == catalog.short("ar", "info.more")
+
+    photo = setup.fake.add_media(ID_PHOTO, "image/jpeg")
+    await Phone(setup, NUMBER).say(media=[(photo, "image/jpeg")])  # the same number on WhatsApp
+    async with setup.service.db.session(write=False) as s:
+        row = await s.scalar(select(Request).where(Request.reference == ref))
+        assert row is not None
+        items = await request_info(s, row.id)
+    assert [(i.info.channel, len(i.documents)) for i in items] == [("sms", 0), ("whatsapp", 1)]
