@@ -154,21 +154,44 @@ class FormFlow:
             choices = e.yes_no(ctx)
         elif field.type is FieldType.ATTACHMENT:
             ask = Ask.ATTACHMENT
-            files = draft.answers.get(field.name, {}).get("value") or []
-            if files:
-                choices.append((e.t(ctx, "choice.done"), "done"))
+            choices = self._documents_choices(ctx, field)
             if ctx.channel is Channel.SMS:
                 # A text message carries no file here (no MMS in Saudi Arabia): say where to
                 # send them, or the form could never be finished.
                 text += "\n" + e.t(ctx, "attachment.by_sms")
         elif field.type is FieldType.MOBILE:
             ask = Ask.PHONE
+        if field.type is not FieldType.ATTACHMENT:
+            choices += self._skip_and_back(ctx, field)
+        ctx.state.choices = []
+        return e.say(ctx, text, choices, ask=ask)
+
+    def _skip_and_back(self, ctx: Context, field: FormField) -> list[tuple[str, str]]:
+        e = self.engine
+        _, draft = self.form_of(ctx)
+        choices: list[tuple[str, str]] = []
         if not field.required:
             choices.append((e.t(ctx, "choice.skip"), "skip"))
         if draft.trail:
             choices.append((e.t(ctx, "choice.back"), "back"))
-        ctx.state.choices = []
-        return e.say(ctx, text, choices, ask=ask)
+        return choices
+
+    def _documents_choices(self, ctx: Context, field: FormField) -> list[tuple[str, str]]:
+        """A documents step's choices: "done" once a file came, skip, back."""
+        e = self.engine
+        _, draft = self.form_of(ctx)
+        choices: list[tuple[str, str]] = []
+        if draft.answers.get(field.name, {}).get("value"):
+            choices.append((e.t(ctx, "choice.done"), "done"))
+        return choices + self._skip_and_back(ctx, field)
+
+    def _documents_again(self, ctx: Context, field: FormField, key: str) -> list[Reply]:
+        """No file came: said, with the question again; on SMS, where each part is paid and
+        the question is long, one short line and the choices instead."""
+        e = self.engine
+        if ctx.channel is Channel.SMS:
+            return [e.reply(ctx, key, self._documents_choices(ctx, field))]
+        return [e.reply(ctx, key), self.ask(ctx, field)]
 
     # -- answering --------------------------------------------------------------------------
 
@@ -297,12 +320,12 @@ class FormFlow:
         files: list[dict[str, Any]] = list(answer.get("value") or [])
         if done and not msg.attachments:
             if not files and field.required:
-                return [e.reply(ctx, "attachment.none_yet"), self.ask(ctx, field)]
+                return self._documents_again(ctx, field, "attachment.none_yet")
             if not files:  # "done" with nothing to send, where nothing is needed: skipped
                 draft.answers[field.name] = {"value": None, "display": e.t(ctx, "form.skipped")}
             return self._advance(ctx, field)
         if not msg.attachments:
-            return [e.reply(ctx, "attachment.expected"), self.ask(ctx, field)]
+            return self._documents_again(ctx, field, "attachment.expected")
         replies: list[Reply] = []
         for att in msg.attachments:
             problem = self._check_attachment(field, att, len(files))

@@ -991,6 +991,24 @@ async def test_documents_asked_by_sms_are_sent_from_whatsapp_on_the_same_number(
     assert service.catalog.text("ar", "attachment.by_sms") not in whatsapp.text
 
 
+async def test_an_answer_without_a_file_on_sms_is_one_short_line(service: Service) -> None:
+    """On SMS the documents step is answered in one short line (the question is long and each
+    part is paid)."""
+    catalog = service.catalog
+    sms = Chat(service, Channel.SMS, sender="+966551234599")
+    for text in ("السلام عليكم", "٢", "١", "سارة أحمد", valid_national_id(), "0551234567"):
+        await sms.say(text)
+    for text in ("جدة", "٣", "٢٠٠٠", "ملك", "١", "نحتاج مساعدة في الغذاء للأسرة"):
+        await sms.say(text)
+    assert sms.last.ask is Ask.ATTACHMENT
+    await sms.say("ما عندي واتساب")
+    assert [r.key for r in sms.replies] == ["attachment.expected"]  # not the question again
+    assert sms.last.short_text == catalog.short("ar", "attachment.expected")
+    assert sms.choice_values() == ["back"]
+    await sms.say("تم")
+    assert [r.key for r in sms.replies] == ["attachment.none_yet"]
+
+
 async def test_a_first_message_that_is_a_command_word_does_what_it_says(service: Service) -> None:
     menu = Chat(service, sender="first-menu")
     await menu.say("القائمة")

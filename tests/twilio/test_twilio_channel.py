@@ -529,3 +529,17 @@ async def test_needs_info_by_sms_sends_the_documents_to_whatsapp(
         assert row is not None
         items = await request_info(s, row.id)
     assert [(i.info.channel, len(i.documents)) for i in items] == [("sms", 0), ("whatsapp", 1)]
+
+
+async def test_an_unclear_answer_at_the_documents_step_costs_two_sms_parts(
+    twilio_setup: TwilioSetup,
+) -> None:
+    sms = Phone(twilio_setup, "+966551234500", whatsapp=False)
+    for text in ("السلام عليكم", "٢", "١", "محمد عبدالله", valid_national_id(), "0551234567"):
+        await sms.say(text)
+    for text in ("الرياض", "5", "3000", "1", "1", "نحتاج مساعدة"):
+        await sms.say(text)
+    for text in ("ما عندي واتساب", "تم"):
+        (again,) = await sms.say(text)  # not the 400-character question again
+        assert sms_parts(again["Body"]) == 2, again["Body"]
+        assert again["Body"].endswith("\n1 رجوع")
