@@ -177,12 +177,15 @@ class FormFlow:
         return choices
 
     def _documents_choices(self, ctx: Context, field: FormField) -> list[tuple[str, str]]:
-        """A documents step's choices: "done" once a file came, skip, back."""
+        """A documents step's choices: "done" once a file came; on SMS, where no file can
+        come, going on without the required files, handed in later through a staff member."""
         e = self.engine
         _, draft = self.form_of(ctx)
         choices: list[tuple[str, str]] = []
         if draft.answers.get(field.name, {}).get("value"):
             choices.append((e.t(ctx, "choice.done"), "done"))
+        elif ctx.channel is Channel.SMS and field.required:
+            choices.append((e.t(ctx, "choice.files_later"), "later"))
         return choices + self._skip_and_back(ctx, field)
 
     def _documents_again(self, ctx: Context, field: FormField, key: str) -> list[Reply]:
@@ -244,6 +247,12 @@ class FormFlow:
             return self._back(ctx)
         if (picked == "skip" or word == "skip") and not field.required:
             draft.answers[field.name] = {"value": None, "display": e.t(ctx, "form.skipped")}
+            return self._advance(ctx, field)
+        if field.type is FieldType.ATTACHMENT and picked == "later" and not msg.attachments:
+            # No way to send files from here: the request goes on without them, and a staff
+            # member arranges them once it is sent.
+            later = e.t(ctx, "attachment.later")
+            draft.answers[field.name] = {"value": None, "display": later, "later": True}
             return self._advance(ctx, field)
         if field.type is FieldType.ATTACHMENT:
             return self._attachment_step(msg, ctx, field, done=picked == "done" or word == "done")
@@ -460,7 +469,7 @@ class FormFlow:
         answer = draft.answers[field.name]
         value, display = answer.get("value"), str(answer.get("display", ""))
         if value is None:
-            return e.t(ctx, "form.skipped")
+            return e.t(ctx, "attachment.later" if answer.get("later") else "form.skipped")
         if field.type is FieldType.CHOICE:
             option = field.option(value)
             display = option.label(lang) if option is not None else display
@@ -598,7 +607,8 @@ class FormFlow:
                 reference=reference,
                 form=form.title_in(lang),
             )
-        if form.hands_over(answers):
+        if form.hands_over(answers) or any(a.get("later") for a in answers.values()):
+            # Documents to hand in later: a person arranges them with the applicant.
             return [reply, *await e.handoff(ctx, port, HandoffReason.FORM)]
         return [reply]
 

@@ -991,22 +991,47 @@ async def test_documents_asked_by_sms_are_sent_from_whatsapp_on_the_same_number(
     assert service.catalog.text("ar", "attachment.by_sms") not in whatsapp.text
 
 
-async def test_an_answer_without_a_file_on_sms_is_one_short_line(service: Service) -> None:
+async def test_an_sms_applicant_without_whatsapp_sends_the_request_without_the_documents(
+    service: Service,
+) -> None:
     """On SMS the documents step is answered in one short line (the question is long and each
-    part is paid)."""
+    part is paid); who cannot send files goes on without them, and a person arranges them."""
     catalog = service.catalog
     sms = Chat(service, Channel.SMS, sender="+966551234599")
     for text in ("السلام عليكم", "٢", "١", "سارة أحمد", valid_national_id(), "0551234567"):
         await sms.say(text)
     for text in ("جدة", "٣", "٢٠٠٠", "ملك", "١", "نحتاج مساعدة في الغذاء للأسرة"):
         await sms.say(text)
-    assert sms.last.ask is Ask.ATTACHMENT
+    assert sms.last.ask is Ask.ATTACHMENT and sms.choice_values() == ["later", "back"]
     await sms.say("ما عندي واتساب")
     assert [r.key for r in sms.replies] == ["attachment.expected"]  # not the question again
     assert sms.last.short_text == catalog.short("ar", "attachment.expected")
-    assert sms.choice_values() == ["back"]
+    assert sms.choice_values() == ["later", "back"]
     await sms.say("تم")
     assert [r.key for r in sms.replies] == ["attachment.none_yet"]
+    await sms.say("١")
+    later = catalog.text("ar", "attachment.later")
+    assert f": {later}" in sms.text  # the summary says how the documents come
+    await sms.say("تأكيد وإرسال")
+    await sms.say("نعم")
+    assert [r.key for r in sms.replies] == ["form.submitted_request", "handoff.queued"]
+    async with service.db.session(write=False) as s:
+        answer = await s.scalar(select(RequestAnswer).where(RequestAnswer.field == "documents"))
+        conv = await s.scalar(select(Conversation))
+    assert answer is not None and answer.display == later and answer.value is None
+    assert conv is not None and conv.status == "queued" and conv.handoff_reason == "form"
+
+
+async def test_going_on_without_documents_is_offered_only_on_sms(service: Service) -> None:
+    whatsapp = Chat(service, Channel.WHATSAPP, sender="+966551234598")
+    for text in ("السلام عليكم", "٢", "١", "سارة أحمد", valid_national_id(), "0551234567"):
+        await whatsapp.say(text)
+    for text in ("جدة", "٣", "٢٠٠٠", "ملك", "١", "نحتاج مساعدة في الغذاء للأسرة"):
+        await whatsapp.say(text)
+    assert whatsapp.last.ask is Ask.ATTACHMENT and whatsapp.choice_values() == ["back"]
+    await whatsapp.say("ما عندي")
+    keys = [r.key for r in whatsapp.replies]
+    assert keys[0] == "attachment.expected" and whatsapp.last.ask is Ask.ATTACHMENT
 
 
 async def test_a_first_message_that_is_a_command_word_does_what_it_says(service: Service) -> None:

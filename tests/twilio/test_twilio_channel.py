@@ -542,4 +542,6 @@ async def test_an_unclear_answer_at_the_documents_step_costs_two_sms_parts(
     for text in ("ما عندي واتساب", "تم"):
         (again,) = await sms.say(text)  # not the 400-character question again
         assert sms_parts(again["Body"]) == 2, again["Body"]
-        assert again["Body"].endswith("\n1 رجوع")
+        assert again["Body"].endswith("\n1 لا أستطيع، أكمل دونها\n2 رجوع")
+    await sms.say("1")
+    assert "المستندات: تُسلَّم لاحقًا" in sms.text
