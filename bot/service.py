@@ -54,6 +54,7 @@ from storage.group import GroupCommit, OrderHeld, sqlstate
 from storage.models import Conversation, Identity, OutboxItem, utcnow
 from storage.repository import (
     AnyRow,
+    Behind,
     ConversationBusy,
     Ingested,
     NotOpen,
@@ -352,9 +353,53 @@ class Service:
     async def process(
         self, message_id: int, *, now: datetime | None = None, urgent: bool = False
     ) -> list[Delivered]:
-        """Run the engine on one stored message; lock, load, step and save in one transaction."""
+        """Run the engine on one stored message; lock, load, step and save in one transaction.
+
+        A conversation's messages are stepped in order: its earlier messages still waiting
+        (one whose step failed stays stored for the inbox worker) go first, and their replies
+        to the same sender on the same channel come first in the list. When one of them
+        fails again, or failed moments ago, this message is left stored too, for the worker
+        to take after them: nothing is returned for it.
+        """
         with structlog.contextvars.bound_contextvars(message_id=message_id):
-            return await self._process(message_id, now, urgent=urgent) or []
+            done = await self._process(message_id, now, urgent=urgent)
+            if not isinstance(done, Behind):
+                return done or []
+            earlier = await self._catch_up(message_id, done, urgent=urgent)
+            if earlier is None:
+                return []
+            again = await self._process(message_id, now, urgent=urgent)
+            return earlier + (again if isinstance(again, list) else [])
+
+    async def _catch_up(
+        self, message_id: int, behind: Behind, *, urgent: bool
+    ) -> list[Delivered] | None:
+        """Step the messages waiting ahead of ``message_id`` in its conversation, oldest
+        first, as the inbox worker would (a failure counts towards setting one aside). The
+        replies among them to the same sender and channel, or None when one of them could
+        not be stepped now (failed, resting after a failure, or held by another instance)."""
+        conversation_id = behind.conversation_id
+        if self.step_failures and conversation_id in self._resting(time.monotonic()):
+            log.info("inbound.behind", conversation_id=conversation_id)
+            return None
+        async with self.db.session(write=False, short=True) as session:
+            ahead = await Tx(session).pending_ahead(conversation_id, message_id)
+        shown: list[Delivered] = []
+        for row in ahead:
+            try:
+                delivered = await self._pending_step(row.id, conversation_id, urgent=urgent)
+            except (ConversationBusy, OrderHeld):  # its turn is taken elsewhere, in order
+                log.info("inbound.behind", conversation_id=conversation_id)
+                return None
+            except Exception as error:
+                log.error("inbox.step_failed", exc_info=error, conversation_id=conversation_id)
+                return None
+            if delivered and (row.identity_id, row.channel) == (
+                behind.identity_id,
+                behind.channel,
+            ):
+                shown += delivered
+        return shown
 
     async def _process(
         self,
@@ -364,20 +409,22 @@ class Service:
         key: int | None = None,
         urgent: bool = False,
         set_aside: bool = False,
-    ) -> list[Delivered] | None:
+    ) -> list[Delivered] | Behind | None:
         """The replies of the step, or None when there was none: the message was processed
-        already (by another pass or instance), or the service is stopping."""
+        already (by another pass or instance), or the service is stopping. ``Behind``: an
+        earlier message of its conversation waits (only without ``key``: the inbox's passes
+        go in order)."""
         started = time.perf_counter()
 
-        async def step(session: AsyncSession) -> tuple[int, list[Delivered]] | None:
+        async def step(session: AsyncSession) -> tuple[int, list[Delivered]] | Behind | None:
             if key is not None and self.stopping.is_set():
                 return None  # a pending message not begun: the next start takes it
             with structlog.contextvars.bound_contextvars(message_id=message_id):
                 return await self._step(session, message_id, now, key, set_aside=set_aside)
 
         done = await self.group.run(step, key=key, urgent=urgent)
-        if done is None:
-            return None
+        if done is None or isinstance(done, Behind):
+            return done
         conversation_id, delivered = done
         if delivered:
             self.outbox_wakeup.set()
@@ -393,18 +440,24 @@ class Service:
         conversation_id: int | None = None,
         *,
         set_aside: bool = False,
-    ) -> tuple[int, list[Delivered]] | None:
+    ) -> tuple[int, list[Delivered]] | Behind | None:
         """The engine's step on one message, inside a transaction that may hold others.
 
+        ``conversation_id`` is given by the inbox's passes, which take a conversation's
+        messages oldest first; without it, a message with an earlier one of its conversation
+        still waiting is not stepped (``Behind``).
         ``set_aside``: instead of the engine's step, hand the conversation to staff and mark
         the message processed (the step keeps failing on it)."""
         tx = Tx(session)
         # On PostgreSQL a pass leaves a conversation held by another instance's step to it.
         claimed = await tx.claim_inbound(
-            message_id, conversation_id, wait=conversation_id is None or self.group.batching
+            message_id,
+            conversation_id,
+            wait=conversation_id is None or self.group.batching,
+            in_turn=conversation_id is not None,
         )
-        if claimed is None:
-            return None
+        if claimed is None or isinstance(claimed, Behind):
+            return claimed
         if set_aside:  # before reading the message: what failed may be in it
             return await self._hand_over(tx, claimed, now)
         conversation = claimed.conversation
@@ -601,7 +654,13 @@ class Service:
             log.exception("inbox.prepare_failed")
 
     async def _pending_one(self, message_id: int, conversation_id: int) -> bool:
-        """Whether the message was processed by this call.
+        """Whether the message was processed by this call (see ``_pending_step``)."""
+        return await self._pending_step(message_id, conversation_id) is not None
+
+    async def _pending_step(
+        self, message_id: int, conversation_id: int, *, urgent: bool = False
+    ) -> list[Delivered] | None:
+        """The replies of the message's step, or None when this call did not process it.
 
         A step that fails is tried again at the next pass, the conversation's later messages
         waiting behind it; once it has failed ``STEP_ATTEMPTS`` times over
@@ -609,18 +668,20 @@ class Service:
         that a fault in the bot does not silence the conversation for good."""
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                done = await self._process(message_id, None, key=conversation_id)
+                done = await self._process(message_id, None, key=conversation_id, urgent=urgent)
             except (ConversationBusy, OrderHeld):
                 raise
             except Exception as error:
                 if transient(error) or not self._keeps_failing(message_id, conversation_id):
                     raise
-                done = await self._process(message_id, None, key=conversation_id, set_aside=True)
+                done = await self._process(
+                    message_id, None, key=conversation_id, urgent=urgent, set_aside=True
+                )
                 if done is not None:
                     log.error("inbox.set_aside", exc_info=error, conversation_id=conversation_id)
                     self.metrics.set_aside.inc()
             self.step_failures.pop(message_id, None)
-            return done is not None
+            return done if isinstance(done, list) else None
 
     def _keeps_failing(self, message_id: int, conversation_id: int) -> bool:
         """Count a failed step on the message; whether it is time to set the message aside."""

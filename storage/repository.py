@@ -145,6 +145,16 @@ class ClaimedInbound:
 
 
 @dataclass(frozen=True, slots=True)
+class Behind:
+    """Not claimed: an earlier inbound message of the conversation still waits for its step
+    (see ``Tx.claim_inbound``); the message's sender (identity id) and channel."""
+
+    conversation_id: int
+    identity_id: int | None
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class Queued:
     """A reply recorded as a message (and put in the outbox when it has an address)."""
 
@@ -245,6 +255,33 @@ _CLAIM_MESSAGE = (
         _M.conversation_id == bindparam("conversation_id"),
         _M.processed_at.is_(None),
     )
+)
+# A message taken up outside the inbox's passes (which go oldest first), by a channel that
+# answers in the same exchange: whether an earlier inbound message of its conversation still
+# waits for its step (one that failed, left to the inbox worker), which must go first. In the
+# same statement, over the conversation's index.
+_AHEAD = MESSAGES.alias("ahead")
+_WAITING_AHEAD_OF_IT = (
+    select(_AHEAD.c.id)
+    .where(
+        _AHEAD.c.conversation_id == bindparam("conversation_id"),
+        _AHEAD.c.id < bindparam("message_id"),
+        _AHEAD.c.direction == "in",
+        _AHEAD.c.processed_at.is_(None),
+    )
+    .exists()
+)
+_CLAIM_MESSAGE_IN_TURN = _CLAIM_MESSAGE.add_columns(_WAITING_AHEAD_OF_IT.label("behind"))
+# The inbound messages of a conversation waiting ahead of one, oldest first (rarely any).
+_PENDING_AHEAD = (
+    select(_M.id, _M.identity_id, _M.channel)
+    .where(
+        _M.conversation_id == bindparam("conversation_id"),
+        _M.id < bindparam("message_id"),
+        _M.direction == "in",
+        _M.processed_at.is_(None),
+    )
+    .order_by(_M.id)
 )
 _ADDRESS = select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("identity_id"))
 # Replies, several in one statement, their ids returned in the order of their rows.
@@ -826,13 +863,22 @@ class Tx:
                 set_committed_value(loaded, name, value)
 
     async def claim_inbound(
-        self, message_id: int, conversation_id: int | None = None, *, wait: bool = True
-    ) -> ClaimedInbound | None:
+        self,
+        message_id: int,
+        conversation_id: int | None = None,
+        *,
+        wait: bool = True,
+        in_turn: bool = False,
+    ) -> ClaimedInbound | Behind | None:
         """Lock the message's conversation, then read the message if still unprocessed.
 
         Also its sender's address. ``conversation_id``, when the caller knows it already,
         saves reading it first. ``wait=False``: raise ``ConversationBusy`` rather than wait
         when another transaction holds the conversation (PostgreSQL; SQLite has one writer).
+        A conversation's messages are stepped in order: ``Behind``, and nothing claimed, when
+        an earlier inbound message of the conversation has not been processed yet, unless
+        ``in_turn`` (the caller takes the conversation's messages oldest first, as the
+        inbox's passes do, and need not look).
         """
         if conversation_id is None:
             conversation_id = await self.session.scalar(
@@ -850,12 +896,24 @@ class Tx:
             raise ConversationBusy(conversation_id)
         found = (
             await self.session.execute(
-                _CLAIM_MESSAGE, {"message_id": message_id, "conversation_id": conversation_id}
+                _CLAIM_MESSAGE if in_turn else _CLAIM_MESSAGE_IN_TURN,
+                {"message_id": message_id, "conversation_id": conversation_id},
             )
         ).first()
         if found is None or conversation is None:
             return None
+        if not in_turn and found.behind:
+            return Behind(conversation_id, found.identity_id, found.channel)
         return ClaimedInbound(found, conversation, found.address)
+
+    async def pending_ahead(self, conversation_id: int, message_id: int) -> list[AnyRow]:
+        """The conversation's inbound messages before ``message_id`` still waiting for their
+        step, oldest first: id, identity_id, channel."""
+        return list(
+            await self.session.execute(
+                _PENDING_AHEAD, {"conversation_id": conversation_id, "message_id": message_id}
+            )
+        )
 
     async def save_step(
         self,

@@ -4,6 +4,7 @@ unit costs its batch-mates nothing; units of one key keep their order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from storage.db import Database
 from storage.group import GroupCommit, OrderHeld
 from storage.models import ChannelCursor, Message
 from storage.repository import Tx
-from tests.conftest import WORKING_TIME
+from tests.conftest import WORKING_TIME, Chat
 
 
 def cursor_unit(
@@ -260,3 +261,85 @@ async def test_a_question_answered_in_the_same_exchange_is_embedded_off_the_loop
         )
     assert embedded == [(question, False)]
     assert service.knowledge.ready(question)
+
+
+async def _stepped_in(service: Service) -> dict[str, Any]:
+    """Each inbound message's text: when it was processed (None: still waiting)."""
+    async with service.db.session(write=False) as s:
+        rows = await s.execute(
+            select(Message.text, Message.processed_at)
+            .where(Message.direction == "in")
+            .order_by(Message.id)
+        )
+        return {text: at for text, at in rows}
+
+
+async def test_a_message_answered_at_once_waits_for_an_earlier_one_of_its_conversation(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web chat answers in the same exchange. The step on a visitor's message fails
+    (twice: the batch, then alone) and the message stays stored for the inbox worker; the
+    visitor's next message is not stepped ahead of it: the earlier one goes first, and the
+    answer to the next one carries the replies to both, in order."""
+    handle = service.engine.handle
+    failures = [RuntimeError("a fault on this answer")] * 2
+
+    async def flaky(msg: Inbound, ctx: Any, port: Any) -> Any:
+        if failures and msg.text == "first":
+            raise failures.pop()
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", flaky)
+    chat = Chat(service, Channel.WEBCHAT, sender="web-1")
+    await chat.say("مرحبا")
+    before = len(await _replies_stored(service))
+    with pytest.raises(RuntimeError):
+        await chat.say("first")
+    replies = await chat.say("second")
+    stepped = await _stepped_in(service)
+    assert stepped["first"] is not None and stepped["second"] is not None
+    assert stepped["first"] <= stepped["second"], "the later message went first"
+    # The replies to "first", then to "second", as stored.
+    answered = (await _replies_stored(service))[before:]
+    assert len(answered) >= 2 and [r.text for r in replies] == answered
+    assert await service.process_pending() == 0
+
+
+async def _replies_stored(service: Service) -> list[str]:
+    async with service.db.session(write=False) as s:
+        return list(
+            await s.scalars(
+                select(Message.text).where(Message.direction == "out").order_by(Message.id)
+            )
+        )
+
+
+async def test_a_message_behind_one_that_keeps_failing_is_left_to_the_worker_in_order(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the earlier message keeps failing, the later one is stored and left for the
+    inbox worker, not stepped ahead of it: answered after the earlier one is set aside."""
+    handle = service.engine.handle
+
+    async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
+        if msg.text == "boom":
+            raise RuntimeError("a bug in a step")
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    monkeypatch.setattr("bot.service.STEP_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr("bot.service.STEP_REST_SECONDS", 0.0)
+    chat = Chat(service, Channel.WEBCHAT, sender="web-2")
+    await chat.say("مرحبا")
+    with pytest.raises(RuntimeError):
+        await chat.say("boom")
+    assert await chat.say("شكرا") == []  # stored; the earlier one failed again before it
+    stepped = await _stepped_in(service)
+    assert stepped["boom"] is None and stepped["شكرا"] is None
+    for _ in range(3):
+        with contextlib.suppress(RuntimeError):
+            await service.process_pending()
+    stepped = await _stepped_in(service)
+    assert stepped["boom"] is not None and stepped["شكرا"] is not None
+    assert stepped["boom"] <= stepped["شكرا"]
+    assert service.metrics.set_aside._value.get() == 1
