@@ -164,6 +164,14 @@ class StepFailures:
 
 
 @dataclass(frozen=True)
+class _Repeat:
+    """Not stored: the channel sent this message before."""
+
+
+REPEAT = _Repeat()
+
+
+@dataclass(frozen=True)
 class _Later:
     """Not tried in this pass: an earlier reply of the conversation did not go out."""
 
@@ -314,6 +322,11 @@ class Service:
         may be embedded for nothing; that costs the thread). Not while it is stored: the
         inbox worker, woken by the new message, would then take it up first.
         """
+        stored = await self._receive(msg, prepare=prepare)
+        return None if isinstance(stored, _Repeat) else stored
+
+    async def _receive(self, msg: Inbound, *, prepare: bool) -> int | _Repeat | None:
+        """As ``receive``, telling a repeat the store refused from a message not admitted."""
         from bot.security import admit  # bot.security names Service in its types
 
         if not await admit(self, msg):
@@ -337,7 +350,7 @@ class Service:
             log.info("inbound.duplicate", channel=msg.channel.value)
             self.metrics.duplicates.labels(msg.channel.value).inc()
             self._discard_files(msg)
-            return None
+            return REPEAT
         self.metrics.messages_in.labels(msg.channel.value).inc()
         self.inbox_wakeup.set()
         return ingested.message_id
@@ -523,11 +536,32 @@ class Service:
         return await self._save_step(tx, claimed, ctx, replies)
 
     async def handle(self, msg: Inbound) -> list[Delivered]:
-        """Receive and process at once (terminal and web chat answer in the same exchange)."""
-        message_id = await self.receive(msg, prepare=True)
-        if message_id is None:
+        """Receive and process at once (terminal and web chat answer in the same exchange).
+
+        A message its channel sent before (the same ``channel_message_id``: the web chat's
+        page sends one again when the answer to it was lost) is not stored or processed
+        again: the answer is the replies it got (its step is tried now if it still waits)."""
+        stored = await self._receive(msg, prepare=True)
+        if isinstance(stored, _Repeat):
+            return await self._answered(msg)
+        if stored is None:
             return []
-        return await self.process(message_id, now=msg.received_at, urgent=True)
+        return await self.process(stored, now=msg.received_at, urgent=True)
+
+    async def _answered(self, msg: Inbound) -> list[Delivered]:
+        """The replies to a message stored before, as ``handle`` gave them: a step that
+        failed on it is tried now (in its turn), otherwise the replies that followed it."""
+        async with self.db.session(write=False, short=True) as session:
+            found = await Tx(session).stored_inbound(msg.channel, msg.channel_message_id)
+        if found is None:
+            return []
+        if found.processed_at is None:
+            delivered = await self.process(found.id, urgent=True)
+            if delivered:
+                return delivered
+        async with self.db.session(write=False, short=True) as session:
+            rows = await Tx(session).replies_to(found)
+        return [Delivered(r.id, Reply.from_dict(r.payload), r.created_at) for r in rows]
 
     async def process_pending(self) -> int:
         """Process every stored message not yet processed (after a crash, or from webhooks).

@@ -187,6 +187,7 @@ _RECEIVED = select(_M.id).where(
     _M.direction == "in",
     _M.channel_message_id == bindparam("channel_message_id"),
 )
+_STORED_INBOUND = _RECEIVED.add_columns(_M.conversation_id, _M.identity_id, _M.processed_at)
 
 
 def _open_conversation_of(beneficiary_id: Any) -> Any:
@@ -905,6 +906,42 @@ class Tx:
         if not in_turn and found.behind:
             return Behind(conversation_id, found.identity_id, found.channel)
         return ClaimedInbound(found, conversation, found.address)
+
+    async def stored_inbound(self, channel: Channel, channel_message_id: str) -> AnyRow | None:
+        """The message this channel sent with this id, if stored: id, conversation_id,
+        identity_id, processed_at."""
+        return (
+            await self.session.execute(
+                _STORED_INBOUND,
+                {"channel": channel.value, "channel_message_id": channel_message_id},
+            )
+        ).first()
+
+    async def replies_to(self, message: AnyRow) -> list[AnyRow]:
+        """The replies that followed an inbound message (id, conversation_id, identity_id) to
+        its sender, until the conversation's next inbound message: id, payload, created_at."""
+        later = MESSAGES.alias("later").c
+        following = (
+            select(func.min(later.id))
+            .where(
+                later.conversation_id == message.conversation_id,
+                later.id > message.id,
+                later.direction == "in",
+            )
+            .scalar_subquery()
+        )
+        rows = await self.session.execute(
+            select(_M.id, _M.payload, _M.created_at)
+            .where(
+                _M.conversation_id == message.conversation_id,
+                _M.id > message.id,
+                _M.direction == "out",
+                _M.identity_id == message.identity_id,
+                or_(following.is_(None), _M.id < following),
+            )
+            .order_by(_M.id)
+        )
+        return list(rows)
 
     async def pending_ahead(self, conversation_id: int, message_id: int) -> list[AnyRow]:
         """The conversation's inbound messages before ``message_id`` still waiting for their

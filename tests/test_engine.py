@@ -679,12 +679,40 @@ async def test_repeated_failed_verification_goes_to_staff(service: Service) -> N
 async def test_duplicate_inbound_is_handled_once(chat: Chat, service: Service) -> None:
     first = await chat.say("مرحبا", message_id="same-id")
     again = await chat.say("مرحبا", message_id="same-id")
-    assert first and again == []
+    assert first and again == first  # answered with what the first got, not stepped again
     async with service.db.session() as s:
         inbound = await s.scalar(
             select(func.count()).select_from(Message).where(Message.direction == "in")
         )
-    assert inbound == 1
+        replies = await s.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "out")
+        )
+    assert inbound == 1 and replies == len(first)
+
+
+async def test_a_message_sent_again_after_its_step_failed_is_stepped_then(
+    chat: Chat, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step failed and the message waits for the inbox worker; the page's Retry sends
+    it again: it is not stored twice, and its step is tried again at once."""
+    handle = service.engine.handle
+    broken = True
+
+    async def flaky(msg: Any, ctx: Any, port: Any) -> Any:
+        if broken:
+            raise RuntimeError("a fault on this answer")
+        return await handle(msg, ctx, port)
+
+    monkeypatch.setattr(service.engine, "handle", flaky)
+    with pytest.raises(RuntimeError):
+        await chat.say("مرحبا", message_id="retried")
+    broken = False
+    answered = await chat.say("مرحبا", message_id="retried")
+    assert answered
+    async with service.db.session() as s:
+        rows = list(await s.execute(select(Message.processed_at).where(Message.direction == "in")))
+    assert len(rows) == 1 and rows[0].processed_at is not None
+    assert await chat.say("مرحبا", message_id="retried") == answered  # and once more
 
 
 async def test_survey_after_request_closed(service: Service) -> None:

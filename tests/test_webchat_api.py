@@ -183,3 +183,88 @@ async def test_the_chat_cookie_is_secure_behind_the_https_reverse_proxy(
         plain = await client.post("/api/webchat/start", json={"lang": "ar"})
     assert "; secure" in proxied.headers["set-cookie"].lower()
     assert "; secure" not in plain.headers["set-cookie"].lower()
+
+
+def history(client: httpx.Client) -> list[dict]:
+    """The whole conversation, the visitor's messages too, as a reopened page shows it."""
+    return start(client)["messages"]
+
+
+def test_a_message_sent_again_after_its_answer_was_lost_is_taken_once(
+    client: httpx.Client,
+) -> None:
+    """The page sends a message again when its request failed (a dropped connection, its
+    timeout, a proxy's 5xx), and the first may have been stored and answered: with the
+    page's id for it, the second is neither stored nor processed again (a form's answer
+    would otherwise answer the next question too), and is answered with the first's
+    replies."""
+    start(client)
+    body = {"text": "٢", "client_id": "0f8e2c1a-5b7d-4e9f-a3c6-2d1b0e9f8a7c"}
+    first = client.post("/api/webchat/messages", json=body)
+    again = client.post("/api/webchat/messages", json=body)
+    assert first.status_code == again.status_code == 200, again.text
+    replies = [m["id"] for m in first.json()["messages"]]
+    assert replies and [m["id"] for m in again.json()["messages"]] == replies
+    mine = [m["text"] for m in history(client) if m["from"] == "user"]
+    assert mine == ["٢"], f"the one message typed is stored {len(mine)} times"
+
+
+def test_a_file_sent_again_is_taken_once(client: httpx.Client) -> None:
+    start(client)
+    form = {"client_id": "d2c4b6a8e0f1"}
+    file = {"file": ("salary.pdf", PDF, "application/pdf")}
+    first = client.post("/api/webchat/upload", files=file, data=form)
+    again = client.post("/api/webchat/upload", files=file, data=form)
+    assert first.status_code == again.status_code == 200, again.text
+    assert [m["id"] for m in again.json()["messages"]] == [
+        m["id"] for m in first.json()["messages"]
+    ]
+    files = [m for m in history(client) if m["from"] == "user"]  # the file, no text
+    assert len(files) == 1
+
+
+def test_the_pages_id_for_a_message_is_its_sessions_own(live_server: str) -> None:
+    """Two visitors' pages that happen to give the same id each have their message taken."""
+    body = {"text": "مرحبا", "client_id": "same-id-in-two-browsers"}
+    for _ in range(2):
+        with httpx.Client(base_url=live_server, timeout=10) as visitor:
+            start(visitor)
+            assert visitor.post("/api/webchat/messages", json=body).json()["messages"]
+            assert [m["text"] for m in history(visitor) if m["from"] == "user"] == ["مرحبا"]
+
+
+def test_a_page_that_sends_no_id_is_answered_as_before(client: httpx.Client) -> None:
+    """A page cached before the ids were sent: each request is a message of its own."""
+    start(client)
+    for _ in range(2):
+        assert client.post("/api/webchat/messages", json={"text": "القائمة"}).json()["messages"]
+    assert [m["text"] for m in history(client) if m["from"] == "user"] == ["القائمة"] * 2
+
+
+@pytest.mark.parametrize("client_id", ["short", "x" * 65, "../../etc", "id with spaces"])
+def test_a_malformed_message_id_is_refused_clearly(client: httpx.Client, client_id: str) -> None:
+    start(client)
+    sent = client.post("/api/webchat/messages", json={"text": "hi", "client_id": client_id})
+    assert sent.status_code == 422 and sent.json()["error"] == "invalid_request"
+    assert "client_id" in sent.json()["message"]
+    uploaded = client.post(
+        "/api/webchat/upload",
+        files={"file": ("a.pdf", PDF, "application/pdf")},
+        data={"client_id": client_id},
+    )
+    assert uploaded.status_code == 422 and "client_id" in uploaded.json()["message"]
+    assert all(m["from"] == "bot" for m in history(client))
+
+
+def test_a_message_sent_again_later_is_answered_with_its_own_replies(
+    client: httpx.Client,
+) -> None:
+    """Sent again after the visitor wrote on (another tab, a page that kept it): the answer
+    is what that message got, not the replies to the later ones."""
+    start(client)
+    body = {"text": "القائمة", "client_id": "a1b2c3d4e5f6a7b8"}
+    first = client.post("/api/webchat/messages", json=body).json()["messages"]
+    later = client.post("/api/webchat/messages", json={"text": "٢", "client_id": "c9d8e7f6a5b4"})
+    assert later.json()["messages"]
+    again = client.post("/api/webchat/messages", json=body).json()["messages"]
+    assert [m["id"] for m in again] == [m["id"] for m in first]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,9 @@ from conversations.messages import Attachment, Channel, Inbound, Reply
 
 COOKIE = "tawasul_chat"
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+# The page's own id for a message it sends (a UUID; a random one where the browser has no
+# crypto.randomUUID), the same when it sends the message again after a failed request.
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 STATIC = Path(__file__).parent / "static"
 # Message ids are BIGINT: a cursor beyond is refused (422) rather than handed to the
 # database driver, which fails on it. A negative one reads from the start, as it always has.
@@ -73,7 +77,10 @@ class WebchatBackend(Protocol):
 
     async def history(self, session: str, after: int, *, bot_only: bool) -> Sequence[ChatItem]: ...
 
-    async def send(self, msg: Inbound) -> Sequence[ChatItem]: ...
+    async def send(self, msg: Inbound) -> Sequence[ChatItem]:
+        """The replies to the message; to one sent before (its ``channel_message_id``), the
+        replies it got, without taking it again."""
+        ...
 
     async def save_upload(
         self, session: str, chunks: AsyncIterator[bytes], content_type: str, filename: str
@@ -93,6 +100,19 @@ class MessageBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("", max_length=4000)
     command: Literal["start", "menu", "cancel", "help", "lang:ar", "lang:en"] | None = None
+    # Absent from pages cached before it was sent: each such request is a new message.
+    client_id: str | None = Field(None, pattern=CLIENT_ID_PATTERN)
+
+
+def message_key(session: str, client_id: str | None) -> str:
+    """The channel's id of a message the page sent with its own id ("" without one): the
+    store refuses a second message with it, so a request sent again after its answer was
+    lost is not taken twice. Scoped to the session, which is kept only as a digest: the
+    session is what lets a browser into its chat, and these ids are stored in clear."""
+    if not client_id:
+        return ""
+    digest = hashlib.sha256(session.encode("ascii")).hexdigest()[:32]
+    return f"webchat:{digest}:{client_id}"
 
 
 class ChoiceOut(BaseModel):
@@ -221,7 +241,13 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         if not body.text.strip() and body.command is None:
             raise HTTPException(422, detail="text or command is required")
         items = await backend.send(
-            Inbound(Channel.WEBCHAT, session, text=body.text, command=body.command)
+            Inbound(
+                Channel.WEBCHAT,
+                session,
+                text=body.text,
+                command=body.command,
+                channel_message_id=message_key(session, body.client_id),
+            )
         )
         return render(items, 0)
 
@@ -237,6 +263,7 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
     async def upload(
         file: Annotated[UploadFile, File()],
         text: Annotated[str, Form(max_length=4000)] = "",
+        client_id: Annotated[str | None, Form(pattern=CLIENT_ID_PATTERN)] = None,
         tawasul_chat: Annotated[str | None, Cookie()] = None,
     ) -> Response | Messages:
         session = await existing(tawasul_chat)
@@ -252,7 +279,13 @@ def build_router(backend: WebchatBackend, *, cookie_secure: bool = False) -> API
         except UploadRejected as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         items = await backend.send(
-            Inbound(Channel.WEBCHAT, session, text=text, attachments=(attachment,))
+            Inbound(
+                Channel.WEBCHAT,
+                session,
+                text=text,
+                attachments=(attachment,),
+                channel_message_id=message_key(session, client_id),
+            )
         )
         return render(items, 0)
 

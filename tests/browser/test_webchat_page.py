@@ -396,3 +396,87 @@ def test_polled_messages_are_rendered_once(page: Page, live_server: str) -> None
     assert len(polls) > seen_polls
     assert polls[-1].endswith(f"after={late['id']}")
     expect(page.locator(f'[data-message-id="{late["id"]}"]')).to_have_count(1)
+
+
+def test_a_message_retried_after_its_answer_was_lost_is_stored_and_answered_once(
+    page: Page, live_server: str
+) -> None:
+    """The server takes the message and answers it, but the answer is lost on the way back
+    (here a proxy's 502): the page keeps the message and offers Retry. The retry carries the
+    message's own id, so the server does not take it a second time: stored once, answered
+    once, and every reply shown once (the page's polling meanwhile included)."""
+    open_chat(page, live_server)
+    posted: list[dict[str, object]] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        posted.append(json.loads(route.request.post_data or "{}"))
+        if len(posted) == 1:
+            route.fetch()  # stored and answered by the server
+            route.fulfill(status=502, content_type="text/plain", body="Bad Gateway")
+        else:
+            route.continue_()
+
+    page.route("**/api/webchat/messages", lose_the_first_answer)
+    bots = page.locator(BOT).count()
+    field = page.get_by_test_id("input")
+    field.fill("٢")
+    field.press("Enter")
+    expect(page.locator(USER).last).to_have_attribute("data-state", "failed")
+    retry = page.get_by_test_id("retry")
+    expect(retry).to_be_visible()
+    # The page polls meanwhile and shows the replies the server did give.
+    wait_for_more(page, BOT, bots)
+    shown = page.locator(BOT).count()
+    retry.click()
+    expect(page.locator(USER).last).to_have_attribute("data-state", "sent")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    wait_idle(page)
+    page.wait_for_timeout(3_500)  # a poll more
+    expect(page.locator(BOT)).to_have_count(shown)
+    ids = page.eval_on_selector_all("[data-message-id]", "els => els.map(e => e.dataset.messageId)")
+    assert len(ids) == len(set(ids))
+
+    # Reopened, the page shows what the server stored: the message once, its replies once.
+    page.unroute("**/api/webchat/messages")
+    page.reload()
+    expect(page.locator(BOT).first).to_be_visible()
+    wait_idle(page)
+    mine = page.locator(USER).get_by_test_id("message-text").all_inner_texts()
+    assert mine == ["٢"], f"the one message typed is stored {len(mine)} times"
+    expect(page.locator(BOT)).to_have_count(shown)
+    # Both requests named the message by the same id of the page's.
+    assert len(posted) == 2 and posted[0].get("client_id")
+    assert posted[1]["client_id"] == posted[0]["client_id"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("Crypto.prototype.randomUUID", r"[0-9a-f]{32}"),  # random bytes, in hex
+        ("window.crypto", r"[0-9a-z]+-[0-9a-z]{24}"),  # the time and Math.random
+    ],
+)
+def test_a_browser_without_random_uuids_still_names_its_messages(
+    page: Page, live_server: str, missing: str, named: str
+) -> None:
+    """crypto.randomUUID exists only on secure pages (HTTPS, or the machine itself); a page
+    served over plain HTTP, or an old browser, names its messages another way."""
+    page.add_init_script(f"delete {missing};")
+    posted: list[dict[str, object]] = []
+
+    def record(route: Route) -> None:
+        if route.request.method == "POST":
+            posted.append(json.loads(route.request.post_data or "{}"))
+        route.continue_()
+
+    page.route("**/api/webchat/messages", record)
+    open_chat(page, live_server)
+    bots = page.locator(BOT).count()
+    page.get_by_test_id("choice").first.click()
+    wait_for_more(page, BOT, bots)
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert len(posted) == 1
+    assert re.fullmatch(named, str(posted[0]["client_id"])), posted

@@ -510,8 +510,22 @@ function setBusy(busy) {
   if (busy && isNearBottom()) scrollToBottom();
 }
 
+// The message's own id, sent with it and again with every retry of it: the server takes a
+// message once, so a retry after an answer that was lost on the way back (a dropped
+// connection, the timeout, a proxy's 5xx) is not taken as a second message.
+function newId() {
+  const c = window.crypto;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID(); // secure pages only
+  if (c && typeof c.getRandomValues === "function") {
+    return Array.from(c.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  const part = () => Math.random().toString(36).slice(2, 10).padEnd(8, "0");
+  return `${Date.now().toString(36)}-${part()}${part()}${part()}`;
+}
+
 function enqueue(item) {
   if (item.bubble) setStatus(item.bubble, "sending");
+  item.id = newId();
   state.queue.push(item);
   pump();
 }
@@ -530,9 +544,10 @@ async function pump() {
       const form = new FormData();
       form.append("file", item.file, item.file.name);
       if (item.text) form.append("text", item.text);
+      form.append("client_id", item.id);
       data = await api(API.upload, { form, timeout: 120000 });
     } else {
-      data = await api(API.messages, { json: item.body });
+      data = await api(API.messages, { json: { ...item.body, client_id: item.id } });
     }
     state.queue.shift();
     setStatus(item.bubble, null);
