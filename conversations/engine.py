@@ -73,6 +73,32 @@ GREETING_WORDS = frozenset(
 )
 
 
+QUESTION_WORDS = frozenset(
+    {
+        *("وين", "فين", "اين", "متى", "كيف", "شلون", "كم", "هل", "ليش", "ليه", "لماذا"),
+        *("ماذا", "ايش", "وش", "شو", "مين"),
+        *("how", "what", "when", "where", "why", "who", "which", "can", "could", "do"),
+        *("does", "is", "are", "will", "should"),
+    }
+)
+
+
+def is_question(text: str) -> bool:
+    """A question by its mark or its first word ("متى", "how")."""
+    if "?" in text or "؟" in text:
+        return True
+    words = normalize_arabic(text).lower().split()
+    return bool(words) and words[0].strip(".,،!") in QUESTION_WORDS
+
+
+class InfoKind(StrEnum):
+    """What a message is while staff wait for information on a request."""
+
+    INFORMATION = "information"  # added to the request
+    GREETING = "greeting"  # a hello alone, before anything came: reminded what is awaited
+    OTHER = "other"  # a question, a request for staff...: handled as anywhere else
+
+
 def _rating_word(word: str) -> str:
     """A word as the ratings are compared: punctuation and a feminine ending (ة/ه) aside."""
     word = word.strip(".,،!؟?")
@@ -113,6 +139,10 @@ class EngineSettings:
     status_window: timedelta = timedelta(hours=1)
     status_lock: timedelta = timedelta(hours=1)
     resume_after: timedelta = timedelta(hours=6)
+    # Once information asked for by staff came: what follows within ``info_follow_up`` (or
+    # after "send more") is more of it; ``info_lasts`` after the latest, none is taken.
+    info_follow_up: timedelta = timedelta(minutes=30)
+    info_lasts: timedelta = timedelta(days=1)
 
 
 class Engine:
@@ -376,13 +406,16 @@ class Engine:
             await port.leave_queue(ctx.conversation_id)
             ctx.status = ConversationStatus.BOT
             return [self.menu(ctx, "handoff.left_queue")]
-        reference = ctx.state.info_request
-        if reference is not None and msg.command is None and (msg.text.strip() or msg.attachments):
+        if ctx.state.info_request is not None and self._info_over(ctx):
+            self._end_info(ctx)
+        if (
+            ctx.state.info_request is not None
+            and msg.command is None
+            and self._sent_as(msg, ctx) is InfoKind.INFORMATION
+        ):
             # Asked for more information, then talking with staff: what is sent is still
             # added to the request (silently: staff own the conversation and see it there).
-            answer = InfoAnswer(msg.text.strip(), msg.attachments, ctx.channel, ctx.now)
-            if not await port.add_request_info(reference, ctx.beneficiary_id, answer):
-                ctx.state.info_request = None
+            await self._add_info(msg, ctx, port)
         return []
 
     def _set_language(self, ctx: Context, lang: str) -> list[Reply]:
@@ -691,37 +724,105 @@ class Engine:
         nothing else waits for an answer. In the middle of a form (or a check, a rating) the
         answers stay the form's: what to say after the notice is its question, again."""
         ctx.state.info_request = reference
+        ctx.state.info_received = None
+        ctx.state.info_more = False
         if self.answering(ctx):
             return self._ask_again(ctx)
         ctx.state.choices = []  # a number they send now is information, not a menu pick
         return []
 
+    def _end_info(self, ctx: Context) -> None:
+        ctx.state.info_request = None
+        ctx.state.info_received = None
+        ctx.state.info_more = False
+
+    def _info_over(self, ctx: Context) -> bool:
+        """A day after the latest information (or "send more"), nothing more is added."""
+        received = ctx.state.info_received
+        if received is None:
+            return False
+        return ctx.now - datetime.fromisoformat(received) >= self.settings.info_lasts
+
+    def _asks_something_else(self, ctx: Context, text: str) -> bool:
+        """A message that asks for something rather than brings it: a person from staff, the
+        status of a request, a question the knowledge base answers with confidence."""
+        entry = self.faq.decide(text, ctx.state.lang).entry
+        if entry is None:
+            return False
+        return entry.action is not None or is_question(text)
+
+    def _sent_as(self, msg: Inbound, ctx: Context) -> InfoKind:
+        """What a message sent while staff wait for information on a request is."""
+        state = ctx.state
+        text = msg.text.strip()
+        if msg.attachments:
+            return InfoKind.INFORMATION
+        if not text:
+            return InfoKind.OTHER
+        if state.info_received is not None and not state.info_more:
+            # Information came already: only what follows shortly after is more of it.
+            last = datetime.fromisoformat(state.info_received)
+            if ctx.now - last > self.settings.info_follow_up:
+                return InfoKind.OTHER
+        if self._asks_something_else(ctx, text):
+            return InfoKind.OTHER
+        if not content_words(text) and not any(ch.isdigit() for ch in to_latin_digits(text)):
+            # "السلام عليكم", "شكرا", an emoji: nothing staff asked for.
+            return InfoKind.GREETING if state.info_received is None else InfoKind.OTHER
+        return InfoKind.INFORMATION
+
+    async def _add_info(self, msg: Inbound, ctx: Context, port: EnginePort) -> bool:
+        """The message put onto the request; False (and the waiting over) when the request
+        no longer takes any."""
+        reference = ctx.state.info_request
+        assert reference is not None
+        answer = InfoAnswer(msg.text.strip(), msg.attachments, ctx.channel, ctx.now)
+        if not await port.add_request_info(reference, ctx.beneficiary_id, answer):
+            self._end_info(ctx)
+            return False
+        ctx.state.info_received = ctx.now.isoformat()
+        ctx.state.info_more = False
+        return True
+
     async def _info_answer(
         self, msg: Inbound, ctx: Context, port: EnginePort, command: str
     ) -> list[Reply] | None:
-        """Replies when the message was taken as information; None to carry on as usual."""
-        reference = ctx.state.info_request
+        """Replies when the message was taken as information (or for it); None to carry on
+        as usual: a request for staff, a question, the status, a choice of the last answer's
+        buttons are handled as anywhere else, and the request still waits."""
+        state = ctx.state
+        reference = state.info_request
         assert reference is not None
         text = msg.text.strip()
         word = self.word(text) if text else None
         choice = self.picked(ctx, text) if text else None
         if command in ("menu", "cancel") or command.startswith("start"):
-            ctx.state.info_request = None
+            self._end_info(ctx)
             return None
         if word in ("menu", "cancel", "back") or choice == "menu":
-            ctx.state.info_request = None
+            self._end_info(ctx)
             return None
         if command or word in ("english", "arabic", "help", "staff", "my_data"):
             return None
         if choice == "more":
+            state.info_received = ctx.now.isoformat()
+            state.info_more = True
+            state.choices = []
             return [self.reply(ctx, "info.more")]
-        if not text and not msg.attachments:
+        if self._info_over(ctx):
+            self._end_info(ctx)
             return None
-        answer = InfoAnswer(text, msg.attachments, ctx.channel, ctx.now)
-        if not await port.add_request_info(reference, ctx.beneficiary_id, answer):
-            ctx.state.info_request = None
+        if choice is not None:
+            return None  # a button of the answer just given (a question's, the status list's)
+        kind = self._sent_as(msg, ctx)
+        if kind is InfoKind.GREETING:
+            state.choices = []
+            return [self.reply(ctx, "info.waiting", reference=reference)]
+        if kind is InfoKind.OTHER:
             return None
-        ctx.state.misunderstood = 0
+        if not await self._add_info(msg, ctx, port):
+            return None
+        state.misunderstood = 0
         choices = [
             (self.t(ctx, "info.send_more"), "more"),
             (self.t(ctx, "choice.main_menu"), "menu"),

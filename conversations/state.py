@@ -70,6 +70,10 @@ class State:
     last_question: str | None = None
     # Staff asked for more information on this request: what comes next is attached to it.
     info_request: str | None = None
+    # When the latest information on it came (or "send more" was chosen), and whether more
+    # was announced: later messages are added only shortly after, or after "send more".
+    info_received: str | None = None
+    info_more: bool = False
     # Each reply with choices is an offer, numbered: channels with buttons send the number
     # back with a press, so a button of an earlier question does not answer the current one.
     # ``offers`` are those of the latest reply to the person (none if it offered nothing);
@@ -113,6 +117,8 @@ class State:
             last_seen=data.get("last_seen"),
             last_question=data.get("last_question"),
             info_request=data.get("info_request"),
+            info_received=data.get("info_received"),
+            info_more=bool(data.get("info_more", False)),
             offer=int(data.get("offer", 0)),
             offers=[int(n) for n in data.get("offers", [])],
             offer_key=[str(k) for k in data.get("offer_key", [])],

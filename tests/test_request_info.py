@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot.service import Service
@@ -202,3 +203,112 @@ async def test_information_sent_while_talking_to_staff_is_added_to_the_request(
         [item] = await request_info(session, row.id)
     assert item.info.text == "أرسلت العقد"
     assert [d.filename for d in item.documents] == ["contract.pdf"]
+
+
+async def asked_for_more(service: Service, chat: Chat) -> str:
+    reference = await fill_support_request(chat)
+    await service.change_request_status(
+        reference, RequestStatus.NEEDS_INFO, actor="staff:agent@example.org", note=ASKED
+    )
+    chat.now += timedelta(hours=1)
+    return reference
+
+
+async def info_texts(service: Service, reference: str) -> list[str]:
+    row = await request_row(service, reference)
+    async with service.db.session(write=False) as session:
+        return [item.info.text for item in await request_info(session, row.id)]
+
+
+@pytest.mark.parametrize(
+    ("said", "handled"),
+    [
+        ("ابغى اكلم موظف", "handoff.queued"),
+        ("I would like to talk to a person please", "handoff.queued"),
+        ("وين وصل طلبي؟", "الحالة: بحاجة إلى معلومات إضافية"),  # the status list
+        ("متى يفتح التسجيل للتطوع؟", "التطوع"),  # the knowledge base's answer
+    ],
+)
+async def test_asking_for_something_else_is_not_taken_for_the_information(
+    service: Service, said: str, handled: str
+) -> None:
+    """Asked for more, the beneficiary asks for a person, their request's status or a
+    question: that is answered as anywhere else, and the request still waits for the
+    information (what they send next is it)."""
+    chat = Chat(service, sender=f"else-{len(said)}")
+    reference = await asked_for_more(service, chat)
+    await chat.say(said)
+    keys = [r.key for r in chat.replies]
+    assert "info.received" not in keys, chat.text
+    assert handled in keys or handled in chat.text, chat.text
+    assert (await request_row(service, reference)).status == RequestStatus.NEEDS_INFO
+    assert await info_texts(service, reference) == []
+    if handled == "handoff.queued":
+        return
+    await chat.say("هذا عقد الإيجار باسم المالك")
+    assert [r.key for r in chat.replies] == ["info.received"]
+    assert await info_texts(service, reference) == ["هذا عقد الإيجار باسم المالك"]
+
+
+async def test_a_greeting_alone_is_reminded_what_staff_asked_for(
+    service: Service, chat: Chat
+) -> None:
+    reference = await asked_for_more(service, chat)
+    await chat.say("السلام عليكم")
+    assert [r.key for r in chat.replies] == ["info.waiting"]
+    assert reference in chat.text
+    assert (await request_row(service, reference)).status == RequestStatus.NEEDS_INFO
+    await chat.say("١")  # a number is still the information, not a button
+    assert await info_texts(service, reference) == ["١"]
+
+
+async def test_information_is_taken_shortly_after_or_after_send_more_only(
+    service: Service, chat: Chat
+) -> None:
+    """Once the information came, what follows soon after (a second photo, the rest of the
+    sentence) is added too; days later a question is a question, and the request takes
+    nothing more unless the person chooses "send more"."""
+    reference = await asked_for_more(service, chat)
+    await chat.say("العقد مع المالك بجيبه بكرة")
+    assert [r.key for r in chat.replies] == ["info.received"]
+    chat.now += timedelta(minutes=5)
+    await chat.say("والمالك اسمه سعد")
+    assert [r.key for r in chat.replies] == ["info.received"]
+
+    chat.now += timedelta(hours=2)  # later the same day: a new message, not more of it
+    await chat.say("جزاكم الله خير تعبناكم معنا")
+    assert "info.received" not in [r.key for r in chat.replies]
+    await chat.say(attachments=[await pdf(service, "contract.pdf")])  # a file still is
+    assert [r.key for r in chat.replies] == ["info.received"]
+    await chat.say("١")  # send more
+    chat.now += timedelta(hours=3)
+    await chat.say("العقد ينتهي بعد شهرين")
+    assert [r.key for r in chat.replies] == ["info.received"]
+
+    chat.now += timedelta(days=3)
+    await chat.say("السلام عليكم")
+    assert "info" not in " ".join(str(r.key) for r in chat.replies)
+    await chat.say("متى يفتح التسجيل للتطوع؟")
+    assert "info.received" not in [r.key for r in chat.replies] and "التطوع" in chat.text
+    await chat.say(attachments=[await pdf(service, "late.pdf")])
+    assert chat.replies[0].key == "attachment.not_expected"
+    assert await info_texts(service, reference) == [
+        "العقد مع المالك بجيبه بكرة",
+        "والمالك اسمه سعد",
+        "",
+        "العقد ينتهي بعد شهرين",
+    ]
+    async with service.db.session(write=False) as session:
+        conversation = await session.scalar(select(Conversation))
+    assert conversation is not None and conversation.state.get("info_request") is None
+
+
+async def test_asking_for_a_person_while_waiting_for_staff_is_not_the_information(
+    service: Service, chat: Chat
+) -> None:
+    reference = await asked_for_more(service, chat)
+    await chat.say("موظف")
+    assert await chat.say("وين وصل طلبي؟") == []
+    assert (await request_row(service, reference)).status == RequestStatus.NEEDS_INFO
+    assert await chat.say("هذا رقم عقد الإيجار ٤٤٥٥٦٦") == []
+    assert await info_texts(service, reference) == ["هذا رقم عقد الإيجار ٤٤٥٥٦٦"]
