@@ -143,6 +143,9 @@ class EngineSettings:
     # after "send more") is more of it; ``info_lasts`` after the latest, none is taken.
     info_follow_up: timedelta = timedelta(minutes=30)
     info_lasts: timedelta = timedelta(days=1)
+    # Waiting in the queue, the person who writes is told at most this often that their place
+    # is kept (and, out of hours, when staff answer).
+    queue_reminder: timedelta = timedelta(hours=2)
 
 
 class Engine:
@@ -395,7 +398,8 @@ class Engine:
         return ctx.now - last >= self.settings.resume_after
 
     async def _while_with_staff(self, msg: Inbound, ctx: Context, port: EnginePort) -> list[Reply]:
-        """The bot is silent while staff own the conversation; a queued one may be left."""
+        """The bot is silent while staff own the conversation; a queued one may be left, and
+        is told now and then that it still waits."""
         # Before anyone has taken it, "cancel", "menu" or "back" leave the queue for the bot.
         leaving = msg.command in ("cancel", "menu") or self.word(msg.text.strip()) in (
             "cancel",
@@ -416,7 +420,34 @@ class Engine:
             # Asked for more information, then talking with staff: what is sent is still
             # added to the request (silently: staff own the conversation and see it there).
             await self._add_info(msg, ctx, port)
+        if ctx.status is ConversationStatus.QUEUED:
+            return self._still_queued(ctx)
         return []
+
+    def _still_queued(self, ctx: Context) -> list[Reply]:
+        """Nobody has taken the conversation yet (P16): now and then the person is told that
+        their place is kept and, out of working hours, when staff will answer; once for each
+        closed period, and not on every message."""
+        state = ctx.state
+        said = state.queue_said
+        due = said is None or ctx.now - datetime.fromisoformat(said) >= self.settings.queue_reminder
+        replies = [self.reply(ctx, "handoff.still_waiting")] if due else []
+        if not self.hours.is_open(ctx.now):
+            opening = self.hours.next_opening(ctx.now)
+            if due or state.hours_told != opening.isoformat():
+                replies.append(self._out_of_hours(ctx, opening))
+        if replies:
+            state.queue_said = ctx.now.isoformat()
+        return replies
+
+    def _out_of_hours(self, ctx: Context, opening: datetime) -> Reply:
+        ctx.state.hours_told = opening.isoformat()
+        return self.reply(
+            ctx,
+            "handoff.out_of_hours",
+            day=self.dual_date(ctx, opening),
+            time=opening.strftime("%H:%M"),
+        )
 
     def _set_language(self, ctx: Context, lang: str) -> list[Reply]:
         ctx.state.lang = lang if lang in ("ar", "en") else "ar"
@@ -700,16 +731,10 @@ class Engine:
         ctx.state.choices = []
         key = "handoff.misunderstood" if reason is HandoffReason.MISUNDERSTOOD else "handoff.queued"
         replies = [self.reply(ctx, key)]
+        ctx.state.queue_said = ctx.now.isoformat()
+        ctx.state.hours_told = None
         if not self.hours.is_open(ctx.now):
-            opening = self.hours.next_opening(ctx.now)
-            replies.append(
-                self.reply(
-                    ctx,
-                    "handoff.out_of_hours",
-                    day=self.dual_date(ctx, opening),
-                    time=opening.strftime("%H:%M"),
-                )
-            )
+            replies.append(self._out_of_hours(ctx, self.hours.next_opening(ctx.now)))
         return replies
 
     # -- more information on a request (P7) ----------------------------------------------------

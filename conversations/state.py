@@ -74,6 +74,10 @@ class State:
     # was announced: later messages are added only shortly after, or after "send more".
     info_received: str | None = None
     info_more: bool = False
+    # While waiting in the queue: when the bot last spoke to the person, and the opening time
+    # it last gave them (out of hours), so neither is said again on every message.
+    queue_said: str | None = None
+    hours_told: str | None = None
     # Each reply with choices is an offer, numbered: channels with buttons send the number
     # back with a press, so a button of an earlier question does not answer the current one.
     # ``offers`` are those of the latest reply to the person (none if it offered nothing);
@@ -119,6 +123,8 @@ class State:
             info_request=data.get("info_request"),
             info_received=data.get("info_received"),
             info_more=bool(data.get("info_more", False)),
+            queue_said=data.get("queue_said"),
+            hours_told=data.get("hours_told"),
             offer=int(data.get("offer", 0)),
             offers=[int(n) for n in data.get("offers", [])],
             offer_key=[str(k) for k in data.get("offer_key", [])],

@@ -577,6 +577,44 @@ async def test_out_of_hours_handoff_says_when_staff_answer(service: Service) -> 
     assert "29 November 2026" in chat.text and "08:00" in chat.text  # Sunday morning
 
 
+async def test_waiting_in_the_queue_past_closing_time_is_not_met_with_silence(
+    service: Service,
+) -> None:
+    """Handed over five minutes before closing on a Thursday, and nobody came (P16): told
+    when staff will answer once the day is over, and now and then that the place is kept;
+    not on every message, and never once a staff member has the conversation."""
+    thursday = datetime(2026, 11, 26, 11, 55, tzinfo=UTC)  # 14:55 in Riyadh
+    chat = Chat(service, now=thursday)
+    await chat.say("السلام عليكم")
+    await chat.say("موظف")
+    assert [r.key for r in chat.replies] == ["handoff.queued"]
+    chat.now += timedelta(minutes=2)
+    assert await chat.say("احد موجود؟") == []  # just handed over, in working hours
+
+    chat.now += timedelta(minutes=10)  # closed now
+    await chat.say("متى بتردون علي؟")
+    assert [r.key for r in chat.replies] == ["handoff.out_of_hours"]
+    assert "29 نوفمبر 2026" in chat.text and "08:00" in chat.text  # Sunday morning
+    chat.now += timedelta(minutes=5)
+    assert await chat.say("طيب") == []  # said once for this closed period
+
+    chat.now += timedelta(days=1)  # Friday, still nobody
+    await chat.say("؟؟؟ احد موجود")
+    assert [r.key for r in chat.replies] == ["handoff.still_waiting", "handoff.out_of_hours"]
+    assert "«القائمة»" in chat.text
+    chat.now += timedelta(minutes=30)
+    assert await chat.say("السلام عليكم") == []
+
+    chat.now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Monday 10:00, in working hours
+    await chat.say("السلام عليكم")
+    assert [r.key for r in chat.replies] == ["handoff.still_waiting"]
+    assert await chat.say("ننتظر") == []
+
+    await take_conversation(service, "agent@example.org")
+    chat.now += timedelta(days=1)
+    assert await chat.say("السلام عليكم") == []  # a staff member has it: the bot is silent
+
+
 async def test_faq_answer(chat: Chat) -> None:
     await chat.say("السلام عليكم")
     await chat.say("ما هي المستندات المطلوبة للتقديم؟")
