@@ -935,6 +935,22 @@ class Engine:
             ctx.state.mode = Mode.STATUS_REF
             return [self._ask_reference(ctx)]
         digits = "".join(ch for ch in to_latin_digits(msg.text) if ch.isdigit())
+        text = msg.text.strip()
+        if is_reference(text):
+            # The reference sent again (pasted once more): for it, the digits are asked.
+            ctx.state.mode = Mode.STATUS_REF
+            return await self._status_reference(msg, ctx, port, word)
+        if not digits and any(ch.isalpha() for ch in text) and content_words(text):
+            # A sentence, not digits ("ما لقيت الهوية، وش اسوي؟", "لحظة اشوف الهوية"): not a
+            # wrong answer. A question (or one the knowledge base answers) is answered;
+            # anything else waits for the digits.
+            if is_question(text) or self._asks_something_else(ctx, text):
+                ctx.state.mode = Mode.MENU
+                decided = await self._decided(msg, ctx, port, text, ctx.state.lang)
+                if decided is not None:
+                    return decided
+            ctx.state.mode = Mode.STATUS_VERIFY
+            return [self.reply(ctx, "status.ask_last4")]
         reference = ctx.state.status_reference or ""
         locked = await self._status_locked(msg, ctx, port, reference)
         if locked:

@@ -714,6 +714,34 @@ async def test_repeated_failed_verification_goes_to_staff(service: Service) -> N
         assert await s.scalar(select(Conversation.handoff_reason)) == "status_verification"
 
 
+async def test_a_sentence_at_the_last_four_digits_is_not_a_wrong_answer(
+    service: Service,
+) -> None:
+    """A relative checking for the applicant writes a sentence instead of the digits: it is
+    not a failed check (none counted towards the lock, no handoff on the third); a question
+    is answered, anything else asked for the digits again."""
+    owner = Chat(service, sender="applicant")
+    nid = valid_national_id()
+    ref = await fill_support_request(owner, nid=nid)
+    relative = Chat(service, sender="relative")
+    await relative.say(ref)
+    assert [r.key for r in relative.replies][-1] == "status.ask_last4"
+    await relative.say("لحظة اشوف الهوية")
+    assert [r.key for r in relative.replies] == ["status.ask_last4"]
+    await relative.say("ما لقيت الهوية، وش اسوي؟")
+    assert "status.not_verified" not in [r.key for r in relative.replies]
+    for _ in range(2):
+        await relative.say(ref)
+        await relative.say("لحظة اشوف الهوية")
+    async with service.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(StatusCheckFailure)) == 0
+        assert await s.scalar(select(Conversation.status).order_by(Conversation.id.desc())) == (
+            "bot"
+        )
+    await relative.say(nid[-4:])
+    assert ref in relative.text and "تم الاستلام" in relative.text
+
+
 async def test_duplicate_inbound_is_handled_once(chat: Chat, service: Service) -> None:
     first = await chat.say("مرحبا", message_id="same-id")
     again = await chat.say("مرحبا", message_id="same-id")
