@@ -1097,6 +1097,11 @@ class Engine:
             ctx.state.mode = Mode.SURVEY_COMMENT
             return [self._ask_comment(ctx)]
         skipped = self.picked(ctx, text) == "skip" or word == "skip" or not text
+        asking = not skipped and self._asks_something_else(ctx, text)
+        if asking:
+            # A question rather than a comment ("وين وصل طلبي الثاني؟"): the rating is kept,
+            # and the question answered.
+            skipped = True
         await port.record_survey(
             ctx.beneficiary_id,
             ctx.conversation_id,
@@ -1105,4 +1110,7 @@ class Engine:
             None if skipped else text[:2000],
         )
         ctx.state.survey = None
+        if asking:
+            ctx.state.mode = Mode.MENU
+            return await self._menu_or_question(msg, ctx, port, word)
         return [self.menu(ctx, "survey.thanks")]

@@ -813,6 +813,23 @@ async def test_survey_after_request_closed(service: Service) -> None:
     )
 
 
+async def test_a_question_at_the_surveys_comment_is_answered_not_kept_as_the_comment(
+    service: Service,
+) -> None:
+    chat = Chat(service)
+    ref = await fill_support_request(chat)
+    await service.change_request_status(ref, RequestStatus.CLOSED, actor="committee")
+    chat.now += timedelta(hours=1)
+    await chat.say("٤")
+    assert chat.last.key == "survey.ask_comment"
+    await chat.say("وين وصل طلبي الثاني؟ قدمت طلب جديد امس")
+    assert "survey.thanks" not in [r.key for r in chat.replies]
+    assert chat.replies and chat.replies[-1].choices  # answered, with what to do next
+    async with service.db.session() as s:
+        survey = await s.scalar(select(SurveyAnswer))
+    assert survey is not None and (survey.rating, survey.comment) == (4, None)
+
+
 async def test_a_rating_due_during_a_form_is_asked_once_the_form_is_over(
     service: Service,
 ) -> None:
