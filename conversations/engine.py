@@ -31,7 +31,13 @@ from conversations.messages import (
     numbered_label,
 )
 from conversations.normalize import normalize_arabic, to_latin_digits
-from conversations.ports import EnginePort, FailedChecks, HandoffReason, InfoAnswer
+from conversations.ports import (
+    EnginePort,
+    FailedChecks,
+    HandoffReason,
+    InfoAnswer,
+    RequestSummary,
+)
 from conversations.references import (
     canonical_reference,
     has_reference,
@@ -921,6 +927,13 @@ class Engine:
             menu = (self.t(ctx, "choice.main_menu"), "menu")
             return [self.reply(ctx, "status.bad_reference", [menu])]
         reference = canonical_reference(msg.text)
+        own = next(
+            (r for r in await port.requests_of(ctx.beneficiary_id) if r.reference == reference),
+            None,
+        )
+        if own is not None:
+            # Their own request (the list from the menu shows it unasked): nothing to prove.
+            return self._status_shown(ctx, own)
         locked = await self._status_locked(msg, ctx, port, reference)
         if locked:
             return locked
@@ -971,13 +984,16 @@ class Engine:
                 return locked
             ctx.state.mode = Mode.STATUS_REF
             return [self.reply(ctx, "status.not_verified")]
+        return self._status_shown(ctx, found)
+
+    def _status_shown(self, ctx: Context, request: RequestSummary) -> list[Reply]:
         ctx.state.status_failures = 0
         ctx.state.status_reference = None
         ctx.state.mode = Mode.MENU
         return [
             self.say(
                 ctx,
-                self._status_line(ctx, found),
+                self._status_line(ctx, request),
                 [(self.t(ctx, "choice.main_menu"), "menu")],
             )
         ]

@@ -530,12 +530,24 @@ async def test_a_reference_pasted_at_the_menu_is_checked(chat: Chat, service: Se
     nid = valid_national_id()
     reference = await fill_support_request(chat, nid=nid)
     prefix, year, number = reference.split("-")
-    await chat.say(f" {prefix.lower()}-{year}-{int(number)} ")  # as short as people write it
-    assert "آخر أربعة" in chat.text
-    await chat.say(nid[-4:])
-    assert reference in chat.text and "تم الاستلام" in chat.text
+    relative = Chat(service, sender="relative")
+    await relative.say("السلام عليكم")
+    await relative.say(f" {prefix.lower()}-{year}-{int(number)} ")  # as short as people write it
+    assert "آخر أربعة" in relative.text
+    await relative.say(nid[-4:])
+    assert reference in relative.text and "تم الاستلام" in relative.text
     async with service.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
+
+
+async def test_the_applicants_own_reference_is_shown_without_the_digits(chat: Chat) -> None:
+    """From the menu their requests are listed unasked: pasting the reference of one of
+    them does not ask them to prove it is theirs."""
+    reference = await fill_support_request(chat)
+    await chat.say("القائمة")
+    await chat.say(reference)
+    assert "status.ask_last4" not in [r.key for r in chat.replies]
+    assert reference in chat.text and "تم الاستلام" in chat.text
 
 
 async def test_a_first_message_is_understood_like_any_other(service: Service) -> None:
