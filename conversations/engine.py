@@ -599,10 +599,12 @@ class Engine:
                 return await self._menu_pick(choice, ctx, port)
         lang = ctx.state.lang or "ar"
         detected = language_of(text)
-        if detected and detected != lang and len(text.split()) >= 2:
-            # A sentence in the other language: the conversation goes on in it.
+        said = content_words(text)
+        if detected and detected != lang and len(text.split()) >= 2 and said:
+            # A sentence in the other language: the conversation goes on in it (not a mere
+            # "ok thanks" in an Arabic conversation).
             ctx.state.lang = lang = detected
-        if not content_words(text):
+        if not said:
             # Only a greeting or a thank-you: nothing to misunderstand.
             return [self.menu(ctx)]
         decided = await self._decided(msg, ctx, port, text, lang)

@@ -178,3 +178,16 @@ async def test_a_rating_in_a_sentence_is_read_word_by_word(
     async with service.db.session() as s:
         found = list(await s.scalars(select(SurveyAnswer.rating)))
     assert found == ([] if rating is None else [rating])
+
+
+@pytest.mark.parametrize("thanks", ["ok thanks", "thank you", "Thanks!"])
+async def test_a_thank_you_in_english_does_not_switch_an_arabic_conversation(
+    service: Service, thanks: str
+) -> None:
+    chat = Chat(service, sender=f"thanks-{len(thanks)}")
+    await chat.say("السلام عليكم")
+    await chat.say("وش المستندات المطلوبة للتقديم؟")
+    await chat.say(thanks)
+    assert chat.last.lang == "ar" and "كيف يمكننا" in chat.text
+    await chat.say("وش الشروط؟")
+    assert chat.last.lang == "ar"
