@@ -599,7 +599,8 @@ class Engine:
                 return await self._menu_pick(choice, ctx, port)
         lang = ctx.state.lang or "ar"
         detected = language_of(text)
-        said = content_words(text)
+        # Emoji alone ("🙏🙏", "👍") say thanks or hello: not a question nobody understood.
+        said = content_words(text) if any(ch.isalnum() for ch in text) else []
         if detected and detected != lang and len(text.split()) >= 2 and said:
             # A sentence in the other language: the conversation goes on in it (not a mere
             # "ok thanks" in an Arabic conversation).
@@ -799,7 +800,9 @@ class Engine:
                 return InfoKind.OTHER
         if self._asks_something_else(ctx, text):
             return InfoKind.OTHER
-        if not content_words(text) and not any(ch.isdigit() for ch in to_latin_digits(text)):
+        if not any(ch.isalnum() for ch in text) or (
+            not content_words(text) and not any(ch.isdigit() for ch in to_latin_digits(text))
+        ):
             # "السلام عليكم", "شكرا", an emoji: nothing staff asked for.
             return InfoKind.GREETING if state.info_received is None else InfoKind.OTHER
         return InfoKind.INFORMATION

@@ -191,3 +191,18 @@ async def test_a_thank_you_in_english_does_not_switch_an_arabic_conversation(
     assert chat.last.lang == "ar" and "كيف يمكننا" in chat.text
     await chat.say("وش الشروط؟")
     assert chat.last.lang == "ar"
+
+
+@pytest.mark.parametrize("emoji", ["🙏🙏", "👍", "🌹🌹🌹"])
+async def test_emoji_alone_is_not_a_question_nobody_understood(
+    service: Service, emoji: str
+) -> None:
+    """Two misses in a row hand the person over: an emoji between them is not one."""
+    chat = Chat(service, sender=f"emoji-{emoji}")
+    await chat.say("السلام عليكم")
+    await chat.say("كيكي بوبو زززز")
+    assert chat.last.key == "not_understood"
+    await chat.say(emoji)
+    assert [r.key for r in chat.replies] == ["menu.prompt"]
+    async with service.db.session(write=False) as s:
+        assert await s.scalar(select(Conversation.status)) == "bot"
