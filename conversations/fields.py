@@ -86,6 +86,19 @@ _CURRENCY_LEADING = re.compile(rf"^{_CURRENCY}\s*", re.IGNORECASE)
 # separated by one of "," "٬" "'" or whitespace.
 _INTEGER = re.compile(r"([-+−]?)\s*([0-9]+|[0-9]{1,3}(?:(?:[,٬']|\s+)[0-9]{3})+)")
 _MAX_INTEGER_DIGITS = 30
+# "None at all" said in words, where a count or an amount is asked ("ما عندي دخل" at the
+# monthly income): 0, which the field's bounds accept or refuse like the digit.
+_NONE_WORDS = (
+    "ما عندي دخل", "ماعندي دخل", "ما عندنا دخل", "ماعندنا دخل", "ما لي دخل", "مالي دخل",
+    "ما فيه دخل", "مافيه دخل", "ما في دخل", "مافي دخل", "لا يوجد دخل", "لايوجد دخل",
+    "لا يوجد لدي دخل", "ليس لدي دخل", "ليس لنا دخل", "لا دخل", "لا دخل لدي", "بدون دخل",
+    "بلا دخل", "ما عندي راتب", "ماعندي راتب", "ما عندي اي دخل", "ماعندي اي دخل",
+    "ما عندي شي", "ماعندي شي", "ولا شي", "ولا شيء", "لا شيء", "لا شي", "لا يوجد", "لايوجد",
+    "ما في", "مافي", "ما فيه", "مافيه", "صفر", "ولا ريال",
+    "no income", "none", "nothing", "zero", "nil", "i have no income", "we have no income",
+    "no salary", "i have none",
+)  # fmt: skip
+NONE_WORDS = frozenset(normalize_arabic(w) for w in _NONE_WORDS)
 
 
 def _bounds(minimum: int | None, maximum: int | None) -> dict[str, str]:
@@ -181,6 +194,8 @@ def _parse_integer(raw: str, minimum: int | None, maximum: int | None) -> ParseR
         return Rejected(_REQUIRED)
     if (word := number_word(text)) is not None:
         text = str(word)
+    if " ".join(normalize_arabic(text).lower().strip(" .!،,").split()) in NONE_WORDS:
+        text = "0"
     text = _CURRENCY_TRAILING.sub("", text)
     text = _CURRENCY_LEADING.sub("", text).strip()
     match = _INTEGER.fullmatch(text)

@@ -148,6 +148,17 @@ def test_parse_integer_rejects(raw: str) -> None:
     assert parse_integer(raw) == Rejected("error.integer")
 
 
+@pytest.mark.parametrize(
+    "raw", ["ما عندي دخل", "ماعندي دخل.", "لا يوجد دخل", "مافي", "صفر", "no income", "None"]
+)
+def test_no_income_in_words_is_zero(raw: str) -> None:
+    assert parse_integer(raw, minimum=0, maximum=1000000) == Parsed("0", "0")
+    # Where none is not an answer (the family's size), the bounds still refuse it.
+    assert parse_integer(raw, minimum=1, maximum=30) == Rejected(
+        "error.integer_min", {"min": "1", "max": "30"}
+    )
+
+
 def test_parse_integer_display_groups_thousands() -> None:
     assert parse_integer("1500000") == Parsed("1500000", "1,500,000")
     assert parse_integer("35") == Parsed("35", "35")

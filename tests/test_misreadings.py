@@ -206,3 +206,13 @@ async def test_emoji_alone_is_not_a_question_nobody_understood(
     assert [r.key for r in chat.replies] == ["menu.prompt"]
     async with service.db.session(write=False) as s:
         assert await s.scalar(select(Conversation.status)) == "bot"
+
+
+async def test_no_income_in_words_answers_the_monthly_income(service: Service) -> None:
+    chat = Chat(service, sender="no-income")
+    for said in ["السلام عليكم", "٢", "١", "محمد عبدالله", valid_national_id(), "0551234567"]:
+        await chat.say(said)
+    await chat.say("الرياض")
+    await chat.say("٥")
+    await chat.say("ما عندي دخل")
+    assert "(7/10)" in chat.text, chat.text  # on to the housing question
