@@ -258,6 +258,8 @@ async def test_a_greeting_alone_is_reminded_what_staff_asked_for(
     assert [r.key for r in chat.replies] == ["info.waiting"]
     assert reference in chat.text
     assert (await request_row(service, reference)).status == RequestStatus.NEEDS_INFO
+    await chat.say("🙏🙏")
+    assert [r.key for r in chat.replies] == ["info.waiting"]
     await chat.say("١")  # a number is still the information, not a button
     assert await info_texts(service, reference) == ["١"]
 
