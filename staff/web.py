@@ -21,6 +21,7 @@ from staff import (
     routes_knowledge,
     routes_reports,
     routes_requests,
+    routes_search,
     routes_system,
 )
 from staff.backend import Backend
@@ -70,6 +71,7 @@ def build_staff_router(backend: Backend, *, poll_seconds: float = 1.0) -> APIRou
         routes_board,
         routes_knowledge,
         routes_system,
+        routes_search,
     ):
         router.include_router(module.routes(console))
     return router

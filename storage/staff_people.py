@@ -3,14 +3,19 @@ anonymisation, and the canned answers staff use with them."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from conversations.fields import normalize_phone
 from conversations.messages import shown_address
+from conversations.normalize import normalize_arabic, to_latin_digits
+from conversations.references import canonical_reference, has_reference
 from storage.followup import RequestInfo, request_info
 from storage.models import (
     Beneficiary,
@@ -32,6 +37,27 @@ from storage.staff_models import CannedAnswer, ContactLog, RequestVerification
 from storage.threads import forget_subjects, thread_ids
 
 CONTACT_KINDS = ("visit", "call", "letter")
+
+# What a search shows at most of the people, and of the requests.
+SEARCH_LIMIT = 50
+# A national ID, an iqama or a phone number as staff type it: digits, spaces, dashes, "+".
+_NUMBER = re.compile(r"\+?[\d\s\-‐‑‒–—().]+")
+_NOT_DIGIT = re.compile(r"\D")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a search found, and how the query was read: a request's ``reference``, a
+    ``number`` (national ID or phone, compared by keyed hash) or a ``name``."""
+
+    kind: str
+    people: list[Beneficiary] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    more: bool = False  # more people matched than are shown
+
+
+def _words(text: str) -> list[str]:
+    return normalize_arabic(text).lower().split()
 
 
 class PeopleTx(Tx):
@@ -64,6 +90,62 @@ class PeopleTx(Tx):
             return []
         rows = await self.session.scalars(
             select(Beneficiary).where(or_(*conditions)).order_by(Beneficiary.id)
+        )
+        return list(rows)
+
+    async def search(self, query: str) -> Found:
+        """Beneficiaries and requests by a request's reference, a national ID or iqama
+        number, a phone number (their own or one they write from) or a name.
+
+        IDs and phones are encrypted: they are found by their keyed hash, so only the whole
+        number finds them. Names are encrypted too: they are read and compared here, every
+        word of the query in the name (Arabic letters folded, أ/ا/إ and ة/ه alike)."""
+        text = to_latin_digits(query).strip()
+        if not text:
+            return Found("")
+        if has_reference(text):
+            requests = list(
+                await self.session.scalars(
+                    select(Request).where(
+                        Request.reference == canonical_reference(text), Request.status != "draft"
+                    )
+                )
+            )
+            people = [await self.beneficiary(r.beneficiary_id) for r in requests]
+            return Found("reference", people, requests)
+        if _NUMBER.fullmatch(text):
+            digits = _NOT_DIGIT.sub("", text)
+            national_id = digits if len(digits) == 10 and digits[0] in "12" else None
+            people = await self.find(national_id=national_id, phone=normalize_phone(text))
+            return Found("number", people, await self._requests_of(people))
+        wanted = _words(text)
+        named = await self.session.execute(
+            select(Beneficiary.id, Beneficiary.display_name)
+            .where(Beneficiary.display_name != "")
+            .order_by(Beneficiary.id.desc())
+        )
+        ids = []
+        for person_id, name in named:
+            words = normalize_arabic(name).lower()
+            if all(w in words for w in wanted):
+                ids.append(person_id)
+        shown = ids[:SEARCH_LIMIT]
+        people = list(
+            await self.session.scalars(
+                select(Beneficiary).where(Beneficiary.id.in_(shown)).order_by(Beneficiary.id.desc())
+            )
+        )
+        return Found("name", people, await self._requests_of(people), len(ids) > len(shown))
+
+    async def _requests_of(self, people: Sequence[Beneficiary]) -> list[Request]:
+        """Their requests, newest first (at most ``SEARCH_LIMIT``)."""
+        if not people:
+            return []
+        rows = await self.session.scalars(
+            select(Request)
+            .where(Request.beneficiary_id.in_([p.id for p in people]), Request.status != "draft")
+            .order_by(Request.id.desc())
+            .limit(SEARCH_LIMIT)
         )
         return list(rows)
 

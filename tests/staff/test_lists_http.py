@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from bot.service import Service
 from conversations.messages import Attachment, Channel
 from conversations.references import NUMBER_MASK
-from storage.models import Request
+from storage.models import AuditEntry, Beneficiary, Request
 from tests.conftest import Chat
 from tests.staff.conftest import World
 
@@ -184,3 +184,75 @@ async def test_a_complaint_handed_over_shows_its_reference_not_the_confirm_butto
     await chat.say("هل من جديد؟", at=chat.now + timedelta(minutes=3))
     shown = card((await agent.get("/staff/")).text, conversation)
     assert "هل من جديد؟" in shown and complaint.reference in shown
+
+
+def found_people(html: str) -> list[str]:
+    return re.findall(r'data-testid="found-person"><a href="/staff/beneficiaries/(\d+)"', html)
+
+
+def found_requests(html: str) -> list[str]:
+    return re.findall(r'data-testid="found-request"><a href="/staff/requests/([^"]+)"', html)
+
+
+async def test_search_finds_a_beneficiary_by_reference_name_national_id_or_mobile(
+    world: World, browser_for: Any, console_service: Service
+) -> None:
+    from tests.conftest import valid_national_id
+
+    async with console_service.db.session() as session:
+        person = await session.get(Beneficiary, world.beneficiary)
+        assert person is not None
+        person.phone = "+966551234567"  # as a verified mobile sets it
+    agent = await browser_for("agent")
+    me = str(world.beneficiary)
+    queue = await agent.get("/staff/")
+    assert 'href="/staff/search"' in queue.text
+    empty = await agent.get("/staff/search")
+    assert empty.status_code == 200 and 'data-testid="search-form"' in empty.text
+    assert 'data-testid="search-results"' not in empty.text
+    # Posted, not in the address: an ID typed stays out of history and proxies' logs.
+    assert 'method="post" action="/staff/search"' in empty.text
+    for query in (
+        world.reference,
+        world.reference.lower().replace("-", " "),  # as read out on the phone
+        "محمد القحطاني",
+        "القحطانى",  # a name folded: ي/ى
+        valid_national_id(),
+        "0551234567",
+        "٠٥٥ ١٢٣ ٤٥٦٧",
+        "+966 55 123 4567",
+    ):
+        page = await agent.post("/staff/search", {"q": query})
+        assert page.status_code == 200, query
+        assert found_people(page.text) == [me], query
+        assert found_requests(page.text) == [world.reference], query
+        # The list masks the numbers; the profile shows them.
+        results = page.text[page.text.index('data-testid="search-results"') :]
+        assert valid_national_id() not in results and "551234567" not in results
+        assert "•••4567" in results
+    for query in ("SR-1448-09999", "محمد الدوسري", valid_national_id("119988775"), "0551234"):
+        page = await agent.post("/staff/search", {"q": query})
+        assert found_people(page.text) == [] and 'data-testid="search-none"' in page.text
+    # Part of an ID is not searched: it is stored encrypted, only its keyed hash is compared.
+    partial = await agent.post("/staff/search", {"q": valid_national_id()[:6]})
+    assert found_people(partial.text) == []
+    # The audit says who searched and how, not what was typed.
+    async with console_service.db.session(write=False) as session:
+        rows = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "beneficiary.searched")
+            )
+        )
+    assert {r.subject for r in rows} == {"reference", "name", "number"}
+    assert all(valid_national_id() not in repr(r.detail) for r in rows)
+
+
+async def test_search_needs_a_signed_in_staff_member_and_the_form(
+    world: World, browser_for: Any
+) -> None:
+    anonymous = await browser_for()
+    page = await anonymous.post("/staff/search", {"q": world.reference}, csrf=False)
+    assert page.status_code in (303, 401, 403) and world.reference not in page.text
+    agent = await browser_for("agent")
+    forged = await agent.post("/staff/search", {"q": world.reference}, csrf=False)
+    assert forged.status_code == 403 and world.reference not in forged.text
