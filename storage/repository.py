@@ -1295,6 +1295,11 @@ class Tx:
             full_name = submission.answers.get("full_name", {}).get("value")
             if isinstance(full_name, str):
                 beneficiary.display_name = full_name[:200]
+            # The mobile they gave, so that staff find them by it (a number a channel vouches
+            # for, set when they wrote from it, is kept).
+            mobile = submission.answers.get("mobile", {}).get("value")
+            if isinstance(mobile, str) and mobile.startswith("+") and not beneficiary.phone:
+                beneficiary.phone = mobile
         await self.audit("beneficiary", "request.submitted", reference)
         return reference
 
