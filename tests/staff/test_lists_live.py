@@ -12,6 +12,7 @@ from tests.staff.test_console_live import (
     AGENT,
     DESKTOP,
     context,
+    shot,
     sign_in,
     staff_server,
     submit_request_over_the_web_chat,
@@ -47,6 +48,7 @@ def test_queue_cards_and_finding_a_caller(browser: Browser, staff_server: str) -
         mine = page.locator('[data-testid="mine"] [data-testid="queue-item"]').first
         expect(mine.get_by_test_id("wait")).to_have_text(re.compile(r"^لديك منذ "))
         expect(mine).not_to_contain_text(NATIONAL_ID)
+        shot(page, "staff-queue-held-desktop.png")
 
         # A caller gives their mobile: the search finds them and their request.
         page.get_by_test_id("nav-search").click()
@@ -59,6 +61,7 @@ def test_queue_cards_and_finding_a_caller(browser: Browser, staff_server: str) -
         expect(person).to_contain_text("•••4567")
         assert "4567" not in page.url  # posted, not in the address
         expect(page.get_by_test_id("found-request")).to_contain_text(reference)
+        shot(page, "staff-search-desktop.png")
         person.get_by_role("link").click()
         page.wait_for_url(re.compile(r"/staff/beneficiaries/\d+$"))
         expect(page.get_by_test_id("profile")).to_contain_text("نورة سعد العتيبي")
