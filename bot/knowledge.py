@@ -38,13 +38,17 @@ def read_knowledge(path: Path | None) -> tuple[tuple[FaqEntry, ...], tuple[str, 
     """The entries and the out-of-scope questions of the association's file when it exists,
     else of the knowledge base shipped with Tawasul. A file without ``[[out_of_scope]]``
     tables (one written before they existed) uses the shipped ones."""
-    shipped = (default_faq_text(), "default knowledge base")
     if path is None or not path.exists():
-        entries, outside = parse_knowledge(*shipped)
+        entries, outside = parse_knowledge(default_faq_text(), "default knowledge base")
         return entries, outside or ()
-    entries, outside = parse_knowledge(path.read_text("utf-8"), str(path))
+    return knowledge_from_text(path.read_text("utf-8"), str(path))
+
+
+def knowledge_from_text(text: str, label: str) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+    """``read_knowledge`` of a file's text (``label`` names it in errors)."""
+    entries, outside = parse_knowledge(text, label)
     if outside is None:
-        outside = parse_knowledge(*shipped)[1]
+        outside = parse_knowledge(default_faq_text(), "default knowledge base")[1]
     return entries, outside or ()
 
 
@@ -205,9 +209,80 @@ class Knowledge:
         self.config = config
         self.forms: dict[str, Form] = load_forms(config.forms_dir)
         self.embedder = E5Embedder(config.cache_dir) if dense else None
-        self.entries, outside = read_knowledge(config.faq_path)
+        # Why the file was not loaded at start and what answers instead (None: it was).
+        self.refused: str | None = None
+        self.entries, outside = self._read_at_start()
         self.index = self._build(self.entries, outside)
         self.loaded_signature = self.signature()
+
+    @property
+    def last_good_path(self) -> Path | None:
+        """Where a copy of the last file that loaded is kept: a file broken while the server
+        ran (which goes on with the old one) must not stop it from starting again after a
+        reboot."""
+        path, cache = self.config.faq_path, self.config.cache_dir
+        if path is None or cache is None:
+            return None
+        return cache / "faq.last-good.toml"
+
+    def _read_at_start(self) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+        """The association's file; when it is broken, the copy of the last one that loaded,
+        else the shipped knowledge base, said loudly with the file's line and the reason."""
+        try:
+            knowledge, text = self._read()
+        except (OSError, ValueError) as exc:
+            return self._fallback(exc)
+        self._keep_copy(text)
+        return knowledge
+
+    def _read(self) -> tuple[tuple[tuple[FaqEntry, ...], tuple[str, ...]], str | None]:
+        """The knowledge base, and the text of the file it was read from (None: shipped)."""
+        path = self.config.faq_path
+        if path is None or not path.exists():
+            return read_knowledge(None), None
+        text = path.read_text("utf-8")
+        return knowledge_from_text(text, str(path)), text
+
+    def _fallback(self, error: Exception) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+        copy = self.last_good_path
+        if copy is not None and copy.is_file():
+            try:
+                knowledge = read_knowledge(copy)
+            except (OSError, ValueError):
+                pass
+            else:
+                self.refused = f"{error}; answering from the last good copy, {copy}"
+                log.error(
+                    "faq.file_refused",
+                    reason=str(error),
+                    using=str(copy),
+                    advice="the last good knowledge base is answering; fix the file and it "
+                    "is loaded as soon as it is saved",
+                )
+                return knowledge
+        self.refused = f"{error}; answering from the knowledge base shipped with Tawasul"
+        log.error(
+            "faq.file_refused",
+            reason=str(error),
+            using="the knowledge base shipped with Tawasul",
+            advice="fix the file and it is loaded as soon as it is saved",
+        )
+        return read_knowledge(None)
+
+    def _keep_copy(self, text: str | None) -> None:
+        """Keep the text that just loaded as ``last_good_path`` (when it differs)."""
+        copy = self.last_good_path
+        if text is None or copy is None:
+            return
+        try:
+            if copy.is_file() and copy.read_text("utf-8") == text:
+                return
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            partial = copy.with_name(copy.name + ".partial")
+            partial.write_text(text, "utf-8")
+            os.replace(partial, copy)
+        except OSError as exc:
+            log.warning("faq.copy_failed", path=str(copy), reason=str(exc))
 
     def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
         if self.embedder is None:
@@ -229,10 +304,11 @@ class Knowledge:
 
     def reload(self) -> int:
         """Read the file again; on any error the old knowledge base stays in use."""
-        entries, outside = read_knowledge(self.config.faq_path)
+        (entries, outside), text = self._read()
         index = self._build(entries, outside)
         self.entries, self.index = entries, index
         self.loaded_signature = self.signature()
+        self._keep_copy(text)
         log.info("faq.reloaded", entries=len(entries))
         return len(entries)
 

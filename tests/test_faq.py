@@ -312,3 +312,25 @@ answer.ar = "."
     gap = {s.entry.id: s.score for s in covered.rank(question)}
     plain_gap = {s.entry.id: s.score for s in plain.rank(question)}
     assert gap["rent"] - gap["fees"] > plain_gap["rent"] - plain_gap["fees"]
+
+
+def test_a_knowledge_base_broken_before_a_start_gives_way_to_the_last_good_one(
+    tmp_path: Path,
+) -> None:
+    """A file broken while the server ran (which went on with the old one) does not stop it
+    from starting again: the copy of the last file that loaded answers, else the shipped
+    knowledge base, and the reason is said."""
+    config = make_config(tmp_path, knowledge={"cache_dir": tmp_path / "cache"})
+    path = config.knowledge.faq_path
+    assert path is not None
+    path.write_text(SMALL_KB, "utf-8")
+    assert Knowledge(config.knowledge, dense=False).refused is None
+    path.write_text(SMALL_KB + '\n[[faq]]\nid = "hours"\n', "utf-8")
+    knowledge = Knowledge(config.knowledge, dense=False)
+    assert {entry.id for entry in knowledge.entries} == {"hours", "location"}
+    assert knowledge.refused is not None and "duplicate id" in knowledge.refused
+    assert "last good copy" in knowledge.refused and not knowledge.changed()
+    (tmp_path / "cache" / "faq.last-good.toml").unlink()
+    knowledge = Knowledge(config.knowledge, dense=False)
+    assert len(knowledge.entries) > 50 and knowledge.refused is not None
+    assert "shipped with Tawasul" in knowledge.refused
