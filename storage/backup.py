@@ -101,12 +101,19 @@ def _copy(source: Path, target: Path) -> None:
         src.close()
 
 
-def backup_sqlite(source: Path, target: Path, known_revisions: frozenset[str]) -> Snapshot:
-    """Copy the live database to ``target`` (written under a temporary name, then renamed)."""
+def backup_sqlite(
+    source: Path, target: Path, known_revisions: frozenset[str], *, overwrite: bool = False
+) -> Snapshot:
+    """Copy the live database to ``target`` (written under a temporary name, then renamed);
+    an existing ``target`` (an earlier backup, say) only when ``overwrite``."""
     if not source.is_file():
         raise BackupError(f"{source}: no database there (run `tawasul db upgrade` first?)")
     if target.resolve() == source.resolve():
         raise BackupError("the backup must go to another file than the database")
+    if target.exists() and not overwrite:
+        raise BackupError(
+            f"{target} exists (an earlier backup?): give another name, or --force to replace it"
+        )
     private_folder(target.parent)
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -164,9 +171,13 @@ def restore_sqlite(
     return snapshot, kept
 
 
-async def backup(source: Path, target: Path, known_revisions: frozenset[str]) -> Snapshot:
+async def backup(
+    source: Path, target: Path, known_revisions: frozenset[str], *, overwrite: bool = False
+) -> Snapshot:
     """The copy runs in a thread: the event loop goes on serving meanwhile."""
-    return await asyncio.to_thread(backup_sqlite, source, target, known_revisions)
+    return await asyncio.to_thread(
+        lambda: backup_sqlite(source, target, known_revisions, overwrite=overwrite)
+    )
 
 
 def postgres_commands(url: str, path: str) -> tuple[str, str]:

@@ -111,6 +111,9 @@ def test_backup_and_restore_commands(tmp_path: Path, migrated: Path) -> None:
     shutil.copy(migrated, database)
     done = run_cli(tmp_path, "db", "backup", "backups/monday.db")
     assert "Backed up to backups/monday.db" in done.stdout
+    assert "keep the keys" in done.stdout  # without them the copy cannot be read
+    again = run_cli(tmp_path, "db", "backup", "backups/monday.db", check=False)
+    assert again.returncode == 1 and "backups/monday.db exists" in again.stderr
     sql(
         database,
         "INSERT INTO audit_log (at, actor, action, subject, detail) "
