@@ -273,6 +273,12 @@ async def db_upgrade(state: State) -> None:
     from storage.migrate import head_revision, upgrade
 
     before = await _revision(state.config)
+    steps = _steps_after(before)
+    if steps and before is not None:
+        # One line a step before they run: some rewrite whole tables and take a while.
+        click.echo(f"Migrating from {before}:", err=True)
+        for revision, title in steps:
+            click.echo(f"  {revision}  {title}", err=True)
     async with opened_database(state.config, check_schema=False) as database:
         await upgrade(database.engine)
     after = await _revision(state.config)
@@ -446,6 +452,31 @@ async def requests_list(state: State, status: str | None, as_json: bool) -> None
             f"{item['reference']}  {item['status']:<12}  due {item['due_at'] or '—'}"
             f"{late}  {item['form']}  via {item['channel']}"
         )
+    if before is not None and any(revision == ENCRYPTION_REVISION for revision, _ in steps):
+        click.echo(
+            "Personal data stored before is still in clear: run `tawasul keys rotate` to "
+            "encrypt it (with the keys in [security]; see Personal data encrypted at rest in "
+            "the README)."
+        )
+
+
+# The migration from which personal data is stored encrypted.
+ENCRYPTION_REVISION = "0006"
+
+
+def _steps_after(revision: str | None) -> list[tuple[str, str]]:
+    """The migrations still to run after ``revision``, oldest first, with their titles."""
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    steps = script.iterate_revisions("heads", revision or "base")
+    return [
+        (step.revision, (step.doc or "").strip().splitlines()[0] if step.doc else "")
+        for step in reversed(list(steps))
+        if step.revision != revision
+    ]
 
 
 @requests.command("show")

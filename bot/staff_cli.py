@@ -14,16 +14,21 @@ ROLES = ["agent", "supervisor", "admin"]
 T = TypeVar("T")
 
 
-def _read_password() -> str:
-    """Asked twice on a terminal; the first line of stdin otherwise (for scripts)."""
+def _read_password(*, can_generate: bool) -> str:
+    """Asked twice on a terminal; the first line of stdin otherwise (for scripts).
+    ``can_generate``: the command has --generate-password, so the refusal may name it."""
     if sys.stdin.isatty():
         value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         return value
     line = sys.stdin.readline()
     if not line.strip():
         raise click.UsageError(
-            "no password given: type it on a terminal, pipe it on the first line of stdin, "
-            "or use --generate-password"
+            "no password given: type it on a terminal"
+            + (
+                ", pipe it on the first line of stdin, or use --generate-password"
+                if can_generate
+                else " or pipe it on the first line of stdin"
+            )
         )
     return line.rstrip("\r\n")
 
@@ -50,7 +55,7 @@ async def staff_add(
     """Create an account; the password is asked for (or read from stdin)."""
     from staff.accounts import add_account
 
-    password = None if generate_password else _read_password()
+    password = None if generate_password else _read_password(can_generate=True)
     async with opened_database(state.config) as database:
         added = await _checked(
             add_account(database, email, role, actor="cli", name=name, password=password)
@@ -148,7 +153,7 @@ async def staff_password(state: State, email: str) -> None:
     """Set a new password (asked for, or read from stdin); open sessions end."""
     from staff.accounts import change_password
 
-    password = _read_password()
+    password = _read_password(can_generate=False)
     async with opened_database(state.config) as database:
         await _checked(change_password(database, email, password, actor="cli"))
     click.echo(f"Password of {email} changed.")

@@ -20,10 +20,14 @@ def telegram_group() -> None:
     """The Telegram bot's webhook (polling needs no command)."""
 
 
+def _require_token(obj: Any) -> None:
+    if not obj.config.telegram.token:
+        raise click.ClickException("[telegram] token is not set (TAWASUL_TELEGRAM_TOKEN)")
+
+
 def _api(obj: Any) -> TelegramApi:
     config = obj.config.telegram
-    if not config.token:
-        raise click.ClickException("[telegram] token is not set (TAWASUL_TELEGRAM_TOKEN)")
+    _require_token(obj)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return TelegramApi(
         config.token, api_base_url=config.api_base_url, file_base_url=config.file_base_url
@@ -57,6 +61,7 @@ def _call(api: TelegramApi, work: Awaitable[T]) -> T:
 def set_webhook(obj: Any, url: str | None, drop_pending: bool, max_connections: int) -> None:
     """Tell Telegram to send updates to this server's /webhooks/telegram."""
     config = obj.config.telegram
+    _require_token(obj)  # without a token, that is what to set first
     if not config.webhook_secret:
         raise click.ClickException(
             "[telegram] webhook_secret is not set (TAWASUL_TELEGRAM_WEBHOOK_SECRET); "

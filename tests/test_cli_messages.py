@@ -1,0 +1,37 @@
+"""What the command line says when it refuses, and what it says while it works."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from storage.db import Database
+from storage.migrate import upgrade
+from tests.conftest import cli_env, run_cli
+
+
+def test_staff_password_names_only_its_own_options(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "staff", "password", "a@example.org", input="", check=False)
+    assert result.returncode == 2 and "no password given" in result.stderr
+    assert "--generate-password" not in result.stderr
+
+
+def test_set_webhook_without_a_token_asks_for_the_token_first(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "telegram", "set-webhook", check=False)
+    assert result.returncode == 1 and "token is not set" in result.stderr
+    assert "webhook_secret" not in result.stderr
+
+
+def test_an_upgrade_lists_its_steps_and_says_to_encrypt_older_data(tmp_path: Path) -> None:
+    async def at_0005() -> None:
+        database = Database(cli_env(tmp_path)["TAWASUL_DATABASE_URL"])
+        try:
+            await upgrade(database.engine, "0005")
+        finally:
+            await database.dispose()
+
+    asyncio.run(at_0005())
+    result = run_cli(tmp_path, "db", "upgrade")
+    assert "Migrating from 0005:" in result.stderr
+    assert "0006  personal data encrypted at rest" in result.stderr
+    assert "run `tawasul keys rotate`" in result.stdout
