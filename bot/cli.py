@@ -54,7 +54,24 @@ class State:
 pass_state: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(State)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group; a stored value no configured key can read stops any command with
+    what to do, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from storage.crypto import UndecryptableValue
+
+        try:
+            return super().invoke(ctx)
+        except UndecryptableValue as exc:
+            from bot.keys import undecryptable_advice
+
+            state = ctx.obj
+            config = state.config if isinstance(state, State) else Config()
+            raise click.ClickException(undecryptable_advice(config, exc)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_option",

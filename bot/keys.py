@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextlib import suppress
 from pathlib import Path
 
 import structlog
@@ -87,3 +88,63 @@ def _demo_keyring(path: Path) -> Keyring:
             "TAWASUL_SECURITY_LOOKUP_KEY; anyone who can read this file can read the data",
         )
     return keyring
+
+
+def demo_key_ids(config: Config) -> dict[str, int]:
+    """The ids of the data keys in the demo's key file, when there is one (never creating
+    it), each with its place in the file."""
+    from storage.crypto import key_id, parse_key
+
+    path = config.security.key_file
+    try:
+        stored = tomllib.loads(path.read_text("utf-8"))
+        return {key_id(parse_key(key)): n for n, key in enumerate(stored["data_keys"])}
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def configured_key_ids(config: Config) -> set[str]:
+    """The ids of the data keys given in [security] data_keys (unusable ones left out)."""
+    from storage.crypto import key_id, parse_key
+
+    ids = set()
+    for key in config.security.data_keys:
+        with suppress(ValueError):
+            ids.add(key_id(parse_key(key)))
+    return ids
+
+
+def demo_keys_left_behind(config: Config) -> str | None:
+    """A warning when keys are configured but the demo's key file holds a data key among
+    them not: what the demo stored cannot be read until it is added after the new one."""
+    if not config.security.data_keys:
+        return None
+    missing = sorted(set(demo_key_ids(config)) - configured_key_ids(config))
+    if not missing:
+        return None
+    path = config.security.key_file
+    return (
+        f"security.key_file: {path} holds the demo's data key {', '.join(missing)}, which is not "
+        "among security.data_keys: what was stored with the demo keys cannot be read. To keep "
+        f"it, put that key (data_keys in {path}) after the new one, "
+        'TAWASUL_SECURITY_DATA_KEYS="NEW,DEMO", then run `tawasul keys rotate`'
+    )
+
+
+def undecryptable_advice(config: Config, error: Exception) -> str:
+    """What to do about a value no configured key can read, naming the demo's key file
+    when the missing key is the demo's."""
+    import re
+
+    text = str(error)
+    match = re.search(r"data key ([0-9a-f]{8}), which is not among", text)
+    if match is None:
+        return text
+    if match.group(1) in demo_key_ids(config):
+        path = config.security.key_file
+        return (
+            f"{text}. That key is the demo's, kept in {path} (its data_keys): put it after "
+            'the new one, TAWASUL_SECURITY_DATA_KEYS="NEW,DEMO", restart the server, then run '
+            "`tawasul keys rotate`, which moves every value to the new key."
+        )
+    return f"{text}; then run `tawasul keys rotate`, which moves every value to the current key."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.cli import State, opened_database, pass_state, run_async
+from bot.config import ConfigError, load_config
 from bot.keys import data_keyring
 
 
@@ -14,11 +15,25 @@ def keys_group() -> None:
 
 
 @keys_group.command("generate")
-def keys_generate() -> None:
+@pass_state
+def keys_generate(state: State) -> None:
     """Print a new random key (for security.data_keys or security.lookup_key)."""
     from storage.crypto import generate_key
 
     click.echo(generate_key())
+    # Leaving the demo: what it stored is read only with its key, kept in the key file.
+    try:
+        config = load_config(state.path)
+    except ConfigError:
+        return
+    path = config.security.key_file
+    if not config.security.data_keys and path.is_file():
+        click.echo(
+            f"Note: {path} holds the demo's keys. To keep what was stored with them, put its "
+            'data key after the new one, TAWASUL_SECURITY_DATA_KEYS="NEW,DEMO", then run '
+            "`tawasul keys rotate`.",
+            err=True,
+        )
 
 
 @keys_group.command("rotate")

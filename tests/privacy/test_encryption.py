@@ -226,6 +226,18 @@ def test_the_demo_generates_a_private_key_once(tmp_path: Path) -> None:
     assert key_file.read_text() == content
     raw = (tmp_path / "var" / "tawasul.db").read_bytes()
     assert DESCRIPTION.encode() not in raw
+    # Moving to real keys without the demo's: what to do, and where its key is, not a traceback.
+    real = {
+        **env,
+        "TAWASUL_SECURITY_DATA_KEYS": generate_key(),
+        "TAWASUL_SECURITY_LOOKUP_KEY": generate_key(),
+    }
+    generated = run_cli(tmp_path, "keys", "generate", env=env)
+    assert "var/tawasul.keys holds the demo's keys" in generated.stderr
+    rotated = run_cli(tmp_path, "keys", "rotate", env=real, check=False)
+    assert rotated.returncode == 1 and "Traceback" not in rotated.stderr
+    assert "That key is the demo's, kept in var/tawasul.keys" in rotated.stderr
+    assert 'TAWASUL_SECURITY_DATA_KEYS="NEW,DEMO"' in rotated.stderr
 
 
 async def test_rotation_moves_every_row_to_the_new_key(tmp_path: Path) -> None:
