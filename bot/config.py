@@ -299,7 +299,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
         annotation = model.annotation
         assert isinstance(annotation, type) and issubclass(annotation, Section)
         for key in annotation.model_fields:
-            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            name = env_name(section, key)
             if name in environ:
                 overrides.setdefault(section, {})[key] = environ[name]
     return overrides
@@ -317,14 +317,26 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
-def describe(error: ValidationError, source: str) -> str:
+def env_name(section: str, key: str) -> str:
+    """The environment variable that sets ``[section] key``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def describe(
+    error: ValidationError, source: str, from_env: Mapping[tuple[str, str], str] | None = None
+) -> str:
+    """One line per wrong key, labelled with where its value came from: the environment
+    variable that set it (``from_env``), else the file (or the defaults)."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
+        loc = [str(p) for p in item["loc"]]
+        key = ".".join(loc)
+        where = (from_env or {}).get((loc[0], loc[1]), source) if len(loc) > 1 else source
         if item["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {key!r}")
+            lines.append(f"{where}: unknown key {key!r}")
         else:
-            lines.append(f"{source}: {key}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {key}: {message}")
     return "\n".join(lines)
 
 
@@ -340,16 +352,18 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    from_env: dict[tuple[str, str], str] = {}
     for section, values in _env_overrides(environ).items():
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
         for key, raw in values.items():
             target[key] = _env_value(raw)
+            from_env[(section, key)] = env_name(section, key)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, source)) from None
+        raise ConfigError(describe(exc, source, from_env)) from None
 
 
 def config_path(option: str | None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -229,3 +229,14 @@ def test_a_forms_handoff_condition_must_name_one_of_its_fields() -> None:
     assert not form.hands_over({"ok": {"value": "no"}})
     with pytest.raises(FormError, match="handoff_when"):
         parse_form(base.format(when='handoff_when = { field = "nope", equals = "yes" }'), "t")
+
+
+def test_a_wrong_value_from_the_environment_is_labelled_with_its_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 'x'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"TAWASUL_LOGGING_LEVEL": "DEBUG", "TAWASUL_HOURS_WORKDAYS": "funday"})
+    lines = str(info.value).splitlines()
+    assert f"{path}: server.port: " in lines[0]
+    assert any(line.startswith("TAWASUL_LOGGING_LEVEL: logging.level: ") for line in lines)
+    assert any(line.startswith("TAWASUL_HOURS_WORKDAYS: hours.workdays: ") for line in lines)
