@@ -261,7 +261,65 @@ def config_warnings(config: Config) -> list[str]:
             "staff.notify_emails: no alert will be mailed until [email] smtp_host and "
             "address are set"
         )
+    telegram = config.telegram
+    if telegram.enabled and telegram.mode == "webhook" and not telegram.webhook_secret:
+        warnings.append(
+            "telegram.webhook_secret: not set in webhook mode, so every call Telegram makes is "
+            "refused and nothing arrives; set TAWASUL_TELEGRAM_WEBHOOK_SECRET, then run "
+            "`tawasul telegram set-webhook`"
+        )
+    if config.twilio.enabled and not config.twilio.public_base_url.strip():
+        warnings.append(
+            "twilio.public_base_url: not set, so no webhook's signature can be checked and "
+            "every WhatsApp and SMS message Twilio posts is refused; set it to the address "
+            "Twilio calls (https://bot.example.org, without the path)"
+        )
+    if config.twilio.enabled and not (config.twilio.whatsapp_from or config.twilio.sms_from):
+        warnings.append(
+            "twilio: neither whatsapp_from nor sms_from is set, so no reply can leave by "
+            "WhatsApp or SMS"
+        )
+    if config.email.enabled and not config.email.password:
+        warnings.append(
+            "email.password: not set, so the mailbox will refuse to log in unless the server "
+            "takes no password; give it as TAWASUL_EMAIL_PASSWORD"
+        )
+    forms_dir = config.knowledge.forms_dir
+    if forms_dir is not None and not forms_dir.is_dir():
+        warnings.append(
+            f"knowledge.forms_dir: {forms_dir} is not a folder, so only the built-in forms are used"
+        )
     return warnings
+
+
+# Environment variables of Tawasul's own that are not settings.
+OTHER_VARIABLES = frozenset({"TAWASUL_CONFIG", "TAWASUL_PG_BIN"})
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """TAWASUL_* variables that set nothing (a misspelt name is otherwise silently ignored),
+    each with the closest setting's name when one is near."""
+    from difflib import get_close_matches
+
+    environ = os.environ if environ is None else environ
+    known = {
+        env_name(section, key)
+        for section, model in Config.model_fields.items()
+        for key in _section_type(model.annotation).model_fields
+    }
+    warnings = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name in known or name in OTHER_VARIABLES:
+            continue
+        close = get_close_matches(name.upper(), sorted(known | OTHER_VARIABLES), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{name}: no such setting, ignored{hint}")
+    return warnings
+
+
+def _section_type(annotation: Any) -> type[Section]:
+    assert isinstance(annotation, type) and issubclass(annotation, Section)
+    return annotation
 
 
 class Config(Section):

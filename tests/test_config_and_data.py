@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, config_warnings, load_config, unknown_variables
 from conversations.catalog import default_catalog
 from conversations.faq import FaqError, default_faq_text, parse_faq
 from conversations.forms import FormError, load_forms, parse_form
@@ -240,3 +240,33 @@ def test_a_wrong_value_from_the_environment_is_labelled_with_its_variable(tmp_pa
     assert f"{path}: server.port: " in lines[0]
     assert any(line.startswith("TAWASUL_LOGGING_LEVEL: logging.level: ") for line in lines)
     assert any(line.startswith("TAWASUL_HOURS_WORKDAYS: hours.workdays: ") for line in lines)
+
+
+def test_config_warnings_name_settings_that_leave_a_channel_dead(tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        {
+            "TAWASUL_TELEGRAM_TOKEN": "1:x",
+            "TAWASUL_TELEGRAM_MODE": "webhook",
+            "TAWASUL_TWILIO_ACCOUNT_SID": "AC1",
+            "TAWASUL_TWILIO_AUTH_TOKEN": "t",
+            "TAWASUL_TWILIO_SMS_FROM": "+966500000000",
+            "TAWASUL_EMAIL_IMAP_HOST": "mail.example.org",
+            "TAWASUL_EMAIL_ADDRESS": "care@example.org",
+            "TAWASUL_KNOWLEDGE_FORMS_DIR": str(tmp_path / "no-such-folder"),
+        },
+    )
+    named = [warning.split(":")[0] for warning in config_warnings(config)]
+    assert named == [
+        "telegram.webhook_secret",
+        "twilio.public_base_url",
+        "email.password",
+        "knowledge.forms_dir",
+    ]
+    assert config_warnings(Config()) == []
+
+
+def test_a_misspelt_environment_variable_is_named_with_the_closest_setting() -> None:
+    assert unknown_variables(
+        {"TAWASUL_SERVER_PORTT": "1", "TAWASUL_CONFIG": "x", "TAWASUL_SERVER_PORT": "1"}
+    ) == ["TAWASUL_SERVER_PORTT: no such setting, ignored (did you mean TAWASUL_SERVER_PORT?)"]
