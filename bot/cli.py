@@ -98,13 +98,120 @@ async def require_current_schema(engine: Any) -> None:
         raise click.ClickException("the database is not up to date; run `tawasul db upgrade` first")
 
 
+def check_before_opening(config: Config, *, existing_database: bool) -> None:
+    """What stops a command before anything is created: keys unusable, or missing in
+    production; then (``existing_database``) a SQLite file that is not there."""
+    from bot.keys import check_keys
+
+    try:
+        check_keys(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if existing_database:
+        require_database_file(config)
+
+
+def require_database_file(config: Config) -> None:
+    """A command that needs the data refuses a SQLite file that is not there (a typo in the
+    path, or a new machine) rather than creating an empty database, and a key file, for
+    nothing. ``tawasul db upgrade`` creates it."""
+    from storage.db import sqlite_path
+
+    path = sqlite_path(config.database.url)
+    if path is not None and not path.exists():
+        raise click.ClickException(
+            f"no database at {path}: run `tawasul db upgrade` to create it, or correct "
+            "[database] url (TAWASUL_DATABASE_URL) if it is elsewhere"
+        )
+
+
+def _opened(open_it: Callable[[], T]) -> T:
+    """``Database`` or ``Service`` made from the configuration, or what stops it, said plainly."""
+    from conversations.forms import FormError
+    from storage.db import DatabaseFolderMissing
+
+    try:
+        return open_it()
+    except DatabaseFolderMissing as exc:
+        raise click.ClickException(f"database.url: {exc}") from None
+    except FormError as exc:
+        raise click.ClickException(
+            f"knowledge.forms_dir: {exc}. Correct the form file (or move it out of the folder) "
+            "and start again; `tawasul config check` checks every form."
+        ) from None
+
+
+async def require_reachable(engine: Any, url: str) -> None:
+    """Connect once, so that a wrong address says so in a sentence rather than a traceback
+    from deep inside the driver."""
+    try:
+        async with engine.connect():
+            pass
+    except Exception as exc:
+        if not connection_failure(exc):
+            raise
+        raise click.ClickException(unreachable(url, exc)) from None
+
+
+def connection_failure(exc: BaseException) -> bool:
+    """Whether the error is the database's (unreachable, refused, unknown, no such file)."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError, InterfaceError
+
+    return isinstance(exc, OSError | DBAPIError | InterfaceError | sqlite3.Error) or (
+        type(exc).__module__.startswith("asyncpg")
+    )
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """One paragraph: which database (without its password), why, and what to check."""
+    import re
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    from bot.config import shown_url
+
+    cause = getattr(exc, "orig", None) or exc
+    parsed = make_url(url)
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    if isinstance(cause, ConnectionRefusedError):
+        reason = f"nothing accepts connections at {where}"
+    elif isinstance(cause, socket.gaierror):
+        reason = f"the host name {parsed.host} is not known"
+    elif isinstance(cause, TimeoutError):
+        reason = f"no answer from {where} in time"
+    else:
+        text = " ".join(str(cause).split())
+        reason = re.sub(r"^(\([^)]*\) )?<class '[^']+'>:\s*", "", text) or type(cause).__name__
+    if parsed.drivername.startswith("sqlite"):
+        advice = (
+            "Check that the file is a Tawasul database and that the user running Tawasul may "
+            "read and write it and its folder."
+        )
+    else:
+        advice = (
+            f"Check that PostgreSQL is running and accepts connections at {where}, that the "
+            f"database {parsed.database or '(none given)'} exists (createdb -O "
+            f"{parsed.username or 'USER'} {parsed.database or 'DATABASE'}) and that the user "
+            "and password are right."
+        )
+    return (
+        f"cannot open the database {shown_url(url)}: {reason}. {advice} The address is "
+        "[database] url, or TAWASUL_DATABASE_URL."
+    )
+
+
 @asynccontextmanager
 async def opened_database(config: Config, *, check_schema: bool = True) -> AsyncIterator[Any]:
     """The configured database for one command, disposed of when the command ends."""
     from storage.db import Database
 
-    database = Database(config.database.url, keyring=_keyring(config))
+    check_before_opening(config, existing_database=check_schema)
+    database = _opened(lambda: Database(config.database.url, keyring=_keyring(config)))
     try:
+        await require_reachable(database.engine, config.database.url)
         if check_schema:
             await require_current_schema(database.engine)
         yield database
@@ -115,14 +222,16 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
 async def _service(config: Config, *, check_schema: bool = True) -> Any:
     from bot.service import Service
 
-    _keyring(config)  # says why it cannot start before anything else is opened
-    service = Service(config)
-    if check_schema:
-        try:
+    check_before_opening(config, existing_database=check_schema)
+    _keyring(config)  # the demo's keys, made on first use
+    service = _opened(lambda: Service(config))
+    try:
+        await require_reachable(service.db.engine, config.database.url)
+        if check_schema:
             await require_current_schema(service.db.engine)
-        except click.ClickException:
-            await service.close()
-            raise
+    except click.ClickException:
+        await service.close()
+        raise
     return service
 
 
@@ -160,9 +269,14 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from bot.app import STOP_SHARES, create_app
+    from bot.channels import config_problems
 
     config = state.config
-    _keyring(config)  # no key in production: say so before creating anything
+    problems = config_problems(config)
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    check_before_opening(config, existing_database=True)
+    _keyring(config)
     from bot.knowledge import ensure_faq_file
 
     faq_path = config.knowledge.faq_path
@@ -175,9 +289,17 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     port = config.server.port = port or config.server.port
     _check_free(host, port)
     service = asyncio.run(_service_checked(config))
-    app = create_app(service)
+    try:
+        app = create_app(service)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     knowledge = service.knowledge
     notice(f"Knowledge base: {len(knowledge.entries)} answers; forms: {', '.join(knowledge.forms)}")
+    if knowledge.refused:
+        notice(
+            f"The knowledge-base file is broken and was not loaded: {knowledge.refused}. "
+            "Fix it: it is loaded as soon as it is saved, without a restart."
+        )
     notice(f"Tawasul is serving on http://{host}:{port}/  (web chat)")
     uvicorn.run(
         app,
@@ -305,6 +427,31 @@ async def db_upgrade(state: State) -> None:
         click.echo(
             f"Database migrated from {before or 'empty'} to {after} (head {head_revision()})."
         )
+    if before is not None and any(revision == ENCRYPTION_REVISION for revision, _ in steps):
+        click.echo(
+            "Personal data stored before is still in clear: run `tawasul keys rotate` to "
+            "encrypt it (with the keys in [security]; see Personal data encrypted at rest in "
+            "the README)."
+        )
+
+
+# The migration from which personal data is stored encrypted.
+ENCRYPTION_REVISION = "0006"
+
+
+def _steps_after(revision: str | None) -> list[tuple[str, str]]:
+    """The migrations still to run after ``revision``, oldest first, with their titles."""
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    steps = script.iterate_revisions("heads", revision or "base")
+    return [
+        (step.revision, (step.doc or "").strip().splitlines()[0] if step.doc else "")
+        for step in reversed(list(steps))
+        if step.revision != revision
+    ]
 
 
 @db.command("current")
@@ -469,31 +616,6 @@ async def requests_list(state: State, status: str | None, as_json: bool) -> None
             f"{item['reference']}  {item['status']:<12}  due {item['due_at'] or '—'}"
             f"{late}  {item['form']}  via {item['channel']}"
         )
-    if before is not None and any(revision == ENCRYPTION_REVISION for revision, _ in steps):
-        click.echo(
-            "Personal data stored before is still in clear: run `tawasul keys rotate` to "
-            "encrypt it (with the keys in [security]; see Personal data encrypted at rest in "
-            "the README)."
-        )
-
-
-# The migration from which personal data is stored encrypted.
-ENCRYPTION_REVISION = "0006"
-
-
-def _steps_after(revision: str | None) -> list[tuple[str, str]]:
-    """The migrations still to run after ``revision``, oldest first, with their titles."""
-    from alembic.script import ScriptDirectory
-
-    from storage.migrate import alembic_config
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    steps = script.iterate_revisions("heads", revision or "base")
-    return [
-        (step.revision, (step.doc or "").strip().splitlines()[0] if step.doc else "")
-        for step in reversed(list(steps))
-        if step.revision != revision
-    ]
 
 
 @requests.command("show")
@@ -614,25 +736,84 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_state
 def config_check(state: State) -> None:
-    """Validate the config file and the environment; say exactly which key is wrong."""
+    """Validate the config file and the environment, and try the database; say exactly
+    which key is wrong."""
+    from bot.channels import config_problems
+    from bot.config import unknown_variables
+    from bot.keys import check_keys, demo_keys_left_behind
+    from bot.knowledge import read_knowledge
+    from conversations.forms import load_forms
+
     path = state.path
     try:
         config = load_config(path)
-        from bot.knowledge import Knowledge
-
-        Knowledge(config.knowledge)
-        from bot.keys import check_keys
-
-        check_keys(config)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    problems = config_problems(config)
+    try:
+        read_knowledge(config.knowledge.faq_path)
     except (OSError, ValueError) as exc:
-        click.echo(f"knowledge: {exc}", err=True)
-        sys.exit(1)
-    for warning in config_warnings(config):
+        problems.append(f"knowledge: {exc}")
+    try:
+        load_forms(config.knowledge.forms_dir)
+    except (OSError, ValueError) as exc:
+        problems.append(f"knowledge.forms_dir: {exc}")
+    try:
+        check_keys(config)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    reachable, database = asyncio.run(_database_status(config))
+    if not reachable:
+        problems.append(database)
+    for problem in problems:
+        click.echo(problem, err=True)
+    warnings = [*config_warnings(config), *unknown_variables()]
+    left_behind = demo_keys_left_behind(config)
+    if left_behind:
+        warnings.append(left_behind)
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(database)
     click.echo(f"{path or 'defaults'}: OK (database {config.database.url.split('://')[0]})")
+
+
+async def _database_status(config: Config) -> tuple[bool, str]:
+    """Whether the database can be opened, and a line saying so (its schema, or why not).
+    Creates nothing: a SQLite file not there yet is said to be so."""
+    from bot.config import shown_url
+    from storage.db import DEFAULT_FOLDER, Database, DatabaseFolderMissing, sqlite_path
+    from storage.migrate import current_revision, head_revision
+
+    url = config.database.url
+    path = sqlite_path(url)
+    if (
+        path is not None
+        and not path.exists()
+        and (path.parent.is_dir() or path.parent == DEFAULT_FOLDER)
+    ):
+        return True, f"database: {path} does not exist yet; `tawasul db upgrade` creates it"
+    try:
+        database = Database(url)
+    except DatabaseFolderMissing as exc:
+        return False, f"database.url: {exc}"
+    try:
+        await require_reachable(database.engine, url)
+        current = await current_revision(database.engine)
+    except click.ClickException as exc:
+        return False, exc.message
+    finally:
+        await database.dispose()
+    head = head_revision()
+    if current == head:
+        schema = f"schema {current}, up to date"
+    elif current is None:
+        schema = "empty: run `tawasul db upgrade`"
+    else:
+        schema = f"schema {current}, behind {head}: run `tawasul db upgrade`"
+    return True, f"database: connected to {shown_url(url)} ({schema})"
 
 
 # -- commands of the channels and the staff console (each module adds its group) ------------------

@@ -62,9 +62,54 @@ class DatabaseConfig(Section):
     @field_validator("url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        if value.startswith("sqlite://") or value.startswith("postgresql://"):
-            raise ValueError("use an async driver: sqlite+aiosqlite:// or postgresql+asyncpg://")
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+# The database URLs Tawasul works with: SQLite through aiosqlite, PostgreSQL through asyncpg.
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+DATABASE_EXAMPLES = (
+    "sqlite+aiosqlite:///var/tawasul.db (SQLite) or "
+    "postgresql+asyncpg://USER:PASSWORD@HOST/DATABASE (PostgreSQL)"
+)
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: the password, if any, as ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(not a URL)"
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL, naming what to write instead; None when usable.
+
+    The password is never repeated: an error message may end up in a log or a ticket."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return f"not a database URL: write {DATABASE_EXAMPLES}"
+    driver = parsed.drivername
+    if driver in DATABASE_DRIVERS:
+        return None
+    backend = driver.split("+", 1)[0]
+    if backend == "sqlite":
+        fixed = parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=True)
+        return f"{driver}:// is not the async driver Tawasul uses: write {fixed}"
+    if backend in ("postgresql", "postgres", "pgsql", "psql"):
+        fixed = parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=True)
+        secret = " (with the password where *** is)" if parsed.password else ""
+        return f"{driver}:// is not the async driver Tawasul uses: write {fixed}{secret}"
+    return f"{driver}:// is not a database Tawasul works with: write {DATABASE_EXAMPLES}"
 
 
 class StorageConfig(Section):

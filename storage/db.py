@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.crypto import Keyring, install
-from storage.private import create_private, private_folder
+from storage.private import private_file, private_folder
 from storage.sqlite_loop import LOCK_WAIT_MS, loop_connection, on_the_loop
+
+# The folder of the default SQLite database: made when missing (a first `make run`); any
+# other folder must exist, so that a typo in the path is not a new, empty database.
+DEFAULT_FOLDER = Path("var")
+
+
+class DatabaseFolderMissing(ValueError):
+    """The folder a SQLite database is to be in does not exist; ``str()`` says so."""
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -30,6 +38,18 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.database == ":memory:":
         return None
     return Path(parsed.database)
+
+
+def _owner_only(path: Path) -> Callable[[Any, Any], None]:
+    """On each new connection: the database file and its journals readable by their owner
+    only (SQLite creates the file with the umask's rights, and its journals with the
+    file's)."""
+
+    def narrow(_connection: Any, _record: Any) -> None:
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            private_file(name)
+
+    return narrow
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,9 +68,13 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, keyring: Keyring | None = None) -> None:
         self.url = url
         path = sqlite_path(url)
-        if path is not None:
+        if path is not None and not path.parent.is_dir():
+            if path.parent != DEFAULT_FOLDER:
+                raise DatabaseFolderMissing(
+                    f"{path.parent} does not exist, so the SQLite database {path} cannot be "
+                    "made there; correct the path, or create the folder first"
+                )
             private_folder(path.parent)
-            create_private(path)  # SQLite gives its journal files the database's rights
         self.is_sqlite = make_url(url).drivername.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
@@ -67,6 +91,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            if path is not None:
+                event.listen(self.engine.sync_engine, "connect", _owner_only(path))
         if keyring is not None:
             # Personal columns encrypt and decrypt with it (storage.crypto).
             install(keyring, self.engine)

@@ -12,7 +12,8 @@ from bot.config import Config, ConfigError, config_warnings, load_config, unknow
 from conversations.catalog import default_catalog
 from conversations.faq import FaqError, default_faq_text, parse_faq
 from conversations.forms import FormError, load_forms, parse_form
-from tests.conftest import cli_env, run_cli
+from storage.db import Database, DatabaseFolderMissing
+from tests.conftest import cli_env, free_port, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -231,15 +232,71 @@ def test_a_forms_handoff_condition_must_name_one_of_its_fields() -> None:
         parse_form(base.format(when='handoff_when = { field = "nope", equals = "yes" }'), "t")
 
 
-def test_a_wrong_value_from_the_environment_is_labelled_with_its_variable(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text("[server]\nport = 'x'\n")
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("mysql://u:pw@h/d", "mysql:// is not a database Tawasul works with"),
+        ("postgres+asyncpg://u:pw@h/d", "write postgresql+asyncpg://u:***@h/d"),
+        ("postgresql://u:pw@h/d", "write postgresql+asyncpg://u:***@h/d"),
+        ("sqlite:///x.db", "write sqlite+aiosqlite:///x.db"),
+        ("garbage", "not a database URL: write sqlite+aiosqlite:///"),
+    ],
+)
+def test_a_database_url_tawasul_cannot_use_says_what_to_write(url: str, said: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(path, {"TAWASUL_LOGGING_LEVEL": "DEBUG", "TAWASUL_HOURS_WORKDAYS": "funday"})
-    lines = str(info.value).splitlines()
-    assert f"{path}: server.port: " in lines[0]
-    assert any(line.startswith("TAWASUL_LOGGING_LEVEL: logging.level: ") for line in lines)
-    assert any(line.startswith("TAWASUL_HOURS_WORKDAYS: hours.workdays: ") for line in lines)
+        load_config(None, {"TAWASUL_DATABASE_URL": url})
+    assert said in str(info.value) and "pw" not in str(info.value)
+
+
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = cli_env(
+        tmp_path, TAWASUL_DATABASE_URL=f"postgresql+asyncpg://tawasul:s3cret@127.0.0.1:{port}/t"
+    )
+    for command in (["db", "upgrade"], ["config", "check"]):
+        result = run_cli(tmp_path, *command, env=env, check=False)
+        said = result.stdout + result.stderr
+        assert result.returncode == 1 and "Traceback" not in said and "s3cret" not in said
+        assert f"cannot open the database postgresql+asyncpg://tawasul:***@127.0.0.1:{port}/t" in (
+            result.stderr
+        )
+        assert "Check that PostgreSQL is running" in result.stderr
+
+
+def test_a_sqlite_folder_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseFolderMissing, match="does not exist"):
+        Database(f"sqlite+aiosqlite:///{tmp_path / 'typo' / 't.db'}")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_command_refuses_a_missing_database_without_creating_one(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "staff", "list", check=False)
+    assert result.returncode == 1 and "no database at" in result.stderr
+    assert "tawasul db upgrade" in result.stderr and not (tmp_path / "tawasul.db").exists()
+
+
+def test_a_channel_that_cannot_start_is_named_by_config_check_and_serve(tmp_path: Path) -> None:
+    from bot.channels import config_problems
+
+    config = load_config(None, {"TAWASUL_EMAIL_IMAP_HOST": "mail.example.org"})
+    assert [p.split(":")[0] for p in config_problems(config)] == ["email.address"]
+    env = cli_env(tmp_path, TAWASUL_EMAIL_IMAP_HOST="127.0.0.1")
+    checked = run_cli(tmp_path, "config", "check", env=env, check=False)
+    assert checked.returncode == 1 and "email.address" in checked.stderr
+    served = run_cli(tmp_path, "serve", "--port", str(free_port()), env=env, check=False)
+    assert served.returncode == 1 and "Traceback" not in served.stderr
+    assert served.stderr.startswith("Error: email.address: the bot's email address is needed")
+
+
+def test_a_broken_form_stops_a_start_with_the_file_and_the_reason(tmp_path: Path) -> None:
+    forms = tmp_path / "forms"
+    forms.mkdir()
+    (forms / "broken.toml").write_text("[form]\nid = 'broken'\n")
+    env = cli_env(tmp_path, TAWASUL_KNOWLEDGE_FORMS_DIR=str(forms))
+    run_cli(tmp_path, "db", "upgrade", env=env)
+    result = run_cli(tmp_path, "chat", input="hello\n", env=env, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Error: knowledge.forms_dir: " in result.stderr and "broken.toml" in result.stderr
 
 
 def test_config_warnings_name_settings_that_leave_a_channel_dead(tmp_path: Path) -> None:
@@ -270,3 +327,14 @@ def test_a_misspelt_environment_variable_is_named_with_the_closest_setting() -> 
     assert unknown_variables(
         {"TAWASUL_SERVER_PORTT": "1", "TAWASUL_CONFIG": "x", "TAWASUL_SERVER_PORT": "1"}
     ) == ["TAWASUL_SERVER_PORTT: no such setting, ignored (did you mean TAWASUL_SERVER_PORT?)"]
+
+
+def test_a_wrong_value_from_the_environment_is_labelled_with_its_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 'x'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"TAWASUL_LOGGING_LEVEL": "DEBUG", "TAWASUL_HOURS_WORKDAYS": "funday"})
+    lines = str(info.value).splitlines()
+    assert f"{path}: server.port: " in lines[0]
+    assert any(line.startswith("TAWASUL_LOGGING_LEVEL: logging.level: ") for line in lines)
+    assert any(line.startswith("TAWASUL_HOURS_WORKDAYS: hours.workdays: ") for line in lines)

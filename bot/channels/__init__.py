@@ -14,12 +14,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from bot.channels.email import config_problems as email_problems
 from bot.channels.email import install as install_email
 from bot.channels.request_reminders import install as install_reminders
 from bot.channels.staff_alerts import Sink
 from bot.channels.staff_alerts import install as install_staff_alerts
 from bot.channels.telegram import install as install_telegram
 from bot.channels.twilio import install as install_twilio
+from bot.config import Config
 from bot.service import Service
 from conversations.delivery import Sender
 
@@ -50,6 +52,15 @@ INSTALLERS: list[Installer] = [
     install_staff_alerts,
     install_reminders,
 ]
+
+
+# Each channel's own check of its settings: what it could not start with.
+CHECKS: list[Callable[[Config], list[str]]] = [email_problems]
+
+
+def config_problems(config: Config) -> list[str]:
+    """The settings of enabled channels that cannot work, one sentence each."""
+    return [problem for check in CHECKS for problem in check(config)]
 
 
 def build_channels(service: Service) -> ChannelRuntime:

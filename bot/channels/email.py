@@ -22,7 +22,7 @@ from adapters.email.imap import Cursor, ImapSettings, Mail, MailboxReader, Outco
 from adapters.email.parse import MailKind, MalformedEmail, ParsedEmail, parse_email
 from adapters.email.render import FilePart, Letterhead, render_reply, reply_subject
 from adapters.email.smtp import SmtpSender, SmtpSettings
-from bot.config import ConfigError, EmailConfig
+from bot.config import Config, ConfigError, EmailConfig
 from bot.ops import linked
 from bot.security import admit
 from bot.service import Service, inbound_payload, transient
@@ -81,13 +81,27 @@ def smtp_settings(cfg: EmailConfig) -> SmtpSettings:
     )
 
 
+def config_problems(config: Config) -> list[str]:
+    """Settings the channel cannot start with (none when email is off); `tawasul config
+    check` and `tawasul serve` say them before anything starts."""
+    cfg = config.email
+    if cfg.enabled and "@" not in bot_address(cfg):
+        return [
+            "email.address: the bot's email address is needed (name@domain) once "
+            "email.imap_host is set; set it (TAWASUL_EMAIL_ADDRESS), or leave imap_host empty "
+            "to keep email off"
+        ]
+    return []
+
+
 class EmailChannel:
     def __init__(self, service: Service) -> None:
         cfg = service.config.email
         self.service = service
         self.address = bot_address(cfg)
-        if "@" not in self.address:
-            raise ConfigError("email.address: the bot's email address is needed (name@domain)")
+        problems = config_problems(service.config)
+        if problems:
+            raise ConfigError("\n".join(problems))
         self.domain = self.address.rsplit("@", 1)[1]
         self.max_bytes = int(service.config.storage.max_attachment_mb * MB)
         self.cursor_name = f"email:{self.address}:{cfg.imap_folder}"
