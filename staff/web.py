@@ -44,8 +44,21 @@ async def startup_notice(backend: Backend) -> str:
         return f"Staff console: {url}"
     return (
         f"Staff console: {url}  (no staff account yet; create the first administrator with\n"
-        "  tawasul staff add you@example.org --role admin )"
+        f"  {tawasul_command()} staff add you@example.org --role admin )"
     )
+
+
+def tawasul_command(argv0: str | None = None, found: str | None = None) -> str:
+    """How to run `tawasul` here: by name when the shell finds it, else as this server was
+    started (`make run` starts .venv/bin/tawasul, which is not on the PATH)."""
+    import shutil
+    import sys
+
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    found = shutil.which("tawasul") if found is None else found
+    if not found and Path(argv0).name == "tawasul":
+        return argv0
+    return "tawasul"
 
 
 def build_staff_router(backend: Backend, *, poll_seconds: float = 1.0) -> APIRouter:

@@ -35,3 +35,11 @@ def test_an_upgrade_lists_its_steps_and_says_to_encrypt_older_data(tmp_path: Pat
     assert "Migrating from 0005:" in result.stderr
     assert "0006  personal data encrypted at rest" in result.stderr
     assert "run `tawasul keys rotate`" in result.stdout
+
+
+def test_the_first_account_hint_names_the_command_as_it_can_be_run() -> None:
+    from staff.web import tawasul_command
+
+    assert tawasul_command(".venv/bin/tawasul", found="") == ".venv/bin/tawasul"
+    assert tawasul_command(".venv/bin/tawasul", found="/usr/bin/tawasul") == "tawasul"
+    assert tawasul_command("/x/bot/__main__.py", found="") == "tawasul"
