@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bot.cli import State, pass_state, riyadh
+from bot.cli import State, _service, pass_state, riyadh
 from bot.config import Config
 from bot.service import Service
 from storage.models import OutboxItem
@@ -43,7 +43,8 @@ def describe(item: OutboxItem, config: Config) -> dict[str, Any]:
 
 def _run(state: State, work: Callable[[Service], Awaitable[Any]]) -> Any:
     async def go() -> Any:
-        service = Service(state.config)
+        # Checked like every command's: the database there, reachable and up to date.
+        service: Service = await _service(state.config)
         try:
             return await work(service)
         finally:

@@ -270,9 +270,10 @@ def test_a_sqlite_folder_that_does_not_exist_is_not_created(tmp_path: Path) -> N
 
 
 def test_a_command_refuses_a_missing_database_without_creating_one(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "staff", "list", check=False)
-    assert result.returncode == 1 and "no database at" in result.stderr
-    assert "tawasul db upgrade" in result.stderr and not (tmp_path / "tawasul.db").exists()
+    for command in (["staff", "list"], ["outbox", "failed"]):
+        result = run_cli(tmp_path, *command, check=False)
+        assert result.returncode == 1 and "no database at" in result.stderr
+        assert "tawasul db upgrade" in result.stderr and not (tmp_path / "tawasul.db").exists()
 
 
 def test_a_channel_that_cannot_start_is_named_by_config_check_and_serve(tmp_path: Path) -> None:
