@@ -314,7 +314,15 @@ def test_upload_rejection_shows_the_server_message(page: Page, live_server: str)
     refusal = "نوع الملف غير مدعوم (اختبار)"
     page.route(
         "**/api/webchat/upload",
-        lambda route: _fulfil(route, 415, {"error": "unsupported_type", "message": refusal}),
+        lambda route: _fulfil(
+            route,
+            415,
+            {
+                "error": "unsupported_type",
+                "message": f"{refusal}\nUnsupported file type (test)",
+                "messages": {"ar": refusal, "en": "Unsupported file type (test)"},
+            },
+        ),
     )
     open_chat(page, live_server)
     users = page.locator(USER).count()
@@ -369,6 +377,43 @@ def test_network_failure_offers_a_retry(page: Page, live_server: str) -> None:
     # The same bubble went through; it was not added a second time.
     expect(page.locator(USER)).to_have_count(users + 1)
     expect(page.locator(USER).last).to_have_attribute("data-state", "sent")
+
+
+@pytest.mark.parametrize(
+    ("status", "english", "arabic"),
+    [
+        (500, "internal error; nothing was lost, please try again", "حدث خطأ في الخادم"),
+        (401, "no chat session; call /api/webchat/start first", "انتهت جلسة المحادثة"),
+        (422, "text: String should have at most 4000 characters", "تعذّر إرسال الرسالة"),
+    ],
+)
+def test_a_refusal_in_the_servers_words_for_developers_is_said_in_the_pages(
+    page: Page, live_server: str, status: int, english: str, arabic: str
+) -> None:
+    """The API's own message is English and for whoever reads the API: the Arabic page says
+    it in its own words."""
+    open_chat(page, live_server)
+
+    def refused(route: Route) -> None:
+        if route.request.method == "POST":
+            body = json.dumps({"error": "x", "message": english})
+            route.fulfill(status=status, body=body, content_type="application/json")
+        else:
+            route.continue_()
+
+    page.route("**/api/webchat/messages", refused)
+    field = page.get_by_test_id("input")
+    field.fill("مرحبا")
+    field.press("Enter")
+    expect(page.get_by_test_id("error")).to_contain_text(arabic)
+    expect(page.get_by_test_id("error")).not_to_contain_text(english)
+
+
+def test_the_box_holds_no_more_than_the_server_takes(page: Page, live_server: str) -> None:
+    open_chat(page, live_server)
+    field = page.get_by_test_id("input")
+    field.fill("أ" * 4100)
+    assert len(field.input_value()) == 4000
 
 
 def test_polled_messages_are_rendered_once(page: Page, live_server: str) -> None:

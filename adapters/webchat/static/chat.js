@@ -21,6 +21,7 @@ const STRINGS = {
     networkError: "تعذّر الاتصال. تحقّق من الشبكة ثم أعد المحاولة.",
     serverError: "حدث خطأ في الخادم. أعد المحاولة بعد قليل.",
     requestError: "تعذّر إرسال الرسالة.",
+    sessionLost: "انتهت جلسة المحادثة. حدّث الصفحة لبدء جلسة جديدة.",
     tooLarge: "حجم الملف أكبر من المسموح به.",
     badType: "نوع الملف غير مدعوم.",
     retry: "إعادة المحاولة",
@@ -46,6 +47,7 @@ const STRINGS = {
     networkError: "Could not connect. Check your connection and try again.",
     serverError: "Something went wrong on the server. Please try again shortly.",
     requestError: "The message could not be sent.",
+    sessionLost: "This chat session has ended. Reload the page to start a new one.",
     tooLarge: "The file is larger than allowed.",
     badType: "This file type is not supported.",
     retry: "Retry",
@@ -494,7 +496,8 @@ function errorText(error) {
     // The server's words in the page's language (both, for a server that sends one text).
     const own = error.serverMessages[state.lang];
     if (typeof own === "string" && own) return own;
-    if (error.serverMessage) return error.serverMessage;
+    // Otherwise our own words: the server's single `message` is for whoever reads the API.
+    if (error.status === 401) return t("sessionLost");
     if (error.status === 413) return t("tooLarge");
     if (error.status === 415) return t("badType");
     return error.status >= 500 ? t("serverError") : t("requestError");
