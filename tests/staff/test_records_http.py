@@ -258,6 +258,9 @@ async def test_anonymise_erases_the_person_and_keeps_the_audit(
     assert await audit_count(console_service, "beneficiary.anonymised") == 1
     page = await supervisor.get(f"/staff/requests/{world.reference}")
     assert "محمد" not in page.text
+    # The profile says the ways to reach them were anonymised, not an internal identifier.
+    profile = (await supervisor.get(f"/staff/beneficiaries/{world.beneficiary}")).text
+    assert "anonymised:" not in profile and 'data-testid="anonymised">مجهّل<' in profile
 
 
 async def test_anonymise_leaves_no_file_and_no_staff_note_naming_the_person(
