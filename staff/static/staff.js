@@ -123,7 +123,18 @@
     });
   }
 
+  // A box that follows the direction of what is typed in it (dir="auto") lays an empty box's
+  // placeholder out left to right; it takes the page's direction until something is typed.
+  function placeholderDirection(box) {
+    function update() {
+      box.dir = box.value ? "auto" : document.documentElement.dir || "auto";
+    }
+    box.addEventListener("input", update);
+    update();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("textarea[dir='auto'], input[dir='auto']").forEach(placeholderDirection);
     drafts();
     document.querySelectorAll("[data-live]").forEach(live);
     showWaiting();

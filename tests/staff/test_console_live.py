@@ -353,6 +353,14 @@ def test_a_supervisor_takes_over_from_the_conversation_page(
         supervisor.get_by_test_id("reply-text").fill("أنا ماجد، أتابع معك")
         supervisor.get_by_test_id("send-reply").click()
         expect(supervisor.locator('[data-testid="message-staff"]').last).to_contain_text("ماجد")
+        # The empty box's placeholder is laid out as the Arabic page; typed text follows its
+        # own direction.
+        box = supervisor.get_by_test_id("reply-text")
+        expect(box).to_have_attribute("dir", "rtl")
+        box.fill("Hello, this is Majed")
+        expect(box).to_have_attribute("dir", "auto")
+        box.fill("")
+        expect(box).to_have_attribute("dir", "rtl")
     finally:
         agent_ctx.close()
         supervisor_ctx.close()
