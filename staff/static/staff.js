@@ -50,7 +50,12 @@
     }
     var source = new EventSource(region.dataset.events);
     source.onopen = function () { setState("open"); };
-    source.onerror = function () { setState(source.readyState === 2 ? "lost" : "connecting"); };
+    source.onerror = function () {
+      setState(source.readyState === 2 ? "lost" : "connecting");
+      // Refused for good (the session ended: it ran out, or the account was disabled): the
+      // region's own fetch finds out and takes the page to the sign-in form, which says why.
+      if (source.readyState === 2) refresh(region);
+    };
     source.addEventListener("changed", function () { refresh(region); });
     source.addEventListener("history", function () { refresh(region); });
     source.addEventListener("status", function () {

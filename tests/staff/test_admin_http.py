@@ -498,3 +498,17 @@ async def test_board_report_names_the_month_in_both_calendars_and_compares(
 def _figure(html: str, testid: str) -> int:
     row = html.split(f'data-testid="{testid}"', 1)[1]
     return int(row.split('data-testid="now">', 1)[1].split("<", 1)[0])
+
+
+async def test_disabling_an_account_asks_first_and_its_holder_is_told_why(
+    browser_for: Any,
+) -> None:
+    admin = await browser_for("admin")
+    page = (await admin.get("/staff/staff-members")).text
+    assert 'data-confirm="تعطيل حساب Agent؟' in page  # as closing a conversation does
+    agent = await browser_for("agent")
+    await admin.post("/staff/staff-members/active", {"email": "agent@example.org", "active": "0"})
+    ended = await agent.get("/staff/")
+    assert ended.status_code == 303 and ended.headers["location"].endswith("&expired=1")
+    login = (await agent.get(ended.headers["location"])).text
+    assert "عطّل مدير النظام الحساب" in login
