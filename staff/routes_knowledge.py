@@ -135,6 +135,7 @@ def routes(console: Console) -> APIRouter:
         q: str = "",
         problem: FaqError | None = None,
         status: int = 200,
+        kept: dict[str, object] | None = None,
     ) -> Response:
         return console.render(
             request,
@@ -145,6 +146,7 @@ def routes(console: Console) -> APIRouter:
             entries=sorted(kb.entries, key=lambda e: e.id),
             q=q,
             problem=problem,
+            kept=kept or {},
             editable=kb.path is not None,
         )
 
@@ -179,7 +181,17 @@ def routes(console: Console) -> APIRouter:
         except LookupError:
             raise Missing from None
         except FaqError as exc:
-            return await misses_page(request, staff, problem=exc, status=400)
+            # Refused: the form as it was typed, under the reason; the address shown is the
+            # list's, not this action's (staff.js), so that a reload does not post again.
+            kept: dict[str, object] = {
+                "miss": miss_id,
+                "entry_id": entry_id,
+                "new_id": new_id,
+                "answer_ar": answer_ar,
+                "answer_en": answer_en,
+                "question": question,
+            }
+            return await misses_page(request, staff, problem=exc, status=400, kept=kept)
         target = new_entry.id if new_entry else entry_id.strip()
         return console.back(f"{PREFIX}/knowledge/misses?taught={target}", "kb_taught")
 

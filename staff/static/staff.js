@@ -141,6 +141,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("textarea[dir='auto'], input[dir='auto']").forEach(placeholderDirection);
     drafts();
+    // A page rendered by a refused form shows the address of the page it stands for, so that a
+    // reload does not post the form again.
+    var replace = document.querySelector("[data-replace-url]");
+    if (replace && window.history.replaceState) {
+      window.history.replaceState(null, "", replace.dataset.replaceUrl);
+    }
     document.querySelectorAll("[data-live]").forEach(live);
     showWaiting();
 

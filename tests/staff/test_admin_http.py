@@ -303,7 +303,7 @@ async def test_a_broken_entry_is_refused_with_the_reason_and_the_file_kept(
             {"entry_id": "contact-channels", "questions_ar": "سؤال", "answer_ar": "جواب"},
             "duplicate",
         ),
-        ({"entry_id": "empty-answer", "questions_ar": "سؤال", "answer_ar": ""}, "answer.ar"),
+        ({"entry_id": "empty-answer", "questions_ar": "سؤال", "answer_ar": ""}, "answer_ar"),
         ({"entry_id": "no-questions", "answer_ar": "جواب"}, "question"),
         ({"entry_id": "Bad Id!", "questions_ar": "سؤال", "answer_ar": "جواب"}, "id"),
         (
@@ -320,9 +320,10 @@ async def test_a_broken_entry_is_refused_with_the_reason_and_the_file_kept(
     for form, reason in refusals:
         refused = await admin.post("/staff/knowledge/entries", form)
         assert refused.status_code == 400, form
-        assert 'data-testid="kb-problem"' in refused.text and reason in refused.text, reason
-        # Why, in the console's language, above the file's own words.
+        assert f'data-testid="kb-problem" data-code="{reason}"' in refused.text, reason
+        # Why, in the console's language, without the parser's English.
         assert 'data-testid="kb-problem-reason"' in refused.text, reason
+        assert "is required" not in refused.text and "duplicate id" not in refused.text
         assert path.read_bytes() == good
     assert await audit_count(console_service, "faq.saved") == 1
     assert not list(path.parent.glob(f".{path.name}.*.tmp"))
@@ -343,7 +344,12 @@ async def test_admin_teaches_a_miss_to_an_entry_and_to_a_new_one(
     unknown_entry = await admin.post(
         f"/staff/knowledge/misses/{misses[0].id}/teach", {"entry_id": "no-such-entry"}
     )
-    assert unknown_entry.status_code == 400 and "no-such-entry" in unknown_entry.text
+    assert unknown_entry.status_code == 400
+    assert "لا يوجد سؤال بهذا المعرّف" in unknown_entry.text
+    assert "no entry" not in unknown_entry.text  # the staff's language only
+    # The id typed stays in its box, and the page stands for the list, not this POST.
+    assert 'data-testid="kb-teach-entry" value="no-such-entry"' in unknown_entry.text
+    assert 'data-replace-url="/staff/knowledge/misses#miss-' in unknown_entry.text
     taught = await admin.post(
         f"/staff/knowledge/misses/{misses[0].id}/teach", {"entry_id": "volunteering"}
     )
