@@ -34,6 +34,11 @@ def matches(entry: FaqEntry, query: str) -> bool:
     return all(word in haystack for word in words)
 
 
+def _lines(text: str) -> str:
+    """A textarea's text with the line ends the file uses: browsers send CR LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 def _split(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -44,7 +49,7 @@ def entry_from_form(
     return FaqEntry(
         id=entry_id.strip(),
         questions={"ar": tuple(_split(questions_ar)), "en": tuple(_split(questions_en))},
-        answers={"ar": answer_ar.strip(), "en": answer_en.strip()},
+        answers={"ar": _lines(answer_ar), "en": _lines(answer_en)},
     )
 
 
@@ -176,7 +181,7 @@ def routes(console: Console) -> APIRouter:
                 entry_id.strip(),
                 actor=staff.actor,
                 new_entry=new_entry,
-                wording=question,
+                wording=_lines(question),
             )
         except LookupError:
             raise Missing from None

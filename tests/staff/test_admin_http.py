@@ -329,6 +329,28 @@ async def test_a_broken_entry_is_refused_with_the_reason_and_the_file_kept(
     assert not list(path.parent.glob(f".{path.name}.*.tmp"))
 
 
+async def test_answers_typed_in_the_browser_are_saved_with_plain_line_ends(
+    browser_for: Any, console_service: Service
+) -> None:
+    """Browsers send a textarea's lines with CR LF: the file and the bot's answer had a CR at
+    the end of every line."""
+    admin = await browser_for("admin")
+    saved = await admin.post(
+        "/staff/knowledge/entries",
+        {
+            "entry_id": "parking",
+            "questions_ar": "هل يوجد موقف؟\r\nأين أوقف السيارة؟",
+            "answer_ar": "نعم.\r\nخلف المبنى.",
+            "answer_en": "Yes.\r\nBehind the building.",
+        },
+    )
+    assert saved.status_code == 303
+    path = console_service.config.knowledge.faq_path
+    assert path is not None and "\r" not in path.read_text("utf-8")
+    entry = console_service.knowledge.entry("parking")
+    assert entry is not None and entry.answers["ar"] == "نعم.\nخلف المبنى."
+
+
 async def test_admin_teaches_a_miss_to_an_entry_and_to_a_new_one(
     browser_for: Any, console_service: Service
 ) -> None:
