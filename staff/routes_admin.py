@@ -8,9 +8,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from staff.accounts import ROLES, AccountError, add_account, change_role, set_active
-from staff.canned import PLACEHOLDERS
+from staff.canned import PLACEHOLDERS, stray_braces
 from staff.console import PREFIX, Console, Missing, route_class
 from staff.deps import CannedManager, CannedViewer, FormRowId, StaffAdmin, StaffManager
+from staff.permissions import Staff
 from storage.repository import NotFound
 from storage.staff import ConsoleTx
 from storage.staff_models import StaffUser
@@ -19,12 +20,13 @@ from storage.staff_models import StaffUser
 def routes(console: Console) -> APIRouter:
     router = APIRouter(prefix=PREFIX, route_class=route_class(console))
 
-    @router.get("/canned", include_in_schema=False)
-    async def canned_page(
+    async def canned_render(
         request: Request,
-        staff: CannedViewer,
-        done: str = "",
-        error: str = "",
+        staff: Staff,
+        *,
+        status: int = 200,
+        stray: list[str] | None = None,
+        kept: dict[str, object] | None = None,
     ) -> Response:
         async with console.db.session(write=False) as session:
             rows = await ConsoleTx(session).canned(active_only=False)
@@ -32,14 +34,20 @@ def routes(console: Console) -> APIRouter:
             request,
             staff,
             "canned.html",
+            status=status,
             rows=rows,
             placeholders=PLACEHOLDERS,
-            done=done,
-            error=error,
+            stray=stray or [],
+            kept=kept or {},
         )
+
+    @router.get("/canned", include_in_schema=False)
+    async def canned_page(request: Request, staff: CannedViewer) -> Response:
+        return await canned_render(request, staff)
 
     @router.post("/canned", include_in_schema=False)
     async def canned_save(
+        request: Request,
         staff: CannedManager,
         canned_id: FormRowId = None,
         title: Annotated[str, Form(max_length=200)] = "",
@@ -49,6 +57,18 @@ def routes(console: Console) -> APIRouter:
     ) -> Response:
         if not title.strip() or not (text_ar.strip() or text_en.strip()):
             return console.back(f"{PREFIX}/canned?error=canned")
+        stray = stray_braces(text_ar) + stray_braces(text_en)
+        if stray:
+            # Refused with the form as typed: a misspelt placeholder would reach the
+            # beneficiary as written.
+            kept: dict[str, object] = {
+                "id": canned_id,
+                "title": title,
+                "text_ar": text_ar,
+                "text_en": text_en,
+                "active": bool(active),
+            }
+            return await canned_render(request, staff, status=400, stray=stray, kept=kept)
         async with console.db.session() as session:
             try:
                 await ConsoleTx(session).save_canned(

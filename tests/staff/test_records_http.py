@@ -307,11 +307,22 @@ async def test_canned_answers_are_filled_in_the_beneficiary_language(
     console_service: Service, browser_for: Any
 ) -> None:
     supervisor, agent = await browser_for("supervisor"), await browser_for("agent")
+    # A misspelt placeholder or a lone brace would reach the beneficiary as written: refused,
+    # with what was typed kept in the form.
+    for stray in ("{nme}", "{unknown}", "{", "}"):
+        refused = await supervisor.post(
+            "/staff/canned",
+            {"title": "ترحيب", "text_ar": f"أهلًا {stray}، معك {{staff}}", "text_en": ""},
+        )
+        assert refused.status_code == 400, stray
+        assert 'data-testid="canned-stray"' in refused.text
+        assert f"أهلًا {stray}، معك {{staff}}</textarea>" in refused.text
+        assert 'data-replace-url="/staff/canned"' in refused.text
     saved = await supervisor.post(
         "/staff/canned",
         {
             "title": "ترحيب",
-            "text_ar": "أهلًا {name}، معك {staff} من {org}. {unknown}",
+            "text_ar": "أهلًا {name}، معك {staff} من {org}.",
             "text_en": "Hello {name}, this is {staff} from {org}.",
         },
     )
@@ -324,7 +335,8 @@ async def test_canned_answers_are_filled_in_the_beneficiary_language(
     conversation_id = await queued(console_service)
     await agent.post(f"/staff/conversations/{conversation_id}/claim")
     page = await agent.get(f"/staff/conversations/{conversation_id}")
-    assert 'data-text="أهلًا ، معك Agent من الجمعية. {unknown}"' in page.text
+    # No name on record: the placeholder goes with the space before it ("أهلًا ،" before).
+    assert 'data-text="أهلًا، معك Agent من الجمعية."' in page.text
     listing = await agent.get("/staff/canned")
     assert "ترحيب" in listing.text and 'name="text_ar"' not in listing.text
 
