@@ -24,6 +24,31 @@ def _decode(raw: str) -> dict[str, str]:
     return {name: value for name, _, value in pairs}
 
 
+# The signature reads in flight when their page went away (see ``_finished``).
+_reading: set[asyncio.Task[dict[str, str]]] = set()
+
+
+async def _finished(signature: Callable[[], Awaitable[dict[str, str]]]) -> dict[str, str]:
+    """Read the signature to the end even when the page goes away meanwhile.
+
+    The server cancels a stream whose browser left, again at every await while it unwinds
+    (anyio). Cancelled inside a database call, the driver's connection was invalidated, and
+    the graceful close SQLAlchemy starts for it was cancelled in turn: the connection was
+    forced shut under it, and the close task was left pending for ever ("Task was destroyed
+    but it is pending"). The read runs in a task of its own, which the cancellation does not
+    reach: it ends its session as usual, and only the stream stops."""
+
+    async def read() -> dict[str, str]:
+        return await signature()
+
+    task = asyncio.ensure_future(read())
+    _reading.add(task)
+    task.add_done_callback(_reading.discard)
+    # A failure after the page left is nobody's to read: retrieved here, not logged as lost.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return await asyncio.shield(task)
+
+
 def event_stream(
     request: Request,
     signature: Callable[[], Awaitable[dict[str, str]]],
@@ -46,7 +71,7 @@ def event_stream(
         yield "retry: 1500\n\n"
         started = last_sent = time.monotonic()
         while time.monotonic() - started < lifetime:
-            current = await signature()
+            current = await _finished(signature)
             changed = [name for name, value in current.items() if known.get(name) != value]
             if changed:
                 known.update(current)
