@@ -324,6 +324,9 @@ async def test_a_broken_entry_is_refused_with_the_reason_and_the_file_kept(
         # Why, in the console's language, without the parser's English.
         assert 'data-testid="kb-problem-reason"' in refused.text, reason
         assert "is required" not in refused.text and "duplicate id" not in refused.text
+        # The page stands for the form's own page, not the POST (a reload does not post).
+        page = "entries/working-hours" if form.get("original_id") else "new"
+        assert f'data-replace-url="/staff/knowledge/{page}"' in refused.text
         assert path.read_bytes() == good
     assert await audit_count(console_service, "faq.saved") == 1
     assert not list(path.parent.glob(f".{path.name}.*.tmp"))
