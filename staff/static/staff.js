@@ -17,11 +17,32 @@
         var scroller = region.classList.contains("history-scroll") ? region : null;
         var atBottom = scroller &&
           scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
-        region.innerHTML = html;
+        replaceChanged(region, html);
         if (scroller && atBottom) scroller.scrollTop = scroller.scrollHeight;
         showWaiting();
       });
     });
+  }
+
+  // Only the items that changed are replaced, so that a live region (the conversation's
+  // history, aria-live) announces the new message, not the whole history again.
+  function replaceChanged(region, html) {
+    var fresh = document.createElement("div");
+    fresh.innerHTML = html;
+    var oldList = region.firstElementChild;
+    var newList = fresh.firstElementChild;
+    if (!oldList || !newList || fresh.children.length !== 1 || region.children.length !== 1 ||
+        oldList.tagName !== newList.tagName || oldList.className !== newList.className) {
+      region.innerHTML = html;
+      return;
+    }
+    var incoming = Array.prototype.slice.call(newList.children);
+    incoming.forEach(function (item, i) {
+      var current = oldList.children[i];
+      if (!current) oldList.appendChild(item);
+      else if (!current.isEqualNode(item)) oldList.replaceChild(item, current);
+    });
+    while (oldList.children.length > incoming.length) oldList.removeChild(oldList.lastElementChild);
   }
 
   // The number waiting leads the tab's title, so a console in a background tab still says

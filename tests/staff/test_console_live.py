@@ -332,7 +332,9 @@ def test_a_supervisor_takes_over_from_the_conversation_page(
     browser: Browser, staff_server: str
 ) -> None:
     base = staff_server
-    beneficiary_asking_for_staff(base)
+    chat = httpx.Client(base_url=base, timeout=20)
+    chat.post("/api/webchat/start", json={"lang": "ar"})
+    assert chat.post("/api/webchat/messages", json={"text": "موظف"}).status_code == 200
     agent_ctx, supervisor_ctx = context(browser, DESKTOP), context(browser, DESKTOP)
     try:
         agent = agent_ctx.new_page()
@@ -361,6 +363,15 @@ def test_a_supervisor_takes_over_from_the_conversation_page(
         expect(box).to_have_attribute("dir", "auto")
         box.fill("")
         expect(box).to_have_attribute("dir", "rtl")
+
+        # The beneficiary writes: the message is added to the history without a reload, and
+        # what was there is not redrawn (a live region reads out what is added, not the
+        # whole history again).
+        supervisor.evaluate("() => { window.__first = document.querySelector('#history li'); }")
+        chat.post("/api/webchat/messages", json={"text": "شكرًا لك يا ماجد"})
+        expect(supervisor.locator('[data-testid="message-in"]').last).to_contain_text("شكرًا لك")
+        assert supervisor.evaluate("() => window.__first.isConnected") is True
     finally:
+        chat.close()
         agent_ctx.close()
         supervisor_ctx.close()
