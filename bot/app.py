@@ -181,8 +181,17 @@ class WebchatBridge:
             )
         return attachment
 
-    def _text(self, session: str, key: str, **params: object) -> dict[str, str]:
-        return {lang: self.service.catalog.text(lang, key, **params) for lang in ("ar", "en")}
+    def _text(
+        self, session: str, key: str, *, minutes: int | None = None, **params: object
+    ) -> dict[str, str]:
+        catalog = self.service.catalog
+
+        def said(lang: str) -> dict[str, object]:
+            return (
+                params if minutes is None else {**params, "minutes": catalog.minutes(lang, minutes)}
+            )
+
+        return {lang: catalog.text(lang, key, **said(lang)) for lang in ("ar", "en")}
 
     def page_meta(self) -> dict[str, str]:
         org = self.service.config.organization

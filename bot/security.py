@@ -265,11 +265,12 @@ async def _tell_blocked(service: Service, msg: Inbound) -> None:
         conversation.last_channel = msg.channel.value
         conversation.last_identity_id = identity.id
         lang = State.from_json(conversation.state).lang or "ar"
+        duration = service.catalog.minutes(lang, minutes)
         reply = Reply(
-            service.catalog.text(lang, "security.flood", minutes=minutes),
-            short_text=service.catalog.short(lang, "security.flood", minutes=minutes),
+            service.catalog.text(lang, "security.flood", minutes=duration),
+            short_text=service.catalog.short(lang, "security.flood", minutes=duration),
             key="security.flood",
-            params=(("minutes", str(minutes)),),
+            params=(("minutes", duration),),
         )
         await tx.queue_replies(conversation, [reply], identity_id=identity.id, kind="notification")
     service.outbox_wakeup.set()

@@ -50,6 +50,11 @@ class Catalog:
         table = self.entries.get(lang) or self.entries["ar"]
         return self.text(lang, plural_key(key, lang, n, table), n=n, **params)
 
+    def minutes(self, lang: str, n: int) -> str:
+        """A number of minutes as the language says it: دقيقة واحدة، دقيقتين، ١٠ دقائق، ١٥
+        دقيقة; 1 minute, 15 minutes."""
+        return self.counted(lang, "duration.minutes", n)
+
     def short(self, lang: str, key: str, **params: object) -> str | None:
         table = self.entries.get(lang) or self.entries["ar"]
         if f"{key}.sms" not in table:

@@ -1037,7 +1037,7 @@ class Engine:
                 ctx,
                 "status.locked",
                 [(self.t(ctx, "choice.main_menu"), "menu")],
-                minutes=minutes,
+                minutes=self.catalog.minutes(ctx.state.lang or "ar", minutes),
             )
         ]
 

@@ -108,6 +108,25 @@ def test_a_count_takes_the_grammatical_number(lang: str, n: int, said: str) -> N
     assert default_catalog().counted(lang, "attachment.count", n) == said
 
 
+@pytest.mark.parametrize(
+    ("lang", "n", "said"),
+    [
+        ("ar", 1, "دقيقة واحدة"),
+        ("ar", 2, "دقيقتين"),
+        ("ar", 10, "10 دقائق"),
+        ("ar", 15, "15 دقيقة"),
+        ("ar", 60, "60 دقيقة"),
+        ("en", 1, "1 minute"),
+        ("en", 10, "10 minutes"),
+    ],
+)
+def test_minutes_take_the_grammatical_number(lang: str, n: int, said: str) -> None:
+    """ "Try again in 10 minutes" (the web chat's limit) read «بعد 10 دقيقة»."""
+    assert default_catalog().minutes(lang, n) == said
+    sentence = default_catalog().text(lang, "security.sessions", minutes=said)
+    assert sentence.count(said) == 1 and "دقيقة دقيقة" not in sentence
+
+
 def test_catalogues_have_the_same_keys_and_placeholders() -> None:
     catalog = default_catalog()
     assert catalog.keys("ar") == catalog.keys("en")

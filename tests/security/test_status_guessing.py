@@ -40,7 +40,9 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Service]:
 
 
 def locked_text(service: Service, minutes: int) -> str:
-    return service.catalog.text("ar", "status.locked", minutes=minutes)
+    return service.catalog.text(
+        "ar", "status.locked", minutes=service.catalog.minutes("ar", minutes)
+    )
 
 
 async def ask(chat: Chat, reference: str, digits: str) -> str:

@@ -147,7 +147,10 @@ async def test_one_network_opens_only_so_many_sessions(
     refusal = started.json()
     assert refusal["error"] == "too_many_sessions"
     assert refusal["messages"] == {
-        lang: service.catalog.text(lang, "security.sessions", minutes=10) for lang in ("ar", "en")
+        lang: service.catalog.text(
+            lang, "security.sessions", minutes=service.catalog.minutes(lang, 10)
+        )
+        for lang in ("ar", "en")
     }
     assert "set-cookie" not in started.headers
     # The server's own machine (a reverse proxy whose forwarded address is not trusted)
