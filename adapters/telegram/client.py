@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,14 +11,20 @@ from typing import Any
 from telegram import Bot, BotCommand, Update
 from telegram.error import BadRequest, Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from adapters.telegram.sender import Pacer, TelegramSender, retry_seconds
-from adapters.telegram.updates import ParsedUpdate, parse_update
+from adapters.telegram.updates import ParsedUpdate, UpdateKind, parse_update
 
 # What the bot asks Telegram for; edits, reactions and the like are not needed.
 ALLOWED_UPDATES = ("message", "callback_query")
 COMMAND_NAMES = ("start", "menu", "cancel", "help", "lang")
 POLL_TIMEOUT = 25  # seconds a getUpdates call is held open
+POLL_READ_MARGIN = 10  # seconds more the answer to a held call may take
+# getUpdates is asked for raw on purpose (see TelegramApi.updates), which the library
+# otherwise warns against at every call.
+warnings.filterwarnings("ignore", r"Please use 'Bot\.getUpdates'", PTBUserWarning)
+UNREADABLE = "unreadable"  # the reason given for an update that could not be read
 
 
 class FileTooLarge(Exception):
@@ -117,13 +124,28 @@ class TelegramApi:
 
     async def updates(self, offset: int | None, *, hold: int = POLL_TIMEOUT) -> list[ParsedUpdate]:
         """The next updates; Telegram holds the call up to ``hold`` seconds when there are none."""
+        # Asked for raw, and read one by one: the library reads a batch whole, and one update it
+        # cannot read (a kind newer than it, a malformed one) failed the batch, which was then
+        # asked for again and again, and nobody on Telegram was answered.
+        params: dict[str, Any] = {"timeout": hold, "allowed_updates": list(ALLOWED_UPDATES)}
+        if offset is not None:
+            params["offset"] = offset
         try:
-            raw = await self.bot.get_updates(
-                offset=offset, timeout=hold, allowed_updates=ALLOWED_UPDATES
+            raw = await self.bot.do_api_request(
+                "getUpdates", api_kwargs=params, read_timeout=hold + POLL_READ_MARGIN
             )
         except TelegramError as exc:
             raise _failed(exc) from None
-        return [parse_update(update) for update in raw]
+        items = raw if isinstance(raw, list) else []
+        return [self._read(item) for item in items if _update_id(item) is not None]
+
+    def _read(self, data: Any) -> ParsedUpdate:
+        try:
+            return parse_update(Update.de_json(data, self.bot))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            update_id = _update_id(data)
+            assert update_id is not None
+            return ParsedUpdate(UpdateKind.IGNORED, update_id, reason=UNREADABLE)
 
     def parse_json(self, data: Any) -> ParsedUpdate:
         """A webhook body as a parsed update."""
@@ -220,3 +242,8 @@ def command_menu(
 ) -> dict[str, dict[str, str]]:
     """Descriptions of the commands per language, from the message catalogue."""
     return {lang: {name: describe(lang, name) for name in COMMAND_NAMES} for lang in languages}
+
+
+def _update_id(data: Any) -> int | None:
+    value = data.get("update_id") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

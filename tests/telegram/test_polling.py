@@ -266,3 +266,25 @@ async def test_new_handoffs_are_announced_in_the_staff_group(
             assert fake_api.sent(group) == [announcement]
     finally:
         await service.close()
+
+
+async def test_an_update_the_library_cannot_read_does_not_hold_the_others(
+    fake_api: FakeBotAPI, polling: Running, tg_service: Service
+) -> None:
+    """A kind of update newer than the library (here a poll without a field it requires) used
+    to fail the whole batch, fetched again and again: nobody on Telegram was answered."""
+    user = TelegramUser(fake_api, tg_service)
+    poll = {
+        "id": "1",
+        "question": "?",
+        "options": [],
+        "total_voter_count": 0,
+        "is_closed": False,
+        "is_anonymous": True,
+        "type": "regular",
+        "allows_multiple_answers": False,
+    }
+    fake_api.push(payloads.message(user.id, poll=poll))
+    replies = await user.say("السلام عليكم")
+    assert replies  # answered, after the unreadable update
+    assert await count_inbound(tg_service) == 1

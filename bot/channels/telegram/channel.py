@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import select
 
 from adapters.telegram import (
+    UNREADABLE,
     ApiFailed,
     FileTooLarge,
     FileUnavailable,
@@ -182,7 +183,10 @@ class TelegramChannel:
     async def handle(self, parsed: ParsedUpdate) -> None:
         inbound = parsed.inbound
         if parsed.kind is UpdateKind.IGNORED or inbound is None:
-            log.debug("telegram.ignored", update_id=parsed.update_id, reason=parsed.reason)
+            # An update that could not be read at all is passed so that the others are not
+            # held behind it; the operator should know of it.
+            level = log.warning if parsed.reason == UNREADABLE else log.debug
+            level("telegram.ignored", update_id=parsed.update_id, reason=parsed.reason)
         elif await self.service.received(Channel.TELEGRAM, inbound.channel_message_id):
             log.info("telegram.duplicate", update_id=parsed.update_id)
         elif parsed.kind is UpdateKind.UNSUPPORTED:
