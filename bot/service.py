@@ -492,11 +492,12 @@ class Service:
 
     async def _answer(self, msg: Inbound, ctx: Context, tx: Tx) -> list[Reply]:
         """The engine's answer, after what the channel had to tell about the message (a file
-        not kept). A message with nothing else in it is not the engine's: it is only told,
-        and the conversation's step stays where it was."""
-        replies: list[Reply] = []
+        not kept). A message with nothing else in it is not the engine's: it is told, asked
+        again the question it may not have answered, and the step stays where it was."""
         if not msg.notices or msg.text.strip() or msg.attachments or msg.command:
             replies = await self.engine.handle(msg, ctx, tx)
+        else:  # the question waiting, if one does, asked again under the notice
+            replies = self.engine.question_again(ctx)
         notices = [self.engine.reply(ctx, key, **dict(params)) for key, params in msg.notices]
         return [*notices, *replies]
 

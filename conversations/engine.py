@@ -459,6 +459,11 @@ class Engine:
         ctx.state.lang = lang if lang in ("ar", "en") else "ar"
         return [self.reply(ctx, "language.changed"), *self._ask_again(ctx)]
 
+    def question_again(self, ctx: Context) -> list[Reply]:
+        """The question the conversation waits an answer to, asked again after a message
+        that could be no answer (a location, a sticker); nothing when none waits."""
+        return self._ask_again(ctx) if self.answering(ctx) else []
+
     def _ask_again(self, ctx: Context) -> list[Reply]:
         """What the conversation waits for, asked again after an aside (help, a change of
         language): the form's question, the reference, the rating...; else the menu."""

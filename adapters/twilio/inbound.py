@@ -86,6 +86,10 @@ class MediaRef:
     content_type: str
 
 
+# A contact shared on WhatsApp comes as a vCard file.
+CONTACT_CARDS = frozenset({"text/vcard", "text/x-vcard", "text/directory"})
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """An inbound message before its files are fetched."""
@@ -133,8 +137,10 @@ def parse_twilio_form(form: Mapping[str, str], *, now: datetime | None = None) -
         url = form.get(f"MediaUrl{index}", "").strip()
         if not url.startswith(("https://", "http://")):
             raise BadForm(f"missing or invalid MediaUrl{index}")
-        content_type = form.get(f"MediaContentType{index}", "")
-        media.append(MediaRef(url, content_type.split(";")[0].strip().lower()))
+        content_type = form.get(f"MediaContentType{index}", "").split(";")[0].strip().lower()
+        if content_type in CONTACT_CARDS:
+            continue  # a contact shared: not a document, and nothing the bot reads
+        media.append(MediaRef(url, content_type))
     inbound = Inbound(
         channel=channel,
         sender_id=phone,

@@ -408,6 +408,29 @@ async def test_unusable_files_are_explained(twilio_setup: TwilioSetup) -> None:
     assert not list(setup.service.files.root.rglob("*.*"))  # nothing kept on disk
 
 
+async def test_a_location_or_a_contact_at_a_forms_question_asks_it_again(
+    twilio_setup: TwilioSetup,
+) -> None:
+    """Shared by mistake while a form waits (a location, a contact card): the person is told
+    it cannot be read, and the question is asked again rather than left above."""
+    setup, fake = twilio_setup, twilio_setup.fake
+    phone = Phone(setup, NUMBER)
+    await phone.say("مرحبا")
+    await phone.say("٢")
+    await phone.say("١")
+    question = (await phone.say("محمد عبدالله القحطاني"))[-1]["Body"]  # the national ID's
+    unsupported = setup.service.catalog.text("ar", "channel.unsupported")
+    location = {**twilio_form(phone.address, ""), "Latitude": "24.71", "Longitude": "46.67"}
+    assert (await setup.post(INBOUND_PATH, location)).status_code == 200
+    await setup.run()
+    notice, again = setup.fake.to(NUMBER)[-2:]
+    assert notice["Body"] == unsupported and again["Body"] == question
+    card = fake.add_media(b"BEGIN:VCARD\nVERSION:3.0\nFN:Ali\nEND:VCARD\n", "text/vcard")
+    notice, again = await phone.say(media=[(card, "text/vcard")])
+    assert notice["Body"] == unsupported and again["Body"] == question
+    assert fake.media[card.rsplit("/", 1)[1]].hits == 0  # a contact is not fetched
+
+
 @pytest.mark.twilio_config(storage={"max_attachment_mb": 0.001})
 async def test_too_large_files_are_refused(twilio_setup: TwilioSetup) -> None:
     phone = Phone(twilio_setup, NUMBER)
