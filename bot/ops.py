@@ -72,8 +72,13 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
         )
         self.outbox_depth = Gauge(
-            "tawasul_outbox_items", "Outbox items by status", ["status"], registry=r
+            "tawasul_outbox_items",
+            "Outbox items by status and channel (web chat replies wait as pending until the "
+            "visitor's page fetches them)",
+            ["status", "channel"],
+            registry=r,
         )
+        self._outbox_series: set[tuple[str, str]] = set()
         self.staff_queue = Gauge(
             "tawasul_staff_queue", "Conversations waiting for a staff member", registry=r
         )
@@ -109,15 +114,14 @@ class Metrics:
     async def refresh(self, db: Database) -> None:
         """Gauges that are read from the database when scraped (shared by all instances)."""
         async with db.session(write=False) as session:
-            counts = dict(
-                (
-                    await session.execute(
-                        select(OutboxItem.status, func.count())
-                        .where(OutboxItem.status.in_(OUTBOX_STATES))
-                        .group_by(OutboxItem.status)
-                    )
-                ).all()
-            )
+            counts: dict[tuple[str, str], int] = {
+                (status, channel): count
+                for status, channel, count in await session.execute(
+                    select(OutboxItem.status, OutboxItem.channel, func.count())
+                    .where(OutboxItem.status.in_(OUTBOX_STATES))
+                    .group_by(OutboxItem.status, OutboxItem.channel)
+                )
+            }
             queued, oldest = (
                 await session.execute(
                     select(func.count(), func.min(Conversation.queued_at)).where(
@@ -127,8 +131,10 @@ class Metrics:
             ).one()
         for channel, link in self.links.items():
             self.channel_connected.labels(channel).set(link.current() == CONNECTED)
-        for status in OUTBOX_STATES:
-            self.outbox_depth.labels(status).set(counts.get(status, 0))
+        # Every series shown once stays, at 0 when emptied; new ones appear as they come.
+        self._outbox_series |= set(counts)
+        for status, channel in self._outbox_series:
+            self.outbox_depth.labels(status, channel).set(counts.get((status, channel), 0))
         self.staff_queue.set(queued or 0)
         if oldest is not None:
             if oldest.tzinfo is None:

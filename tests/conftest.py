@@ -45,6 +45,7 @@ EMBEDDING_CACHE = Path(tempfile.gettempdir()) / "tawasul-test-embeddings"
 
 
 def make_config(tmp: Path, **sections: dict[str, object]) -> Config:
+    tmp.mkdir(parents=True, exist_ok=True)  # the database's folder must exist
     env = {
         "TAWASUL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'tawasul.db'}",
         "TAWASUL_STORAGE_ATTACHMENTS_DIR": str(tmp / "attachments"),

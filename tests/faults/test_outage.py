@@ -205,6 +205,6 @@ async def test_outage_then_recovery_delivers_once_in_order_and_refusals_end_fail
     assert got[("tawasul_delivery_seconds_count", channel)] == len(delivered)
     assert got[("tawasul_outbox_errors_total", (*channel, ("outcome", "failed")))] == 1
     assert got[("tawasul_outbox_errors_total", (*channel, ("outcome", "retry")))] >= 4
-    assert got[("tawasul_outbox_items", (("status", "failed"),))] == 0
+    assert got.get(("tawasul_outbox_items", (*channel, ("status", "failed"))), 0) == 0
     connected = got.get(("tawasul_channel_connected", channel))
     assert connected == (1 if peer.link == "connected" else None)
