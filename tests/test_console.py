@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import socket
+import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -97,6 +99,18 @@ def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: P
     prefix, year, number = request["reference"].split("-")
     short = f"{prefix.lower()}-{year}-{int(number)}"  # as a beneficiary reads it out
     assert run_cli(tmp_path, "requests", "show", short).stdout == shown
+    # Reading every answer of every request leaves a trace, as opening one does.
+    with sqlite3.connect(tmp_path / "tawasul.db") as db:
+        audit = db.execute(
+            "SELECT actor, action, subject FROM audit_log "
+            "WHERE action IN ('requests.exported', 'request.viewed') ORDER BY id"
+        ).fetchall()
+    assert [(a, s) for _, a, s in audit] == [
+        ("requests.exported", "all"),
+        ("request.viewed", request["reference"]),
+        ("request.viewed", request["reference"]),
+    ]
+    assert {actor for actor, _, _ in audit} == {f"cli:{getpass.getuser()}"}  # who ran them
 
 
 def test_cli_refuses_an_unmigrated_database(tmp_path: Path) -> None:
