@@ -192,7 +192,9 @@ class E5Embedder:
         if self.path is None or not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".tmp.npz")
+        # A name of this process's own: instances (or commands) sharing the cache folder
+        # would otherwise write into one another's file before it is renamed.
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
         with self._cache_lock:
             kept = {k: v for k, v in self.cache.items() if k in self.pinned}
         keys = np.asarray(list(kept), dtype="U32")
@@ -278,7 +280,7 @@ class Knowledge:
             if copy.is_file() and copy.read_text("utf-8") == text:
                 return
             copy.parent.mkdir(parents=True, exist_ok=True)
-            partial = copy.with_name(copy.name + ".partial")
+            partial = copy.with_name(f"{copy.name}.{os.getpid()}.partial")
             partial.write_text(text, "utf-8")
             os.replace(partial, copy)
         except OSError as exc:
