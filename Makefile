@@ -27,7 +27,7 @@ lint: install
 
 test: install lint
 	@$(BIN)/python scripts/ensure-test-peers
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/load.py $(BENCH_ARGS)
