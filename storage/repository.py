@@ -428,6 +428,12 @@ _STORING_TO_CONVERSATION = 0x7461_0003
 # A channel's report on a send against the send's outcome being recorded: the one waits for
 # the other, so that a report that finds no send is seen by the record that follows it.
 _REPORTING = 0x7461_0004
+_PR = ProviderReport.__table__.c
+_EARLY_REPORTS = (
+    select(_PR.id, _PR.status, _PR.error_code)
+    .where(_PR.provider_id == bindparam("provider_id"))
+    .order_by(_PR.id)
+)
 
 # Reports of a failed delivery: once one is recorded, no later report clears it.
 FAILED_REPORTS = frozenset({"failed", "undelivered"})
@@ -602,13 +608,8 @@ class Tx:
         """The reports on a send that came before its outcome was recorded, applied now that
         it is (in the transaction that recorded it), in the order they came."""
         await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
-        reports = list(
-            await self.session.scalars(
-                select(ProviderReport)
-                .where(ProviderReport.provider_id == provider_id)
-                .order_by(ProviderReport.id)
-            )
-        )
+        # Nearly always none: a statement built once, rows rather than objects.
+        reports = (await self.session.execute(_EARLY_REPORTS, {"provider_id": provider_id})).all()
         if not reports:
             return
         item = await self.session.get(OutboxItem, item_id)
