@@ -188,7 +188,8 @@ def _callback(update_id: int, query: CallbackQuery, now: datetime) -> ParsedUpda
         return ParsedUpdate(
             UpdateKind.IGNORED, update_id, callback_query_id=query.id, reason="no sender"
         )
-    data = query.data or ""
+    # Telegram sends a string; a malformed update may carry anything.
+    data = query.data if isinstance(query.data, str) else ""
     offer, value = pressed(data)
     label = button_label(message, data) if message is not None else None
     inbound = Inbound(

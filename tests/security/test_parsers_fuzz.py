@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from hijridate import Gregorian
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapters.email.parse import MalformedEmail, ParsedEmail, parse_email
@@ -285,6 +285,17 @@ def test_telegram_message_without_chat_or_date(telegram: TelegramApi) -> None:
 
 @SLOW
 @given(UPDATE)
+@example(  # a button press whose data is not text
+    data={
+        "update_id": 0,
+        "callback_query": {
+            "id": "",
+            "from": {"id": 1, "is_bot": False, "first_name": ""},
+            "chat_instance": "",
+            "data": True,
+        },
+    }
+)
 def test_telegram_shaped_updates_parse_or_are_refused(
     telegram: TelegramApi, data: dict[str, Any]
 ) -> None:
