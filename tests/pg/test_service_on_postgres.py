@@ -10,29 +10,17 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot.service import Service
 from conversations.messages import Channel, Inbound
-from storage.migrate import upgrade
 from storage.models import Message
 from storage.repository import Tx
-from tests.conftest import make_config
 from tests.test_engine import *  # noqa: F403
 from tests.test_identities import *  # noqa: F403
 from tests.test_outbox import *  # noqa: F403
-
-
-@pytest.fixture
-async def service(tmp_path: Path, pg_url: str) -> AsyncIterator[Service]:
-    svc = Service(make_config(tmp_path, database={"url": pg_url}))
-    await upgrade(svc.db.engine)
-    yield svc
-    await svc.close()
-
 
 # -- several instances on one database -------------------------------------------------------
 

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from bot.service import Service
 from conversations.messages import Channel, Inbound
 from conversations.ports import RequestStatus
-from storage.migrate import upgrade
 from storage.models import Conversation
 from storage.repository import Tx
-from tests.conftest import Chat, make_config
+from tests.conftest import Chat
 from tests.test_engine import fill_support_request
-
-
-@pytest.fixture
-async def service(tmp_path: Path, pg_url: str) -> AsyncIterator[Service]:
-    svc = Service(make_config(tmp_path, database={"url": pg_url}))
-    await upgrade(svc.db.engine)
-    yield svc
-    await svc.close()
 
 
 @pytest.mark.parametrize("status", [RequestStatus.NEEDS_INFO, RequestStatus.CLOSED])
