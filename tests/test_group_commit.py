@@ -152,11 +152,8 @@ async def test_urgent_units_go_ahead_of_queued_background_ones(service: Service)
     assert ran.index("ack") <= 2
 
 
-@pytest.mark.parametrize("slice_size", [20, 2])  # one slice; the conversations over several
-async def test_a_poison_message_holds_only_its_own_conversation(
-    service: Service, monkeypatch: pytest.MonkeyPatch, slice_size: int
-) -> None:
-    monkeypatch.setattr("bot.service.PREPARE_SLICE", slice_size)
+def fail_on_boom(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine fails, as a bug in a step would, on the message "boom"."""
     handle = service.engine.handle
 
     async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
@@ -165,6 +162,14 @@ async def test_a_poison_message_holds_only_its_own_conversation(
         return await handle(msg, ctx, port)
 
     monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+
+
+@pytest.mark.parametrize("slice_size", [20, 2])  # one slice; the conversations over several
+async def test_a_poison_message_holds_only_its_own_conversation(
+    service: Service, monkeypatch: pytest.MonkeyPatch, slice_size: int
+) -> None:
+    monkeypatch.setattr("bot.service.PREPARE_SLICE", slice_size)
+    fail_on_boom(service, monkeypatch)
     script = {
         "1": ["السلام عليكم", "boom", "القائمة"],
         "2": ["السلام عليكم", "القائمة", "١"],
@@ -319,14 +324,7 @@ async def test_a_message_behind_one_that_keeps_failing_is_left_to_the_worker_in_
 ) -> None:
     """While the earlier message keeps failing, the later one is stored and left for the
     inbox worker, not stepped ahead of it: answered after the earlier one is set aside."""
-    handle = service.engine.handle
-
-    async def engine_with_a_bug(msg: Inbound, ctx: Any, port: Any) -> Any:
-        if msg.text == "boom":
-            raise RuntimeError("a bug in a step")
-        return await handle(msg, ctx, port)
-
-    monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
+    fail_on_boom(service, monkeypatch)
     monkeypatch.setattr("bot.service.STEP_RETRY_SECONDS", 0.0)
     monkeypatch.setattr("bot.service.STEP_REST_SECONDS", 0.0)
     chat = Chat(service, Channel.WEBCHAT, sender="web-2")
