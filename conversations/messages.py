@@ -62,6 +62,14 @@ class Attachment:
     filename: str = ""
 
 
+# A catalogue key and its parameters, as text: what a channel tells the sender about a message.
+Notice = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def notice(key: str, **params: object) -> Notice:
+    return key, tuple((name, str(value)) for name, value in params.items())
+
+
 @dataclass(frozen=True, slots=True)
 class Inbound:
     channel: Channel
@@ -87,7 +95,7 @@ class Inbound:
     # What the channel has to tell the sender about this message (a file it did not keep), as
     # catalogue keys and their parameters: told by the step, before its answer, so that it
     # goes out once and in the conversation's order.
-    notices: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    notices: tuple[Notice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,10 @@ from bot.ops import linked
 from bot.security import admit
 from bot.service import Service, inbound_payload, transient
 from conversations.delivery import Delivery
-from conversations.messages import Attachment, Channel, Inbound, Reply, file_kinds
-from conversations.normalize import script_language
+from conversations.messages import Attachment, Channel, Inbound, Notice, file_kinds, notice
 from storage.files import TooLarge, UnreadableImage, safe_filename, sniff
 from storage.locks import singleton_task
-from storage.models import Conversation, Identity
+from storage.models import Identity
 from storage.repository import Tx
 from storage.threads import load_subject, save_subject
 from storage.threads import subject_key as subject_key  # where a thread's subject is kept
@@ -183,21 +182,20 @@ class EmailChannel:
             return Outcome.DONE
         files = await self._save_files(parsed)
         attachments = files.kept
-        notices: list[tuple[str, dict[str, str]]] = []
+        notices: list[Notice] = []
         if files.wrong_type:
             names = files.wrong_type[:NAMED_REFUSALS]
             if len(files.wrong_type) > NAMED_REFUSALS:
                 names.append("…")
             listed = "\n".join(f"- {name}" for name in names)
-            notices.append(("email.not_kept", {"files": listed, "types": file_kinds(KEPT_TYPES)}))
+            notices.append(notice("email.not_kept", files=listed, types=file_kinds(KEPT_TYPES)))
         if files.unreadable:
-            notices.append(("attachment.unreadable", {}))
+            notices.append(notice("attachment.unreadable"))
         if files.too_large or mail.truncated:
-            notices.append(
-                ("channel.too_large", {"max": f"{self.service.config.storage.max_attachment_mb:g}"})
-            )
+            max_mb = f"{self.service.config.storage.max_attachment_mb:g}"
+            notices.append(notice("channel.too_large", max=max_mb))
         if parsed.damaged_files:
-            notices.append(("channel.file_failed", {}))
+            notices.append(notice("channel.file_failed"))
         text = parsed.text
         if not text and not parsed.is_reply:
             text = parsed.subject  # a question written only in the subject line
@@ -211,8 +209,11 @@ class EmailChannel:
             thread_id=parsed.thread_id,
             reply_to=parsed.in_reply_to,
             display_name=parsed.display_name,
+            # Told by the step that answers the mail, before its answer and in the
+            # conversation's order.
+            notices=tuple(notices),
         )
-        stored = await self._store(inbound, parsed.subject, notices)
+        stored = await self._store(inbound, parsed.subject)
         if stored is None:  # stored already (another reader, a moment ago): not this copy
             for attachment in attachments:
                 self.service.files.path(attachment.ref).unlink(missing_ok=True)
@@ -262,11 +263,8 @@ class EmailChannel:
             files.kept.append(attachment)
         return files
 
-    async def _store(
-        self, inbound: Inbound, subject: str, notices: list[tuple[str, dict[str, str]]]
-    ) -> int | None:
-        """The message, its thread's subject and any notice about its files, in one
-        transaction: a notice is never sent for a mail that was not stored."""
+    async def _store(self, inbound: Inbound, subject: str) -> int | None:
+        """The message and its thread's subject, in one transaction."""
         async with self.service.db.session() as session:
             tx = Tx(session)
             ingested = await tx.ingest(inbound, inbound_payload(inbound))
@@ -276,23 +274,7 @@ class EmailChannel:
                 await save_subject(session, inbound.thread_id, subject)
             identity = await tx.identity("email", inbound.sender_id)
             identity.unreachable = False  # they just wrote from it
-            if notices:
-                conversation = await session.get(Conversation, ingested.conversation_id)
-                assert conversation is not None
-                lang = (conversation.state or {}).get("lang") or script_language(inbound.text)
-                lang = lang if lang in ("ar", "en") else "ar"
-                replies = [
-                    Reply(
-                        text=self.service.catalog.text(lang, key, **params),
-                        key=key,
-                        params=tuple(params.items()),
-                    )
-                    for key, params in notices
-                ]
-                await tx.queue_replies(conversation, replies, identity_id=identity.id)
         self.service.inbox_wakeup.set()
-        if notices:
-            self.service.outbox_wakeup.set()
         return ingested.message_id
 
     async def _bounced(self, parsed: ParsedEmail) -> None:

@@ -33,7 +33,15 @@ from adapters.twilio import (
     signature_valid,
 )
 from bot.service import Service, inbound_payload
-from conversations.messages import Attachment, Channel, Inbound, file_kinds, identity_kind
+from conversations.messages import (
+    Attachment,
+    Channel,
+    Inbound,
+    Notice,
+    file_kinds,
+    identity_kind,
+    notice,
+)
 from storage.files import TooLarge, UnreadableImage
 from storage.models import Identity, Message, utcnow
 from storage.repository import Tx
@@ -174,7 +182,7 @@ class TwilioWebhooks:
         # What the sender is told about the message, before the answer, by the step that
         # answers it: stored with the message, so that a retried webhook changes nothing and
         # it goes out in the order of the conversation's replies.
-        notices: list[tuple[str, dict[str, Any]]] = []
+        notices: list[Notice] = []
         if change is OptChange.START:
             if await self._opted_out(inbound):
                 # Back in: told so, then greeted with the menu (or offered the form left
@@ -182,24 +190,18 @@ class TwilioWebhooks:
                 async with self.service.db.session() as session:
                     kind = identity_kind(inbound.channel)
                     await Tx(session).set_opt_out(kind, inbound.sender_id, False)
-                notices.append(("channel.optin", {}))
+                notices.append(notice("channel.optin"))
                 log.info("twilio.opt_in", **log_ctx)
             inbound = replace(inbound, command="start")
         problems: list[MediaProblem] = []
         if message.empty:
-            notices.append(("channel.unsupported", {}))
+            notices.append(notice("channel.unsupported"))
         else:
             attachments, problems = await self._fetch(message)
             inbound = replace(inbound, attachments=tuple(attachments))
             if problems:
                 notices.append(self._notice_for(problems[0]))
-        inbound = replace(
-            inbound,
-            notices=tuple(
-                (key, tuple((name, str(value)) for name, value in params.items()))
-                for key, params in notices
-            ),
-        )
+        inbound = replace(inbound, notices=tuple(notices))
         stored = await self.service.receive(inbound) is not None
         log.info(
             "twilio.received" if stored else "twilio.not_stored",
@@ -292,9 +294,10 @@ class TwilioWebhooks:
             raise MediaRejected(problem_of_type(attachment.content_type))
         return attachment
 
-    def _notice_for(self, problem: MediaProblem) -> tuple[str, dict[str, Any]]:
+    def _notice_for(self, problem: MediaProblem) -> Notice:
         if problem is MediaProblem.TOO_LARGE:
-            return NOTICES[problem], {"max": f"{self.service.config.storage.max_attachment_mb:g}"}
+            max_mb = f"{self.service.config.storage.max_attachment_mb:g}"
+            return notice(NOTICES[problem], max=max_mb)
         if problem is MediaProblem.WRONG_TYPE:
-            return NOTICES[problem], {"types": file_kinds(MEDIA_TYPES)}
-        return NOTICES[problem], {}
+            return notice(NOTICES[problem], types=file_kinds(MEDIA_TYPES))
+        return notice(NOTICES[problem])

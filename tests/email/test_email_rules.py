@@ -71,10 +71,10 @@ async def test_a_20_mb_attachment_is_refused_politely_and_the_words_kept(
     pdf = b"%PDF-1.4\n" + b"0" * (20 * 1024 * 1024 + 1)
     msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="scan.pdf")
     await amal.send(msg.as_bytes(policy=SMTP))
-    answers = await amal.answers(at_least=2, within=40)
+    [answer] = await amal.answers(within=40)  # the refusal, then the answer, in one mail
     refusal = runner.service.catalog.text("ar", "channel.too_large", max="20")
-    assert refusal in text_of(answers[0])
-    assert all(a["In-Reply-To"] == "<big-1@mail.example.test>" for a in answers)
+    assert text_of(answer).startswith(refusal) and len(text_of(answer)) > len(refusal)
+    assert answer["In-Reply-To"] == "<big-1@mail.example.test>"
     async with runner.service.db.session(write=False) as session:
         row = await session.scalar(select(Message).where(Message.direction == "in"))
     assert row is not None and row.text == "السلام عليكم، مرفق ملف الطلب"

@@ -24,11 +24,11 @@ from adapters.telegram import (
 )
 from bot.channels.staff_alerts import Handoff, SinkFailed
 from bot.ops import CONNECTED, FAILING
-from bot.service import Service, inbound_payload, transient
+from bot.service import Service, transient
 from conversations.forms import DEFAULT_TYPES, FieldType
-from conversations.messages import Channel, Inbound, Reply, file_kinds
+from conversations.messages import Channel, Inbound, file_kinds, notice
 from storage.files import UnreadableImage
-from storage.models import Conversation, Identity, Message, utcnow
+from storage.models import Conversation, Identity
 from storage.repository import Tx
 
 log = structlog.get_logger("tawasul.telegram")
@@ -287,27 +287,11 @@ class TelegramChannel:
         return dict(state or {})
 
     async def _notice(self, parsed: ParsedUpdate, key: str, **params: object) -> None:
-        """Keep the message in the history and answer it from the catalogue, not the engine:
-        what it held cannot be read, and the conversation's step stays where it was."""
-        inbound = parsed.inbound
-        assert inbound is not None
-        async with self.service.db.session() as session:
-            tx = Tx(session)
-            ingested = await tx.ingest(inbound, inbound_payload(inbound), stepped=False)
-            if ingested is None:
-                return
-            conversation = await session.get(Conversation, ingested.conversation_id)
-            message = await session.get(Message, ingested.message_id)
-            assert conversation is not None and message is not None
-            message.processed_at = utcnow()
-            lang = (conversation.state or {}).get("lang") or inbound.lang_hint or "ar"
-            reply = Reply(
-                text=self.service.catalog.text(lang, key, **params),
-                key=key,
-                params=tuple((name, str(value)) for name, value in params.items()),
-            )
-            await tx.queue_replies(conversation, [reply], identity_id=message.identity_id)
-        self.service.outbox_wakeup.set()
+        """Keep the message in the history with what the sender is told about it (a file not
+        kept, a kind of message the bot cannot read): the step that answers it tells them, in
+        the conversation's order, and asks again the question waiting, if one does."""
+        assert parsed.inbound is not None
+        await self.service.receive(replace(parsed.inbound, notices=(notice(key, **params),)))
 
 
 # -- helpers ------------------------------------------------------------------------------------
