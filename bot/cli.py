@@ -245,11 +245,13 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
         await database.dispose()
 
 
-async def _service(config: Config, *, check_schema: bool = True) -> Any:
+async def _service(
+    config: Config, *, check_schema: bool = True, remind_demo_keys: bool = False
+) -> Any:
     from bot.service import Service
 
     check_before_opening(config, existing_database=check_schema)
-    _keyring(config)  # the demo's keys, made on first use
+    _keyring(config, remind=remind_demo_keys)  # the demo's keys, made on first use
     service = _opened(lambda: Service(config))
     try:
         await require_reachable(service.db.engine, config.database.url)
@@ -261,11 +263,11 @@ async def _service(config: Config, *, check_schema: bool = True) -> Any:
     return service
 
 
-def _keyring(config: Config) -> Any:
+def _keyring(config: Config, *, remind: bool = False) -> Any:
     from bot.keys import data_keyring
 
     try:
-        return data_keyring(config)
+        return data_keyring(config, remind=remind)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -302,7 +304,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     if problems:
         raise click.ClickException("\n".join(problems))
     check_before_opening(config, existing_database=True)
-    _keyring(config)
+    _keyring(config, remind=True)
     from bot.knowledge import ensure_faq_file
 
     faq_path = config.knowledge.faq_path
@@ -388,7 +390,7 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
     from bot.service import Service
     from conversations.messages import Channel
 
-    service: Service = await _service(state.config)
+    service: Service = await _service(state.config, remind_demo_keys=True)
     limit = int(state.config.storage.max_attachment_mb * 1024 * 1024)
 
     async def handler(msg: Any) -> list[Any]:
@@ -777,7 +779,7 @@ def config_check(state: State) -> None:
     which key is wrong."""
     from bot.channels import config_problems
     from bot.config import unknown_variables
-    from bot.keys import check_keys, demo_keys_left_behind
+    from bot.keys import check_keys, demo_keys_in_use, demo_keys_left_behind
     from bot.knowledge import read_knowledge
     from conversations.forms import load_forms
 
@@ -806,9 +808,7 @@ def config_check(state: State) -> None:
     for problem in problems:
         click.echo(problem, err=True)
     warnings = [*config_warnings(config), *unknown_variables()]
-    left_behind = demo_keys_left_behind(config)
-    if left_behind:
-        warnings.append(left_behind)
+    warnings += [w for w in (demo_keys_in_use(config), demo_keys_left_behind(config)) if w]
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if problems:

@@ -33,8 +33,10 @@ def check_keys(config: Config) -> None:
         data_keyring(config)
 
 
-def data_keyring(config: Config) -> Keyring:
-    """The configured keys; or refuse (production); or the demo's generated ones."""
+def data_keyring(config: Config, *, remind: bool = False) -> Keyring:
+    """The configured keys; or refuse (production); or the demo's generated ones.
+    ``remind``: say that the demo's keys are in use (the server and the terminal chat say it
+    as they start; one-off commands only when they make the keys)."""
     security = config.security
     if security.data_keys or security.lookup_key:
         if not security.data_keys:
@@ -58,10 +60,10 @@ def data_keyring(config: Config) -> Keyring:
             "and TAWASUL_SECURITY_LOOKUP_KEY (make each with `tawasul keys generate`), or set "
             'security.mode = "demo" for a trial installation'
         )
-    return _demo_keyring(security.key_file)
+    return _demo_keyring(security.key_file, remind=remind)
 
 
-def _demo_keyring(path: Path) -> Keyring:
+def _demo_keyring(path: Path, *, remind: bool) -> Keyring:
     created = False
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,7 @@ def _demo_keyring(path: Path) -> Keyring:
         keyring = Keyring(stored["data_keys"], stored["lookup_key"])
     except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a usable key file ({exc})") from None
-    if created or path not in _warned:
+    if created or (remind and path not in _warned):
         _warned.add(path)
         log.warning(
             "security.demo_keys_generated" if created else "security.demo_keys",
@@ -112,6 +114,18 @@ def configured_key_ids(config: Config) -> set[str]:
         with suppress(ValueError):
             ids.add(key_id(parse_key(key)))
     return ids
+
+
+def demo_keys_in_use(config: Config) -> str | None:
+    """A warning while the demo's generated keys encrypt the data."""
+    security = config.security
+    if security.data_keys or security.lookup_key or is_production(config):
+        return None
+    return (
+        f"security: the demo's keys in {security.key_file} are in use; anyone who can read "
+        "that file can read the data. For a real installation set TAWASUL_SECURITY_DATA_KEYS "
+        "and TAWASUL_SECURITY_LOOKUP_KEY (each made with `tawasul keys generate`)"
+    )
 
 
 def demo_keys_left_behind(config: Config) -> str | None:

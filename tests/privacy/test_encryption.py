@@ -223,6 +223,11 @@ def test_the_demo_generates_a_private_key_once(tmp_path: Path) -> None:
     content = key_file.read_text()
     chatted = run_cli(tmp_path, "chat", "--json", input=f"{DESCRIPTION}\n", env=env)
     assert "security.demo_keys " in chatted.stderr or "security.demo_keys\x1b" in chatted.stderr
+    # A one-off command does not repeat it: `serve`, `chat` and `config check` say it.
+    listed = run_cli(tmp_path, "requests", "list", env=env)
+    assert "demo_keys" not in listed.stderr and "tawasul.keys" not in listed.stderr
+    checked = run_cli(tmp_path, "config", "check", env=env)
+    assert "warning: security: the demo's keys in var/tawasul.keys are in use" in checked.stderr
     assert key_file.read_text() == content
     raw = (tmp_path / "var" / "tawasul.db").read_bytes()
     assert DESCRIPTION.encode() not in raw
