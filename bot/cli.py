@@ -708,11 +708,11 @@ async def requests_show(state: State, reference: str, as_json: bool) -> None:
     "status", type=click.Choice(["under_review", "needs_info", "approved", "rejected", "closed"])
 )
 @click.option("--note", default="", help="A note sent to the beneficiary with the change.")
-@click.option("--by", "actor", default="cli", show_default=True, help="Who decides.")
+@click.option("--by", "actor", help="Who decides (default: cli:USER, the system account).")
 @pass_state
 @run_async
 async def requests_set_status(
-    state: State, reference: str, status: str, note: str, actor: str
+    state: State, reference: str, status: str, note: str, actor: str | None
 ) -> None:
     """Change a request's status and tell the beneficiary (closing asks for a rating)."""
     from conversations.ports import RequestStatus
@@ -722,7 +722,7 @@ async def requests_set_status(
     service = await _service(state.config)
     try:
         await service.change_request_status(
-            reference, RequestStatus(status), actor=actor, note=note
+            reference, RequestStatus(status), actor=actor or cli_actor(), note=note
         )
     except NotFound:
         raise click.ClickException(f"no request with reference {reference}") from None
@@ -740,17 +740,17 @@ def conversations() -> None:
 
 @conversations.command("close")
 @click.argument("conversation_id", type=int)
-@click.option("--by", "actor", default="cli", show_default=True)
+@click.option("--by", "actor", help="Who closes it (default: cli:USER, the system account).")
 @pass_state
 @run_async
-async def conversations_close(state: State, conversation_id: int, actor: str) -> None:
+async def conversations_close(state: State, conversation_id: int, actor: str | None) -> None:
     """Give a conversation back to the bot; the beneficiary is asked for a rating when a
     staff member had taken it."""
     from storage.repository import NotFound, NotOpen
 
     service = await _service(state.config)
     try:
-        rated = await service.close_conversation(conversation_id, actor=actor)
+        rated = await service.close_conversation(conversation_id, actor=actor or cli_actor())
     except NotFound:
         raise click.ClickException(f"no conversation {conversation_id}") from None
     except NotOpen:

@@ -111,6 +111,18 @@ def test_scripted_arabic_support_request_is_listed_with_every_answer(tmp_path: P
         ("request.viewed", request["reference"]),
     ]
     assert {actor for actor, _, _ in audit} == {f"cli:{getpass.getuser()}"}  # who ran them
+    # A decision made from the command line names the system account unless told whose it is.
+    run_cli(tmp_path, "requests", "set-status", request["reference"], "under_review")
+    by = ("--by", "supervisor@association.org")
+    run_cli(tmp_path, "requests", "set-status", request["reference"], "approved", *by)
+    with sqlite3.connect(tmp_path / "tawasul.db") as db:
+        changes = db.execute(
+            "SELECT to_status, actor FROM request_status_history ORDER BY id"
+        ).fetchall()
+    assert changes[-2:] == [
+        ("under_review", f"cli:{getpass.getuser()}"),
+        ("approved", "supervisor@association.org"),
+    ]
 
 
 def test_cli_refuses_an_unmigrated_database(tmp_path: Path) -> None:
