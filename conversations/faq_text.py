@@ -165,6 +165,18 @@ def char_features(words: list[str], sizes: tuple[int, ...] = (3, 4)) -> list[str
     return grams
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?؟\n])\s*")
+
+
+def answer_lead(answer: str) -> str | None:
+    """An answer's first sentence of three words or more: it says what the entry is about in
+    words of its own, which the questions may not use."""
+    for sentence in _SENTENCE_END.split(answer):
+        if len(sentence.split()) >= 3:
+            return sentence.strip()
+    return None
+
+
 def without_greetings(text: str) -> str:
     """The text as written, less the greeting and filler words around the question."""
     kept = [raw for raw in text.split() if _normal_word(raw) not in GREETINGS]

@@ -75,7 +75,8 @@ questions.ar = []
     with caplog.at_level("INFO", logger="tawasul.notice"):
         module.Knowledge(config)
     said = [r.getMessage() for r in caplog.records if r.name == "tawasul.notice"]
-    assert any("3 ways of asking to embed for the first time" in s for s in said), said
+    # The three questions and the first sentence of each answer.
+    assert any("5 ways of asking to embed for the first time" in s for s in said), said
 
     caplog.clear()
     with caplog.at_level("INFO", logger="tawasul.notice"):
