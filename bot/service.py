@@ -72,14 +72,19 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 
 # How long a claimed outbox item may stay "sending" before another pass takes it up again.
 # A pass never sends after three quarters of it have gone (a slow send is cut short), so an
-# item is not taken up again while the process that claimed it is still alive, unless the
-# database failed while its outcome was being written (the record is retried, and written
-# only if no other instance has claimed the item since); after a crash its replies wait at
-# most this long.
+# item is not taken up again while the process that claimed it is still alive. While the
+# database fails to take a send's outcome, the record is retried and each try first renews
+# the lease; and on PostgreSQL an instance takes over others' ended leases only once it has
+# reached the database without a break for a whole lease, so that after an outage the
+# instance still trying to write its outcome gets there first (the record is written only
+# if no other instance has claimed the item since). After a crash its replies wait at most
+# this long (on PostgreSQL, and at least a lease after the instance that takes them over
+# started or came back to the database).
 OUTBOX_LEASE = timedelta(seconds=20)
 
 # Writing down a send's outcome is retried after a failure of the database, the pauses
-# doubling from the first to the most (seconds), for as long as the process lives.
+# doubling from the first to the most (seconds; at most a quarter of the lease), for as long
+# as the process lives.
 RECORD_RETRY_FIRST = 0.1
 RECORD_RETRY_MOST = 5.0
 
@@ -298,6 +303,10 @@ class Service:
         # Stored messages whose step failed in this process: how many times, since when.
         self.step_failures: dict[int, StepFailures] = {}
         self.outbox_lease = OUTBOX_LEASE
+        # Since when (monotonic) the outbox has reached the database without a break, and
+        # when it last did: others' ended leases are taken over only after a whole lease.
+        self.outbox_reached_since: float | None = None
+        self._outbox_last_reached: float | None = None
         self.metrics = Metrics()
 
     async def close(self) -> None:
@@ -771,14 +780,21 @@ class Service:
         lease = self.outbox_lease
         # Sends must be over well before the lease ends, or another pass could repeat them.
         deadline = time.monotonic() + lease.total_seconds() * 0.75
-        async with self.db.session(short=True) as session:
-            tx = Tx(session)
-            # Leases are written and judged by one clock (PostgreSQL's, shared by every
-            # instance): an instance whose clock runs ahead must not end another's lease early.
-            now = await tx.clock()
-            await tx.release_expired_leases(now)
-            items = await tx.claim_outbox(now, list(self.senders), now + lease)
-            claimed = await self._deliveries(tx, items)
+        try:
+            async with self.db.session(short=True) as session:
+                tx = Tx(session)
+                # Leases are written and judged by one clock (PostgreSQL's, shared by every
+                # instance): an instance whose clock runs ahead must not end another's lease
+                # early.
+                now = await tx.clock()
+                if self._may_take_over():
+                    await tx.release_expired_leases(now)
+                items = await tx.claim_outbox(now, list(self.senders), now + lease)
+                claimed = await self._deliveries(tx, items)
+        except Exception as exc:
+            self._database_failed(exc)
+            raise
+        self._database_reached()
         lines: dict[int, list[tuple[OutboxEntry, Delivery, AnyRow | None]]] = {}
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
@@ -895,21 +911,74 @@ class Service:
         process, a lost connection, a fail-over) is retried for as long as this process
         lives, with growing pauses; the conversation's next reply waits for it."""
         pause = RECORD_RETRY_FIRST
+        most = min(RECORD_RETRY_MOST, self.outbox_lease.total_seconds() / 4)
         while True:
             try:
-                return await self.group.run(record, key=("outbox", item.conversation_id))
+                counted = await self.group.run(record, key=("outbox", item.conversation_id))
             except Exception as exc:
                 # OrderHeld: an earlier unit of the conversation failed in the same batch.
                 if not (transient(exc) or isinstance(exc, OrderHeld)):
                     raise
+                self._database_failed(exc)
                 log.warning(
                     "outbox.record_retry",
                     outbox_id=item.id,
                     error=f"{type(exc).__name__}: {exc}"[:300],
                     wait=round(pause, 2),
                 )
+            else:
+                self._database_reached()
+                return counted
             await asyncio.sleep(pause)
-            pause = min(pause * 2, RECORD_RETRY_MOST)
+            pause = min(pause * 2, most)
+            await self._keep_claim(item)
+
+    async def _keep_claim(self, item: OutboxEntry) -> None:
+        """Renew a claimed item's lease while its outcome waits to be written, so that no
+        other instance takes it over and sends it again meanwhile (PostgreSQL; on SQLite one
+        process sends, and its passes do not overlap). A failure is left to the record."""
+        if self.db.is_sqlite:
+            return
+        try:
+            async with self.db.session(short=True) as session:
+                tx = Tx(session)
+                await tx.extend_lease(item, await tx.clock() + self.outbox_lease)
+        except Exception as exc:
+            if not transient(exc):
+                log.exception("outbox.lease_renewal_failed", outbox_id=item.id)
+
+    def _may_take_over(self) -> bool:
+        """Whether this instance may end others' leases: on PostgreSQL, once it has reached
+        the database without a break for a whole lease. After an outage (a fail-over, the
+        network), the instance whose outcome waited to be written retries within a quarter
+        of a lease, so it writes it before anyone takes the item over and sends it again."""
+        if self.db.is_sqlite:
+            return True
+        since = self.outbox_reached_since
+        return since is not None and time.monotonic() - since >= self.outbox_lease.total_seconds()
+
+    def _database_reached(self) -> None:
+        now = time.monotonic()
+        last = self._outbox_last_reached
+        # A silence longer than a lease may hide an outage this instance did not see.
+        if last is None or now - last > self.outbox_lease.total_seconds():
+            self.outbox_reached_since = None
+        if self.outbox_reached_since is None:
+            self.outbox_reached_since = now
+        self._outbox_last_reached = now
+
+    def _database_failed(self, error: BaseException) -> None:
+        if transient(error):
+            self.outbox_reached_since = None
+
+    @property
+    def outbox_poll_seconds(self) -> float:
+        """The outbox's longest idle wait: on PostgreSQL at most a quarter of a lease, so that
+        an instance sees an outage of the database that would let it end others' leases."""
+        seconds = self.config.outbox.poll_seconds
+        if self.db.is_sqlite:
+            return seconds
+        return min(seconds, self.outbox_lease.total_seconds() / 4)
 
     @staticmethod
     def _taken_over(item: OutboxEntry, outcome: Outcome) -> None:
@@ -1180,7 +1249,7 @@ async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[st
             service.deliver_due,
             service.outbox_wakeup,
             stop,
-            service.config.outbox.poll_seconds,
+            service.outbox_poll_seconds,
         ),
     )
 

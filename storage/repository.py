@@ -1132,6 +1132,16 @@ class Tx:
                 set_committed_value(loaded, name, value)
         return held
 
+    async def extend_lease(self, item: OutboxEntry, until: datetime) -> bool:
+        """Keep a claimed item "sending" until ``until``, while its claim holds (also when its
+        lease ended and it went back but nobody claimed it since); False when another claim
+        has taken it, or its outcome is written already."""
+        values = {"status": "sending", "next_attempt_at": until}
+        result = await self.session.execute(
+            _RECORD_OUTBOX, {"row_key": item.id, "held_by": item.lease, **values}
+        )
+        return bool(cast(Any, result).rowcount)
+
     async def clock(self) -> datetime:
         """The time by the database's clock on PostgreSQL, which every instance shares, so
         that a lease one instance writes is judged by the others against the same clock
