@@ -1103,7 +1103,7 @@ class Service:
             for item in await session.scalars(stmt.order_by(OutboxItem.id)):
                 item.status = "pending"
                 item.attempts = 0
-                item.next_attempt_at = utcnow()
+                item.next_attempt_at = Tx(session).due_now()
                 if item.identity_id:
                     identity = await session.get(Identity, item.identity_id)
                     if identity is not None:

@@ -166,6 +166,14 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
+def due_now(session: AsyncSession) -> Any:
+    """Now, as a value to write in an outbox item's due time: on PostgreSQL the database's
+    clock (every instance judges due times and leases by it), on SQLite the process's."""
+    if _dialect(session) == "postgresql":
+        return func.statement_timestamp()
+    return utcnow()
+
+
 def _dialect_insert(dialect: str, table: Any) -> Any:
     """An INSERT with the dialect's own ON CONFLICT clauses."""
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
@@ -288,6 +296,9 @@ _ADDRESS = select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("ide
 # Replies, several in one statement, their ids returned in the order of their rows.
 _INSERT_REPLIES = insert(MESSAGES).returning(_M.id, sort_by_parameter_order=True)
 _INSERT_OUTBOX = insert(OUTBOX)
+# On PostgreSQL new items are due by the database's clock, which every instance shares and
+# judges due times by: an instance whose own clock runs ahead must not put replies off.
+_INSERT_OUTBOX_DUE_NOW = insert(OUTBOX).values(next_attempt_at=func.statement_timestamp())
 
 # The outbox's claim: items due now whose conversation has nothing sending or waiting ahead
 # of them (a conversation's replies leave in order).
@@ -838,7 +849,7 @@ class Tx:
                         OutboxItem.channel == Channel.WHATSAPP.value,
                         OutboxItem.identity_id == identity_id,
                     )
-                    .values(status="pending", next_attempt_at=utcnow())
+                    .values(status="pending", next_attempt_at=due_now(self.session))
                 )
         # The same sender on the same channel as before (nearly every message): nothing changes
         # on the conversation until the engine's step, which stamps its updated_at.
@@ -1034,23 +1045,26 @@ class Tx:
         queued = [Queued(message_id, at) for message_id, at in zip(ids, created, strict=True)]
         if identity is not None:
             to_id, to_address, opted_out = identity
-            await self.session.execute(
-                _INSERT_OUTBOX,
-                [
-                    {
-                        "message_id": q.id,
-                        "conversation_id": conversation_id,
-                        "identity_id": to_id,
-                        "channel": channel,
-                        "address": to_address,
-                        "status": "cancelled" if opted_out else "pending",
-                        "last_error": "opted out" if opted_out else None,
-                        "kind": kind,
-                        "next_attempt_at": utcnow(),
-                    }
-                    for q in queued
-                ],
-            )
+            rows: list[dict[str, Any]] = [
+                {
+                    "message_id": q.id,
+                    "conversation_id": conversation_id,
+                    "identity_id": to_id,
+                    "channel": channel,
+                    "address": to_address,
+                    "status": "cancelled" if opted_out else "pending",
+                    "last_error": "opted out" if opted_out else None,
+                    "kind": kind,
+                }
+                for q in queued
+            ]
+            if _dialect(self.session) == "postgresql":
+                await self.session.execute(_INSERT_OUTBOX_DUE_NOW, rows)
+            else:
+                now = utcnow()
+                await self.session.execute(
+                    _INSERT_OUTBOX, [row | {"next_attempt_at": now} for row in rows]
+                )
         return queued
 
     # -- outbound ---------------------------------------------------------------------------
@@ -1141,6 +1155,10 @@ class Tx:
             _RECORD_OUTBOX, {"row_key": item.id, "held_by": item.lease, **values}
         )
         return bool(cast(Any, result).rowcount)
+
+    def due_now(self) -> Any:
+        """Now as a due time in the outbox: see ``due_now``."""
+        return due_now(self.session)
 
     async def clock(self) -> datetime:
         """The time by the database's clock on PostgreSQL, which every instance shares, so

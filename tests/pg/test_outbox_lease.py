@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 import bot.service as service_module
@@ -165,3 +166,34 @@ async def status_of(service: Service, outbox_id: int) -> tuple[str, str | None]:
         item = await session.get(OutboxItem, outbox_id)
         assert item is not None
         return item.status, item.provider_id
+
+
+async def test_replies_queued_by_an_instance_whose_clock_runs_ahead_are_due_at_once(
+    two: tuple[Service, Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instance B's clock is 30 s ahead. The replies it queues (a step's, failed ones sent
+    again) are due by the database's clock, so instance A sends them at once rather than
+    30 s later."""
+    a, b = two
+    sent = IdSender()
+    a.senders["telegram"] = sent
+
+    def ahead() -> datetime:
+        return utcnow() + timedelta(seconds=30)
+
+    with monkeypatch.context() as skewed:
+        skewed.setattr(service_module, "utcnow", ahead)
+        skewed.setattr(repository_module, "utcnow", ahead)
+        chat = Chat(b, channel=Channel.TELEGRAM, sender="903")
+        await chat.say("مرحبا")
+    assert chat.replies
+    assert await a.deliver_due() == len(chat.replies)
+
+    async with a.db.session() as session:
+        await session.execute(update(OutboxItem).values(status="failed"))
+    with monkeypatch.context() as skewed:
+        skewed.setattr(service_module, "utcnow", ahead)
+        skewed.setattr(repository_module, "utcnow", ahead)
+        retried = await b.retry_outbox(None)
+    assert retried and await a.deliver_due() == len(retried)
+    assert len(sent.sent) == len(chat.replies) + len(retried)
