@@ -235,7 +235,13 @@ async def opened_database(config: Config, *, check_schema: bool = True) -> Async
     from storage.db import Database
 
     check_before_opening(config, existing_database=check_schema)
-    database = _opened(lambda: Database(config.database.url, keyring=_keyring(config)))
+    database = _opened(
+        lambda: Database(
+            config.database.url,
+            keyring=_keyring(config),
+            connect_timeout=config.database.connect_timeout_seconds,
+        )
+    )
     try:
         await require_reachable(database.engine, config.database.url)
         if check_schema:
@@ -833,7 +839,7 @@ async def _database_status(config: Config) -> tuple[bool, str]:
     ):
         return True, f"database: {path} does not exist yet; `tawasul db upgrade` creates it"
     try:
-        database = Database(url)
+        database = Database(url, connect_timeout=config.database.connect_timeout_seconds)
     except DatabaseFolderMissing as exc:
         return False, f"database.url: {exc}"
     try:

@@ -58,6 +58,9 @@ class ServerConfig(Section):
 
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///var/tawasul.db"
+    # PostgreSQL: how long opening a connection may take before it is given up (a host that
+    # drops packets would otherwise hold a command or the server for the driver's minute).
+    connect_timeout_seconds: float = Field(10, gt=0, le=300)
 
     @field_validator("url")
     @classmethod

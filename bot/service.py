@@ -273,7 +273,11 @@ class Delivered:
 class Service:
     def __init__(self, config: Config, *, catalog: Catalog | None = None) -> None:
         self.config = config
-        self.db = Database(config.database.url, keyring=data_keyring(config))
+        self.db = Database(
+            config.database.url,
+            keyring=data_keyring(config),
+            connect_timeout=config.database.connect_timeout_seconds,
+        )
         self.group = GroupCommit(self.db)
         self.files = AttachmentStore(config.storage.attachments_dir)
         self.catalog = catalog or default_catalog()

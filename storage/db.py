@@ -62,10 +62,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# PostgreSQL: seconds to open a connection (TCP and the start-up exchange) before giving up;
+# [database] connect_timeout_seconds.
+CONNECT_TIMEOUT = 10.0
+
+
 class Database:
     """The engine, a session factory and, on SQLite, the single-writer lock."""
 
-    def __init__(self, url: str, *, echo: bool = False, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        keyring: Keyring | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.url = url
         path = sqlite_path(url)
         if path is not None and not path.parent.is_dir():
@@ -79,6 +91,9 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # asyncpg's own is a minute: a host that drops packets would hold every command
+            # and the server's start that long before saying the database cannot be reached.
+            kwargs["connect_args"] = {"timeout": connect_timeout}
         elif path is not None and not make_url(url).query:
             # Short statements may run on the event loop (storage.sqlite_loop); waiting for
             # another writer's lock (up to 10 s) is done in the connection's thread. (A URL

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime, time
 from pathlib import Path
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -280,6 +282,32 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
             result.stderr
         )
         assert "Check that PostgreSQL is running" in result.stderr
+
+
+def test_a_database_host_that_never_answers_is_given_up_after_the_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    """A host that takes the connection and says nothing (packets dropped past a firewall):
+    commands and the server say so after ``database.connect_timeout_seconds``, not after
+    the driver's own minute."""
+    assert load_config(None, {}).database.connect_timeout_seconds == 10
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nothing ever answers
+        port = silent.getsockname()[1]
+        env = cli_env(
+            tmp_path,
+            TAWASUL_DATABASE_URL=f"postgresql+asyncpg://tawasul:s3cret@127.0.0.1:{port}/t",
+            TAWASUL_DATABASE_CONNECT_TIMEOUT_SECONDS="1",
+        )
+        for command in (["config", "check"], ["serve", "--port", str(free_port())]):
+            started = monotonic()
+            result = run_cli(tmp_path, *command, env=env, check=False)
+            took = monotonic() - started
+            assert result.returncode == 1 and "Traceback" not in result.stderr, command
+            assert f"no answer from 127.0.0.1:{port} in time" in result.stderr, result.stderr
+            assert "s3cret" not in result.stdout + result.stderr
+            assert took < 30, (command, took)  # the command's own start, and one second
 
 
 def test_a_sqlite_folder_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
