@@ -73,11 +73,11 @@ async def keep_passing(service: Service, stop: asyncio.Event) -> None:
 async def test_a_send_whose_outcome_waits_to_be_written_keeps_its_lease(
     two: tuple[Service, Service], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Instance A's send went out; writing it down keeps failing for three leases while
+    """Instance A's send went out; writing it down keeps failing for two leases while
     instance B, which has reached the database all along, goes on passing over the outbox.
     A renews its lease at each try: B never sends that reply again."""
     a, b = two
-    lease = timedelta(seconds=1)
+    lease = timedelta(seconds=2)
     a.outbox_lease = b.outbox_lease = lease
     monkeypatch.setattr(service_module, "RECORD_RETRY_FIRST", 0.05)
     b.senders["sms"] = IdSender()  # B's passes reach the database, with nothing to send
@@ -101,7 +101,7 @@ async def test_a_send_whose_outcome_waits_to_be_written_keeps_its_lease(
     a_pass = asyncio.create_task(a.deliver_due())
     await wait_for(lambda: bool(mine.sent))
     b.senders["telegram"] = other
-    await asyncio.sleep(lease.total_seconds() * 3)
+    await asyncio.sleep(lease.total_seconds() * 2)
     failing.clear()
     await asyncio.wait_for(a_pass, 10)
     stop.set()
@@ -114,7 +114,7 @@ async def test_a_send_whose_outcome_waits_to_be_written_keeps_its_lease(
 async def test_after_an_outage_the_sender_writes_its_outcome_before_others_take_over(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The database is out of reach of both instances (a fail-over, the network) for three
+    """The database is out of reach of both instances (a fail-over, the network) for two
     leases, while instance A's send has gone out and waits to be written down. When it comes
     back, instance B, which had reached it for a while before, must not end A's lease and
     send the reply again before A has written it."""
@@ -123,7 +123,7 @@ async def test_after_an_outage_the_sender_writes_its_outcome_before_others_take_
     b = Service(make_config(tmp_path / "b", database={"url": link.url}))
     try:
         await upgrade(a.db.engine)
-        lease = timedelta(seconds=2)
+        lease = timedelta(seconds=3)
         a.outbox_lease = b.outbox_lease = lease
         monkeypatch.setattr(service_module, "RECORD_RETRY_FIRST", 0.05)
         b.senders["sms"] = IdSender()
@@ -139,7 +139,7 @@ async def test_after_an_outage_the_sender_writes_its_outcome_before_others_take_
         b.senders["telegram"] = other
         link.cut()
         held.release.set()
-        await asyncio.sleep(lease.total_seconds() * 3)
+        await asyncio.sleep(lease.total_seconds() * 2)
         link.mend()
         await asyncio.wait_for(a_pass, 30)
         stop.set()
