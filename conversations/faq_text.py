@@ -101,6 +101,7 @@ STOPWORDS = frozenset(
 _DOUBLED = re.compile(r"([\u0621-\u064a])\1")
 
 
+@lru_cache(maxsize=200_000)
 def squeeze(word: str) -> str:
     """A doubled Arabic letter as one ("الاورااق", "علييكم"): stretched words match."""
     return _DOUBLED.sub(r"\1", word)
@@ -157,12 +158,18 @@ def char_features(words: list[str], sizes: tuple[int, ...] = (3, 4)) -> list[str
     """Character n-grams of each word, with its edges marked, definite article dropped."""
     grams: list[str] = []
     for word in words:
-        if _is_arabic(word) and word.startswith("ال") and len(word) > 4:
-            word = word[2:]
-        padded = f"#{word}#"
-        for size in sizes:
-            grams.extend(padded[i : i + size] for i in range(len(padded) - size + 1))
+        grams.extend(_word_grams(word, sizes))
     return grams
+
+
+# Words repeat from one stored question to the next: each word's n-grams are worked out once
+# (a knowledge base of 10,000 entries loads seconds sooner).
+@lru_cache(maxsize=200_000)
+def _word_grams(word: str, sizes: tuple[int, ...]) -> tuple[str, ...]:
+    if _is_arabic(word) and word.startswith("ال") and len(word) > 4:
+        word = word[2:]
+    padded = f"#{word}#"
+    return tuple(padded[i : i + size] for size in sizes for i in range(len(padded) - size + 1))
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?؟\n])\s*")
