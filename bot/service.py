@@ -1056,11 +1056,7 @@ class Service:
                 "parts": outcome.parts,
                 "last_error": None,
             }
-            if not await tx.record_outbox(item, values):
-                return TAKEN_OVER
-            if outcome.provider_id:
-                await tx.apply_provider_reports(item.id, outcome.provider_id)
-            return "sent"
+            return "sent" if await tx.record_outbox(item, values) else TAKEN_OVER
         values = {"attempts": attempts, "last_error": outcome.reason[:500]}
         if isinstance(outcome, Unreachable):
             values["status"], label = "failed", "unreachable"

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from sqlalchemy import (
     Integer,
     Row,
+    String,
     Table,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -365,6 +367,15 @@ _HELD_BY = (
 )
 # What became of a claimed item: the other parameters are the SET.
 _RECORD_OUTBOX = update(OUTBOX).where(*_HELD_BY)
+_PR = ProviderReport.__table__.c
+# The same for a send the channel took, with whether a report of the channel's on it came
+# before it was recorded (nearly never): the look-up costs no statement of its own.
+# (The id is bound under a name of its own: the one of the column belongs to the SET, and
+# SQLite's RETURNING names no tables, so an outbox column there would read the report's.)
+_RECORD_SENT = _RECORD_OUTBOX.returning(
+    exists().where(_PR.provider_id == bindparam("reported_id", type_=String))
+)
+_LEASE = select(_O.lease).where(_O.id == bindparam("row_key"))
 # What sending claimed items needs, each by a list of ids.
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _DELIVERY_IDENTITIES = select(_I.id, _I.last_inbound_at, _I.opted_out, _I.unreachable).where(
@@ -439,7 +450,6 @@ _STORING_TO_CONVERSATION = 0x7461_0003
 # A channel's report on a send against the send's outcome being recorded: the one waits for
 # the other, so that a report that finds no send is seen by the record that follows it.
 _REPORTING = 0x7461_0004
-_PR = ProviderReport.__table__.c
 _EARLY_REPORTS = (
     select(_PR.id, _PR.status, _PR.error_code)
     .where(_PR.provider_id == bindparam("provider_id"))
@@ -615,11 +625,9 @@ class Tx:
         _apply_report(item, status, error_code)
         return item
 
-    async def apply_provider_reports(self, item_id: int, provider_id: str) -> None:
+    async def _apply_early_reports(self, item_id: int, provider_id: str) -> None:
         """The reports on a send that came before its outcome was recorded, applied now that
         it is (in the transaction that recorded it), in the order they came."""
-        await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
-        # Nearly always none: a statement built once, rows rather than objects.
         reports = (await self.session.execute(_EARLY_REPORTS, {"provider_id": provider_id})).all()
         if not reports:
             return
@@ -1128,23 +1136,38 @@ class Tx:
         """What became of a claimed item (its new status, attempts, error...), written only
         while its claim holds; False, and nothing written, when another claim has taken the
         item since (its lease ended first). True without writing when this claim's outcome
-        was written already."""
-        result = await self.session.execute(
-            _RECORD_OUTBOX, {"row_key": item.id, "held_by": item.lease, **values}
-        )
-        held = bool(cast(Any, result).rowcount)
+        was written already. A record that sets ``provider_id`` (a send the channel took)
+        also applies the channel's reports on that send that came before it."""
+        params = {"row_key": item.id, "held_by": item.lease, **values}
+        provider_id = values.get("provider_id")
+        reported = False
+        if provider_id:
+            # Before the record: a report on this send was then either committed before it
+            # (and the record sees it) or waits for its commit (and finds the send).
+            await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
+            params["reported_id"] = provider_id
+            row = (await self.session.execute(_RECORD_SENT, params)).first()
+            held, reported = (False, False) if row is None else (True, bool(row[0]))
+        else:
+            result = await self.session.execute(_RECORD_OUTBOX, params)
+            held = bool(cast(Any, result).rowcount)
         if not held:
             # A first attempt whose commit was reported failed may have been kept after all
             # (the connection lost during COMMIT): the item then still bears this claim.
-            lease = await self.session.scalar(select(OutboxItem.lease).where(_O.id == item.id))
-            if lease == item.lease:
-                return True
-        key = self.session.sync_session.identity_key(OutboxItem, item.id)
-        loaded = self.session.identity_map.get(key)
-        if held and loaded is not None:
-            for name, value in values.items():
-                set_committed_value(loaded, name, value)
-        return held
+            if await self.session.scalar(_LEASE, {"row_key": item.id}) != item.lease:
+                return False
+            # Its reports were applied then; any that came since are applied now.
+            reported = bool(provider_id)
+        else:
+            key = self.session.sync_session.identity_key(OutboxItem, item.id)
+            loaded = self.session.identity_map.get(key)
+            if loaded is not None:
+                for name, value in values.items():
+                    set_committed_value(loaded, name, value)
+        if reported:
+            assert provider_id
+            await self._apply_early_reports(item.id, provider_id)
+        return True
 
     async def extend_lease(self, item: OutboxEntry, until: datetime) -> bool:
         """Keep a claimed item "sending" until ``until``, while its claim holds (also when its

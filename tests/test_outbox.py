@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 import bot.service as service_module
@@ -86,6 +86,29 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
     assert service.group.stats.conflicts == 1 and not conflicts
     assert counter._value.get() - before == 2
     assert [i.status for i in await outbox(service)] == ["sent", "sent"]
+
+
+async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports(
+    service: Service,
+) -> None:
+    """A channel's report may come before a send is recorded; nearly always none has, and the
+    record looks for one within its own statement rather than in one more for every reply."""
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="44")
+    await chat.say("مرحبا")
+    service.senders["telegram"] = FlakySender([])
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = service.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert await service.deliver_due() == len(chat.replies)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert not [q for q in statements if q.startswith("SELECT") and "provider_reports" in q]
+    assert [i.status for i in await outbox(service)] == ["sent"] * len(chat.replies)
 
 
 class _Deadlock(Exception):

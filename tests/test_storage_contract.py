@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from conversations.messages import Channel, Inbound, Reply
 from conversations.ports import RequestStatus, Submission
@@ -424,9 +424,7 @@ async def test_a_report_before_the_send_is_recorded_is_applied_with_the_record(
     async with db.session() as s:
         assert await Tx(s).record_provider_status("SMc", "undelivered", "63003") is None
     async with db.session() as s:
-        tx = Tx(s)
-        assert await tx.record_outbox(item, {"status": "sent", "provider_id": "SMc"})
-        await tx.apply_provider_reports(item.id, "SMc")
+        assert await Tx(s).record_outbox(item, {"status": "sent", "provider_id": "SMc"})
     async with db.session() as s:
         assert await Tx(s).record_provider_status("SMc", "delivered", None) is not None
     async with db.session(write=False) as s:
@@ -438,6 +436,31 @@ async def test_a_report_before_the_send_is_recorded_is_applied_with_the_record(
             "63003",
         )
         assert await s.scalar(select(func.count()).select_from(ProviderReport)) == 0
+
+
+async def test_a_send_recorded_with_no_report_waiting_takes_one_statement(db: Database) -> None:
+    """Nearly every send has no report before its record: the record looks for one in its own
+    statement (besides PostgreSQL's lock against a report arriving meanwhile)."""
+    await _outbox(db, conversations=1, replies=1)
+    async with db.session() as s:
+        now = utcnow()
+        (item,) = await Tx(s).claim_outbox(now, ["whatsapp"], now + timedelta(minutes=1))
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.session() as s:
+            assert await Tx(s).record_outbox(item, {"status": "sent", "provider_id": "SMd"})
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    tables = [q for q in statements if "outbox" in q or "provider_reports" in q]
+    assert len(tables) == 1 and tables[0].startswith("UPDATE outbox")
+    async with db.session(write=False) as s:
+        row = await s.get(OutboxItem, item.id)
+        assert row is not None and (row.status, row.provider_id) == ("sent", "SMd")
 
 
 async def test_a_claim_taken_over_records_nothing(db: Database) -> None:
