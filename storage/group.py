@@ -43,6 +43,7 @@ from storage.sqlite_loop import on_the_loop
 log = structlog.get_logger("tawasul.storage")
 
 T = TypeVar("T")
+A = TypeVar("A")
 Unit = Callable[[AsyncSession], Awaitable[T]]
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back
@@ -289,3 +290,68 @@ class GroupCommit:
         stats.units += size
         stats.largest = max(stats.largest, size)
         stats.sizes[size] = stats.sizes.get(size, 0) + 1
+
+
+class Gathered(Generic[A, T]):
+    """Calls of one kind that come while the writer is busy, done as one unit of its work.
+
+    ``work(session, args)`` does what every call waiting when the writer reaches the unit
+    asked for, all at once (one statement for many rows rather than one each), and returns one
+    result per call, in order. A caller is answered once the transaction holding its part is
+    committed; calls that come after the unit took its share wait for the next unit. When the
+    unit fails, each of its calls fails with the error, and may then be done alone. A caller
+    that gave up before the unit took its share is left out, as ``GroupCommit`` leaves out a
+    unit whose caller gave up.
+    """
+
+    def __init__(
+        self, group: GroupCommit, work: Callable[[AsyncSession, list[A]], Awaitable[list[T]]]
+    ) -> None:
+        self.group = group
+        self._work = work
+        self._waiting: list[tuple[A, asyncio.Future[T]]] = []
+        self._queued = False
+        self._units: set[asyncio.Task[None]] = set()
+
+    async def run(self, arg: A) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arg, future))
+        if not self._queued:
+            self._queued = True
+            # A task of its own: a caller giving up must not leave the others unanswered.
+            unit = asyncio.create_task(self._unit(), name="gathered-unit")
+            self._units.add(unit)
+            unit.add_done_callback(self._units.discard)
+        return await future
+
+    def _take(self) -> list[tuple[A, asyncio.Future[T]]]:
+        taken = [(arg, future) for arg, future in self._waiting if not future.cancelled()]
+        self._waiting, self._queued = [], False
+        return taken
+
+    async def _unit(self) -> None:
+        taken: list[tuple[A, asyncio.Future[T]]] | None = None
+
+        async def unit(session: AsyncSession) -> list[T]:
+            nonlocal taken
+            if taken is None:  # the same share when the unit runs again (a batch split)
+                taken = self._take()
+            return await self._work(session, [arg for arg, _ in taken])
+
+        try:
+            results = await self.group.run(unit)
+        except BaseException as exc:
+            for _, future in taken if taken is not None else self._take():
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        assert taken is not None
+        for (_, future), result in zip(taken, results, strict=True):
+            if not future.done():
+                future.set_result(result)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.service import Service
 from conversations.messages import Channel, Inbound
 from storage.db import Database
-from storage.group import GroupCommit, OrderHeld
+from storage.group import Gathered, GroupCommit, OrderHeld
 from storage.models import ChannelCursor, Message
 from storage.repository import Tx
 from tests.conftest import WORKING_TIME, Chat
@@ -134,6 +134,38 @@ async def test_units_of_one_key_keep_their_order_and_wait_behind_a_failure(
     first_runs = list(dict.fromkeys(ran))
     assert [n for n in first_runs if n.startswith("b")] == ["b1", "b2", "b3"]
     assert await stored_cursors(service.config.database.url) == {"a1", "b1", "b2", "b3"}
+
+
+async def test_calls_gathered_while_the_writer_is_busy_are_one_unit(service: Service) -> None:
+    """Calls that come while the writer is busy are done by one unit, each answered with its
+    own result once that unit is committed; when the unit fails, each of its calls fails."""
+    group = GroupCommit(service.db)
+    shares: list[list[str]] = []
+
+    async def work(session: AsyncSession, names: list[str]) -> list[str]:
+        shares.append(names)
+        for name in names:
+            await Tx(session).set_cursor(name, {"v": name})
+        if "bad" in names:
+            raise ValueError("a fault")
+        return [name.upper() for name in names]
+
+    gathered = Gathered(group, work)
+    try:
+        # The writer is busy with a unit while the calls come.
+        busy = asyncio.ensure_future(group.run(cursor_unit("busy")))
+        await asyncio.sleep(0)
+        results = await asyncio.gather(*(gathered.run(n) for n in ("g1", "g2", "g3")))
+        await busy
+        failed = await asyncio.gather(
+            *(gathered.run(n) for n in ("g4", "bad")), return_exceptions=True
+        )
+    finally:
+        await group.close()
+    assert results == ["G1", "G2", "G3"]
+    assert shares[0] == ["g1", "g2", "g3"]
+    assert all(isinstance(r, ValueError) for r in failed)
+    assert await stored_cursors(service.config.database.url) == {"busy", "g1", "g2", "g3"}
 
 
 async def test_urgent_units_go_ahead_of_queued_background_ones(service: Service) -> None:
