@@ -50,7 +50,7 @@ from conversations.state import State
 from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
-from storage.group import GroupCommit, OrderHeld, sqlstate
+from storage.group import Gathered, GroupCommit, OrderHeld, sqlstate
 from storage.models import Conversation, Identity, OutboxItem, utcnow
 from storage.repository import (
     AnyRow,
@@ -279,6 +279,11 @@ class Service:
             connect_timeout=config.database.connect_timeout_seconds,
         )
         self.group = GroupCommit(self.db)
+        # On SQLite the outcomes of sends that come while the writer is busy are written
+        # together: one statement for many rows, not one each.
+        self.outcomes: Gathered[tuple[OutboxEntry, Outcome], str | None] = Gathered(
+            self.group, lambda session, records: self._record_all(Tx(session), records)
+        )
         self.files = AttachmentStore(config.storage.attachments_dir)
         self.catalog = catalog or default_catalog()
         self.knowledge = Knowledge(config.knowledge)
@@ -839,8 +844,7 @@ class Service:
         errors = [r for r in results if isinstance(r, BaseException)]
         if later:
             async with self.db.session(short=True) as session:
-                for item in later:
-                    await self._record(Tx(session), item, _Later())
+                await self._record_all(Tx(session), [(item, _Later()) for item in later])
         for error in errors[1:]:
             log.error("outbox.error", exc_info=error)
         if errors:
@@ -887,16 +891,21 @@ class Service:
         """Write down what became of a claimed item; False when its claim no longer held."""
 
         async def record(session: AsyncSession) -> str | None:
-            # Run by the writer task, which does not share this task's log context.
-            with structlog.contextvars.bound_contextvars(
-                conversation_id=item.conversation_id, outbox_id=item.id
-            ):
-                # The claimed row as it was committed: written only while this claim holds,
-                # so nobody else changed it since (no need to read it again).
-                return await self._record(Tx(session), item, outcome)
+            # The claimed row as it was committed: written only while this claim holds,
+            # so nobody else changed it since (no need to read it again).
+            (counted,) = await self._record_all(Tx(session), [(item, outcome)])
+            return counted
 
         # Counted once it is committed: a unit may run again (a batch split, a conflict).
-        counted = await self._until_recorded(record, item)
+        if self.group.batching:
+            try:
+                counted = await self.outcomes.run((item, outcome))
+            except Exception:
+                # Written with others, it failed with them (one of them at fault, or the
+                # database): written alone now, as if it had been from the start.
+                counted = await self._until_recorded(record, item)
+        else:
+            counted = await self._until_recorded(record, item)
         if counted == TAKEN_OVER:
             self._taken_over(item, outcome)
             return False
@@ -1037,15 +1046,46 @@ class Service:
         except DeliveryError as exc:
             return exc
 
-    async def _record(self, tx: Tx, item: OutboxEntry, outcome: Outcome) -> str | None:
-        """The outcome of a send written down; what to count once it is committed ("sent",
-        or the kind of failure), or None."""
+    async def _record_all(
+        self, tx: Tx, records: Sequence[tuple[OutboxEntry, Outcome]]
+    ) -> list[str | None]:
+        """The outcomes of sends written down; for each, what to count once it is committed
+        ("sent", or the kind of failure), None, or TAKEN_OVER when its claim no longer held.
+        Run by the writer task, which does not share the senders' log context."""
+        written: list[tuple[dict[str, Any], str | None]] = []
+        for item, outcome in records:
+            with structlog.contextvars.bound_contextvars(
+                conversation_id=item.conversation_id, outbox_id=item.id
+            ):
+                written.append(await self._written(tx, item, outcome))
+        held = await tx.record_outcomes(
+            [(item, values) for (item, _), (values, _) in zip(records, written, strict=True)]
+        )
+        counted: list[str | None] = []
+        for (item, outcome), (_, label), holds in zip(records, written, held, strict=True):
+            if not holds:
+                counted.append(TAKEN_OVER)
+                continue
+            if isinstance(outcome, Unreachable):
+                if item.identity_id:
+                    await tx.mark_unreachable(item.identity_id)
+                log.warning(
+                    "outbox.unreachable",
+                    conversation_id=item.conversation_id,
+                    outbox_id=item.id,
+                    channel=item.channel,
+                )
+            counted.append(label)
+        return counted
+
+    async def _written(
+        self, tx: Tx, item: OutboxEntry, outcome: Outcome
+    ) -> tuple[dict[str, Any], str | None]:
+        """The columns an outcome sets on its item, and what to count once it is written."""
         if isinstance(outcome, _Later):
-            values: dict[str, Any] = {"status": "pending", "next_attempt_at": await tx.clock()}
-            return None if await tx.record_outbox(item, values) else TAKEN_OVER
+            return {"status": "pending", "next_attempt_at": await tx.clock()}, None
         if isinstance(outcome, _Skip):
-            values = {"status": outcome.status, "last_error": outcome.reason}
-            return None if await tx.record_outbox(item, values) else TAKEN_OVER
+            return {"status": outcome.status, "last_error": outcome.reason}, None
         attempts = item.attempts + 1
         if isinstance(outcome, Sent):
             values = {
@@ -1056,18 +1096,12 @@ class Service:
                 "parts": outcome.parts,
                 "last_error": None,
             }
-            return "sent" if await tx.record_outbox(item, values) else TAKEN_OVER
+            return values, "sent"
         values = {"attempts": attempts, "last_error": outcome.reason[:500]}
         if isinstance(outcome, Unreachable):
             values["status"], label = "failed", "unreachable"
             values["last_error"] = f"unreachable: {outcome.reason}"[:500]
-            if not await tx.record_outbox(item, values):
-                return TAKEN_OVER
-            if item.identity_id:
-                await tx.mark_unreachable(item.identity_id)
-            log.warning("outbox.unreachable", outbox_id=item.id, channel=item.channel)
-            return label
-        if isinstance(outcome, Held):
+        elif isinstance(outcome, Held):
             values["status"], label = "held", "held"
             log.warning("outbox.held", outbox_id=item.id, channel=item.channel)
         elif attempts >= self.config.outbox.max_attempts:
@@ -1080,7 +1114,7 @@ class Service:
             )
             values["next_attempt_at"] = await tx.clock() + timedelta(seconds=wait)
             log.warning("outbox.retry", outbox_id=item.id, attempts=attempts, wait=wait)
-        return label if await tx.record_outbox(item, values) else TAKEN_OVER
+        return values, label
 
     async def failed_outbox(self) -> list[OutboxItem]:
         """Items set aside (failed after their attempts, or held for staff), oldest first."""

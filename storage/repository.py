@@ -363,7 +363,9 @@ _RELEASE_EXPIRED = (
 _HELD_BY = (
     _O.id == bindparam("row_key"),
     _O.lease == bindparam("held_by"),
-    _O.status.in_(("sending", "pending")),
+    # Not IN (…): a list is an expanding parameter, which several rows in one statement
+    # (executemany) cannot take.
+    or_(_O.status == "sending", _O.status == "pending"),
 )
 # What became of a claimed item: the other parameters are the SET.
 _RECORD_OUTBOX = update(OUTBOX).where(*_HELD_BY)
@@ -376,6 +378,10 @@ _RECORD_SENT = _RECORD_OUTBOX.returning(
     exists().where(_PR.provider_id == bindparam("reported_id", type_=String))
 )
 _LEASE = select(_O.lease).where(_O.id == bindparam("row_key"))
+_LEASES = select(_O.id, _O.lease).where(_O.id.in_(bindparam("ids", expanding=True)))
+_REPORTED = select(_PR.provider_id).where(
+    _PR.provider_id.in_(bindparam("provider_ids", expanding=True))
+)
 # What sending claimed items needs, each by a list of ids.
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 _DELIVERY_IDENTITIES = select(_I.id, _I.last_inbound_at, _I.opted_out, _I.unreachable).where(
@@ -1182,6 +1188,57 @@ class Tx:
     def due_now(self) -> Any:
         """Now as a due time in the outbox: see ``due_now``."""
         return due_now(self.session)
+
+    async def record_outcomes(
+        self, records: Sequence[tuple[OutboxEntry, dict[str, Any]]]
+    ) -> list[bool]:
+        """``record_outbox`` for several claimed items at once, whether each claim held: the
+        records that set the same columns go in one statement, and the channel's reports
+        that came before any of the sends are looked up in one."""
+        if len(records) < 2:
+            return [await self.record_outbox(item, values) for item, values in records]
+        provider_ids = [str(v["provider_id"]) for _, v in records if v.get("provider_id")]
+        # As record_outbox does, in one order: two batches never wait for each other crosswise.
+        for key in sorted({_report_key(provider_id) for provider_id in provider_ids}):
+            await _xact_lock(self.session, _REPORTING, key, wait=True)
+        shapes: dict[tuple[str, ...], list[int]] = {}
+        for at, (_, values) in enumerate(records):
+            shapes.setdefault(tuple(sorted(values)), []).append(at)
+        held = [True] * len(records)
+        unsure: list[int] = []
+        for positions in shapes.values():
+            result = cast(
+                Any,
+                await self.session.execute(
+                    _RECORD_OUTBOX,
+                    [
+                        {"row_key": records[at][0].id, "held_by": records[at][0].lease}
+                        | records[at][1]
+                        for at in positions
+                    ],
+                ),
+            )
+            if not (result.supports_sane_multi_rowcount() and result.rowcount == len(positions)):
+                unsure.extend(positions)
+        if unsure:
+            # Some claims did not hold, or this one's outcome was written already (see
+            # record_outbox): an item bearing this claim's token holds either way.
+            ids = [records[at][0].id for at in unsure]
+            leases = dict((await self.session.execute(_LEASES, {"ids": ids})).tuples().all())
+            for at in unsure:
+                held[at] = leases.get(records[at][0].id) == records[at][0].lease
+        for (item, values), holds in zip(records, held, strict=True):
+            mapped = self.session.sync_session.identity_key(OutboxItem, item.id)
+            loaded = self.session.identity_map.get(mapped) if holds else None
+            if loaded is not None:
+                for name, value in values.items():
+                    set_committed_value(loaded, name, value)
+        if provider_ids:
+            reported = set(await self.session.scalars(_REPORTED, {"provider_ids": provider_ids}))
+            for (item, values), holds in zip(records, held, strict=True):
+                if holds and values.get("provider_id") in reported:
+                    await self._apply_early_reports(item.id, values["provider_id"])
+        return held
 
     async def clock(self) -> datetime:
         """The time by the database's clock on PostgreSQL, which every instance shares, so

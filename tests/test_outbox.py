@@ -69,16 +69,16 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
     chat = Chat(service, channel=Channel.TELEGRAM, sender="43")
     await chat.say("مرحبا")
     service.senders["telegram"] = FlakySender([])
-    recorded = Tx.record_outbox
+    recorded = Tx.record_outcomes
     conflicts = [DBAPIError("UPDATE outbox", {}, _Deadlock())]
 
-    async def conflicting(self: Tx, item: Any, values: dict[str, Any]) -> bool:
-        held = await recorded(self, item, values)
+    async def conflicting(self: Tx, records: Any) -> list[bool]:
+        held = await recorded(self, records)
         if conflicts:
             raise conflicts.pop()
         return held
 
-    monkeypatch.setattr(Tx, "record_outbox", conflicting)
+    monkeypatch.setattr(Tx, "record_outcomes", conflicting)
     service.group.batching = False  # every unit alone, as on PostgreSQL, retried on conflict
     counter = service.metrics.messages_out.labels("telegram")
     before = counter._value.get()
@@ -109,6 +109,36 @@ async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports
         event.remove(engine, "before_cursor_execute", seen)
     assert not [q for q in statements if q.startswith("SELECT") and "provider_reports" in q]
     assert [i.status for i in await outbox(service)] == ["sent"] * len(chat.replies)
+
+
+async def test_the_outcomes_of_sends_answered_together_are_written_together(
+    service: Service,
+) -> None:
+    """On SQLite the outcomes that wait for the writer together are written in one
+    statement, not one each; every reply is recorded as sent, under its own provider id."""
+    if not service.group.batching:
+        pytest.skip("on PostgreSQL each outcome is written in a transaction of its own")
+    chats = [Chat(service, channel=Channel.TELEGRAM, sender=f"8{n}") for n in range(6)]
+    for chat in chats:
+        await chat.say("مرحبا")
+    sender = IdSender()
+    service.senders["telegram"] = sender
+    records: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE outbox") and "outbox.lease = " in statement:
+            records.append(statement)
+
+    engine = service.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert await service.deliver_due() == len(sender.sent)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    items = await outbox(service)
+    assert len(items) == len(sender.sent) > len(chats)
+    assert [(i.status, i.provider_id) for i in items] == [("sent", f"other-{i.id}") for i in items]
+    assert len(records) < len(items) / 2
 
 
 class _Deadlock(Exception):
@@ -182,15 +212,15 @@ async def test_a_send_whose_record_fails_on_the_database_is_recorded_not_sent_ag
     await chat.say("مرحبا")
     sender = IdSender()
     service.senders["telegram"] = sender
-    recorded = Tx.record_outbox
+    recorded = Tx.record_outcomes
     failures = [OperationalError("UPDATE outbox", {}, Exception("database is locked"))] * 2
 
-    async def failing(self: Tx, item: Any, values: dict[str, Any]) -> bool:
-        if failures and values.get("status") == "sent":
+    async def failing(self: Tx, records: Any) -> list[bool]:
+        if failures and any(values.get("status") == "sent" for _, values in records):
             raise failures.pop()
-        return await recorded(self, item, values)
+        return await recorded(self, records)
 
-    monkeypatch.setattr(Tx, "record_outbox", failing)
+    monkeypatch.setattr(Tx, "record_outcomes", failing)
     assert await service.deliver_due() == len(chat.replies)
     assert not failures
     await make_due(service)
@@ -210,15 +240,15 @@ async def test_a_conversation_whose_record_fails_leaves_the_others_recorded(
     await broken.say("مرحبا")
     await other.say("مرحبا")
     service.senders["telegram"] = FlakySender([])
-    recorded = Tx.record_outbox
+    recorded = Tx.record_outcomes
     first = (await outbox(service))[0]
 
-    async def failing(self: Tx, item: Any, values: dict[str, Any]) -> bool:
-        if item.id == first.id:
+    async def failing(self: Tx, records: Any) -> list[bool]:
+        if any(item.id == first.id for item, _ in records):
             raise ValueError("a fault in the bot")
-        return await recorded(self, item, values)
+        return await recorded(self, records)
 
-    monkeypatch.setattr(Tx, "record_outbox", failing)
+    monkeypatch.setattr(Tx, "record_outcomes", failing)
     with pytest.raises(ValueError, match="a fault in the bot"):
         await service.deliver_due()
     items = await outbox(service)
@@ -369,15 +399,15 @@ async def test_a_send_being_recorded_holds_a_slot_only_on_postgresql(service: Se
     service.senders["telegram"] = sender
     recording = asyncio.Event()
     release = asyncio.Event()
-    record = service._record
+    record = service._record_all
 
-    async def slow_record(tx: Any, item: Any, outcome: Any) -> None:
+    async def slow_record(tx: Any, records: Any) -> list[str | None]:
         if not recording.is_set():
             recording.set()
             await release.wait()
-        await record(tx, item, outcome)
+        return await record(tx, records)
 
-    service._record = slow_record  # type: ignore[method-assign]
+    service._record_all = slow_record  # type: ignore[method-assign]
     delivering = asyncio.create_task(service.deliver_due())
     await asyncio.wait_for(recording.wait(), 5)
     for _ in range(50 if service.group.batching else 20):
