@@ -1224,7 +1224,8 @@ class Tx:
             # Some claims did not hold, or this one's outcome was written already (see
             # record_outbox): an item bearing this claim's token holds either way.
             ids = [records[at][0].id for at in unsure]
-            leases = dict((await self.session.execute(_LEASES, {"ids": ids})).tuples().all())
+            rows = await self.session.execute(_LEASES, {"ids": ids})
+            leases = {row.id: row.lease for row in rows}
             for at in unsure:
                 held[at] = leases.get(records[at][0].id) == records[at][0].lease
         for (item, values), holds in zip(records, held, strict=True):

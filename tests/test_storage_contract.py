@@ -484,6 +484,37 @@ async def test_a_claim_taken_over_records_nothing(db: Database) -> None:
         assert row is not None and row.provider_id == "SMb"
 
 
+async def test_outcomes_recorded_together_hold_each_for_its_own_claim(db: Database) -> None:
+    """Several outcomes written at once: each only while its own claim holds, and a report
+    that came before one of the sends is applied to that send alone."""
+    await _outbox(db, conversations=3, replies=1)
+    async with db.session() as s:
+        now = utcnow()
+        stale = await Tx(s).claim_outbox(now, ["whatsapp"], now - timedelta(seconds=1))
+    async with db.session() as s:
+        tx = Tx(s)
+        now = await tx.clock()
+        await tx.release_expired_leases(now)
+        fresh = await tx.claim_outbox(now, ["whatsapp"], now + timedelta(minutes=1))
+    assert [i.id for i in stale] == [i.id for i in fresh] and len(fresh) == 3
+    async with db.session() as s:
+        assert await Tx(s).record_provider_status("SMr1", "undelivered", "63003") is None
+    sent = [{"status": "sent", "provider_id": f"SMr{n}", "attempts": 1} for n in range(3)]
+    records = [(stale[0], sent[0]), (fresh[1], sent[1]), (fresh[2], sent[2])]
+    async with db.session() as s:
+        assert await Tx(s).record_outcomes(records) == [False, True, True]
+    async with db.session() as s:  # written already by this claim: it still holds
+        assert await Tx(s).record_outcomes(records[1:]) == [True, True]
+    async with db.session(write=False) as s:
+        rows = list(await s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+        assert [(r.status, r.provider_id, r.provider_status) for r in rows] == [
+            ("sending", None, None),
+            ("failed", "SMr1", "undelivered"),
+            ("sent", "SMr2", None),
+        ]
+        assert await s.scalar(select(func.count()).select_from(ProviderReport)) == 0
+
+
 # -- jobs held by one instance at a time ---------------------------------------------------------
 
 
