@@ -607,7 +607,7 @@ class Tx:
         """A channel's later report on a sent message (delivered, read, failed...); None when
         no send is recorded under that id. Such a report may have come before the send's
         outcome was written down (Twilio reports within milliseconds): it is kept, and
-        applied when it is (``apply_provider_reports``)."""
+        applied when it is (``record_outbox``)."""
         await _xact_lock(self.session, _REPORTING, _report_key(provider_id), wait=True)
         item = await self.session.scalar(
             select(OutboxItem).where(OutboxItem.provider_id == provider_id)
