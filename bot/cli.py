@@ -56,33 +56,31 @@ class State:
 pass_state: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(State)
 
 
-# Command groups kept in modules of their own, imported only when one of their commands runs:
-# `tawasul db upgrade` then loads neither the channels nor the knowledge base's model.
-LAZY_GROUPS: dict[str, tuple[str, str]] = {
-    "telegram": ("bot.channels.telegram.cli", "telegram_group"),
-    "faq": ("bot.faq_cli", "faq"),
-    "staff": ("bot.staff_cli", "staff_group"),
-    "outbox": ("bot.outbox_cli", "outbox_group"),
-    "retention": ("bot.privacy_cli", "retention_group"),
-    "keys": ("bot.keys_cli", "keys_group"),
-}
+class LazyGroup(click.Group):
+    """A group some of whose commands live in modules of their own, imported only when one of
+    them runs (``lazy``: name -> (module, attribute)): `tawasul db upgrade` then loads neither
+    the channels nor the knowledge base's model."""
 
-
-class Commands(click.Group):
-    """The command group; a stored value no configured key can read stops any command with
-    what to do, not a traceback."""
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.lazy = lazy or {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+        return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in LAZY_GROUPS:
-            module, name = LAZY_GROUPS[cmd_name]
+        if command is None and cmd_name in self.lazy:
+            module, name = self.lazy[cmd_name]
             command = getattr(importlib.import_module(module), name)
             assert isinstance(command, click.Command), (module, name)
             self.add_command(command, cmd_name)
         return command
+
+
+class Commands(LazyGroup):
+    """The command group; a stored value no configured key can read stops any command with
+    what to do, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from storage.crypto import UndecryptableValue
@@ -97,7 +95,18 @@ class Commands(click.Group):
             raise click.ClickException(undecryptable_advice(config, exc)) from None
 
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy={
+        "telegram": ("bot.channels.telegram.cli", "telegram_group"),
+        "faq": ("bot.faq_cli", "faq"),
+        "staff": ("bot.staff_cli", "staff_group"),
+        "outbox": ("bot.outbox_cli", "outbox_group"),
+        "retention": ("bot.privacy_cli", "retention_group"),
+        "keys": ("bot.keys_cli", "keys_group"),
+    },
+)
 @click.option(
     "--config",
     "config_option",
@@ -422,7 +431,11 @@ async def chat(state: State, user: str, json_lines: bool) -> None:
 # -- db ------------------------------------------------------------------------------------------
 
 
-@main.group("db")
+@main.group(
+    "db",
+    cls=LazyGroup,
+    lazy={"backup": ("bot.privacy_cli", "db_backup"), "restore": ("bot.privacy_cli", "db_restore")},
+)
 def _db() -> None:
     """The database schema."""
 
