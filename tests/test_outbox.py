@@ -88,14 +88,8 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
     assert [i.status for i in await outbox(service)] == ["sent", "sent"]
 
 
-async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports(
-    service: Service,
-) -> None:
-    """A channel's report may come before a send is recorded; nearly always none has, and the
-    record looks for one within its own statement rather than in one more for every reply."""
-    chat = Chat(service, channel=Channel.TELEGRAM, sender="44")
-    await chat.say("مرحبا")
-    service.senders["telegram"] = FlakySender([])
+async def delivering(service: Service) -> tuple[int, list[str]]:
+    """One pass over the outbox: how many replies it sent, and the SQL statements it ran."""
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -104,9 +98,21 @@ async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports
     engine = service.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        assert await service.deliver_due() == len(chat.replies)
+        return await service.deliver_due(), statements
     finally:
         event.remove(engine, "before_cursor_execute", seen)
+
+
+async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports(
+    service: Service,
+) -> None:
+    """A channel's report may come before a send is recorded; nearly always none has, and the
+    record looks for one within its own statement rather than in one more for every reply."""
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="44")
+    await chat.say("مرحبا")
+    service.senders["telegram"] = FlakySender([])
+    sent, statements = await delivering(service)
+    assert sent == len(chat.replies)
     assert not [q for q in statements if q.startswith("SELECT") and "provider_reports" in q]
     assert [i.status for i in await outbox(service)] == ["sent"] * len(chat.replies)
 
@@ -122,18 +128,9 @@ async def test_the_outcomes_of_sends_answered_together_are_written_together(
         await chat.say("مرحبا")
     sender = IdSender()
     service.senders["telegram"] = sender
-    records: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("UPDATE outbox") and "outbox.lease = " in statement:
-            records.append(statement)
-
-    engine = service.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        assert await service.deliver_due() == len(sender.sent)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    sent, statements = await delivering(service)
+    assert sent == len(sender.sent)
+    records = [q for q in statements if q.startswith("UPDATE outbox") and "outbox.lease = " in q]
     items = await outbox(service)
     assert len(items) == len(sender.sent) > len(chats)
     assert [(i.status, i.provider_id) for i in items] == [("sent", f"other-{i.id}") for i in items]
