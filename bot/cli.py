@@ -525,12 +525,8 @@ async def queue(state: State, as_json: bool) -> None:
     from conversations.references import mask_long_numbers
     from storage.repository import Tx
 
-    service = await _service(state.config)
-    try:
-        async with service.db.session(write=False) as session:
-            rows = await Tx(session).queue()
-    finally:
-        await service.close()
+    async with opened_database(state.config) as database, database.session(write=False) as session:
+        rows = await Tx(session).queue()
     now = datetime.now(UTC)
     items = [
         {
@@ -645,16 +641,15 @@ async def requests_list(state: State, status: str | None, as_json: bool) -> None
     """List requests, those due soonest first."""
     from storage.repository import Tx
 
-    service = await _service(state.config)
-    try:
-        async with service.db.session(write=as_json) as session:
-            tx = Tx(session)
-            rows = await tx.request_rows(status)
-            items = [await _request_dict(tx, r, state.config, full=as_json) for r in rows]
-            if as_json:  # every answer of every request, national IDs and mobiles among them
-                await tx.audit(cli_actor(), "requests.exported", status or "all", count=len(items))
-    finally:
-        await service.close()
+    async with (
+        opened_database(state.config) as database,
+        database.session(write=as_json) as session,
+    ):
+        tx = Tx(session)
+        rows = await tx.request_rows(status)
+        items = [await _request_dict(tx, r, state.config, full=as_json) for r in rows]
+        if as_json:  # every answer of every request, national IDs and mobiles among them
+            await tx.audit(cli_actor(), "requests.exported", status or "all", count=len(items))
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
@@ -685,18 +680,14 @@ async def requests_show(state: State, reference: str, as_json: bool) -> None:
     """Show one request with every answer and its history."""
     from storage.repository import NotFound, Tx
 
-    service = await _service(state.config)
-    try:
-        async with service.db.session() as session:
-            tx = Tx(session)
-            try:
-                row = await tx.request_by_reference(canonical_reference(reference))
-            except NotFound:
-                raise click.ClickException(f"no request with reference {reference}") from None
-            item = await _request_dict(tx, row, state.config, full=True)
-            await tx.audit(cli_actor(), "request.viewed", row.reference)
-    finally:
-        await service.close()
+    async with opened_database(state.config) as database, database.session() as session:
+        tx = Tx(session)
+        try:
+            row = await tx.request_by_reference(canonical_reference(reference))
+        except NotFound:
+            raise click.ClickException(f"no request with reference {reference}") from None
+        item = await _request_dict(tx, row, state.config, full=True)
+        await tx.audit(cli_actor(), "request.viewed", row.reference)
     if as_json:
         click.echo(json.dumps(item, ensure_ascii=False, indent=2))
         return
