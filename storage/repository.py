@@ -1165,15 +1165,20 @@ class Tx:
             # Its reports were applied then; any that came since are applied now.
             reported = bool(provider_id)
         else:
-            key = self.session.sync_session.identity_key(OutboxItem, item.id)
-            loaded = self.session.identity_map.get(key)
-            if loaded is not None:
-                for name, value in values.items():
-                    set_committed_value(loaded, name, value)
+            self._as_written(item, values)
         if reported:
             assert provider_id
             await self._apply_early_reports(item.id, provider_id)
         return True
+
+    def _as_written(self, item: OutboxEntry, values: dict[str, Any]) -> None:
+        """The item's row, when this session has it loaded, as its record wrote it (the
+        statement went around the mapped object)."""
+        key = self.session.sync_session.identity_key(OutboxItem, item.id)
+        loaded = self.session.identity_map.get(key)
+        if loaded is not None:
+            for name, value in values.items():
+                set_committed_value(loaded, name, value)
 
     async def extend_lease(self, item: OutboxEntry, until: datetime) -> bool:
         """Keep a claimed item "sending" until ``until``, while its claim holds (also when its
@@ -1229,11 +1234,8 @@ class Tx:
             for at in unsure:
                 held[at] = leases.get(records[at][0].id) == records[at][0].lease
         for (item, values), holds in zip(records, held, strict=True):
-            mapped = self.session.sync_session.identity_key(OutboxItem, item.id)
-            loaded = self.session.identity_map.get(mapped) if holds else None
-            if loaded is not None:
-                for name, value in values.items():
-                    set_committed_value(loaded, name, value)
+            if holds:
+                self._as_written(item, values)
         if provider_ids:
             reported = set(await self.session.scalars(_REPORTED, {"provider_ids": provider_ids}))
             for (item, values), holds in zip(records, held, strict=True):
