@@ -43,6 +43,8 @@ from conversations.ports import (
     Submission,
 )
 from storage import verification
+from storage.direct import direct
+from storage.direct import execute as direct_execute
 from storage.followup import add_request_info
 from storage.models import (
     AuditEntry,
@@ -197,7 +199,7 @@ _RECEIVED = select(_M.id).where(
     _M.direction == "in",
     _M.channel_message_id == bindparam("channel_message_id"),
 )
-_STORED_INBOUND = _RECEIVED.add_columns(_M.conversation_id, _M.identity_id, _M.processed_at)
+_STORED_INBOUND = direct(_RECEIVED.add_columns(_M.conversation_id, _M.identity_id, _M.processed_at))
 
 
 def _open_conversation_of(beneficiary_id: Any) -> Any:
@@ -217,7 +219,7 @@ INBOUND_STAMP = timedelta(minutes=1)
 # from (all None when none is open).
 _SENDER_OPEN = CONVERSATIONS.alias("sender_open")
 _OPEN = _SENDER_OPEN.c
-_SENDER = (
+_SENDER = direct(
     select(
         _I.id,
         _I.beneficiary_id,
@@ -237,8 +239,10 @@ _SENDER = (
         hashed_match(_I.address_hash, _I.address, bindparam("address")),
     )
 )
-_CONVERSATION_OF_MESSAGE = select(_M.conversation_id).where(_M.id == bindparam("message_id"))
-_CLAIM_CONVERSATION = (
+_CONVERSATION_OF_MESSAGE = direct(
+    select(_M.conversation_id).where(_M.id == bindparam("message_id"))
+)
+_CLAIM_CONVERSATION = direct(
     select(_C.id, _C.beneficiary_id, _C.status, _C.state, _C.last_channel, _C.last_identity_id)
     .where(_C.id == bindparam("conversation_id"))
     # FOR NO KEY UPDATE: steps exclude each other, but a new message (or note, or request)
@@ -247,8 +251,10 @@ _CLAIM_CONVERSATION = (
     .with_for_update(key_share=True)
 )
 # Another instance's step holding the conversation is passed over, not waited for.
-_CLAIM_CONVERSATION_FREE = _CLAIM_CONVERSATION.with_for_update(key_share=True, skip_locked=True)
-_CLAIM_MESSAGE = (
+_CLAIM_CONVERSATION_FREE = direct(
+    _CLAIM_CONVERSATION.with_for_update(key_share=True, skip_locked=True)
+)
+_CLAIM_MESSAGE = direct(
     select(
         _M.id,
         _M.identity_id,
@@ -282,9 +288,9 @@ _WAITING_AHEAD_OF_IT = (
     )
     .exists()
 )
-_CLAIM_MESSAGE_IN_TURN = _CLAIM_MESSAGE.add_columns(_WAITING_AHEAD_OF_IT.label("behind"))
+_CLAIM_MESSAGE_IN_TURN = direct(_CLAIM_MESSAGE.add_columns(_WAITING_AHEAD_OF_IT.label("behind")))
 # The inbound messages of a conversation waiting ahead of one, oldest first (rarely any).
-_PENDING_AHEAD = (
+_PENDING_AHEAD = direct(
     select(_M.id, _M.identity_id, _M.channel)
     .where(
         _M.conversation_id == bindparam("conversation_id"),
@@ -294,10 +300,10 @@ _PENDING_AHEAD = (
     )
     .order_by(_M.id)
 )
-_ADDRESS = select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("identity_id"))
+_ADDRESS = direct(select(_I.id, _I.address, _I.opted_out).where(_I.id == bindparam("identity_id")))
 # Replies, several in one statement, their ids returned in the order of their rows.
-_INSERT_REPLIES = insert(MESSAGES).returning(_M.id, sort_by_parameter_order=True)
-_INSERT_OUTBOX = insert(OUTBOX)
+_INSERT_REPLIES = direct(insert(MESSAGES).returning(_M.id, sort_by_parameter_order=True))
+_INSERT_OUTBOX = direct(insert(OUTBOX))
 # On PostgreSQL new items are due by the database's clock, which every instance shares and
 # judges due times by: an instance whose own clock runs ahead must not put replies off.
 _INSERT_OUTBOX_DUE_NOW = insert(OUTBOX).values(next_attempt_at=func.statement_timestamp())
@@ -402,20 +408,20 @@ _LATEST_INBOUND = select(_M.identity_id, _M.channel_message_id, _M.payload).wher
 def _insert_unless_taken(dialect: str, table: Table) -> Any:
     """Insert a row of ``table`` unless one of its unique keys is taken; its id or None (an
     inbound message its channel sent before, an identity whose address another has)."""
-    return _dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c.id)
+    return direct(_dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c.id))
 
 
 # A first contact: the beneficiary, its identity and its first conversation, in three inserts
 # (the identity's unless another first message of the same address was stored first).
-_NEW_BENEFICIARY = insert(BENEFICIARIES).returning(BENEFICIARIES.c.id)
-_NEW_CONVERSATION = insert(CONVERSATIONS).returning(_C.id)
+_NEW_BENEFICIARY = direct(insert(BENEFICIARIES).returning(BENEFICIARIES.c.id))
+_NEW_CONVERSATION = direct(insert(CONVERSATIONS).returning(_C.id))
 _DELETE_BENEFICIARY = delete(BENEFICIARIES).where(BENEFICIARIES.c.id == bindparam("row_key"))
 
 
 @cache
 def _update_by_id(table: Table) -> Any:
     """UPDATE one row of ``table`` by id (``row_key``); the other parameters are the SET."""
-    return update(table).where(table.c.id == bindparam("row_key"))
+    return direct(update(table).where(table.c.id == bindparam("row_key")))
 
 
 # Stored inbound messages not processed yet, oldest first, with their conversation's state.
@@ -525,9 +531,17 @@ class Tx:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _execute(self, statement: Any, params: Any) -> Any:
+        """Run a statement of the message path: straight on SQLite when it is marked so
+        (``storage.direct``), through the session otherwise."""
+        return await direct_execute(self.session, statement, params)
+
+    async def _scalar(self, statement: Any, params: Any) -> Any:
+        return (await self._execute(statement, params)).scalar()
+
     async def _returned(self, statement: Any, values: dict[str, Any]) -> Any:
         """Run an ``INSERT … RETURNING`` of one row: what it returned, or None (a conflict)."""
-        return (await self.session.execute(statement, values)).scalar()
+        return await self._scalar(statement, values)
 
     # -- beneficiaries and identities ---------------------------------------------------------
 
@@ -795,7 +809,7 @@ class Tx:
         kind = identity_kind(msg.channel)
         address = msg.sender_id
         found = (
-            await self.session.execute(
+            await self._execute(
                 _SENDER, {"kind": kind, "address": address, "address_clear": address}
             )
         ).first()
@@ -882,7 +896,7 @@ class Tx:
     async def _update(self, model: Any, row_id: int, values: dict[str, Any]) -> None:
         """UPDATE one row by id on its table; a copy this session loaded gets the values too
         (as committed), so that whoever reads it in this transaction sees them."""
-        await self.session.execute(_update_by_id(model.__table__), {"row_key": row_id, **values})
+        await self._execute(_update_by_id(model.__table__), {"row_key": row_id, **values})
         key = self.session.sync_session.identity_key(model, row_id)
         loaded = self.session.identity_map.get(key)
         if loaded is not None:
@@ -908,7 +922,7 @@ class Tx:
         inbox's passes do, and need not look).
         """
         if conversation_id is None:
-            conversation_id = await self.session.scalar(
+            conversation_id = await self._scalar(
                 _CONVERSATION_OF_MESSAGE, {"message_id": message_id}
             )
             if conversation_id is None:
@@ -916,13 +930,11 @@ class Tx:
         # The conversation first (locked on PostgreSQL), then the message as it is once the
         # lock is held: another instance may have processed it meanwhile.
         claim = _CLAIM_CONVERSATION if wait else _CLAIM_CONVERSATION_FREE
-        conversation = (
-            await self.session.execute(claim, {"conversation_id": conversation_id})
-        ).first()
+        conversation = (await self._execute(claim, {"conversation_id": conversation_id})).first()
         if conversation is None and not wait and _dialect(self.session) == "postgresql":
             raise ConversationBusy(conversation_id)
         found = (
-            await self.session.execute(
+            await self._execute(
                 _CLAIM_MESSAGE if in_turn else _CLAIM_MESSAGE_IN_TURN,
                 {"message_id": message_id, "conversation_id": conversation_id},
             )
@@ -936,12 +948,13 @@ class Tx:
     async def stored_inbound(self, channel: Channel, channel_message_id: str) -> AnyRow | None:
         """The message this channel sent with this id, if stored: id, conversation_id,
         identity_id, processed_at."""
-        return (
-            await self.session.execute(
+        row: AnyRow | None = (
+            await self._execute(
                 _STORED_INBOUND,
                 {"channel": channel.value, "channel_message_id": channel_message_id},
             )
         ).first()
+        return row
 
     async def replies_to(self, message: AnyRow) -> list[AnyRow]:
         """The replies that followed an inbound message (id, conversation_id, identity_id) to
@@ -973,7 +986,7 @@ class Tx:
         """The conversation's inbound messages before ``message_id`` still waiting for their
         step, oldest first: id, identity_id, channel."""
         return list(
-            await self.session.execute(
+            await self._execute(
                 _PENDING_AHEAD, {"conversation_id": conversation_id, "message_id": message_id}
             )
         )
@@ -1033,12 +1046,12 @@ class Tx:
             return []
         identity: tuple[int, str, bool] | None = sender
         if identity is None and identity_id:
-            row = (await self.session.execute(_ADDRESS, {"identity_id": identity_id})).first()
+            row = (await self._execute(_ADDRESS, {"identity_id": identity_id})).first()
             identity = (row.id, row.address, row.opted_out) if row is not None else None
         channel = last_channel or Channel.WEBCHAT.value
         created = [utcnow() for _ in replies]
         ids = (
-            await self.session.execute(
+            await self._execute(
                 _INSERT_REPLIES,
                 [
                     {
@@ -1076,7 +1089,7 @@ class Tx:
                 await self.session.execute(_INSERT_OUTBOX_DUE_NOW, rows)
             else:
                 now = utcnow()
-                await self.session.execute(
+                await self._execute(
                     _INSERT_OUTBOX, [row | {"next_attempt_at": now} for row in rows]
                 )
         return queued

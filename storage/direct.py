@@ -1,0 +1,197 @@
+"""The message path's statements, run straight on SQLite's connection.
+
+A statement built once still costs about 60 µs of Python each time SQLAlchemy runs it (an
+execution context, the result's metadata, four or five hand-offs between its greenlet and
+the event loop) where SQLite itself takes a few, and every message runs eight of them. The
+statements marked with ``direct()`` are compiled by SQLAlchemy once per database and set of
+parameter names, then run on the DBAPI connection of the session's own transaction, with
+SQLAlchemy's own type processors on the way in and out (dates, JSON, encrypted columns) and
+Python-side column defaults filled in as SQLAlchemy would. What they return behaves as a
+``Result`` does for what the repository asks of it (``first``, ``scalar``, ``scalars``,
+iteration), and errors are SQLAlchemy's (an ``IntegrityError`` stays one).
+
+Everything else goes through SQLAlchemy: every statement on PostgreSQL, any statement not
+marked, a statement with a list parameter (``IN``), and all of them while the engine echoes
+its SQL. Listeners of ``before_cursor_execute`` still see each statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+S = TypeVar("S")
+
+# Ids of the statements marked: module-level constants (or cached ones), alive for good.
+_DIRECT: set[int] = set()
+# Where the plans of one database's dialect are kept (its processors are its own: the
+# encrypted columns read the keyring installed on it).
+_PLANS = "tawasul_direct_plans"
+
+
+def direct(statement: S) -> S:
+    """Mark a statement built once to run straight on SQLite (see the module)."""
+    if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
+        # Through the session, an ORM statement flushes and loads objects: not for here.
+        raise ValueError("only Core statements (on tables, not mapped classes) run directly")
+    _DIRECT.add(id(statement))
+    return statement
+
+
+class Rows(list[Any]):
+    """What a statement run directly returned, read as its ``Result`` would be."""
+
+    rowcount: int = -1
+
+    def first(self) -> Any:
+        return self[0] if self else None
+
+    def scalar(self) -> Any:
+        return self[0][0] if self else None
+
+    def scalars(self) -> Iterator[Any]:
+        return (row[0] for row in self)
+
+    def all(self) -> list[Any]:
+        return list(self)
+
+
+class _Plan:
+    """One statement compiled for one dialect and set of parameter names."""
+
+    __slots__ = ("binds", "compiled", "defaults", "names", "results", "row", "sql")
+
+    def __init__(self, statement: Any, dialect: Any, keys: Sequence[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise _Unplanned  # rendered anew at each execution (IN lists)
+        self.compiled = compiled
+        self.sql: str = compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        processors = compiled._bind_processors
+        self.binds = tuple(processors.get(name) for name in self.names)
+        self.defaults = tuple(
+            (column.key, _default_of(default))
+            for columns, attribute in (
+                (compiled.insert_prefetch, "default"),
+                (compiled.update_prefetch, "onupdate"),
+            )
+            for column in columns
+            if (default := getattr(column, attribute)) is not None
+        )
+        columns = compiled._result_columns
+        self.results = tuple(
+            column.type._cached_result_processor(dialect, None) for column in columns
+        )
+        self.row: Any = (
+            namedtuple("Row", [column.keyname for column in columns], rename=True)
+            if columns
+            else None
+        )
+
+    def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = self.compiled.construct_params(params, _check=False)
+        for key, default in self.defaults:
+            if values.get(key) is None and key not in params:
+                values[key] = default()
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(
+                self.binds, (values[name] for name in self.names), strict=True
+            )
+        )
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[Any]:
+        if self.row is None:
+            return []
+        make, processors = self.row._make, self.results
+        return [
+            make(
+                value if process is None else process(value)
+                for process, value in zip(processors, raw, strict=True)
+            )
+            for raw in fetched
+        ]
+
+
+class _Unplanned(Exception):
+    """This statement cannot run directly: SQLAlchemy runs it."""
+
+
+def _default_of(default: Any) -> Callable[[], Any]:
+    if default.is_scalar:
+        value = default.arg
+        return lambda: value
+    if default.is_callable:
+        function = default.arg
+        return lambda: function(None)  # wrapped by SQLAlchemy to take (and ignore) a context
+    raise _Unplanned  # a SQL expression or a sequence: the execution context's job
+
+
+def _plan(statement: Any, dialect: Any, keys: tuple[str, ...]) -> _Plan | None:
+    plans: dict[tuple[int, tuple[str, ...]], _Plan | None] = dialect.__dict__.setdefault(_PLANS, {})
+    key = (id(statement), keys)
+    if key not in plans:
+        try:
+            plans[key] = _Plan(statement, dialect, keys)
+        except _Unplanned:
+            plans[key] = None
+    return plans[key]
+
+
+def _run(
+    connection: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], int]:
+    """In one hand-off to the driver: every row's statement, and what each returned."""
+    fetched: list[tuple[Any, ...]] = []
+    count = 0
+    for values in rows:
+        cursor = connection.execute(sql, values)
+        fetched.extend(cursor.fetchall())
+        count += max(cursor.rowcount, 0)
+        cursor.close()
+    return fetched, count
+
+
+async def execute(
+    session: AsyncSession,
+    statement: Any,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+) -> Any:
+    """``session.execute(statement, params)``, straight on SQLite when marked and possible."""
+    bind = session.bind
+    if id(statement) not in _DIRECT or bind is None or bind.dialect.name != "sqlite":
+        return await session.execute(statement, params)
+    connection = await session.connection()
+    sync = connection.sync_connection
+    dialect = connection.dialect
+    if sync is None or sync._echo:
+        return await session.execute(statement, params)
+    many = not isinstance(params, Mapping)
+    batch: Sequence[Mapping[str, Any]] = params if many else [params]  # type: ignore[list-item,assignment]
+    if not batch:
+        return await session.execute(statement, params)
+    keys = tuple(batch[0])
+    plan = _plan(statement, dialect, keys)
+    if plan is None or (many and any(tuple(row) != keys for row in batch)):
+        return await session.execute(statement, params)
+    values = [plan.parameters(row) for row in batch]
+    if sync._has_events or sync.engine._has_events:
+        sync.dispatch.before_cursor_execute(
+            sync, None, plan.sql, values if many else values[0], None, many
+        )
+    driver: Any = sync.connection.driver_connection
+    try:
+        fetched, count = await driver._execute(_run, driver._connection, plan.sql, values)
+    except sqlite3.Error as error:
+        raise exc.DBAPIError.instance(
+            plan.sql, values, error, sqlite3.Error, dialect=dialect
+        ) from error
+    result = Rows(plan.rows(fetched))
+    result.rowcount = count
+    return result
