@@ -25,6 +25,7 @@ _CONVERSATION = direct(
 )
 _MESSAGE = direct(insert(M).returning(M.c.id, M.c.text, M.c.payload, M.c.created_at))
 _OUTBOX = direct(insert(OUT).returning(OUT.c.id))
+_OPEN = direct(select(C.c.id).where(C.c.id == bindparam("id"), C.c.status.in_(["bot", "queued"])))
 _SOME = direct(select(C.c.id).where(C.c.id.in_(bindparam("ids", expanding=True))))
 
 
@@ -140,6 +141,16 @@ async def test_listeners_of_statements_see_those_run_directly(db: Database) -> N
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
     assert len(seen) == 1 and seen[0].startswith("SELECT conversations.id")
+
+
+async def test_a_list_written_in_the_statement_runs_directly(db: Database) -> None:
+    """``status IN ('bot', 'queued')`` is the same at every execution: rendered once."""
+    conversation_id = await conversation(db)
+    async with db.session() as s:
+        found = await execute(s, _OPEN, {"id": conversation_id})
+        assert isinstance(found, Rows) and found.scalar() == conversation_id
+        await s.execute(C.update().values(status="closed"))
+        assert (await execute(s, _OPEN, {"id": conversation_id})).first() is None
 
 
 async def test_a_list_parameter_goes_through_sqlalchemy(db: Database) -> None:
