@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,6 +55,10 @@ def embedding_text(question: str) -> str:
     """What of a question is embedded: spelt as it is matched, greetings aside. The cache is
     keyed by it, so a question embedded ahead of matching (``Knowledge.prepare``) is found."""
     return without_greetings(matchable(question))
+
+
+# How many decisions an index remembers (the latest questions, about 1 KB each).
+DECISIONS_KEPT = 4096
 
 
 class Embedder(Protocol):
@@ -365,6 +369,10 @@ class FaqIndex:
             texts.append(matchable(question))
             owners.append(len(self.entries))
         self.owners = np.asarray(owners, dtype=np.int32)
+        # The decisions on the latest questions, by their words: beneficiaries ask the same
+        # questions in the same words again and again, and a decision depends on nothing
+        # else (an index is never changed: a knowledge base reloaded is a new index).
+        self._decided: OrderedDict[tuple[str, str | None], Decision] = OrderedDict()
         # Questions are stored entry by entry: each entry's run starts here.
         self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
         self.ends = np.r_[self.starts[1:], len(self.owners)]
@@ -537,6 +545,18 @@ class FaqIndex:
         return (ranked[0].entry.id if ranked else None), features
 
     def decide(self, text: str, lang: str | None = None) -> Decision:
+        key = (text, lang)
+        decided = self._decided.get(key)
+        if decided is not None:
+            self._decided.move_to_end(key)
+            return decided
+        decided = self._decide(text, lang)
+        self._decided[key] = decided
+        if len(self._decided) > DECISIONS_KEPT:
+            self._decided.popitem(last=False)
+        return decided
+
+    def _decide(self, text: str, lang: str | None) -> Decision:
         p = self.params
         lang = language_of(text) or lang or "ar"
         ranked, features = self._ranked(text, 5)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
+from conversations import faq_index
 from conversations.faq import FaqEntry, FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
     CANDIDATES,
@@ -122,6 +123,24 @@ def test_index_without_embeddings_still_ranks(tmp_path: Path) -> None:
     decision = index.decide("اوقات الدوام عندكم")
     assert decision.outcome is not Outcome.NONE
     assert decision.ranked[0].entry.id == "hours"
+
+
+def test_a_question_asked_again_in_the_same_words_is_decided_from_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The latest decisions are kept by the question's words (and the conversation's
+    language); the oldest are let go, and a knowledge base reloaded is a new index that
+    decides afresh."""
+    monkeypatch.setattr(faq_index, "DECISIONS_KEPT", 2)
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    index = FaqIndex(entries)
+    first = index.decide("اوقات الدوام عندكم")
+    assert index.decide("اوقات الدوام عندكم") is first
+    assert index.decide("اوقات الدوام عندكم", "en") is not first  # another language given
+    assert index.decide("where are you") is not first
+    again = index.decide("اوقات الدوام عندكم")  # let go for the two since
+    assert again is not first and again == first
+    assert FaqIndex(entries).decide("اوقات الدوام عندكم") is not again
 
 
 def test_sparse_index_scores_are_cosines() -> None:
