@@ -8,11 +8,14 @@ parameter names, then run on the DBAPI connection of the session's own transacti
 SQLAlchemy's own type processors on the way in and out (dates, JSON, encrypted columns) and
 Python-side column defaults filled in as SQLAlchemy would. What they return behaves as a
 ``Result`` does for what the repository asks of it (``first``, ``scalar``, ``scalars``,
-iteration), and errors are SQLAlchemy's (an ``IntegrityError`` stays one).
+iteration), errors are SQLAlchemy's (an ``IntegrityError`` stays one, a value left out or
+refused by its column is a ``StatementError``), and what the session holds unwritten is
+written first, as the session itself does before a statement.
 
 Everything else goes through SQLAlchemy: every statement on PostgreSQL, any statement not
 marked, a statement with a list given as a parameter (``IN :ids``), and all of them while the
-engine echoes its SQL. Listeners of ``before_cursor_execute`` still see each statement. The
+engine echoes its SQL. Listeners of ``before_cursor_execute`` still see each statement
+(without a cursor; ``after_cursor_execute`` is not called for these). The
 compiled form's positional parameters, processors and expanded lists are read from
 SQLAlchemy's compiler, partly through its private names; the tests hold that they still
 read right.
@@ -30,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 S = TypeVar("S")
 
-# Ids of the statements marked: module-level constants (or cached ones), alive for good.
-_DIRECT: set[int] = set()
+# The statements marked, by id (kept here, so that an id is never another's).
+_DIRECT: dict[int, Any] = {}
 # Where the plans of one database's dialect are kept (its processors are its own: the
 # encrypted columns read the keyring installed on it).
 _PLANS = "tawasul_direct_plans"
@@ -42,7 +45,7 @@ def direct(statement: S) -> S:
     if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
         # Through the session, an ORM statement flushes and loads objects: not for here.
         raise ValueError("only Core statements (on tables, not mapped classes) run directly")
-    _DIRECT.add(id(statement))
+    _DIRECT[id(statement)] = statement
     return statement
 
 
@@ -71,6 +74,12 @@ class _Plan:
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        given = set(keys)
+        if any(
+            bind.required and bind.key not in given and name not in given
+            for bind, name in compiled.bind_names.items()
+        ):
+            raise _Unplanned  # SQLAlchemy says "a value is required for bind parameter ..."
         self.compiled = compiled
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
@@ -187,6 +196,10 @@ async def execute(
     bind = session.bind
     if id(statement) not in _DIRECT or bind is None or bind.dialect.name != "sqlite":
         return await session.execute(statement, params)
+    if session.sync_session.autoflush and not session.sync_session._is_clean():
+        # As the session does before a Core statement: what it holds unwritten is written
+        # first, so that the statement reads it.
+        await session.flush()
     connection = await session.connection()
     sync = connection.sync_connection
     dialect = connection.dialect
@@ -200,7 +213,12 @@ async def execute(
     plan = _plan(statement, dialect, keys)
     if plan is None or (many and any(tuple(row) != keys for row in batch)):
         return await session.execute(statement, params)
-    values = [plan.parameters(row) for row in batch]
+    try:
+        values = [plan.parameters(row) for row in batch]
+    except Exception as error:  # a column's processor refused a value: as SQLAlchemy says it
+        raise exc.StatementError(
+            f"({type(error).__module__}.{type(error).__name__}) {error}", plan.sql, params, error
+        ) from error
     if sync._has_events or sync.engine._has_events:
         sync.dispatch.before_cursor_execute(
             sync, None, plan.sql, values if many else values[0], None, many

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from storage.db import Database
 from storage.direct import Rows, direct, execute
@@ -26,6 +26,10 @@ _CONVERSATION = direct(
 _MESSAGE = direct(insert(M).returning(M.c.id, M.c.text, M.c.payload, M.c.created_at))
 _OUTBOX = direct(insert(OUT).returning(OUT.c.id))
 _OPEN = direct(select(C.c.id).where(C.c.id == bindparam("id"), C.c.status.in_(["bot", "queued"])))
+_STATUS = direct(select(C.c.status).where(C.c.id == bindparam("id")))
+_BY_STATUS = direct(
+    select(C.c.id).where(C.c.id == bindparam("id"), C.c.status == bindparam("status"))
+)
 _SOME = direct(select(C.c.id).where(C.c.id.in_(bindparam("ids", expanding=True))))
 
 
@@ -166,3 +170,36 @@ def test_a_statement_on_mapped_classes_is_refused() -> None:
     """Through the session an ORM statement flushes and loads objects: it must not skip it."""
     with pytest.raises(ValueError, match="Core statements"):
         direct(select(Conversation).where(Conversation.id == bindparam("id")))
+
+
+async def test_what_the_session_holds_unwritten_is_written_before(db: Database) -> None:
+    """The session writes its pending changes before a Core statement (autoflush); so does
+    the direct path, so that the statement reads them."""
+    conversation_id = await conversation(db)
+    async with db.session() as s:
+        row = await s.get(Conversation, conversation_id)
+        assert row is not None
+        row.status = "queued"  # changed, not written yet
+        assert (await execute(s, _STATUS, {"id": conversation_id})).scalar() == "queued"
+
+
+async def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(db: Database) -> None:
+    """A value left out is an error, not a NULL that quietly finds nothing."""
+    conversation_id = await conversation(db)
+    async with db.session() as s:
+        with pytest.raises(StatementError, match="A value is required"):
+            await execute(s, _BY_STATUS, {"id": conversation_id})
+
+
+async def test_a_value_a_column_refuses_is_a_statement_error(db: Database) -> None:
+    """A date without its time zone, refused by the column's type: SQLAlchemy's error."""
+    conversation_id = await conversation(db)
+    row = {
+        "conversation_id": conversation_id,
+        "beneficiary_id": conversation_id,
+        "direction": "out",
+        "created_at": datetime(2026, 1, 1),
+    }
+    async with db.session() as s:
+        with pytest.raises(StatementError):
+            await execute(s, _MESSAGE, row)
