@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Config, load_config
 from bot.service import Service
@@ -27,6 +29,21 @@ if os.environ.get("CI"):
 
 # A Sunday, 10:00 in Riyadh: within working hours.
 WORKING_TIME = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+@contextmanager
+def statements_seen(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements run on ``engine`` meanwhile, in order (whichever way they ran)."""
+    seen: list[str] = []
+
+    def listener(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
 
 
 def valid_national_id(first9: str = "108765432") -> str:
@@ -134,7 +151,6 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 

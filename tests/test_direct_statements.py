@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from storage.db import Database
 from storage.direct import Rows, direct, execute
 from storage.migrate import upgrade
 from storage.models import Beneficiary, Conversation, Message, OutboxItem
-from tests.conftest import TEST_KEYRING
+from tests.conftest import TEST_KEYRING, statements_seen
 
 C, M, OUT = Conversation.__table__, Message.__table__, OutboxItem.__table__
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -133,17 +132,9 @@ async def test_a_conflict_is_sqlalchemys_integrity_error(db: Database) -> None:
 async def test_listeners_of_statements_see_those_run_directly(db: Database) -> None:
     """What counts statements (tests, benches) still sees them."""
     conversation_id = await conversation(db)
-    seen: list[str] = []
-
-    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", listener)
-    try:
+    with statements_seen(db.engine) as seen:
         async with db.session() as s:
             await execute(s, _CONVERSATION, {"id": conversation_id})
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", listener)
     assert len(seen) == 1 and seen[0].startswith("SELECT conversations.id")
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 import bot.service as service_module
@@ -17,7 +17,7 @@ from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, U
 from conversations.messages import Channel
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
 from storage.repository import Tx
-from tests.conftest import Chat
+from tests.conftest import Chat, statements_seen
 
 
 class FlakySender:
@@ -90,17 +90,8 @@ async def test_a_send_recorded_again_after_a_conflict_is_counted_once(
 
 async def delivering(service: Service) -> tuple[int, list[str]]:
     """One pass over the outbox: how many replies it sent, and the SQL statements it ran."""
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    engine = service.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_seen(service.db.engine) as statements:
         return await service.deliver_due(), statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 async def test_a_send_is_recorded_without_a_look_up_of_its_own_for_early_reports(

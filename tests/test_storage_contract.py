@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 from conversations.messages import Channel, Inbound, Reply
 from conversations.ports import RequestStatus, Submission
@@ -26,7 +26,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repository import InvalidTransition, Tx
-from tests.conftest import TEST_KEYRING
+from tests.conftest import TEST_KEYRING, statements_seen
 from tests.pg.fixtures import database_url, pg_cluster  # noqa: F401
 
 AT = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
@@ -445,17 +445,9 @@ async def test_a_send_recorded_with_no_report_waiting_takes_one_statement(db: Da
     async with db.session() as s:
         now = utcnow()
         (item,) = await Tx(s).claim_outbox(now, ["whatsapp"], now + timedelta(minutes=1))
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with statements_seen(db.engine) as statements:
         async with db.session() as s:
             assert await Tx(s).record_outbox(item, {"status": "sent", "provider_id": "SMd"})
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
     tables = [q for q in statements if "outbox" in q or "provider_reports" in q]
     assert len(tables) == 1 and tables[0].startswith("UPDATE outbox")
     async with db.session(write=False) as s:
