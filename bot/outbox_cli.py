@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from bot.cli import State, _service, pass_state, riyadh
+from bot.cli import State, opened_database, pass_state, riyadh
 from bot.config import Config
-from bot.service import Service
 from storage.models import OutboxItem
+from storage.repository import Tx
 
 
 def mask(address: str) -> str:
@@ -41,14 +41,17 @@ def describe(item: OutboxItem, config: Config) -> dict[str, Any]:
     }
 
 
-def _run(state: State, work: Callable[[Service], Awaitable[Any]]) -> Any:
+def _run(state: State, work: Callable[[Tx], Awaitable[Any]], *, write: bool = False) -> Any:
+    """``work`` in one transaction on the database alone (no channel, no knowledge base to
+    load), checked like every command's: there, reachable and up to date. A running server
+    finds what was queued again on its next pass over the outbox."""
+
     async def go() -> Any:
-        # Checked like every command's: the database there, reachable and up to date.
-        service: Service = await _service(state.config)
-        try:
-            return await work(service)
-        finally:
-            await service.close()
+        async with (
+            opened_database(state.config) as database,
+            database.session(write=write) as session,
+        ):
+            return await work(Tx(session))
 
     return asyncio.run(go())
 
@@ -63,7 +66,7 @@ def outbox_group() -> None:
 @pass_state
 def failed(state: State, as_json: bool) -> None:
     """List replies that failed after their attempts, or are held for staff."""
-    items = [describe(i, state.config) for i in _run(state, lambda s: s.failed_outbox())]
+    items = [describe(i, state.config) for i in _run(state, lambda tx: tx.failed_outbox())]
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
@@ -86,7 +89,7 @@ def retry(state: State, ids: tuple[int, ...], every: bool) -> None:
     """Queue failed or held replies again (a running server sends them within a second)."""
     if not ids and not every:
         raise click.UsageError("give one or more item ids, or --all")
-    retried = _run(state, lambda s: s.retry_outbox(None if every else list(ids)))
+    retried = _run(state, lambda tx: tx.retry_outbox(None if every else list(ids)), write=True)
     missing = sorted(set(ids) - set(retried))
     if retried:
         click.echo(f"Queued again: {', '.join(f'#{i}' for i in retried)}")

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,7 +50,7 @@ from staff.backend import SettingsSection
 from storage.db import Database
 from storage.files import AttachmentStore
 from storage.group import Gathered, GroupCommit, OrderHeld, sqlstate
-from storage.models import Conversation, Identity, OutboxItem, utcnow
+from storage.models import Conversation, OutboxItem, utcnow
 from storage.repository import (
     AnyRow,
     Behind,
@@ -1119,30 +1118,12 @@ class Service:
     async def failed_outbox(self) -> list[OutboxItem]:
         """Items set aside (failed after their attempts, or held for staff), oldest first."""
         async with self.db.session(write=False) as session:
-            return list(
-                await session.scalars(
-                    select(OutboxItem)
-                    .where(OutboxItem.status.in_(("failed", "held")))
-                    .order_by(OutboxItem.id)
-                )
-            )
+            return await Tx(session).failed_outbox()
 
     async def retry_outbox(self, ids: Sequence[int] | None) -> list[int]:
         """Queue failed or held items again (all of them when ``ids`` is None)."""
         async with self.db.session() as session:
-            stmt = select(OutboxItem).where(OutboxItem.status.in_(("failed", "held")))
-            if ids is not None:
-                stmt = stmt.where(OutboxItem.id.in_(list(ids)))
-            retried = []
-            for item in await session.scalars(stmt.order_by(OutboxItem.id)):
-                item.status = "pending"
-                item.attempts = 0
-                item.next_attempt_at = Tx(session).due_now()
-                if item.identity_id:
-                    identity = await session.get(Identity, item.identity_id)
-                    if identity is not None:
-                        identity.unreachable = False
-                retried.append(item.id)
+            retried = await Tx(session).retry_outbox(ids)
         if retried:
             self.outbox_wakeup.set()
         return retried

@@ -1207,6 +1207,34 @@ class Tx:
         """Now as a due time in the outbox: see ``due_now``."""
         return due_now(self.session)
 
+    async def failed_outbox(self) -> list[OutboxItem]:
+        """Items set aside (failed after their attempts, or held for staff), oldest first."""
+        return list(
+            await self.session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.status.in_(("failed", "held")))
+                .order_by(OutboxItem.id)
+            )
+        )
+
+    async def retry_outbox(self, ids: Sequence[int] | None) -> list[int]:
+        """Queue failed or held items again (all of them when ``ids`` is None), their
+        addresses reachable again; the ids queued."""
+        stmt = select(OutboxItem).where(OutboxItem.status.in_(("failed", "held")))
+        if ids is not None:
+            stmt = stmt.where(OutboxItem.id.in_(list(ids)))
+        retried = []
+        for item in await self.session.scalars(stmt.order_by(OutboxItem.id)):
+            item.status = "pending"
+            item.attempts = 0
+            item.next_attempt_at = self.due_now()
+            if item.identity_id:
+                identity = await self.session.get(Identity, item.identity_id)
+                if identity is not None:
+                    identity.unreachable = False
+            retried.append(item.id)
+        return retried
+
     async def record_outcomes(
         self, records: Sequence[tuple[OutboxEntry, dict[str, Any]]]
     ) -> list[bool]:

