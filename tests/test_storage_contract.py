@@ -574,3 +574,39 @@ async def test_singleton_taken_over_when_holder_goes(db: Database, database_url:
     finally:
         stop.set()
         await other.dispose()
+
+
+async def test_a_search_by_name_reads_every_name_a_few_at_a_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names are encrypted: a search reads them in parts, decrypts and compares them in a
+    worker thread (the event loop goes on meanwhile), and finds them in every part, newest
+    first."""
+    import threading
+
+    from storage import staff_people
+    from storage.staff import ConsoleTx
+
+    monkeypatch.setattr(staff_people, "NAMES_AT_ONCE", 2)
+    monkeypatch.setattr(staff_people, "SEARCH_LIMIT", 3)
+    threads: set[str] = set()
+    compare = staff_people._named
+
+    def watched(*args: object) -> list[int]:
+        threads.add(threading.current_thread().name)
+        return compare(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(staff_people, "_named", watched)
+    names = ["سارة العتيبي", "نورة الحربي", "سارة الحربي", "ساره الشمري", "فهد", "سارة"]
+    async with db.session() as s:
+        people = [Beneficiary(display_name=name) for name in names]
+        s.add_all(people)
+        await s.flush()
+        ids = [p.id for p in people]
+    async with db.session(write=False) as s:
+        found = await ConsoleTx(s).search("سارة")
+        none = await ConsoleTx(s).search("زياد")
+    # ساره is سارة folded (ة/ه); the newest first, three shown of the four.
+    assert [p.id for p in found.people] == [ids[5], ids[3], ids[2]] and found.more
+    assert none.people == [] and not none.more
+    assert threads and threading.main_thread().name not in threads
