@@ -571,11 +571,15 @@ def match_choice(
         if 1 <= index <= len(options):
             return options[index - 1][0]
     for value, labels in options:
-        if text == normalize_arabic(value) or any(
-            text == normalize_arabic(label) for label in labels
-        ):
+        if text == _normal_label(value) or any(text == _normal_label(label) for label in labels):
             return value
     return _first_word(text, options) if by_first_word else None
+
+
+@lru_cache(maxsize=4096)
+def _normal_label(label: str) -> str:
+    """A label or value as answers are compared with it: the same few, for every answer."""
+    return normalize_arabic(label)
 
 
 # A label this short reads as a button; its first word alone names it ("تأكيد" for
@@ -593,7 +597,7 @@ def _first_word(text: str, options: Sequence[tuple[str, Sequence[str]]]) -> str 
     short = False
     for value, labels in options:
         for label in labels:
-            words = normalize_arabic(label).split()
+            words = _normal_label(label).split()
             if words and words[0] == text:
                 found.add(value)
                 short = short or len(words) <= _BUTTON_WORDS
