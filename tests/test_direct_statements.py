@@ -26,6 +26,9 @@ _MESSAGE = direct(insert(M).returning(M.c.id, M.c.text, M.c.payload, M.c.created
 _OUTBOX = direct(insert(OUT).returning(OUT.c.id))
 _OPEN = direct(select(C.c.id).where(C.c.id == bindparam("id"), C.c.status.in_(["bot", "queued"])))
 _STATUS = direct(select(C.c.status).where(C.c.id == bindparam("id")))
+_UPDATE_STATUS = direct(
+    C.update().where(C.c.id == bindparam("row")).values(status=bindparam("new"))
+)
 _BY_STATUS = direct(
     select(C.c.id).where(C.c.id == bindparam("id"), C.c.status == bindparam("status"))
 )
@@ -194,3 +197,23 @@ async def test_a_value_a_column_refuses_is_a_statement_error(db: Database) -> No
     async with db.session() as s:
         with pytest.raises(StatementError):
             await execute(s, _MESSAGE, row)
+
+
+async def test_a_session_running_one_transaction_after_another_uses_each_ones_connection(
+    db: Database,
+) -> None:
+    """The connection is kept for the transaction it belongs to, not for the session."""
+    conversation_id = await conversation(db)
+    async with db.sessions() as s:
+        async with s.begin():
+            assert (await execute(s, _STATUS, {"id": conversation_id})).scalar() == "bot"
+            await s.execute(C.update().values(status="queued"))
+        async with db.engine.connect() as other:  # what was committed is there for all
+            assert (
+                await other.execute(select(C.c.status).where(C.c.id == conversation_id))
+            ).scalar() == "queued"
+        async with s.begin():
+            await execute(s, _UPDATE_STATUS, {"row": conversation_id, "new": "closed"})
+            await s.rollback()
+        async with s.begin():
+            assert (await execute(s, _STATUS, {"id": conversation_id})).scalar() == "queued"
