@@ -75,9 +75,9 @@ class _Plan:
 
     def __init__(self, statement: Any, dialect: Any, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        given = set(keys)
+        keyset = set(keys)
         if any(
-            bind.required and bind.key not in given and name not in given
+            bind.required and bind.key not in keyset and name not in keyset
             for bind, name in compiled.bind_names.items()
         ):
             raise _Unplanned  # SQLAlchemy says "a value is required for bind parameter ..."
@@ -92,7 +92,7 @@ class _Plan:
             # written in the statement itself (``status IN ('bot', 'queued', 'staff')``)
             # is the same every time, and is rendered here once.
             names = {compiled.bind_names[bind] for bind in lists}
-            if names & set(keys) or any(bind.callable or bind.value is None for bind in lists):
+            if names & keyset or any(bind.callable or bind.value is None for bind in lists):
                 raise _Unplanned
             given = compiled.construct_params(dict.fromkeys(keys), _check=False)
             plain = set(given) - names
