@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,7 +90,9 @@ RECORD_RETRY_MOST = 5.0
 
 # Stored messages taken up per pass of the inbox worker (they share transactions).
 PENDING_PASS = 100
-PREPARE_SLICE = 20  # pending messages whose questions are embedded together
+# SQLite: engine steps queued for the writer at once. More would each take a place in the
+# writer's queue ahead of the outbox's records of its sends, and replies would wait.
+STEPS_AT_ONCE = 20
 # PostgreSQL: conversations stepped at once by one instance (each holds a pooled connection).
 SIDE_BY_SIDE = 2
 # PostgreSQL: a conversation found held by another instance's step is left out of the
@@ -118,11 +121,6 @@ def wants_model(text: str, state: Mapping[str, Any] | None) -> bool:
     """Whether the engine may ask the FAQ model about this message: not a form's answer, and
     words that carry meaning (not a menu number)."""
     return (state or {}).get("mode") != "form" and bool(content_words(text))
-
-
-def model_questions(rows: Sequence[Any]) -> list[str]:
-    """The texts of pending rows (id, conversation, text, state) the model may be asked about."""
-    return [text for _, _, text, state in rows if wants_model(text, state)]
 
 
 def transient(error: BaseException) -> bool:
@@ -155,6 +153,52 @@ def raise_first(errors: Sequence[BaseException]) -> None:
         log.error("inbox.step_failed", exc_info=error)
     if errors:
         raise errors[0]
+
+
+class QuestionsAhead:
+    """Questions embedded ahead of their steps, one at a time in a worker thread, in the order
+    they were asked for; each caller waits for its own question only.
+
+    A question embedded before (or as written in the knowledge base) is ready at once. One
+    that fails to embed is logged and counts as ready: only a cache is warmed, and the step
+    then embeds it itself. Once ``stopping`` is set, the questions left are not embedded.
+    """
+
+    def __init__(self, knowledge: Knowledge, stopping: asyncio.Event) -> None:
+        self.knowledge = knowledge
+        self.stopping = stopping
+        self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    def embed(self, text: str) -> asyncio.Future[None] | None:
+        """A future done once ``text`` is embedded; None when it needs no waiting."""
+        if self.knowledge.ready(text):
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((text, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="questions-ahead")
+        return future
+
+    async def _work(self) -> None:
+        while self._queue:
+            text, future = self._queue.popleft()
+            if not self.stopping.is_set() and not future.cancelled():
+                try:
+                    await asyncio.to_thread(self.knowledge.prepare, [text])
+                except Exception:
+                    log.exception("inbox.prepare_failed")
+            if not future.done():
+                future.set_result(None)
+
+    def close(self) -> None:
+        """Stop embedding; whoever still waits is let go."""
+        if self._worker is not None:
+            self._worker.cancel()
+        while self._queue:
+            _, future = self._queue.popleft()
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass
@@ -586,10 +630,12 @@ class Service:
 
         Those of one conversation are taken in order, and one that fails holds back the later
         ones of its conversation (they wait for the next pass) while the other conversations
-        go on. On SQLite the steps share the writer's transactions (``_pending_in_batches``);
+        go on. On SQLite the steps share the writer's transactions (``_pending_in_lines``);
         on PostgreSQL each has its own, and instances share the list
         (``_pending_side_by_side``). Returns how many messages this call processed.
         """
+        if self.group.batching:
+            return await self._pending_in_lines()
         count = 0
         busy: dict[int, float] = {}  # PostgreSQL: held by another instance's step, since
         looks = 0
@@ -610,54 +656,97 @@ class Service:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), BUSY_SECONDS)
                 continue
-            if self.group.batching:
-                count += await self._pending_in_batches(pending)
-                continue
             done, held = await self._pending_side_by_side(pending)
             count += done
             now = time.monotonic()
             busy.update(dict.fromkeys(held, now))
 
-    async def _pending_in_batches(self, pending: Sequence[Any]) -> int:
-        """SQLite: the pending messages' steps share the writer's transactions.
+    async def _pending_in_lines(self) -> int:
+        """SQLite: every conversation with messages waiting is a line, its messages stepped
+        one after the other, in order; the lines run side by side, so that their steps share
+        the writer's transactions.
 
-        Questions are embedded in a worker thread, outside any transaction, so that the
-        engine's steps find them cached and hold the writer briefly. A slice's questions are
-        embedded while the slice before it is processed (the model and the writer work side
-        by side), and the slices are processed one after the other, in order.
+        A question the model has not seen is embedded in a worker thread before its step
+        (``QuestionsAhead``), outside any transaction, so the writer is never held by the
+        model; only that question's own line waits for it, while the other conversations'
+        menu numbers, form answers and questions asked before go on. More waiting messages are
+        read once half of the lines are done, leaving out the conversations still under way;
+        a conversation whose step failed waits for the next call. At most ``STEPS_AT_ONCE``
+        steps wait for the writer at a time. Returns how many messages this call processed.
         """
-        count = 0
-        slices = [pending[i : i + PREPARE_SLICE] for i in range(0, len(pending), PREPARE_SLICE)]
-        held: set[int] = set()  # conversations with a failed message: the rest wait
+        lines: dict[int, asyncio.Task[int]] = {}
+        failed: set[int] = set()  # conversations with a failed message: the rest wait
         errors: list[BaseException] = []
-        ready = asyncio.ensure_future(self._prepare(model_questions(slices[0])))
+        ahead = QuestionsAhead(self.knowledge, self.stopping)
+        steps = asyncio.Semaphore(STEPS_AT_ONCE)
+        count = 0
         try:
-            for position, rows in enumerate(slices):
-                await ready
-                if position + 1 < len(slices):
-                    ready = asyncio.ensure_future(
-                        self._prepare(model_questions(slices[position + 1]))
+            while True:
+                if not self.stopping.is_set():
+                    await self._start_lines(lines, failed, ahead, steps)
+                if not lines:
+                    break
+                keep = len(lines) // 2
+                while len(lines) > keep:
+                    done, _ = await asyncio.wait(
+                        lines.values(), return_when=asyncio.FIRST_COMPLETED
                     )
-                outcomes = await asyncio.gather(
-                    *(self._pending_one(m, key) for m, key, _, _ in rows if key not in held),
-                    return_exceptions=True,
-                )
-                kept = [row[1] for row in rows if row[1] not in held]
-                for key, outcome in zip(kept, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        held.add(key)
-                        if not isinstance(outcome, OrderHeld):  # behind a failed one: waits
-                            errors.append(outcome)
-                    elif outcome:
-                        count += 1
-                if self.stopping.is_set():
-                    return count
+                    for key in [k for k, task in lines.items() if task in done]:
+                        task = lines.pop(key)
+                        error = task.exception()
+                        if error is None:
+                            count += task.result()
+                            continue
+                        failed.add(key)
+                        if not isinstance(error, OrderHeld):  # behind a failed one: waits
+                            errors.append(error)
         finally:
-            ready.cancel()
-            with contextlib.suppress(BaseException):
-                await ready
+            for task in lines.values():
+                task.cancel()
+            for task in lines.values():
+                with contextlib.suppress(BaseException):
+                    await task
+            ahead.close()
         raise_first(errors)
         return count
+
+    async def _start_lines(
+        self,
+        lines: dict[int, asyncio.Task[int]],
+        failed: set[int],
+        ahead: QuestionsAhead,
+        steps: asyncio.Semaphore,
+    ) -> None:
+        """Read the waiting messages of conversations without a line and start theirs."""
+        leave_out = lines.keys() | failed
+        if self.step_failures:
+            leave_out |= self._resting(time.monotonic())
+        async with self.db.session(write=False, short=True) as session:
+            pending = await pending_messages(session, PENDING_PASS, besides=leave_out)
+        waiting: dict[int, list[tuple[int, asyncio.Future[None] | None]]] = {}
+        for message_id, key, text, state in pending:
+            question = ahead.embed(text) if wants_model(text, state) else None
+            waiting.setdefault(key, []).append((message_id, question))
+        for key, messages in waiting.items():
+            line = self._line(key, messages, steps)
+            lines[key] = asyncio.create_task(line, name="inbox-line")
+
+    async def _line(
+        self,
+        key: int,
+        messages: Sequence[tuple[int, asyncio.Future[None] | None]],
+        steps: asyncio.Semaphore,
+    ) -> int:
+        """One conversation's waiting messages, in order; how many were processed here."""
+        taken = 0
+        for message_id, question in messages:
+            if question is not None:
+                await question
+            async with steps:
+                if self.stopping.is_set():
+                    break
+                taken += await self._pending_one(message_id, key)
+        return taken
 
     async def _pending_side_by_side(self, pending: Sequence[Any]) -> tuple[int, set[int]]:
         """PostgreSQL: several conversations' steps at once, each in its own transaction.

@@ -196,11 +196,11 @@ def fail_on_boom(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service.engine, "handle", engine_with_a_bug)
 
 
-@pytest.mark.parametrize("slice_size", [20, 2])  # one slice; the conversations over several
+@pytest.mark.parametrize("read", [100, 2])  # one read; the conversations over several
 async def test_a_poison_message_holds_only_its_own_conversation(
-    service: Service, monkeypatch: pytest.MonkeyPatch, slice_size: int
+    service: Service, monkeypatch: pytest.MonkeyPatch, read: int
 ) -> None:
-    monkeypatch.setattr("bot.service.PREPARE_SLICE", slice_size)
+    monkeypatch.setattr("bot.service.PENDING_PASS", read)
     fail_on_boom(service, monkeypatch)
     script = {
         "1": ["السلام عليكم", "boom", "القائمة"],
@@ -253,7 +253,7 @@ async def test_a_failing_embedding_ahead_only_costs_the_cache(
         raise RuntimeError("the model is not available")
 
     monkeypatch.setattr(service.knowledge, "prepare", broken)
-    monkeypatch.setattr("bot.service.PREPARE_SLICE", 2)
+    monkeypatch.setattr("bot.service.PENDING_PASS", 2)
     for n in range(5):
         await service.receive(
             Inbound(
@@ -272,6 +272,50 @@ async def test_a_failing_embedding_ahead_only_costs_the_cache(
             .where(Message.direction == "in", Message.processed_at.is_(None))
         )
     assert left == 0
+
+
+async def test_a_question_being_embedded_holds_only_its_own_conversation(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A question the model has not seen is embedded in a worker thread before its step;
+    meanwhile the other conversations' messages are stepped, and the asker's next message
+    waits behind the question, in order."""
+    question = "هل عندكم مساعدات للأسر اللي راتبها قليل ١٧"
+    release = threading.Event()
+    prepare = service.knowledge.prepare
+
+    def slow(texts: list[str]) -> None:
+        if question in texts:
+            assert release.wait(30)
+        prepare(texts)
+
+    monkeypatch.setattr(service.knowledge, "prepare", slow)
+    assert not service.knowledge.ready(question)
+    script = [("asker", "السلام عليكم"), ("asker", question), ("asker", "القائمة")]
+    script += [("other", "السلام عليكم"), ("other", "١"), ("third", "مرحبا")]
+    for n, (sender, text) in enumerate(script):
+        await service.receive(
+            Inbound(
+                Channel.TELEGRAM, sender, text, channel_message_id=f"q{n}", received_at=WORKING_TIME
+            )
+        )
+    worker = asyncio.ensure_future(service.process_pending())
+    try:
+        for _ in range(200):
+            stepped = await _stepped_in(service)
+            if all(stepped[text] for _, text in script[3:]):
+                break
+            await asyncio.sleep(0.05)
+        assert all(stepped[text] for _, text in script[3:])  # the others went on
+        assert stepped["السلام عليكم"] is not None
+        assert stepped[question] is None and stepped["القائمة"] is None
+    finally:
+        release.set()
+    assert await worker == len(script)
+    stepped = await _stepped_in(service)
+    assert stepped[question] is not None and stepped["القائمة"] is not None
+    assert stepped[question] < stepped["القائمة"]
+    assert service.knowledge.ready(question)
 
 
 async def test_a_question_answered_in_the_same_exchange_is_embedded_off_the_loop(
