@@ -82,6 +82,12 @@ COMBINED_CHANNELS = frozenset({Channel.EMAIL})
 # started or came back to the database).
 OUTBOX_LEASE = timedelta(seconds=20)
 
+# Passes over the outbox under way at once in one process: one claims and sends while the
+# other waits for the last outcomes of its own to be written. They never take the same
+# conversation (a reply waits while one ahead of it is being sent), and share
+# ``[outbox] concurrency``.
+OUTBOX_PASSES = 2
+
 # Writing down a send's outcome is retried after a failure of the database, the pauses
 # doubling from the first to the most (seconds; at most a quarter of the lease), for as long
 # as the process lives.
@@ -360,6 +366,7 @@ class Service:
         self.outbox_reached_since: float | None = None
         self._outbox_last_reached: float | None = None
         self.metrics = Metrics()
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def close(self) -> None:
         await self.group.close()
@@ -896,9 +903,7 @@ class Service:
         for entry in claimed:
             lines.setdefault(entry[0].conversation_id, []).append(entry)
         later: list[OutboxEntry] = []
-        # Bounds the requests to the channels in flight, not the outcomes being recorded: a
-        # slot is free again as soon as the channel has answered.
-        gate = asyncio.Semaphore(self.config.outbox.concurrency)
+        gate = self._send_gate()
 
         async def one_conversation(
             entries: list[tuple[OutboxEntry, Delivery, AnyRow | None]],
@@ -938,6 +943,14 @@ class Service:
         if errors:
             raise errors[0]
         return sum(r for r in results if isinstance(r, int))
+
+    def _send_gate(self) -> asyncio.Semaphore:
+        """Bounds the requests to the channels in flight, over every pass under way, not the
+        outcomes being recorded: a slot is free again as soon as the channel has answered."""
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(self.config.outbox.concurrency))
+        return self._gate[1]
 
     async def _deliver_one(
         self,
@@ -1346,15 +1359,12 @@ async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[st
     service.senders.update(senders)
     service.stopping = stop
 
+    outbox = [
+        _repeat("outbox", service.deliver_due, service.outbox_wakeup, stop, poll)
+        for poll in [service.outbox_poll_seconds] * OUTBOX_PASSES
+    ]
     await asyncio.gather(
-        _repeat("inbox", service.process_pending, service.inbox_wakeup, stop, 5.0),
-        _repeat(
-            "outbox",
-            service.deliver_due,
-            service.outbox_wakeup,
-            stop,
-            service.outbox_poll_seconds,
-        ),
+        _repeat("inbox", service.process_pending, service.inbox_wakeup, stop, 5.0), *outbox
     )
 
 

@@ -345,20 +345,59 @@ async def test_a_slow_recipient_does_not_hold_up_other_conversations(service: Se
 
 
 class CountingSender:
-    """Answers after a short wait, counting the requests in flight."""
+    """Answers after a short wait, counting the requests in flight; the sends to ``held``
+    wait until ``release`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: str | None = None) -> None:
         self.in_flight = 0
         self.most = 0
         self.sent: list[tuple[str, str]] = []
+        self.held = held
+        self.started = asyncio.Event()  # a send to ``held`` is waiting
+        self.release = asyncio.Event()
 
     async def send(self, delivery: Delivery) -> Sent:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
+        if delivery.address == self.held:
+            self.started.set()
+            await self.release.wait()
         await asyncio.sleep(0.01)
         self.in_flight -= 1
         self.sent.append((delivery.address, delivery.reply.text))
         return Sent(f"provider-{len(self.sent)}")
+
+
+async def test_two_passes_at_once_take_different_conversations_and_share_the_slots(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server runs two passes over the outbox at once: while one waits on a slow send,
+    the other sends the replies queued since, of other conversations only (the slow one's
+    later replies wait behind it), and both together keep within ``[outbox] concurrency``."""
+    monkeypatch.setattr(service.config.outbox, "concurrency", 2)
+    slow = Chat(service, channel=Channel.TELEGRAM, sender="60")
+    await slow.say("مرحبا")
+    assert len(slow.replies) >= 2
+    sender = CountingSender(held="60")
+    service.senders["telegram"] = sender
+    first_pass = asyncio.create_task(service.deliver_due())
+    await asyncio.wait_for(sender.started.wait(), 10)
+    first_replies = len(slow.replies)
+    await slow.say("القائمة")  # queued behind the replies the first pass holds
+    others = [Chat(service, channel=Channel.TELEGRAM, sender=f"6{n}") for n in range(1, 4)]
+    for chat in others:
+        await chat.say("مرحبا")
+    sent = await asyncio.wait_for(service.deliver_due(), 10)
+    assert sent == sum(len(chat.replies) for chat in others)
+    assert "60" not in [a for a, _ in sender.sent] and sender.most == 2
+    sender.release.set()
+    assert await asyncio.wait_for(first_pass, 10) == first_replies
+    assert await service.deliver_due() == len(slow.replies)  # then the later ones
+    assert [a for a, _ in sender.sent].count("60") == first_replies + len(slow.replies)
+    items = await outbox(service)
+    assert [i.status for i in items] == ["sent"] * len(items)
+    mine = sorted((i.sent_at, i.id) for i in items if i.address == "60")
+    assert [i for _, i in mine] == sorted(i for _, i in mine)  # in order
 
 
 async def test_concurrency_bounds_the_requests_in_flight(service: Service) -> None:
