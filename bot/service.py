@@ -1116,17 +1116,18 @@ class Service:
         rows = await tx.delivery_rows(items)
         claimed = []
         for item in items:
-            message = rows.messages[item.message_id]
-            conversation = rows.conversations[item.conversation_id]
+            reply = Reply.from_dict(rows.messages[item.message_id].payload)
+            conversation = rows.conversations.get(item.conversation_id)
+            state = conversation.state if conversation is not None else None
             identity = rows.identities.get(item.identity_id) if item.identity_id else None
             last_in = rows.latest_inbound.get(item.identity_id) if item.identity_id else None
             delivery = Delivery(
                 outbox_id=item.id,
                 channel=Channel(item.channel),
                 address=item.address,
-                reply=Reply.from_dict(message.payload),
+                reply=reply,
                 kind=DeliveryKind(item.kind),
-                lang=(conversation.state or {}).get("lang") or "ar",
+                lang=reply.lang or (state or {}).get("lang") or "ar",
                 last_inbound_at=identity.last_inbound_at if identity else None,
                 in_reply_to=last_in.channel_message_id if last_in else None,
                 thread_id=(last_in.payload or {}).get("thread_id") if last_in else None,

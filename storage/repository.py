@@ -116,7 +116,7 @@ class DeliveryRows:
     """What sending outbox items needs, by id (see ``Tx.delivery_rows``), as rows."""
 
     messages: dict[int, AnyRow]  # id, payload
-    conversations: dict[int, AnyRow]  # id, state
+    conversations: dict[int, AnyRow]  # id, state: only of replies that name no language
     identities: dict[int, AnyRow]  # id, last_inbound_at, opted_out, unreachable
     latest_inbound: dict[int, AnyRow]  # by identity id: its latest inbound message's
     # identity_id, channel_message_id, payload
@@ -1298,7 +1298,9 @@ class Tx:
         await self._update(Identity, identity_id, {"unreachable": True})
 
     async def delivery_rows(self, items: Sequence[OutboxEntry]) -> DeliveryRows:
-        """The messages, conversations and addresses of outbox items, in four statements."""
+        """The messages, conversations and addresses of outbox items, in four statements at
+        most: a conversation is read (its state, for the language) only for a reply that does
+        not say which language it is written in (the engine's replies all do)."""
 
         async def by_id(statement: Any, ids: Iterable[int | None]) -> dict[int, AnyRow]:
             wanted = sorted({i for i in ids if i is not None})
@@ -1312,9 +1314,13 @@ class Tx:
         if identities:
             rows = await self.session.execute(_LATEST_INBOUND, {"ids": list(identities)})
             latest = {row.identity_id: row for row in rows if row.identity_id is not None}
+        messages = await by_id(_DELIVERY_MESSAGES, (e.message_id for e in items))
+        unsaid = (
+            e.conversation_id for e in items if not messages[e.message_id].payload.get("lang")
+        )
         return DeliveryRows(
-            messages=await by_id(_DELIVERY_MESSAGES, (e.message_id for e in items)),
-            conversations=await by_id(_DELIVERY_CONVERSATIONS, (e.conversation_id for e in items)),
+            messages=messages,
+            conversations=await by_id(_DELIVERY_CONVERSATIONS, unsaid),
             identities=identities,
             latest_inbound=latest,
         )

@@ -17,6 +17,7 @@ from conversations.delivery import Delivery, DeliveryError, RateLimited, Sent, U
 from conversations.messages import Channel
 from storage.models import Conversation, Identity, Message, OutboxItem, utcnow
 from storage.repository import Tx
+from storage.staff import ConsoleTx
 from tests.conftest import Chat, statements_seen
 
 
@@ -129,6 +130,38 @@ async def test_the_outcomes_of_sends_answered_together_are_written_together(
         assert len(records) < len(items) / 2
     else:
         assert len(records) == len(items)
+
+
+class LangSender:
+    def __init__(self) -> None:
+        self.langs: list[tuple[str, str]] = []
+
+    async def send(self, delivery: Delivery) -> Sent:
+        self.langs.append((delivery.reply.text, delivery.lang))
+        return Sent(f"lang-{len(self.langs)}")
+
+
+async def test_a_reply_is_sent_in_its_own_language_and_reads_its_conversation_only_if_unsaid(
+    service: Service,
+) -> None:
+    """The engine's replies say which language they are written in: they are sent without
+    reading their conversation. A staff member's reply says none, and goes out in the
+    conversation's language."""
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="45")
+    await chat.say("Hello, what documents do I need to apply?")
+    sender = LangSender()
+    service.senders["telegram"] = sender
+    sent, statements = await delivering(service)
+    assert sent == len(chat.replies) and {lang for _, lang in sender.langs} == {"en"}
+    assert not [q for q in statements if q.startswith("SELECT") and "FROM conversations" in q]
+
+    async with service.db.session() as s:
+        tx = ConsoleTx(s)
+        conversation = await tx.conversation(await s.scalar(select(Conversation.id)))
+        await tx.staff_reply(conversation, "agent@example.org", "Hello, I am with you")
+    sent, statements = await delivering(service)
+    assert sent == 1 and sender.langs[-1] == ("Hello, I am with you", "en")
+    assert [q for q in statements if q.startswith("SELECT") and "FROM conversations" in q]
 
 
 class _Deadlock(Exception):
