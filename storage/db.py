@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import (
 
 from storage.crypto import Keyring, install
 from storage.private import private_file, private_folder
-from storage.sqlite_loop import LOCK_WAIT_MS, loop_connection, on_the_loop
+from storage.sqlite_loop import (
+    LOCK_WAIT_MS,
+    loop_connection,
+    on_the_loop,
+    statements_on_the_loop,
+)
 
 # The folder of the default SQLite database: made when missing (a first `make run`); any
 # other folder must exist, so that a typo in the path is not a new, empty database.
@@ -89,6 +94,8 @@ class Database:
             private_folder(path.parent)
         self.is_sqlite = make_url(url).drivername.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
+        # Whether short statements can run on the event loop (connections of our own).
+        self._loop_connections = False
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
             # asyncpg's own is a minute: a host that drops packets would hold every command
@@ -100,6 +107,7 @@ class Database:
             # with options such as ?mode=ro keeps aiosqlite's own connection, which reads them.)
             file = path
             kwargs["async_creator"] = lambda: loop_connection(file)
+            self._loop_connections = True
         else:
             # How long a writer waits for another's lock.
             kwargs["connect_args"] = {"timeout": LOCK_WAIT_MS / 1000}
@@ -130,11 +138,36 @@ class Database:
                     yield session
             return
         if write and self._write_lock is not None:
-            async with self._write_lock, self.sessions() as session, session.begin():
+            async with self._write_lock, self._transaction() as session:
                 yield session
         else:
+            async with self._transaction() as session:
+                yield session
+
+    def _closes_in_place(self) -> bool:
+        """Whether closing a session or connection of this task waits for nothing: SQLite with
+        its statements on the loop, where the pool's rollback runs too."""
+        return self._loop_connections and statements_on_the_loop()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction.
+
+        SQLAlchemy's own ``async with`` closes a session in a task of its own, so that a
+        cancellation cannot leave the closing half done; the task costs a pass of the event
+        loop (several milliseconds when the server is busy) at the end of every transaction,
+        the writer's included. Where closing waits for nothing (``_closes_in_place``), no
+        cancellation can come in the middle of it, and the session is closed in place."""
+        if not self._closes_in_place():
             async with self.sessions() as session, session.begin():
                 yield session
+            return
+        session = self.sessions()
+        try:
+            async with session.begin():
+                yield session
+        finally:
+            await session.close()
 
     @asynccontextmanager
     async def quick_read(self) -> AsyncIterator[AsyncConnection]:
@@ -145,8 +178,15 @@ class Database:
         connection's thread and back (``storage.sqlite_loop``).
         """
         with on_the_loop():
-            async with self.engine.connect() as connection:
+            if not self._closes_in_place():
+                async with self.engine.connect() as connection:
+                    yield connection
+                return
+            connection = await self.engine.connect().start()
+            try:
                 yield connection
+            finally:
+                await connection.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

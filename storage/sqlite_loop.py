@@ -45,6 +45,11 @@ def on_the_loop() -> Iterator[None]:
         _ON_THE_LOOP.reset(token)
 
 
+def statements_on_the_loop() -> bool:
+    """Whether this task is inside ``on_the_loop()``."""
+    return _ON_THE_LOOP.get()
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:

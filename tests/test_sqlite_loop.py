@@ -7,7 +7,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+import sqlalchemy.ext.asyncio.base as sqlalchemy_async_base
+import sqlalchemy.ext.asyncio.engine as sqlalchemy_async_engine
+import sqlalchemy.ext.asyncio.session as sqlalchemy_async_session
 from sqlalchemy import event, text
 
 from storage.db import Database
@@ -86,5 +91,44 @@ async def test_errors_other_than_a_lock_are_raised_at_once(tmp_path: Path) -> No
                 assert "no such table" in str(exc)
             else:
                 raise AssertionError("a missing table must raise")
+    finally:
+        await db.dispose()
+
+
+async def test_a_short_session_is_closed_in_place_and_leaves_the_pool_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy closes a session in a task of its own, a pass of the event loop at the end of
+    every transaction. A session on the loop waits for nothing when it closes, so it is closed
+    in place; its connection goes back to the pool all the same, after a commit, after an
+    error, and from a quick read. Other sessions keep SQLAlchemy's way."""
+    closing_tasks: list[object] = []
+    run_to_completion = sqlalchemy_async_base._run_to_completion
+
+    async def counted(coro: Any) -> Any:
+        closing_tasks.append(coro)
+        return await run_to_completion(coro)
+
+    monkeypatch.setattr(sqlalchemy_async_base, "_run_to_completion", counted)
+    for module in (sqlalchemy_async_session, sqlalchemy_async_engine):
+        monkeypatch.setattr(module, "_run_to_completion", counted)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with db.session(short=True) as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(ValueError, match="a fault"):
+            async with db.session(short=True) as session:
+                await session.execute(text("INSERT INTO t VALUES (2)"))
+                raise ValueError("a fault")
+        async with db.quick_read() as connection:
+            kept = list(await connection.scalars(text("SELECT n FROM t")))
+        assert kept == [1]  # committed, and the failed one rolled back
+        assert closing_tasks == []
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with db.session() as session:  # through the thread: SQLAlchemy's own exit
+            await session.execute(text("SELECT 1"))
+        assert len(closing_tasks) == 1
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await db.dispose()
