@@ -679,7 +679,8 @@ class Service:
         menu numbers, form answers and questions asked before go on. More waiting messages are
         read once half of the lines are done, leaving out the conversations still under way;
         a conversation whose step failed waits for the next call. At most ``STEPS_AT_ONCE``
-        steps wait for the writer at a time. Returns how many messages this call processed.
+        steps wait for the writer at a time. Once stopping, or when a read fails, no line is
+        started and those under way finish. Returns how many messages this call processed.
         """
         lines: dict[int, asyncio.Task[int]] = {}
         failed: set[int] = set()  # conversations with a failed message: the rest wait
@@ -687,10 +688,17 @@ class Service:
         ahead = QuestionsAhead(self.knowledge, self.stopping)
         steps = asyncio.Semaphore(STEPS_AT_ONCE)
         count = 0
+        reading = True
         try:
             while True:
-                if not self.stopping.is_set():
-                    await self._start_lines(lines, failed, ahead, steps)
+                if reading and not self.stopping.is_set():
+                    try:
+                        await self._start_lines(lines, failed, ahead, steps)
+                    except Exception as unread:
+                        # The waiting messages could not be read (the database failed):
+                        # the lines under way finish, then the error is raised.
+                        errors.insert(0, unread)
+                        reading = False
                 if not lines:
                     break
                 keep = len(lines) // 2

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import bot.service as service_module
 from bot.service import Service
 from conversations.messages import Channel, Inbound
 from storage.db import Database
@@ -316,6 +318,82 @@ async def test_a_question_being_embedded_holds_only_its_own_conversation(
     assert stepped[question] is not None and stepped["القائمة"] is not None
     assert stepped[question] < stepped["القائمة"]
     assert service.knowledge.ready(question)
+
+
+async def test_stopping_leaves_a_question_being_embedded_stored_for_the_next_start(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutting down while a question is embedded: the other lines finish, the question's
+    step is not taken (it stays stored, unprocessed), and the next start takes it."""
+    question = "كم تاخذ المراجعة لطلبي عادة يعني بالأيام ٢٩"
+    release = threading.Event()
+    prepare = service.knowledge.prepare
+
+    def slow(texts: list[str]) -> None:
+        if question in texts:
+            assert release.wait(30)
+        prepare(texts)
+
+    monkeypatch.setattr(service.knowledge, "prepare", slow)
+    script = [("asker", question), ("asker", "القائمة"), ("other", "مرحبا")]
+    for n, (sender, text) in enumerate(script):
+        await service.receive(
+            Inbound(
+                Channel.TELEGRAM, sender, text, channel_message_id=f"s{n}", received_at=WORKING_TIME
+            )
+        )
+    worker = asyncio.ensure_future(service.process_pending())
+    try:
+        for _ in range(200):
+            if (await _stepped_in(service))["مرحبا"]:
+                break
+            await asyncio.sleep(0.05)
+        service.stopping.set()
+    finally:
+        release.set()
+    assert await asyncio.wait_for(worker, 30) == 1
+    stepped = await _stepped_in(service)
+    assert stepped["مرحبا"] and stepped[question] is None and stepped["القائمة"] is None
+    service.stopping.clear()  # started again
+    assert await service.process_pending() == 2
+    stepped = await _stepped_in(service)
+    assert stepped[question] is not None and stepped["القائمة"] is not None
+
+
+async def test_a_failed_read_of_the_waiting_messages_lets_the_lines_under_way_finish(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails when the inbox reads more waiting messages: the steps already
+    taken are finished (not cancelled half-way), and the error is raised for the worker to
+    try again later."""
+    monkeypatch.setattr("bot.service.PENDING_PASS", 3)
+    script = [("a", "السلام عليكم"), ("b", "السلام عليكم"), ("b", "القائمة")]
+    script += [("c", "مرحبا"), ("d", "مرحبا")]
+    for n, (sender, text) in enumerate(script):
+        await service.receive(
+            Inbound(
+                Channel.TELEGRAM, sender, text, channel_message_id=f"r{n}", received_at=WORKING_TIME
+            )
+        )
+    reads = 0
+    read = service_module.pending_messages
+
+    async def failing_second_read(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            raise OperationalError("SELECT messages", {}, Exception("disk I/O error"))
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "pending_messages", failing_second_read)
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        await service.process_pending()
+    async with service.db.session(write=False) as session:
+        done = await session.scalar(
+            select(func.count()).where(Message.direction == "in", Message.processed_at.is_not(None))
+        )
+    assert done == 3  # the first read's three, b's second after a's line ended
+    assert await service.process_pending() == 2  # the rest, once the database answers
 
 
 async def test_a_question_answered_in_the_same_exchange_is_embedded_off_the_loop(
