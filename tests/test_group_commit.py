@@ -276,13 +276,8 @@ async def test_a_failing_embedding_ahead_only_costs_the_cache(
     assert left == 0
 
 
-async def test_a_question_being_embedded_holds_only_its_own_conversation(
-    service: Service, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A question the model has not seen is embedded in a worker thread before its step;
-    meanwhile the other conversations' messages are stepped, and the asker's next message
-    waits behind the question, in order."""
-    question = "هل عندكم مساعدات للأسر اللي راتبها قليل ١٧"
+def embedding_held(service: Service, monkeypatch: pytest.MonkeyPatch, question: str) -> Any:
+    """The model holds ``question`` until the returned event is set (a slow embedding)."""
     release = threading.Event()
     prepare = service.knowledge.prepare
 
@@ -292,15 +287,35 @@ async def test_a_question_being_embedded_holds_only_its_own_conversation(
         prepare(texts)
 
     monkeypatch.setattr(service.knowledge, "prepare", slow)
-    assert not service.knowledge.ready(question)
-    script = [("asker", "السلام عليكم"), ("asker", question), ("asker", "القائمة")]
-    script += [("other", "السلام عليكم"), ("other", "١"), ("third", "مرحبا")]
+    return release
+
+
+async def received(service: Service, script: list[tuple[str, str]], prefix: str) -> None:
+    """Store each (sender, text) as a Telegram message, in order."""
     for n, (sender, text) in enumerate(script):
         await service.receive(
             Inbound(
-                Channel.TELEGRAM, sender, text, channel_message_id=f"q{n}", received_at=WORKING_TIME
+                Channel.TELEGRAM,
+                sender,
+                text,
+                channel_message_id=f"{prefix}{n}",
+                received_at=WORKING_TIME,
             )
         )
+
+
+async def test_a_question_being_embedded_holds_only_its_own_conversation(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A question the model has not seen is embedded in a worker thread before its step;
+    meanwhile the other conversations' messages are stepped, and the asker's next message
+    waits behind the question, in order."""
+    question = "هل عندكم مساعدات للأسر اللي راتبها قليل ١٧"
+    release = embedding_held(service, monkeypatch, question)
+    assert not service.knowledge.ready(question)
+    script = [("asker", "السلام عليكم"), ("asker", question), ("asker", "القائمة")]
+    script += [("other", "السلام عليكم"), ("other", "١"), ("third", "مرحبا")]
+    await received(service, script, "q")
     worker = asyncio.ensure_future(service.process_pending())
     try:
         for _ in range(200):
@@ -326,22 +341,8 @@ async def test_stopping_leaves_a_question_being_embedded_stored_for_the_next_sta
     """Shutting down while a question is embedded: the other lines finish, the question's
     step is not taken (it stays stored, unprocessed), and the next start takes it."""
     question = "كم تاخذ المراجعة لطلبي عادة يعني بالأيام ٢٩"
-    release = threading.Event()
-    prepare = service.knowledge.prepare
-
-    def slow(texts: list[str]) -> None:
-        if question in texts:
-            assert release.wait(30)
-        prepare(texts)
-
-    monkeypatch.setattr(service.knowledge, "prepare", slow)
-    script = [("asker", question), ("asker", "القائمة"), ("other", "مرحبا")]
-    for n, (sender, text) in enumerate(script):
-        await service.receive(
-            Inbound(
-                Channel.TELEGRAM, sender, text, channel_message_id=f"s{n}", received_at=WORKING_TIME
-            )
-        )
+    release = embedding_held(service, monkeypatch, question)
+    await received(service, [("asker", question), ("asker", "القائمة"), ("other", "مرحبا")], "s")
     worker = asyncio.ensure_future(service.process_pending())
     try:
         for _ in range(200):
@@ -368,13 +369,7 @@ async def test_a_failed_read_of_the_waiting_messages_lets_the_lines_under_way_fi
     try again later."""
     monkeypatch.setattr("bot.service.PENDING_PASS", 3)
     script = [("a", "السلام عليكم"), ("b", "السلام عليكم"), ("b", "القائمة")]
-    script += [("c", "مرحبا"), ("d", "مرحبا")]
-    for n, (sender, text) in enumerate(script):
-        await service.receive(
-            Inbound(
-                Channel.TELEGRAM, sender, text, channel_message_id=f"r{n}", received_at=WORKING_TIME
-            )
-        )
+    await received(service, [*script, ("c", "مرحبا"), ("d", "مرحبا")], "r")
     reads = 0
     read = service_module.pending_messages
 
