@@ -349,15 +349,17 @@ class Driver:
         step.started = start = time.monotonic() + 0.05
         tasks = []
         gc.disable()  # a full collection of the driver's heap would hold its sends up
-        for index in range(total):
-            due = start + index / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self.send(http, step, index, due)))
-            step.sent += 1
-        await asyncio.gather(*tasks)
-        gc.enable()
+        try:
+            for index in range(total):
+                due = start + index / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(self.send(http, step, index, due)))
+                step.sent += 1
+            await asyncio.gather(*tasks)
+        finally:
+            gc.enable()
         return step
 
     async def drained(self, seconds: float) -> int:

@@ -166,13 +166,20 @@ class QuestionsAhead:
     """Questions embedded ahead of their steps, one at a time in a worker thread, in the order
     they were asked for; each caller waits for its own question only.
 
-    A question embedded before (or as written in the knowledge base) is ready at once. One
-    that fails to embed is logged and counts as ready: only a cache is warmed, and the step
-    then embeds it itself. Once ``stopping`` is set, the questions left are not embedded.
+    A question embedded before (or as written in the knowledge base) is ready at once.
+    ``prepare`` embeds questions and logs a failure (only a cache is warmed: the step then
+    embeds the question itself). Once ``stopping`` is set, the questions left are not
+    embedded.
     """
 
-    def __init__(self, knowledge: Knowledge, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        prepare: Callable[[Sequence[str]], Awaitable[None]],
+        stopping: asyncio.Event,
+    ) -> None:
         self.knowledge = knowledge
+        self.prepare = prepare
         self.stopping = stopping
         self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -191,10 +198,7 @@ class QuestionsAhead:
         while self._queue:
             text, future = self._queue.popleft()
             if not self.stopping.is_set() and not future.cancelled():
-                try:
-                    await asyncio.to_thread(self.knowledge.prepare, [text])
-                except Exception:
-                    log.exception("inbox.prepare_failed")
+                await self.prepare([text])
             if not future.done():
                 future.set_result(None)
 
@@ -686,7 +690,7 @@ class Service:
         lines: dict[int, asyncio.Task[int]] = {}
         failed: set[int] = set()  # conversations with a failed message: the rest wait
         errors: list[BaseException] = []
-        ahead = QuestionsAhead(self.knowledge, self.stopping)
+        ahead = QuestionsAhead(self.knowledge, self._prepare, self.stopping)
         steps = asyncio.Semaphore(STEPS_AT_ONCE)
         count = 0
         reading = True
@@ -1369,9 +1373,10 @@ async def run_workers(service: Service, stop: asyncio.Event, senders: Mapping[st
     service.senders.update(senders)
     service.stopping = stop
 
+    poll = service.outbox_poll_seconds
     outbox = [
         _repeat("outbox", service.deliver_due, service.outbox_wakeup, stop, poll)
-        for poll in [service.outbox_poll_seconds] * OUTBOX_PASSES
+        for _ in range(OUTBOX_PASSES)
     ]
     await asyncio.gather(
         _repeat("inbox", service.process_pending, service.inbox_wakeup, stop, 5.0), *outbox
