@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -87,7 +88,9 @@ class State:
     offer_key: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The state as plain data, sharing nothing that can change with the state itself."""
+        saved: dict[str, Any] = _plain(self)
+        return saved
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> State:
@@ -129,3 +132,34 @@ class State:
             offers=[int(n) for n in data.get("offers", [])],
             offer_key=[str(k) for k in data.get("offer_key", [])],
         )
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    if kind not in _FIELDS:
+        _FIELDS[kind] = tuple(f.name for f in fields(kind)) if is_dataclass(kind) else None
+    return _FIELDS[kind]
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for the state's kind of data (dataclasses, lists, dicts and
+    scalars), several times as fast: it runs after every step, and ``asdict`` deep-copies
+    each string and number one by one."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(_plain(v) for v in value)
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, str):  # the state's enums: immutable, as asdict keeps them
+        return value
+    return copy.deepcopy(value)
