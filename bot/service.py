@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections import deque
@@ -160,6 +161,10 @@ def raise_first(errors: Sequence[BaseException]) -> None:
         log.error("inbox.step_failed", exc_info=error)
     if errors:
         raise errors[0]
+
+
+def _put_key(queue: asyncio.Queue[int], key: int, _: object) -> None:
+    queue.put_nowait(key)
 
 
 class QuestionsAhead:
@@ -688,6 +693,10 @@ class Service:
         started and those under way finish. Returns how many messages this call processed.
         """
         lines: dict[int, asyncio.Task[int]] = {}
+        # The conversations whose line has ended, as they end: waiting on this rather than
+        # on every line at once (``asyncio.wait``) costs nothing for the lines still going,
+        # where that would hook into and out of each of them every time one ends.
+        ended: asyncio.Queue[int] = asyncio.Queue()
         failed: set[int] = set()  # conversations with a failed message: the rest wait
         errors: list[BaseException] = []
         ahead = QuestionsAhead(self.knowledge, self._prepare, self.stopping)
@@ -698,7 +707,7 @@ class Service:
             while True:
                 if reading and not self.stopping.is_set():
                     try:
-                        await self._start_lines(lines, failed, ahead, steps)
+                        await self._start_lines(lines, failed, ahead, steps, ended)
                     except Exception as unread:
                         # The waiting messages could not be read (the database failed):
                         # the lines under way finish, then the error is raised.
@@ -708,18 +717,15 @@ class Service:
                     break
                 keep = len(lines) // 2
                 while len(lines) > keep:
-                    done, _ = await asyncio.wait(
-                        lines.values(), return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for key in [k for k, task in lines.items() if task in done]:
-                        task = lines.pop(key)
-                        error = task.exception()
-                        if error is None:
-                            count += task.result()
-                            continue
-                        failed.add(key)
-                        if not isinstance(error, OrderHeld):  # behind a failed one: waits
-                            errors.append(error)
+                    key = await ended.get()
+                    task = lines.pop(key)
+                    error = task.exception()
+                    if error is None:
+                        count += task.result()
+                        continue
+                    failed.add(key)
+                    if not isinstance(error, OrderHeld):  # behind a failed one: waits
+                        errors.append(error)
         finally:
             for task in lines.values():
                 task.cancel()
@@ -736,8 +742,10 @@ class Service:
         failed: set[int],
         ahead: QuestionsAhead,
         steps: asyncio.Semaphore,
+        ended: asyncio.Queue[int],
     ) -> None:
-        """Read the waiting messages of conversations without a line and start theirs."""
+        """Read the waiting messages of conversations without a line and start theirs;
+        each line puts its conversation on ``ended`` when it ends."""
         leave_out = lines.keys() | failed
         if self.step_failures:
             leave_out |= self._resting(time.monotonic())
@@ -748,8 +756,9 @@ class Service:
             question = ahead.embed(text) if wants_model(text, state) else None
             waiting.setdefault(key, []).append((message_id, question))
         for key, messages in waiting.items():
-            line = self._line(key, messages, steps)
-            lines[key] = asyncio.create_task(line, name="inbox-line")
+            line = asyncio.create_task(self._line(key, messages, steps), name="inbox-line")
+            line.add_done_callback(functools.partial(_put_key, ended, key))
+            lines[key] = line
 
     async def _line(
         self,
