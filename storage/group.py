@@ -6,7 +6,9 @@ than that flush. So one writer task takes the units queued while the previous tr
 was committing, runs them one after the other in a single transaction, commits once, and
 only then tells each caller its result: a caller that was told "done" knows its unit is on
 disk. Units run one at a time, in the order they were queued (urgent ones first), so two
-units of one conversation never overlap and never swap places.
+units of one conversation never overlap and never swap places. Urgent units queued while a
+batch runs its units join the end of that batch: an acknowledgement then waits for one
+commit rather than two.
 
 When a unit raises, the transaction is rolled back and nothing of the batch is kept; the
 units before it run again as a batch, the failing unit runs alone (it fails on its own
@@ -198,6 +200,14 @@ class GroupCommit:
                     if not item.future.done():
                         item.future.set_exception(exc)
 
+    def _take_urgent(self, room: int) -> list[_Queued[Any]]:
+        taken: list[_Queued[Any]] = []
+        while self._urgent and len(taken) < room:
+            item = self._urgent.popleft()
+            if not item.future.cancelled():
+                taken.append(item)
+        return taken
+
     def _take(self) -> list[_Queued[Any]]:
         """The urgent units, then background ones; callers that gave up are dropped."""
         batch: list[_Queued[Any]] = []
@@ -215,7 +225,9 @@ class GroupCommit:
         try:
             async with self.db.session() as session:
                 started = time.monotonic()
-                for at, item in enumerate(batch):
+                at = 0
+                while at < len(batch):
+                    item = batch[at]
                     late = time.monotonic() - started > self.max_seconds
                     if cut and at and late and not item.urgent:
                         self._give_back(batch[at:])
@@ -227,6 +239,11 @@ class GroupCommit:
                     except Exception as exc:
                         failed = _Failed(at, exc)
                         raise
+                    at += 1
+                    if at == len(batch) and cut:
+                        # Acknowledgements queued while this batch ran join it rather than
+                        # wait for its commit and then one of their own.
+                        batch += self._take_urgent(self.max_units - len(batch))
         except Exception as exc:
             del exc
             self.stats.splits += 1
