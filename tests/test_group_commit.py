@@ -186,35 +186,41 @@ async def test_urgent_units_go_ahead_of_queued_background_ones(service: Service)
     assert ran.index("ack") <= 2
 
 
+def step_with_webhooks(
+    group: GroupCommit, acks: list[asyncio.Future[str]], names: list[str], *, bad: str = ""
+) -> Callable[[AsyncSession], Awaitable[str]]:
+    """A step during which webhooks come in (``bad`` fails), acknowledged through ``group``.
+    The step runs again when its batch is split: the webhooks came once."""
+
+    async def step(session: AsyncSession) -> str:
+        if not acks:
+            acks.extend(
+                asyncio.ensure_future(group.run(cursor_unit(n, fail=n == bad), urgent=True))
+                for n in names
+            )
+            await asyncio.sleep(0)
+        return await cursor_unit("step")(session)
+
+    return step
+
+
 async def test_an_acknowledgement_queued_while_a_batch_runs_joins_that_batch(
     service: Service,
 ) -> None:
     """Rather than wait for the batch's commit and then for one of its own."""
     group = GroupCommit(service.db)
     acks: list[asyncio.Future[str]] = []
-
-    async def step(session: AsyncSession) -> str:
-        # Webhooks come in while the writer runs this step.
-        acks.extend(
-            asyncio.ensure_future(group.run(cursor_unit(f"ack{n}"), urgent=True)) for n in (1, 2)
-        )
-        await asyncio.sleep(0)
-        return await cursor_unit("step")(session)
-
-    async def later(session: AsyncSession) -> str:
-        # Queued with the acknowledgements, but not one: it waits for the next batch.
-        return await cursor_unit("later")(session)
-
     try:
-        done = asyncio.ensure_future(group.run(step))
+        done = asyncio.ensure_future(group.run(step_with_webhooks(group, acks, ["ack1", "ack2"])))
         await asyncio.sleep(0)
-        queued_later = asyncio.ensure_future(group.run(later))
+        # Queued with the acknowledgements, but not one: it waits for the next batch.
+        later = asyncio.ensure_future(group.run(cursor_unit("later")))
         await done
         # Told together: the acknowledgements were committed with the step.
         assert [ack.done() for ack in acks] == [True, True]
-        assert not queued_later.done()
+        assert not later.done()
         assert await asyncio.gather(*acks) == ["ack1", "ack2"]
-        await queued_later
+        await later
     finally:
         await group.close()
     assert group.stats.batches == 2
@@ -226,16 +232,7 @@ async def test_a_failing_acknowledgement_that_joined_a_batch_costs_the_others_no
 ) -> None:
     group = GroupCommit(service.db)
     acks: list[asyncio.Future[str]] = []
-
-    async def step(session: AsyncSession) -> str:
-        if not acks:  # the step runs again when its batch is split: the webhooks came once
-            acks.extend(
-                asyncio.ensure_future(group.run(cursor_unit(name, fail=name == "bad"), urgent=True))
-                for name in ("ack1", "bad", "ack2")
-            )
-            await asyncio.sleep(0)
-        return await cursor_unit("step")(session)
-
+    step = step_with_webhooks(group, acks, ["ack1", "bad", "ack2"], bad="bad")
     try:
         assert await group.run(step) == "step"
         outcomes = await asyncio.gather(*acks, return_exceptions=True)
