@@ -35,6 +35,12 @@ UPLOAD_TYPES = ("image/jpeg", "image/png", "application/pdf")
 # How [server] shutdown_seconds is shared out when the server stops: the requests under way
 # (uvicorn's graceful shutdown), then the workers' work in hand, then closing.
 STOP_SHARES = {"requests": 0.4, "workers": 0.4, "close": 0.2}
+# How long the event loop's thread may keep Python's lock once another thread asks for it
+# (Python's default: 5 ms). SQLite's commits run in a thread of their own, which needs the
+# lock to start a commit and again to hand its result back to the loop: on a busy server
+# each commit waited up to twice the default for it, and every acknowledgement waits for a
+# commit.
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class BodyLimit:

@@ -311,7 +311,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the web chat, the webhooks and the workers."""
     import uvicorn
 
-    from bot.app import STOP_SHARES, create_app
+    from bot.app import STOP_SHARES, SWITCH_INTERVAL_SECONDS, create_app
     from bot.channels import config_problems
 
     config = state.config
@@ -344,6 +344,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
             "Fix it: it is loaded as soon as it is saved, without a restart."
         )
     notice(f"Tawasul is serving on http://{host}:{port}/  (web chat)")
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     uvicorn.run(
         app,
         host=host,
