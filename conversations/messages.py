@@ -42,9 +42,12 @@ class Lang(StrEnum):
     EN = "en"
 
 
-def lang_hint(code: str | None) -> str | None:
-    """A language the catalogues hold, from a channel's language tag ("en-GB" is "en")."""
-    primary = (code or "").split("-")[0].split("_")[0].strip().lower()
+def lang_hint(code: object) -> str | None:
+    """A language the catalogues hold, from a channel's language tag ("en-GB" is "en").
+    Anything but a string (a malformed update's ``true``, say) is no hint."""
+    if not isinstance(code, str):
+        return None
+    primary = code.split("-")[0].split("_")[0].strip().lower()
     return primary if primary in (Lang.AR, Lang.EN) else None
 
 

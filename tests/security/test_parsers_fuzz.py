@@ -264,6 +264,29 @@ def test_telegram_callback_without_sender(telegram: TelegramApi) -> None:
     _check_update(telegram, {"update_id": 1, "callback_query": {"id": "q", "chat_instance": "c"}})
 
 
+def test_telegram_language_code_that_is_not_text(telegram: TelegramApi) -> None:
+    # Found by the fuzzer below: an AttributeError (a 500) rather than no language hint.
+    for code in (True, 7, ["en"]):
+        sender = {"id": 1, "is_bot": False, "first_name": "x", "language_code": code}
+        _check_update(
+            telegram,
+            {"update_id": 0, "callback_query": {"id": "q", "from": sender, "chat_instance": "c"}},
+        )
+        _check_update(
+            telegram,
+            {
+                "update_id": 1,
+                "message": {
+                    "message_id": 1,
+                    "date": 1700000000,
+                    "chat": {"id": 5, "type": "private"},
+                    "from": sender,
+                    "text": "hi",
+                },
+            },
+        )
+
+
 def test_telegram_message_without_chat_or_date(telegram: TelegramApi) -> None:
     # Found by the fuzzer below: read leniently by the library, then an AttributeError.
     bare = {"message_id": None, "date": None, "chat": None}
