@@ -200,22 +200,20 @@ class GroupCommit:
                     if not item.future.done():
                         item.future.set_exception(exc)
 
-    def _take_urgent(self, room: int) -> list[_Queued[Any]]:
+    @staticmethod
+    def _take_from(queue: deque[_Queued[Any]], room: int) -> list[_Queued[Any]]:
+        """Up to ``room`` units from the head of ``queue``; callers that gave up are dropped."""
         taken: list[_Queued[Any]] = []
-        while self._urgent and len(taken) < room:
-            item = self._urgent.popleft()
+        while queue and len(taken) < room:
+            item = queue.popleft()
             if not item.future.cancelled():
                 taken.append(item)
         return taken
 
     def _take(self) -> list[_Queued[Any]]:
-        """The urgent units, then background ones; callers that gave up are dropped."""
-        batch: list[_Queued[Any]] = []
-        for queue in (self._urgent, self._background):
-            while queue and len(batch) < self.max_units:
-                item = queue.popleft()
-                if not item.future.cancelled():
-                    batch.append(item)
+        """The urgent units, then background ones."""
+        batch = self._take_from(self._urgent, self.max_units)
+        batch += self._take_from(self._background, self.max_units - len(batch))
         return batch
 
     async def _commit(self, batch: list[_Queued[Any]], *, cut: bool = True) -> None:
@@ -242,8 +240,9 @@ class GroupCommit:
                     at += 1
                     if at == len(batch) and cut:
                         # Acknowledgements queued while this batch ran join it rather than
-                        # wait for its commit and then one of their own.
-                        batch += self._take_urgent(self.max_units - len(batch))
+                        # wait for its commit and then one of their own (added in place, so
+                        # that the writer answers them too if it is cancelled).
+                        batch += self._take_from(self._urgent, self.max_units - len(batch))
         except Exception as exc:
             del exc
             self.stats.splits += 1
