@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -66,6 +66,7 @@ from storage.repository import (
 )
 
 log = structlog.get_logger("tawasul")
+T = TypeVar("T")
 
 # Channels where several short replies to one message read better as one (one email, not
 # a greeting mail followed by a menu mail).
@@ -906,17 +907,19 @@ class Service:
         lease = self.outbox_lease
         # Sends must be over well before the lease ends, or another pass could repeat them.
         deadline = time.monotonic() + lease.total_seconds() * 0.75
+
+        async def claim(session: AsyncSession) -> list[tuple[OutboxEntry, Delivery, AnyRow | None]]:
+            tx = Tx(session)
+            # Leases are written and judged by one clock (PostgreSQL's, shared by every
+            # instance): an instance whose clock runs ahead must not end another's lease early.
+            now = await tx.clock()
+            if self._may_take_over():
+                await tx.release_expired_leases(now)
+            items = await tx.claim_outbox(now, list(self.senders), now + lease)
+            return await self._deliveries(tx, items)
+
         try:
-            async with self.db.session(short=True) as session:
-                tx = Tx(session)
-                # Leases are written and judged by one clock (PostgreSQL's, shared by every
-                # instance): an instance whose clock runs ahead must not end another's lease
-                # early.
-                now = await tx.clock()
-                if self._may_take_over():
-                    await tx.release_expired_leases(now)
-                items = await tx.claim_outbox(now, list(self.senders), now + lease)
-                claimed = await self._deliveries(tx, items)
+            claimed = await self._write(claim)
         except Exception as exc:
             self._database_failed(exc)
             raise
@@ -958,13 +961,22 @@ class Service:
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         if later:
-            async with self.db.session(short=True) as session:
-                await self._record_all(Tx(session), [(item, _Later()) for item in later])
+            records: list[tuple[OutboxEntry, Outcome]] = [(item, _Later()) for item in later]
+            await self._write(lambda session: self._record_all(Tx(session), records))
         for error in errors[1:]:
             log.error("outbox.error", exc_info=error)
         if errors:
             raise errors[0]
         return sum(r for r in results if isinstance(r, int))
+
+    async def _write(self, unit: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """A short write of the outbox's: on SQLite a unit of the writer's transactions, so
+        that it neither takes SQLite's one write lock for a commit of its own nor waits for
+        the writer's; on PostgreSQL a transaction of its own, as everywhere there."""
+        if self.group.batching:
+            return await self.group.run(unit)
+        async with self.db.session(short=True) as session:
+            return await unit(session)
 
     def _send_gate(self) -> asyncio.Semaphore:
         """Bounds the requests to the channels in flight, over every pass under way, not the

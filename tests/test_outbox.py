@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 import bot.service as service_module
@@ -130,6 +130,24 @@ async def test_the_outcomes_of_sends_answered_together_are_written_together(
         assert len(records) < len(items) / 2
     else:
         assert len(records) == len(items)
+
+
+async def test_a_pass_over_the_outbox_writes_only_through_the_writer_on_sqlite(
+    service: Service,
+) -> None:
+    """SQLite lets one transaction write at a time: the pass's claim and its outcomes are
+    units of the writer's batches, not transactions of their own that would hold the write
+    lock for a commit while the engine's steps wait. Every commit is one of the writer's."""
+    assert service.group.batching
+    chat = Chat(service, channel=Channel.TELEGRAM, sender="45")
+    await chat.say("مرحبا")
+    service.senders["telegram"] = FlakySender([])
+    commits: list[object] = []
+    event.listen(service.db.engine.sync_engine, "commit", commits.append)
+    before = service.group.stats.batches
+    assert await service.deliver_due() == len(chat.replies)
+    assert len(commits) == service.group.stats.batches - before >= 2  # claim, then outcomes
+    assert [i.status for i in await outbox(service)] == ["sent"] * len(chat.replies)
 
 
 class LangSender:
