@@ -131,10 +131,16 @@ class Database:
 
         ``short``: only quick statements (rows by key, small inserts); on SQLite they run on
         the event loop rather than through the connection's thread (storage.sqlite_loop).
+        A short read ends with a rollback, which SQLite does on the loop too, rather than a
+        commit, which would go to the connection's thread and back for nothing to write.
         """
         if short:
             with on_the_loop():
-                async with self.session(write=write) as session:
+                if write:
+                    async with self.session() as session:
+                        yield session
+                    return
+                async with self._read() as session:
                     yield session
             return
         if write and self._write_lock is not None:
@@ -166,6 +172,20 @@ class Database:
         try:
             async with session.begin():
                 yield session
+        finally:
+            await session.close()
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only: its transaction is rolled back when it is closed
+        (closed in place as in ``_transaction``)."""
+        if not self._closes_in_place():
+            async with self.sessions() as session:
+                yield session
+            return
+        session = self.sessions()
+        try:
+            yield session
         finally:
             await session.close()
 

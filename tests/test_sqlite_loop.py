@@ -132,3 +132,27 @@ async def test_a_short_session_is_closed_in_place_and_leaves_the_pool_clean(
         assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await db.dispose()
+
+
+async def test_a_short_read_ends_with_a_rollback_on_the_loop(tmp_path: Path) -> None:
+    """A commit goes to the connection's thread and back; a short read has nothing to commit,
+    so it ends with a rollback, which stays on the loop. Nothing written in it is kept."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    ends: list[str] = []
+    event.listen(db.engine.sync_engine, "commit", lambda _conn: ends.append("commit"))
+    event.listen(db.engine.sync_engine, "rollback", lambda _conn: ends.append("rollback"))
+    try:
+        async with db.session(short=True) as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        assert ends == ["commit"]
+        ends.clear()
+        async with db.session(write=False, short=True) as session:
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 0
+            await session.execute(text("INSERT INTO t VALUES (1)"))  # a mistake: not kept
+        assert ends == ["rollback"]
+        async with db.session(write=False) as session:  # a long read keeps its commit
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 0
+        assert ends == ["rollback", "commit"]
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await db.dispose()
