@@ -98,7 +98,7 @@ class GroupStats:
 class GroupCommit:
     """One writer task committing queued units together (SQLite); direct on PostgreSQL."""
 
-    def __init__(self, db: Database, *, max_units: int = 128, max_seconds: float = 0.003) -> None:
+    def __init__(self, db: Database, *, max_units: int = 128, max_seconds: float = 0.005) -> None:
         self.db = db
         self.max_units = max_units
         # A batch stops taking background units after this long, so that an acknowledgement
