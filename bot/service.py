@@ -972,7 +972,11 @@ class Service:
     async def _write(self, unit: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """A short write of the outbox's: on SQLite a unit of the writer's transactions, so
         that it neither takes SQLite's one write lock for a commit of its own nor waits for
-        the writer's; on PostgreSQL a transaction of its own, as everywhere there."""
+        the writer's; on PostgreSQL a transaction of its own, as everywhere there.
+
+        A pass cut off (at shutdown) once the writer has taken its claim still has the claim
+        committed: those replies stay "sending" until their lease ends, and a later pass (or
+        the next start) sends them, as after a crash."""
         if self.group.batching:
             return await self.group.run(unit)
         async with self.db.session(short=True) as session:

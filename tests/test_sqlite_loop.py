@@ -136,20 +136,35 @@ async def test_a_short_session_is_closed_in_place_and_leaves_the_pool_clean(
 
 async def test_a_short_read_ends_with_a_rollback_on_the_loop(tmp_path: Path) -> None:
     """A commit goes to the connection's thread and back; a short read has nothing to commit,
-    so it ends with a rollback, which stays on the loop. Nothing written in it is kept."""
+    so it ends with a rollback, which stays on the loop: nothing of it runs in the thread.
+    Nothing written in it is kept."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     ends: list[str] = []
+    off_the_loop: list[str] = []  # statements SQLite ran in another thread than the test's
+    loop_thread = threading.get_ident()
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def trace(dbapi_connection: Any, _record: object) -> None:
+        def seen(sql: str) -> None:
+            if threading.get_ident() != loop_thread:
+                off_the_loop.append(sql)
+
+        dbapi_connection.driver_connection._connection.set_trace_callback(seen)
+
     event.listen(db.engine.sync_engine, "commit", lambda _conn: ends.append("commit"))
     event.listen(db.engine.sync_engine, "rollback", lambda _conn: ends.append("rollback"))
     try:
         async with db.session(short=True) as session:
             await session.execute(text("CREATE TABLE t (n INTEGER)"))
         assert ends == ["commit"]
+        assert off_the_loop  # the commit, in the thread
         ends.clear()
+        off_the_loop.clear()
         async with db.session(write=False, short=True) as session:
             assert await session.scalar(text("SELECT count(*) FROM t")) == 0
             await session.execute(text("INSERT INTO t VALUES (1)"))  # a mistake: not kept
         assert ends == ["rollback"]
+        assert off_the_loop == []
         async with db.session(write=False) as session:  # a long read keeps its commit
             assert await session.scalar(text("SELECT count(*) FROM t")) == 0
         assert ends == ["rollback", "commit"]
