@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -66,7 +66,6 @@ from storage.repository import (
 )
 
 log = structlog.get_logger("tawasul")
-T = TypeVar("T")
 
 # Channels where several short replies to one message read better as one (one email, not
 # a greeting mail followed by a menu mail).
@@ -919,7 +918,12 @@ class Service:
             return await self._deliveries(tx, items)
 
         try:
-            claimed = await self._write(claim)
+            # On SQLite a unit of the writer's transactions: it neither holds SQLite's one
+            # write lock for a commit of its own nor waits for the writer's. A pass cut off
+            # (at shutdown) once the writer has taken its claim still has the claim
+            # committed: those replies stay "sending" until their lease ends, and a later
+            # pass (or the next start) sends them, as after a crash.
+            claimed = await self.group.run(claim)
         except Exception as exc:
             self._database_failed(exc)
             raise
@@ -962,25 +966,12 @@ class Service:
         errors = [r for r in results if isinstance(r, BaseException)]
         if later:
             records: list[tuple[OutboxEntry, Outcome]] = [(item, _Later()) for item in later]
-            await self._write(lambda session: self._record_all(Tx(session), records))
+            await self.group.run(lambda session: self._record_all(Tx(session), records))
         for error in errors[1:]:
             log.error("outbox.error", exc_info=error)
         if errors:
             raise errors[0]
         return sum(r for r in results if isinstance(r, int))
-
-    async def _write(self, unit: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """A short write of the outbox's: on SQLite a unit of the writer's transactions, so
-        that it neither takes SQLite's one write lock for a commit of its own nor waits for
-        the writer's; on PostgreSQL a transaction of its own, as everywhere there.
-
-        A pass cut off (at shutdown) once the writer has taken its claim still has the claim
-        committed: those replies stay "sending" until their lease ends, and a later pass (or
-        the next start) sends them, as after a crash."""
-        if self.group.batching:
-            return await self.group.run(unit)
-        async with self.db.session(short=True) as session:
-            return await unit(session)
 
     def _send_gate(self) -> asyncio.Semaphore:
         """Bounds the requests to the channels in flight, over every pass under way, not the

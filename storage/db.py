@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ class Database:
                     async with self.session() as session:
                         yield session
                     return
-                async with self._read() as session:
+                async with self._transaction(commit=False) as session:
                     yield session
             return
         if write and self._write_lock is not None:
@@ -156,8 +156,9 @@ class Database:
         return self._loop_connections and statements_on_the_loop()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction.
+    async def _transaction(self, *, commit: bool = True) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction, committed at the end; without ``commit`` (a read)
+        rolled back when the session is closed.
 
         SQLAlchemy's own ``async with`` closes a session in a task of its own, so that a
         cancellation cannot leave the closing half done; the task costs a pass of the event
@@ -165,29 +166,20 @@ class Database:
         the writer's included. Where closing waits for nothing (``_closes_in_place``), no
         cancellation can come in the middle of it, and the session is closed in place."""
         if not self._closes_in_place():
-            async with self.sessions() as session, session.begin():
+            async with self.sessions() as session, self._ending(session, commit):
                 yield session
             return
         session = self.sessions()
         try:
-            async with session.begin():
+            async with self._ending(session, commit):
                 yield session
         finally:
             await session.close()
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading only: its transaction is rolled back when it is closed
-        (closed in place as in ``_transaction``)."""
-        if not self._closes_in_place():
-            async with self.sessions() as session:
-                yield session
-            return
-        session = self.sessions()
-        try:
-            yield session
-        finally:
-            await session.close()
+    @staticmethod
+    def _ending(session: AsyncSession, commit: bool) -> AbstractAsyncContextManager[Any]:
+        """What ends the transaction: its commit, or nothing (closing rolls it back)."""
+        return session.begin() if commit else nullcontext()
 
     @asynccontextmanager
     async def quick_read(self) -> AsyncIterator[AsyncConnection]:
