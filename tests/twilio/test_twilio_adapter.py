@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
 
 from adapters.twilio import (
     BadForm,
@@ -109,6 +110,29 @@ def test_signatures_cover_the_url_and_every_value() -> None:
     assert not signature_valid("", url, form, good) and not signature_valid(
         AUTH_TOKEN, url, form, ""
     )
+    assert not signature_valid(AUTH_TOKEN, url, form, "ش" + good[1:])  # not ASCII: no error
+
+
+def test_a_valid_signature_costs_one_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature of the URL as configured is checked first; the URL with its default port
+    written out (or left out), which Twilio may have signed instead, is still accepted."""
+    url = PUBLIC_URL + "/webhooks/twilio"
+    form = FormData([("Body", "a"), ("From", "+966551234567")])
+    computed: list[str] = []
+    compute = RequestValidator.compute_signature
+
+    def counted(self: RequestValidator, uri: str, params: object, algorithm: object = None) -> str:
+        computed.append(uri)
+        return compute(self, uri, params, algorithm)
+
+    with_port = PUBLIC_URL.replace(".org", ".org:443") + "/webhooks/twilio"
+    assert with_port != url
+    good, ported, other = sign(url, form), sign(with_port, form), sign(url + "x", form)
+    monkeypatch.setattr(RequestValidator, "compute_signature", counted)
+    assert signature_valid(AUTH_TOKEN, url, form, good)
+    assert computed == [url]
+    assert signature_valid(AUTH_TOKEN, url, form, ported)
+    assert not signature_valid(AUTH_TOKEN, url, form, other)
 
 
 def test_status_callback_form() -> None:
