@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -114,11 +114,17 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):
             # The header itself, as aiohttp deprecates its ``auth`` argument.
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
             headers = {**(headers or {}), "Authorization": f"Basic {token}"}
+        body: Any = data
+        if isinstance(data, Mapping):
+            # The form encoded as aiohttp would encode the dict, without the multipart writer
+            # (and its random boundary) aiohttp builds for every dict before finding it plain.
+            body = urlencode(list(data.items()), doseq=True).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
         return await super().request(
             method,
             self.rewrite(url),
             params=params,
-            data=data,
+            data=body,
             headers=headers,
             auth=None,
             timeout=timeout,

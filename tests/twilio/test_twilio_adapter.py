@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.base.exceptions import TwilioRestException
@@ -361,6 +362,42 @@ async def test_the_client_is_pointed_at_the_configured_base() -> None:
         assert rewritten == "http://127.0.0.1:9/prefix/2010-04-01/Accounts/AC1/Messages.json?a=b"
     finally:
         await client.close()
+
+
+async def test_the_client_posts_the_form_as_twilio_reads_it() -> None:
+    """The library hands the client a dict; it goes out as a form, lists as repeated fields,
+    Arabic in UTF-8, with its content type."""
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        form = await request.post()
+        seen.append((request.content_type, [(k, str(v)) for k, v in form.items()]))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/x", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = BaseUrlHttpClient(f"http://127.0.0.1:{port}")
+    try:
+        data = {"Body": "مرحبا & أهلا = 100%", "MediaUrl": ["https://a/1", "https://a/2"]}
+        response = await client.request("POST", "https://api.twilio.com/x", data=data)
+        assert response.status_code == 200
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert seen == [
+        (
+            "application/x-www-form-urlencoded",
+            [
+                ("Body", "مرحبا & أهلا = 100%"),
+                ("MediaUrl", "https://a/1"),
+                ("MediaUrl", "https://a/2"),
+            ],
+        )
+    ]
 
 
 async def test_wrong_credentials_and_no_server_are_retried_errors(fake_twilio: FakeTwilio) -> None:
