@@ -13,20 +13,28 @@ threshold from cross-validated probabilities within those folds), so no case eve
 the decision that scores it. This is repeated with --repeats different splits and averaged.
 With --write the model and threshold are fitted the same way on all the cases and stored in
 conversations/data/faq_calibration.toml.
+
+The shipped knowledge base stores the development cases themselves (those in scope as ways of
+asking their entry, the others as out-of-scope examples), so the features are cross-fitted:
+the cases are split into --folds folds, and each fold's questions are scored by an index built
+without the texts of that fold. No question is ever scored by an index that holds it. For a
+knowledge base that holds none of the cases this is the same as one index for all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bot.faq_eval import read_cases
+from bot.faq_eval import Case, cross_fitted, read_cases
 from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
-from conversations.faq_index import FEATURES, Calibration, FaqIndex, Logistic
+from conversations.faq import FaqEntry
+from conversations.faq_index import FEATURES, Calibration, Embedder, FaqIndex, Logistic
 
 ROOT = Path(__file__).resolve().parent.parent
 Array = NDArray[np.float64]
@@ -127,6 +135,28 @@ def case_features(index: FaqIndex, texts: list[str]) -> tuple[list[str | None], 
     return tops, np.array(rows)
 
 
+def cross_fitted_features(
+    entries: Sequence[FaqEntry],
+    outside: Sequence[str],
+    embedder: Embedder,
+    cases: Sequence[Case],
+    folds: int,
+) -> tuple[list[str | None], Array]:
+    """Each case's best entry and features, from an index built without its fold's texts."""
+    # The features do not depend on the calibration: a neutral one, so that the tuner also
+    # runs when the features have changed and the stored calibration no longer fits.
+    neutral = Calibration(Logistic.constant(0.0), threshold=0.5)
+    tops: list[str | None] = [None] * len(cases)
+    rows = np.zeros((len(cases), len(FEATURES)))
+    for index, fold in cross_fitted(
+        entries, outside, embedder, cases, calibration=neutral, folds=folds
+    ):
+        found, x = case_features(index, [cases[i].text for i in fold])
+        for at, i in enumerate(fold):
+            tops[i], rows[i] = found[at], x[at]
+    return tops, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="?", default=str(ROOT / "tests/data/faq_dev.jsonl"))
@@ -137,13 +167,9 @@ def main() -> None:
     args = parser.parse_args()
     cases = read_cases(Path(args.cases))
     embedder = E5Embedder(Path(tempfile.gettempdir()) / "tawasul-test-embeddings")
-    # The features do not depend on the calibration: a neutral one, so that the tuner also
-    # runs when the features have changed and the stored calibration no longer fits.
-    neutral = Calibration(Logistic.constant(0.0), threshold=0.5)
-    index = FaqIndex(
-        read_faq(None), embedder, calibration=neutral, out_of_scope=read_out_of_scope(None)
+    tops, x = cross_fitted_features(
+        read_faq(None), read_out_of_scope(None), embedder, cases, args.folds
     )
-    tops, x = case_features(index, [c.text for c in cases])
     embedder.save()
     right = np.array([top == c.expect for top, c in zip(tops, cases, strict=True)])
     outside = np.array([c.expect is None for c in cases])

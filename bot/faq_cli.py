@@ -12,7 +12,7 @@ import click
 
 from bot import kb_edit
 from bot.config import Config
-from bot.faq_eval import CasesError, evaluate, read_cases
+from bot.faq_eval import FOLDS, CasesError, evaluate, evaluate_cross_fitted, read_cases, stored
 from bot.knowledge import E5Embedder, ensure_faq_file, read_knowledge
 from conversations.faq import FaqError
 from conversations.faq_index import FaqIndex
@@ -105,10 +105,23 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
 @click.pass_context
 def eval_command(ctx: click.Context, kb: Path | None, cases: Path, as_json: bool) -> None:
     """Measure the answers on labelled questions: failures, then a summary."""
-    index = _index(_config(ctx), kb)
+    config = _config(ctx)
     try:
-        report = evaluate(index, read_cases(cases))
-    except CasesError as exc:
+        entries, outside = read_knowledge(kb or config.knowledge.faq_path)
+        labelled = read_cases(cases)
+        embedder = E5Embedder(config.knowledge.cache_dir)
+        known = stored(entries, outside, labelled)
+        if known:
+            # Scored by the index that stores them, they would all be answered at once.
+            click.echo(
+                f"{known} of the {len(labelled)} cases are stored in the knowledge base: the "
+                f"cases are scored in {FOLDS} parts, each by an index built without its texts."
+            )
+            report = evaluate_cross_fitted(entries, outside, embedder, labelled)
+        else:
+            report = evaluate(FaqIndex(entries, embedder, out_of_scope=outside), labelled)
+        embedder.save()
+    except (CasesError, FaqError) as exc:
         raise click.ClickException(str(exc)) from None
     for failure in report.failures:
         click.echo(

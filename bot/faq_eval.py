@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conversations.faq_index import Decision, FaqIndex, Outcome
+from conversations.faq import FaqEntry
+from conversations.faq_index import Calibration, Decision, Embedder, FaqIndex, Outcome
+
+# Cases whose texts the knowledge base stores are scored in this many folds (below).
+FOLDS = 5
 
 
 class CasesError(ValueError):
@@ -91,6 +97,83 @@ def evaluate(index: FaqIndex, cases: Iterable[Case]) -> Report:
         else:
             report.unanswered_in_scope += 1
         report.failures.append(describe(case, decision))
+    return report
+
+
+def stored(entries: Sequence[FaqEntry], outside: Sequence[str], cases: Iterable[Case]) -> int:
+    """How many of the cases the knowledge base stores word for word (as ways of asking, or
+    as out-of-scope examples)."""
+    texts = {q.strip() for e in entries for qs in e.questions.values() for q in qs}
+    texts.update(q.strip() for q in outside)
+    return sum(case.text.strip() in texts for case in cases)
+
+
+def without(
+    entries: Sequence[FaqEntry], outside: Sequence[str], texts: set[str]
+) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+    """The knowledge base with none of ``texts`` among its questions or examples."""
+    kept = tuple(
+        dataclasses.replace(
+            entry,
+            questions={
+                lang: tuple(q for q in questions if q.strip() not in texts)
+                for lang, questions in entry.questions.items()
+            },
+        )
+        for entry in entries
+    )
+    return kept, tuple(q for q in outside if q.strip() not in texts)
+
+
+def cross_fitted(
+    entries: Sequence[FaqEntry],
+    outside: Sequence[str],
+    embedder: Embedder | None,
+    cases: Sequence[Case],
+    *,
+    calibration: Calibration | None = None,
+    folds: int = FOLDS,
+    seed: int = 7,
+) -> Iterator[tuple[FaqIndex, list[int]]]:
+    """For cases the knowledge base stores (taught, or the shipped development cases): the
+    cases split into ``folds``, each fold with an index built without the fold's own texts,
+    so that no case is scored by an index that holds it. Yields each index with the
+    positions of its fold's cases."""
+    order = list(range(len(cases)))
+    random.Random(seed).shuffle(order)
+    for k in range(folds):
+        fold = sorted(order[k::folds])
+        if not fold:
+            continue
+        kept, kept_outside = without(entries, outside, {cases[i].text.strip() for i in fold})
+        index = FaqIndex(kept, embedder, calibration=calibration, out_of_scope=kept_outside)
+        yield index, fold
+
+
+def evaluate_cross_fitted(
+    entries: Sequence[FaqEntry],
+    outside: Sequence[str],
+    embedder: Embedder | None,
+    cases: Sequence[Case],
+    *,
+    calibration: Calibration | None = None,
+    folds: int = FOLDS,
+) -> Report:
+    """``evaluate``, each fold of the cases scored by an index built without its texts."""
+    report = Report()
+    for index, fold in cross_fitted(
+        entries, outside, embedder, cases, calibration=calibration, folds=folds
+    ):
+        part = evaluate(index, [cases[i] for i in fold])
+        report.cases += part.cases
+        report.correct += part.correct
+        report.wrong_answers += part.wrong_answers
+        report.unanswered_in_scope += part.unanswered_in_scope
+        report.answered_out_of_scope += part.answered_out_of_scope
+        report.suggested += part.suggested
+        report.latencies_ms += part.latencies_ms
+        report.failures += part.failures
+    report.failures.sort(key=lambda failure: int(failure["line"]))
     return report
 
 

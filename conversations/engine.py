@@ -634,8 +634,11 @@ class Engine:
         referred = has_reference(text)
         decision = self.faq.decide(without_reference(text) if referred else text, lang)
         action = decision.entry.action if decision.entry is not None else None
-        if action == "status" and referred:
-            # "وين وصل طلبي SR-1448-12؟": the reference is taken from the question.
+        closest = decision.suggestions[0] if decision.suggestions else None
+        if referred and "status" in (action, closest.action if closest else None):
+            # "وين وصل طلبي SR-1448-12؟": the reference is taken from the question. A
+            # request's reference in it makes a question closest to the status check that
+            # check, even when the words alone would only offer it among choices.
             return await self._check_reference(msg, ctx, port, None)
         if action:
             return await self._menu_pick(action, ctx, port)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from bot.faq_eval import Case, cross_fitted, evaluate, evaluate_cross_fitted, stored, without
 from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
 from conversations import faq_index
@@ -173,6 +174,36 @@ def test_the_shipped_calibration_matches_the_features() -> None:
         Calibration.from_mapping({"features": ["score"], "intercept": 0, "threshold": 0.5})
 
 
+def test_cases_the_knowledge_base_stores_are_scored_without_their_own_text() -> None:
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    stored_question = entries[0].questions["ar"][0]
+    cases = [
+        Case(stored_question, entries[0].id, 1),
+        Case("سؤال لا يعرفه احد", None, 2),
+        Case("المخزن في الامثله", None, 3),
+    ]
+    outside = ("المخزن في الامثله", "مثال اخر")
+    assert stored(entries, outside, cases) == 2
+    kept, kept_outside = without(entries, outside, {stored_question, "المخزن في الامثله"})
+    assert stored_question not in kept[0].questions["ar"]
+    assert kept[0].questions["ar"] == entries[0].questions["ar"][1:]
+    assert kept_outside == ("مثال اخر",)
+    seen: list[int] = []
+    for index, fold in cross_fitted(entries, outside, None, cases, folds=2):
+        seen += fold
+        for i in fold:
+            held = {q for e in index.entries for qs in e.questions.values() for q in qs}
+            assert cases[i].text not in held
+    assert sorted(seen) == [0, 1, 2]
+    # Scored as stored, the first case is answered at once; cross-fitted, it is not.
+    sure = _calibration(5.0)
+    plain = evaluate(FaqIndex(entries, calibration=sure, out_of_scope=outside), cases[:1])
+    assert plain.correct == 1
+    fitted = evaluate_cross_fitted(entries, outside, None, cases, calibration=sure, folds=3)
+    assert fitted.cases == 3
+    assert [f["line"] for f in fitted.failures] == sorted(f["line"] for f in fitted.failures)
+
+
 def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
     run_cli(tmp_path, "db", "upgrade")
     asked = json.loads(run_cli(tmp_path, "faq", "ask", "ابي اتطوع معكم", "--json").stdout)
@@ -204,6 +235,12 @@ def test_ask_eval_misses_and_teach_from_the_cli(tmp_path: Path) -> None:
     assert json.loads(run_cli(tmp_path, "faq", "misses", "--json").stdout) == []
     taught = json.loads(run_cli(tmp_path, "faq", "ask", "كيكي بوبو زززز", "--json").stdout)
     assert taught["answer"] == "volunteering"
+    # Evaluated on a question it stores, the knowledge base would answer it at once: it is
+    # scored by an index built without it, and says so.
+    cases.write_text('{"text": "كيكي بوبو زززز", "expect": "volunteering"}\n', "utf-8")
+    result = run_cli(tmp_path, "faq", "eval", "--cases", str(cases), "--json")
+    assert "1 of the 1 cases are stored in the knowledge base" in result.stdout
+    assert json.loads(result.stdout.splitlines()[-1])["accuracy"] == 0.0
 
 
 def test_misses_on_a_database_not_yet_upgraded_say_what_to_do(tmp_path: Path) -> None:

@@ -64,8 +64,12 @@ async def cli(tmp: Path, env: dict[str, str], *args: str, check: bool = True) ->
 
 
 async def stored(service: Service) -> tuple[int, int]:
+    """The inbound messages stored, and the replies queued (the bot's replies are messages
+    too, stored as soon as the step ran, which may be before or after this is read)."""
     async with service.db.session(write=False) as session:
-        messages = await session.scalar(select(func.count()).select_from(Message))
+        messages = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
         replies = await session.scalar(select(func.count()).select_from(OutboxItem))
     return int(messages or 0), int(replies or 0)
 
