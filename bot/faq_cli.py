@@ -12,7 +12,15 @@ import click
 
 from bot import kb_edit
 from bot.config import Config
-from bot.faq_eval import FOLDS, CasesError, evaluate, evaluate_cross_fitted, read_cases, stored
+from bot.faq_eval import (
+    FOLDS,
+    CasesError,
+    cross_fitted,
+    evaluate,
+    evaluate_folds,
+    read_cases,
+    stored,
+)
 from bot.knowledge import E5Embedder, ensure_faq_file, read_knowledge
 from conversations.faq import FaqError
 from conversations.faq_index import FaqIndex
@@ -117,7 +125,7 @@ def eval_command(ctx: click.Context, kb: Path | None, cases: Path, as_json: bool
                 f"{known} of the {len(labelled)} cases are stored in the knowledge base: the "
                 f"cases are scored in {FOLDS} parts, each by an index built without its texts."
             )
-            report = evaluate_cross_fitted(entries, outside, embedder, labelled)
+            report = evaluate_folds(cross_fitted(entries, outside, embedder, labelled), labelled)
         else:
             report = evaluate(FaqIndex(entries, embedder, out_of_scope=outside), labelled)
         embedder.save()

@@ -150,20 +150,10 @@ def cross_fitted(
         yield index, fold
 
 
-def evaluate_cross_fitted(
-    entries: Sequence[FaqEntry],
-    outside: Sequence[str],
-    embedder: Embedder | None,
-    cases: Sequence[Case],
-    *,
-    calibration: Calibration | None = None,
-    folds: int = FOLDS,
-) -> Report:
-    """``evaluate``, each fold of the cases scored by an index built without its texts."""
+def evaluate_folds(folds: Iterable[tuple[FaqIndex, list[int]]], cases: Sequence[Case]) -> Report:
+    """``evaluate`` over folds of the cases, each scored by its own index (``cross_fitted``)."""
     report = Report()
-    for index, fold in cross_fitted(
-        entries, outside, embedder, cases, calibration=calibration, folds=folds
-    ):
+    for index, fold in folds:
         part = evaluate(index, [cases[i] for i in fold])
         report.cases += part.cases
         report.correct += part.correct

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from bot.faq_eval import Case, cross_fitted, evaluate, evaluate_cross_fitted, stored, without
+from bot.faq_eval import Case, cross_fitted, evaluate, evaluate_folds, stored, without
 from bot.knowledge import Knowledge, read_out_of_scope
 from bot.service import Service
 from conversations import faq_index
@@ -199,7 +199,8 @@ def test_cases_the_knowledge_base_stores_are_scored_without_their_own_text() -> 
     sure = _calibration(5.0)
     plain = evaluate(FaqIndex(entries, calibration=sure, out_of_scope=outside), cases[:1])
     assert plain.correct == 1
-    fitted = evaluate_cross_fitted(entries, outside, None, cases, calibration=sure, folds=3)
+    folds = cross_fitted(entries, outside, None, cases, calibration=sure, folds=3)
+    fitted = evaluate_folds(folds, cases)
     assert fitted.cases == 3
     assert [f["line"] for f in fitted.failures] == sorted(f["line"] for f in fitted.failures)
 

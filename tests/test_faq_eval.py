@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.faq_eval import evaluate, evaluate_cross_fitted, read_cases
+from bot.faq_eval import cross_fitted, evaluate, evaluate_folds, read_cases
 from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
 from conversations.faq_index import FaqIndex
 from tests.conftest import EMBEDDING_CACHE
@@ -48,7 +48,7 @@ def test_development_figures_hold() -> None:
     embedder = E5Embedder(EMBEDDING_CACHE)
     cases = read_cases(DATA / "faq_dev.jsonl")
     entries, outside = read_faq(None), read_out_of_scope(None)
-    figures = evaluate_cross_fitted(entries, outside, embedder, cases).summary()
+    figures = evaluate_folds(cross_fitted(entries, outside, embedder, cases), cases).summary()
     embedder.save()
     assert figures["cases"] == 4606
     assert figures["accuracy"] >= 0.60
