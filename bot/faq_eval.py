@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from conversations.faq import FaqEntry
-from conversations.faq_index import Calibration, Decision, Embedder, FaqIndex, Outcome
+from conversations.faq_index import (
+    Calibration,
+    Decision,
+    Embedder,
+    FaqIndex,
+    Outcome,
+    exact_form,
+)
 
 # Cases whose texts the knowledge base stores are scored in this many folds (below).
 FOLDS = 5
@@ -101,28 +108,32 @@ def evaluate(index: FaqIndex, cases: Iterable[Case]) -> Report:
 
 
 def stored(entries: Sequence[FaqEntry], outside: Sequence[str], cases: Iterable[Case]) -> int:
-    """How many of the cases the knowledge base stores word for word (as ways of asking, or
-    as out-of-scope examples)."""
-    texts = {q.strip() for e in entries for qs in e.questions.values() for q in qs}
-    texts.update(q.strip() for q in outside)
-    return sum(case.text.strip() in texts for case in cases)
+    """How many of the cases the knowledge base would answer by an exact match: stored as
+    they are written (normalised, greetings aside), as ways of asking or as out-of-scope
+    examples."""
+    forms = {exact_form(q) for e in entries for qs in e.questions.values() for q in qs}
+    forms.update(exact_form(q) for q in outside)
+    forms.discard("")
+    return sum(exact_form(case.text) in forms for case in cases)
 
 
 def without(
-    entries: Sequence[FaqEntry], outside: Sequence[str], texts: set[str]
+    entries: Sequence[FaqEntry], outside: Sequence[str], texts: Iterable[str]
 ) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
-    """The knowledge base with none of ``texts`` among its questions or examples."""
+    """The knowledge base with nothing written as one of ``texts`` (as the exact match
+    compares them) among its questions or examples."""
+    forms = {exact_form(t) for t in texts} - {""}
     kept = tuple(
         dataclasses.replace(
             entry,
             questions={
-                lang: tuple(q for q in questions if q.strip() not in texts)
+                lang: tuple(q for q in questions if exact_form(q) not in forms)
                 for lang, questions in entry.questions.items()
             },
         )
         for entry in entries
     )
-    return kept, tuple(q for q in outside if q.strip() not in texts)
+    return kept, tuple(q for q in outside if exact_form(q) not in forms)
 
 
 def cross_fitted(
@@ -145,7 +156,7 @@ def cross_fitted(
         fold = sorted(order[k::folds])
         if not fold:
             continue
-        kept, kept_outside = without(entries, outside, {cases[i].text.strip() for i in fold})
+        kept, kept_outside = without(entries, outside, [cases[i].text for i in fold])
         index = FaqIndex(kept, embedder, calibration=calibration, out_of_scope=kept_outside)
         yield index, fold
 

@@ -223,6 +223,12 @@ def exact_key(normalized: str) -> str:
     return " ".join(squeeze(w) for w in normalized.split() if w not in GREETINGS)
 
 
+def exact_form(text: str) -> str:
+    """A question as the exact match compares it: Arabizi spelt in Arabic letters, then
+    normalised and keyed by ``exact_key``."""
+    return exact_key(normalize_arabic(matchable(text)))
+
+
 def per_entry(combined: NDArray[np.floating], starts: NDArray[np.intp]) -> NDArray[np.floating]:
     """An entry's score from its questions': its best, with a quarter of the weight moved
     to its second best (0.75 best + 0.25 second).
@@ -562,7 +568,7 @@ class FaqIndex:
         ranked, features = self._ranked(text, 5)
         if not ranked or features is None:
             return Decision(Outcome.NONE, lang, ())
-        owner = self.exact.get(exact_key(normalize_arabic(matchable(text))))
+        owner = self.exact.get(exact_form(text))
         if owner is not None and owner < len(self.entries):
             entry = self.entries[owner]
             first = next((s for s in ranked if s.entry.id == entry.id), None)

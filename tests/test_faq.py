@@ -188,6 +188,10 @@ def test_cases_the_knowledge_base_stores_are_scored_without_their_own_text() -> 
     assert stored_question not in kept[0].questions["ar"]
     assert kept[0].questions["ar"] == entries[0].questions["ar"][1:]
     assert kept_outside == ("مثال اخر",)
+    # As the exact match compares them: greetings, hamzas and punctuation aside.
+    variant = "السلام عليكم " + stored_question.replace("أ", "ا").rstrip("؟")
+    assert variant != stored_question and stored(entries, (), [Case(variant, None, 4)]) == 1
+    assert stored_question not in without(entries, (), [variant])[0][0].questions["ar"]
     seen: list[int] = []
     for index, fold in cross_fitted(entries, outside, None, cases, folds=2):
         seen += fold
