@@ -12,17 +12,9 @@ import click
 
 from bot import kb_edit
 from bot.config import Config
-from bot.faq_eval import (
-    FOLDS,
-    CasesError,
-    cross_fitted,
-    evaluate,
-    evaluate_folds,
-    read_cases,
-    stored,
-)
+from bot.faq_eval import FOLDS, CasesError, measure, read_cases
 from bot.knowledge import E5Embedder, ensure_faq_file, read_knowledge
-from conversations.faq import FaqError
+from conversations.faq import FaqEntry, FaqError
 from conversations.faq_index import FaqIndex
 
 
@@ -31,11 +23,16 @@ def _config(ctx: click.Context) -> Config:
     return state.config  # type: ignore[no-any-return]
 
 
-def _index(config: Config, kb: Path | None) -> FaqIndex:
+def _knowledge(config: Config, kb: Path | None) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+    """The entries and out-of-scope examples of ``kb``, else of the configured file."""
     try:
-        entries, outside = read_knowledge(kb or config.knowledge.faq_path)
+        return read_knowledge(kb or config.knowledge.faq_path)
     except FaqError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _index(config: Config, kb: Path | None) -> FaqIndex:
+    entries, outside = _knowledge(config, kb)
     embedder = E5Embedder(config.knowledge.cache_dir)
     index = FaqIndex(entries, embedder, out_of_scope=outside)
     embedder.save()
@@ -114,23 +111,20 @@ def ask(ctx: click.Context, text: str, kb: Path | None, as_json: bool) -> None:
 def eval_command(ctx: click.Context, kb: Path | None, cases: Path, as_json: bool) -> None:
     """Measure the answers on labelled questions: failures, then a summary."""
     config = _config(ctx)
+    entries, outside = _knowledge(config, kb)
+    embedder = E5Embedder(config.knowledge.cache_dir)
     try:
-        entries, outside = read_knowledge(kb or config.knowledge.faq_path)
         labelled = read_cases(cases)
-        embedder = E5Embedder(config.knowledge.cache_dir)
-        known = stored(entries, outside, labelled)
-        if known:
-            # Scored by the index that stores them, they would all be answered at once.
-            click.echo(
-                f"{known} of the {len(labelled)} cases are stored in the knowledge base: the "
-                f"cases are scored in {FOLDS} parts, each by an index built without its texts."
-            )
-            report = evaluate_folds(cross_fitted(entries, outside, embedder, labelled), labelled)
-        else:
-            report = evaluate(FaqIndex(entries, embedder, out_of_scope=outside), labelled)
-        embedder.save()
-    except (CasesError, FaqError) as exc:
+        report, known = measure(entries, outside, embedder, labelled)
+    except CasesError as exc:
         raise click.ClickException(str(exc)) from None
+    embedder.save()
+    if known:
+        # Scored by the index that stores them, they would all be answered at once.
+        click.echo(
+            f"{known} of the {len(labelled)} cases are stored in the knowledge base: the "
+            f"cases are scored in {FOLDS} parts, each by an index built without its texts."
+        )
     for failure in report.failures:
         click.echo(
             f"line {failure['line']}: expected {failure['expect'] or 'no answer'}, got "

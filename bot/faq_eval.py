@@ -178,6 +178,21 @@ def evaluate_folds(folds: Iterable[tuple[FaqIndex, list[int]]], cases: Sequence[
     return report
 
 
+def measure(
+    entries: Sequence[FaqEntry],
+    outside: Sequence[str],
+    embedder: Embedder | None,
+    cases: Sequence[Case],
+) -> tuple[Report, int]:
+    """How the knowledge base does on the cases, and how many of them it stores: with any
+    stored, every case is scored cross-fitted (``cross_fitted``), since an index holding one
+    would answer it at once; otherwise by one index."""
+    known = stored(entries, outside, cases)
+    if known:
+        return evaluate_folds(cross_fitted(entries, outside, embedder, cases), cases), known
+    return evaluate(FaqIndex(entries, embedder, out_of_scope=outside), cases), 0
+
+
 def describe(case: Case, decision: Decision) -> dict[str, Any]:
     return {
         "line": case.line,
