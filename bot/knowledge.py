@@ -25,6 +25,8 @@ log = structlog.get_logger("tawasul.knowledge")
 
 # Embedding at least this many questions at once (a first start) is announced: it takes a while.
 SLOW_START_QUESTIONS = 500
+# A call embedding this many texts or more (a knowledge base) shares its vectors with the cache.
+SHARED_ROWS = 64
 # The vectors of the shipped knowledge base's questions, so that a first start need not embed
 # them (written by `make faq-embeddings`, checked against the model before use).
 SEED = resources.files("conversations") / "data" / "faq_embeddings.npz"
@@ -100,7 +102,7 @@ class E5Embedder:
         self.pinning = True
         self._cache_lock = threading.Lock()
         self._dirty = False
-        self._seed: dict[str, Vector] | None = None if seed else {}
+        self._use_seed = seed
         if self.path is not None and self.path.exists():
             try:
                 with np.load(self.path) as data:
@@ -152,13 +154,32 @@ class E5Embedder:
         vectors_found = [v for v in found if v is not None]
         if len(vectors_found) < len(keys):  # dropped by another thread meanwhile: once more
             return self.embed(texts)
-        return np.stack(vectors_found) if keys else np.zeros((0, 384), np.float32)
+        if not keys:
+            return np.zeros((0, 384), np.float32)
+        stacked = np.stack(vectors_found)
+        if self.pinning and len(keys) >= SHARED_ROWS:
+            # A knowledge base's vectors, which its index keeps: the cache holds rows of the
+            # array returned rather than its own copies, so they are in memory once (and the
+            # array the cache was read into, or the shipped vectors, can go).
+            stacked.flags.writeable = False
+            with self._cache_lock:
+                for k, row in zip(keys, stacked, strict=True):
+                    if k in self.cache:
+                        self.cache[k] = row
+                # Questions of other knowledge bases (since edited, or sharing the folder)
+                # get an array of their own, so that none holds on to the one read.
+                here = set(keys)
+                others = [k for k in self.pinned if k not in here and k in self.cache]
+                if others:
+                    rest = np.stack([self.cache[k] for k in others])
+                    self.cache.update(zip(others, rest, strict=True))
+        return stacked
 
     def _from_seed(self, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Take what the shipped vectors hold of ``missing``; the rest, still to embed."""
-        if self._seed is None:
-            self._seed = self._read_seed()
-        seed = self._seed
+        # Read afresh each time (a first start, or a new knowledge base), not kept: the rows
+        # taken go to the cache and the rest would only hold memory.
+        seed = self._read_seed() if self._use_seed else {}
         if not seed:
             return missing
         with self._cache_lock:

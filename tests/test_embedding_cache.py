@@ -49,6 +49,28 @@ def test_a_serving_knowledge_base_pins_only_its_own_questions(tmp_path: Path) ->
     assert embedder.pinned == pinned and len(embedder.recent) == 1
 
 
+def test_the_index_and_the_cache_hold_the_knowledge_bases_vectors_once(tmp_path: Path) -> None:
+    from bot.knowledge import Knowledge
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, knowledge={"cache_dir": tmp_path / "cache"}).knowledge
+    for start in ("first", "again"):  # from the shipped vectors, then from the cache on disk
+        knowledge = Knowledge(config)
+        embedder, vectors = knowledge.embedder, knowledge.index.vectors
+        assert embedder is not None and vectors is not None
+        assert not vectors.flags.writeable  # the cache's rows cannot be changed through it
+        rows = [embedder.cache[k] for k in embedder.pinned]
+        shared = sum(np.shares_memory(row, vectors) for row in rows)
+        assert shared > 0.9 * len(vectors), start  # (a wording stored twice is one row)
+        # Nothing else is held but the vectors of the questions no longer in the file.
+        rest = [row for row in rows if not np.shares_memory(row, vectors)]
+        held = {id(row.base): row.base for row in rest if row.base is not None}
+        assert sum(len(base) for base in held.values()) <= len(rest), start
+        embedder.pinning = True  # a question of an earlier version of the file
+        embedder.embed(["سؤال كان في الملف ثم حذف"])
+        embedder.save()
+
+
 def test_a_start_that_must_embed_many_questions_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
