@@ -80,8 +80,11 @@ class E5Embedder:
 
     VERSION = "e5-small-q4-query-v1"
     # Questions beneficiaries asked stay in memory (about 2 KB each) up to this many, the
-    # least recently asked going first; the knowledge base's own questions always stay.
-    RECENT = 20_000
+    # least recently asked going first; the knowledge base's own questions always stay. A
+    # question is embedded just before it is matched, and a question asked again in the same
+    # words finds its decision remembered by the index (faq_index.DECISIONS_KEPT): the vectors
+    # need only outlive that short wait (20,000 would hold 40 MB).
+    RECENT = 4096
 
     def __init__(self, cache_dir: Path | None, *, recent: int = RECENT, seed: bool = True) -> None:
         """``seed``: on a first start, take the shipped knowledge base's vectors from ``SEED``
