@@ -81,9 +81,10 @@ def read_cases(path: Path) -> list[Case]:
     return cases
 
 
-def evaluate(index: FaqIndex, cases: Iterable[Case]) -> Report:
+def evaluate(index: FaqIndex, cases: Iterable[Case], report: Report | None = None) -> Report:
+    """How the index decides the cases, counted in ``report`` (a new one by default)."""
     known = {e.id for e in index.entries}
-    report = Report()
+    report = report if report is not None else Report()
     for case in cases:
         if case.expect is not None and case.expect not in known:
             raise CasesError(f"line {case.line}: no knowledge-base entry {case.expect!r}")
@@ -165,15 +166,7 @@ def evaluate_folds(folds: Iterable[tuple[FaqIndex, list[int]]], cases: Sequence[
     """``evaluate`` over folds of the cases, each scored by its own index (``cross_fitted``)."""
     report = Report()
     for index, fold in folds:
-        part = evaluate(index, [cases[i] for i in fold])
-        report.cases += part.cases
-        report.correct += part.correct
-        report.wrong_answers += part.wrong_answers
-        report.unanswered_in_scope += part.unanswered_in_scope
-        report.answered_out_of_scope += part.answered_out_of_scope
-        report.suggested += part.suggested
-        report.latencies_ms += part.latencies_ms
-        report.failures += part.failures
+        evaluate(index, [cases[i] for i in fold], report)
     report.failures.sort(key=lambda failure: int(failure["line"]))
     return report
 
