@@ -7,6 +7,13 @@ conversations/faq_index.FEATURES) and whether the best entry is the right one. T
 a small logistic model over those features (numpy, L2-regularised) and an answer threshold:
 the highest accuracy whose share of wrong answers stays at most --max-wrong.
 
+Before the decision, the ten best entries of the ranking are ordered again by a reranker: a
+conditional logit (a softmax over the candidates) over what each of them has for the
+question (conversations/faq_index.CANDIDATE_FEATURES), fitted on the cases in scope whose
+right entry is among the ten. Its probability for the entry it puts first, and that less its
+second's, are two of the decision's features; those the decision is fitted on come from
+rerankers fitted without the case (five folds), as they would for a new question.
+
 The figures it prints are cross-validated twice over: the cases are split into --folds folds,
 and each fold is scored by a model and a threshold chosen on the other folds only (the
 threshold from cross-validated probabilities within those folds), so no case ever has a say in
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +42,34 @@ from numpy.typing import NDArray
 from bot.faq_eval import Case, cross_fitted, read_cases
 from bot.knowledge import E5Embedder, read_faq, read_out_of_scope
 from conversations.faq import FaqEntry
-from conversations.faq_index import FEATURES, Calibration, Embedder, FaqIndex, Logistic
+from conversations.faq_index import (
+    CANDIDATE_FEATURES,
+    FEATURES,
+    Calibration,
+    Embedder,
+    Logistic,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 Array = NDArray[np.float64]
 Bools = NDArray[np.bool_]
 Model = tuple[Array, Array, Array]
 Decision = tuple[Model, Model]  # P(in scope), P(best entry right | in scope)
+Reranker = tuple[Array, Array, Array]  # coef, mean, scale
+
+
+@dataclass
+class Found:
+    """What the matcher finds for each case: the candidates' features (cases x candidates x
+    CANDIDATE_FEATURES), which candidate is the expected entry, and the decision's features
+    but the reranker's two."""
+
+    rows: Array
+    labels: Bools
+    base: Array
+
+    def take(self, which: Bools | NDArray[np.intp]) -> Found:
+        return Found(self.rows[which], self.labels[which], self.base[which])
 
 
 def fit(x: Array, y: Array, l2: float = 1.0) -> Model:
@@ -85,7 +114,7 @@ def outcome(answered: Bools, right: Bools, outside: Bools) -> tuple[float, float
 THRESHOLDS = np.round(np.arange(0.30, 0.995, 0.005), 3)
 
 
-def choose(
+def choose_decision(
     x: Array, right: Bools, outside: Bools, max_wrong: float, seed: int, folds: int
 ) -> tuple[Decision, float]:
     """The decision fitted on these cases, and the threshold chosen on their cross-validated
@@ -104,57 +133,113 @@ def choose(
     return fit_decision(x, right, outside), threshold
 
 
+def fit_reranker(rows: Array, labels: Bools, l2: float = 1.0) -> Reranker:
+    """The conditional logit by Newton's method on standardised features, fitted on the cases
+    whose right entry is among the candidates."""
+    flat = rows.reshape(-1, rows.shape[2])
+    mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    has = labels.any(axis=1)
+    z, y = (rows[has] - mean) / scale, labels[has].astype(np.float64)
+    w = np.zeros(z.shape[2])
+    for _ in range(50):
+        p = rerank_probabilities((w, np.zeros_like(mean), np.ones_like(scale)), z)
+        expected = np.einsum("nk,nkf->nf", p, z)
+        grad = (expected - np.einsum("nk,nkf->nf", y, z)).sum(axis=0) + l2 * w
+        hess = np.einsum("nk,nkf,nkg->fg", p, z, z) - expected.T @ expected
+        step = np.linalg.solve(hess + l2 * np.eye(len(w)), grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w, mean, scale
+
+
+def rerank_probabilities(reranker: Reranker, rows: Array) -> Array:
+    w, mean, scale = reranker
+    logits = ((rows - mean) / scale) @ w
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities: Array = weights / weights.sum(axis=1, keepdims=True)
+    return probabilities
+
+
+def decision_inputs(probabilities: Array, found: Found) -> tuple[Array, Bools]:
+    """The decision's features (as ``Candidates.reranked`` makes them) and whether the entry
+    the reranker puts first is the right one."""
+    ordered = -np.sort(-probabilities, axis=1)
+    lead = ordered[:, 0] - (ordered[:, 1] if ordered.shape[1] > 1 else 0.0)
+    first = probabilities.argmax(axis=1)
+    right = found.labels[np.arange(len(first)), first]
+    return np.c_[found.base, ordered[:, 0], lead], right
+
+
+def out_of_fold(found: Found, folds: int, seed: int) -> Array:
+    """Each case's reranker probabilities from a reranker fitted without its fold."""
+    split = np.random.default_rng(seed).permutation(len(found.rows)) % folds
+    probabilities = np.zeros(found.labels.shape)
+    for k in range(folds):
+        train = split != k
+        reranker = fit_reranker(found.rows[train], found.labels[train])
+        probabilities[~train] = rerank_probabilities(reranker, found.rows[~train])
+    return probabilities
+
+
+def choose(
+    found: Found, outside: Bools, max_wrong: float, seed: int, folds: int
+) -> tuple[Reranker, Decision, float]:
+    """The reranker and the decision fitted on these cases, the decision on the reranker's
+    out-of-fold probabilities, and its threshold."""
+    x, right = decision_inputs(out_of_fold(found, folds, seed), found)
+    decision, threshold = choose_decision(x, right, outside, max_wrong, seed, folds)
+    return fit_reranker(found.rows, found.labels), decision, threshold
+
+
 def cross_validated(
-    x: Array, right: Bools, outside: Bools, max_wrong: float, folds: int, repeats: int
-) -> tuple[float, float, Bools]:
-    """Accuracy and wrong answers, each fold scored by a decision chosen without it; and
-    which cases the last split answered."""
+    found: Found, outside: Bools, max_wrong: float, folds: int, repeats: int
+) -> tuple[float, float, int]:
+    """Accuracy and wrong answers, each fold scored by a reranker and a decision chosen
+    without it; and for how many cases in scope the reranked first entry was right (the last
+    split)."""
     figures = []
-    answered = np.zeros(len(x), dtype=bool)
+    right = np.zeros(len(outside), dtype=bool)
     for seed in range(repeats):
-        split = np.random.default_rng(seed).permutation(len(x)) % folds
-        answered = np.zeros(len(x), dtype=bool)
+        split = np.random.default_rng(seed).permutation(len(outside)) % folds
+        answered = np.zeros(len(outside), dtype=bool)
+        right = np.zeros(len(outside), dtype=bool)
         for k in range(folds):
             train, test = split != k, split == k
-            decision, threshold = choose(
-                x[train], right[train], outside[train], max_wrong, 100 + seed, folds
+            reranker, decision, threshold = choose(
+                found.take(train), outside[train], max_wrong, 100 + seed, folds
             )
-            answered[test] = probability(decision, x[test]) >= threshold
+            part = found.take(test)
+            x, right[test] = decision_inputs(rerank_probabilities(reranker, part.rows), part)
+            answered[test] = probability(decision, x) >= threshold
         figures.append(outcome(answered, right, outside))
     accuracy, wrong = np.mean(figures, axis=0)
-    return float(accuracy), float(wrong), answered
+    return float(accuracy), float(wrong), int((right & ~outside).sum())
 
 
-def case_features(index: FaqIndex, texts: list[str]) -> tuple[list[str | None], Array]:
-    tops, rows = [], []
-    for text in texts:
-        top, features = index.features(text)
-        assert features is not None
-        tops.append(top)
-        rows.append(features)
-    return tops, np.array(rows)
-
-
-def cross_fitted_features(
+def cross_fitted_candidates(
     entries: Sequence[FaqEntry],
     outside: Sequence[str],
     embedder: Embedder,
     cases: Sequence[Case],
     folds: int,
-) -> tuple[list[str | None], Array]:
-    """Each case's best entry and features, from an index built without its fold's texts."""
-    # The features do not depend on the calibration: a neutral one, so that the tuner also
+) -> Found:
+    """What the matcher finds for each case, from an index built without its fold's texts."""
+    # The candidates do not depend on the calibration: a neutral one, so that the tuner also
     # runs when the features have changed and the stored calibration no longer fits.
     neutral = Calibration(Logistic.constant(0.0), threshold=0.5)
-    tops: list[str | None] = [None] * len(cases)
-    rows = np.zeros((len(cases), len(FEATURES)))
+    rows: list[Array] = [np.zeros(0)] * len(cases)
+    labels: list[Bools] = [np.zeros(0, dtype=bool)] * len(cases)
+    base = np.zeros((len(cases), len(FEATURES) - 2))
     for index, fold in cross_fitted(
         entries, outside, embedder, cases, calibration=neutral, folds=folds
     ):
-        found, x = case_features(index, [cases[i].text for i in fold])
-        for at, i in enumerate(fold):
-            tops[i], rows[i] = found[at], x[at]
-    return tops, rows
+        for i in fold:
+            found = index.candidates(cases[i].text)
+            assert found is not None
+            rows[i], base[i] = found.rows, found.base
+            labels[i] = np.array([s.entry.id == cases[i].expect for s in found.scored])
+    return Found(np.stack(rows), np.stack(labels), base)
 
 
 def main() -> None:
@@ -167,32 +252,39 @@ def main() -> None:
     args = parser.parse_args()
     cases = read_cases(Path(args.cases))
     embedder = E5Embedder(Path(tempfile.gettempdir()) / "tawasul-test-embeddings")
-    tops, x = cross_fitted_features(
+    found = cross_fitted_candidates(
         read_faq(None), read_out_of_scope(None), embedder, cases, args.folds
     )
     embedder.save()
-    right = np.array([top == c.expect for top, c in zip(tops, cases, strict=True)])
     outside = np.array([c.expect is None for c in cases])
-    accuracy, wrong, _ = cross_validated(
-        x, right, outside, args.max_wrong, args.folds, args.repeats
+    accuracy, wrong, reranked = cross_validated(
+        found, outside, args.max_wrong, args.folds, args.repeats
     )
     print(
         f"{len(cases)} development cases ({int(outside.sum())} out of scope); best entry right "
-        f"for {int(right.sum())} of {int((~outside).sum())} in scope. {args.folds}-fold "
-        f"cross-validated over {args.repeats} splits: accuracy {accuracy:.3f}, "
-        f"wrong answers {wrong:.3f}"
+        f"for {int(found.labels[:, 0].sum())} of {int((~outside).sum())} in scope, "
+        f"{reranked} once reranked (cross-validated). {args.folds}-fold cross-validated over "
+        f"{args.repeats} splits: accuracy {accuracy:.3f}, wrong answers {wrong:.3f}"
     )
-    (scope, right_model), threshold = choose(x, right, outside, args.max_wrong, 100, args.folds)
+    reranker, (scope, right_model), threshold = choose(
+        found, outside, args.max_wrong, 100, args.folds
+    )
     print(f"fitted on all the cases: answer at probability {threshold:.3f}")
     print(f"  {'feature':<16} {'in scope':>9} {'right':>9}")
     for name, a, b in zip(FEATURES, scope[0][1:], right_model[0][1:], strict=True):
         print(f"  {name:<16} {a:+9.3f} {b:+9.3f}")
+    print(f"  {'candidate':<16} {'rerank':>9}")
+    for name, c in zip(CANDIDATE_FEATURES, reranker[0], strict=True):
+        print(f"  {name:<16} {c:+9.3f}")
     if args.write:
         path = ROOT / "conversations/data/faq_calibration.toml"
         fmt = ", ".join
 
         def numbers(values: Array) -> str:
             return f"[{fmt(f'{v:.6g}' for v in values)}]"
+
+        def names(values: Sequence[str]) -> str:
+            return f"[{fmt(repr(n).replace(chr(39), chr(34)) for n in values)}]"
 
         def model(m: Model) -> str:
             w, mean, scale = m
@@ -210,8 +302,16 @@ def main() -> None:
             f"wrong answers {wrong:.3f}).\n"
             "# P(answer right) = P(in scope) x P(best entry right | in scope); the first model\n"
             "# is [in_scope], the second the top-level intercept, mean, scale and coef.\n"
-            f"features = [{fmt(repr(n).replace(chr(39), chr(34)) for n in FEATURES)}]\n"
-            f"threshold = {threshold:.3f}\n" + model(right_model) + "\n[in_scope]\n" + model(scope),
+            "# [rerank] orders the best entries again (a softmax over them of coef . (x - mean)\n"
+            "# / scale).\n"
+            f"features = {names(FEATURES)}\n"
+            f"threshold = {threshold:.3f}\n"
+            + model(right_model)
+            + "\n[in_scope]\n"
+            + model(scope)
+            + f"\n[rerank]\nfeatures = {names(CANDIDATE_FEATURES)}\n"
+            f"mean = {numbers(reranker[1])}\nscale = {numbers(reranker[2])}\n"
+            f"coef = {numbers(reranker[0])}\n",
             "utf-8",
         )
         print(f"written {path.relative_to(ROOT)}")

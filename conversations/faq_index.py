@@ -103,6 +103,31 @@ FEATURES = (
     "classifier_lead",  # ... less its best score for any other entry (or out of scope)
     "outside",  # the best out-of-scope example's score less the best entry's (-1: none)
     "outside_class",  # the classifier's score for out of scope (0: no examples)
+    "rerank",  # the reranker's probability for the entry it puts first
+    "rerank_lead",  # ... less its probability for the second
+)
+
+# The best entries by the ranking's score are ordered again by a small model (``Reranker``)
+# over what each of them has for the question: this many of them.
+RERANKED = 10
+# How many stored texts closest to the question the "near_" features look at.
+NEIGHBOURS = 10
+
+CANDIDATE_FEATURES = (
+    "total",  # the ranking's score (below)
+    "similar",  # its part from the closest stored texts (0.75 best + 0.25 second)
+    "covered",  # share of the question's words found in the entry's wording
+    "classifier",  # the entry classifier's score
+    "dense",  # the embedding cosine of the entry's closest text (raw)
+    "chars",  # the best character n-gram cosine of its texts
+    "words",  # the best word cosine of its texts
+    "near_dense",  # share of the texts closest by embedding that are the entry's
+    "near_combined",  # ... closest by the combined score
+    "dense_top3",  # mean embedding cosine of the entry's three closest texts
+    "rank",  # its place in the ranking (0: first)
+    "classifier_rank",  # its place by the classifier's score alone
+    "dense_rank",  # ... by its closest text's embedding cosine alone
+    "texts",  # log of the number of its texts
 )
 
 
@@ -128,6 +153,23 @@ class Logistic:
 
 
 @dataclass(frozen=True)
+class Reranker:
+    """P(a candidate is the right entry): a softmax over the candidates of
+    coef . (features - mean) / scale (a conditional logit over ``CANDIDATE_FEATURES``)."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+
+    def probabilities(self, rows: NDArray[np.floating]) -> NDArray[np.floating]:
+        z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
+        logits = z @ np.asarray(self.coef)
+        weights = np.exp(logits - logits.max())
+        probabilities: NDArray[np.floating] = weights / weights.sum()
+        return probabilities
+
+
+@dataclass(frozen=True)
 class Calibration:
     """P(the best entry is right) = P(the question is in scope) x P(the best entry is the
     right one, for a question in scope): two logistic models over the same features. Without
@@ -136,6 +178,8 @@ class Calibration:
     right: Logistic
     threshold: float  # answer when the probability reaches this
     in_scope: Logistic | None = None
+    # Orders the best entries again; without it they stay in the ranking's order.
+    rerank: Reranker | None = None
 
     def probability(self, features: NDArray[np.floating]) -> float:
         p = self.right.probability(features)
@@ -147,25 +191,36 @@ class Calibration:
         if list(names) != list(FEATURES):  # type: ignore[call-overload]
             raise ValueError("calibration features do not match the matcher's")
 
+        def floats(table: Mapping[str, object], key: str, size: int) -> tuple[float, ...]:
+            values = tuple(float(x) for x in table[key])  # type: ignore[attr-defined]
+            if len(values) != size:
+                raise ValueError(f"calibration {key} does not match the features")
+            return values
+
         def model(table: Mapping[str, object]) -> Logistic:
-            def floats(key: str) -> tuple[float, ...]:
-                values = tuple(float(x) for x in table[key])  # type: ignore[attr-defined]
-                if len(values) != len(FEATURES):
-                    raise ValueError(f"calibration {key} does not match the features")
-                return values
+            def of(key: str) -> tuple[float, ...]:
+                return floats(table, key, len(FEATURES))
 
             return Logistic(
                 intercept=float(table["intercept"]),  # type: ignore[arg-type]
-                mean=floats("mean"),
-                scale=floats("scale"),
-                coef=floats("coef"),
+                mean=of("mean"),
+                scale=of("scale"),
+                coef=of("coef"),
             )
 
+        rerank = None
+        table = data.get("rerank")
+        if isinstance(table, Mapping):
+            if list(table["features"]) != list(CANDIDATE_FEATURES):
+                raise ValueError("calibration rerank features do not match the matcher's")
+            size = len(CANDIDATE_FEATURES)
+            rerank = Reranker(*(floats(table, key, size) for key in ("mean", "scale", "coef")))
         scope = data.get("in_scope")
         return cls(
             model(data),
             threshold=float(data["threshold"]),  # type: ignore[arg-type]
             in_scope=model(scope) if isinstance(scope, Mapping) else None,
+            rerank=rerank,
         )
 
 
@@ -214,6 +269,30 @@ class Decision:
         if len(self.ranked) < 2:
             return self.score
         return self.ranked[0].score - self.ranked[1].score
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The best entries for a question, in the ranking's order, with what the reranker reads
+    of each (``CANDIDATE_FEATURES``) and the decision's features of the first (``FEATURES``
+    but the reranker's two)."""
+
+    scored: tuple[Scored, ...]
+    rows: NDArray[np.floating]
+    base: NDArray[np.floating]
+
+    def reranked(self, rerank: Reranker | None) -> tuple[list[Scored], NDArray[np.floating]]:
+        """The candidates in the reranker's order, and the decision's features."""
+        chances: NDArray[np.floating]
+        if rerank is None:  # the ranking's order, the first sure
+            chances = np.zeros(len(self.scored))
+            chances[0] = 1.0
+        else:
+            chances = rerank.probabilities(self.rows)
+        order = np.argsort(-chances, kind="stable")
+        top = chances[order]
+        lead = top[0] - (top[1] if len(top) > 1 else 0.0)
+        return [self.scored[i] for i in order], np.r_[self.base, top[0], lead]
 
 
 def exact_key(normalized: str) -> str:
@@ -383,6 +462,7 @@ class FaqIndex:
         self.starts = np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
         self.ends = np.r_[self.starts[1:], len(self.owners)]
         self.run_owner = self.owners[self.starts]
+        self.owners_run = np.repeat(np.arange(len(self.starts)), self.ends - self.starts)
         normalized = [normalize_arabic(t) for t in texts]
         words = [meaningful(t) for t in normalized]
         # A question written exactly as one stored (normalised, greetings aside) is answered
@@ -459,10 +539,11 @@ class FaqIndex:
             combined = (p.word_weight * word_scores + p.char_weight * char_scores) / total
         return combined.astype(np.float32), dense.astype(np.float32)
 
-    def _ranked(self, text: str, limit: int) -> tuple[list[Scored], NDArray[np.floating] | None]:
-        """The best entries, and the features the calibrated decision reads."""
+    def candidates(self, text: str) -> Candidates | None:
+        """The best entries for the question in the ranking's order, with what the reranker
+        and the decision read (None: an empty knowledge base)."""
         if not len(self.entries):
-            return [], None
+            return None
         text = matchable(text)
         words = content_words(text)
         stems = word_features(words)
@@ -479,14 +560,14 @@ class FaqIndex:
             total += self.params.classifier_weight * classified
         n = len(self.entries)
         best = total[:n]
-        limit = min(limit, n)
-        order = np.argpartition(-best, limit - 1)[:limit]
-        order = order[np.argsort(-best[order])]
-        ranked = []
+        count = min(RERANKED, n)
+        order = np.argpartition(-best, count - 1)[:count]
+        order = order[np.argsort(-best[order], kind="stable")]
+        scored = []
         for run in order:
             start, end = self.starts[run], self.ends[run]
             top = start + int(np.argmax(combined[start:end]))
-            ranked.append(
+            scored.append(
                 Scored(
                     entry=self.entries[int(self.run_owner[run])],
                     score=float(best[run]),
@@ -497,10 +578,8 @@ class FaqIndex:
             )
         first = int(order[0])
         raw = cosines if cosines is not None else np.zeros_like(word_scores)
-        by_signal = [
-            np.maximum.reduceat(m, self.starts)[:n] for m in (word_scores, char_scores, raw)
-        ]
-        dense_runs = by_signal[2]
+        by_signal = [np.maximum.reduceat(m, self.starts) for m in (word_scores, char_scores, raw)]
+        dense_runs = by_signal[2][:n]
         others = np.delete(dense_runs, first)
         known = sum(1 for t in terms if t in self.word_index.idf)
         if classified is not None:
@@ -510,7 +589,7 @@ class FaqIndex:
         else:
             clf = clf_lead = 0.0
         outside = float(total[n] - total[first]) if self.outside else -1.0
-        features = np.array(
+        base = np.array(
             [
                 best[first],
                 best[first] - (best[order[1]] if len(order) > 1 else 0.0),
@@ -518,7 +597,7 @@ class FaqIndex:
                 dense_runs[first] - (float(others.max()) if len(others) else 0.0),
                 by_signal[1][first],
                 by_signal[0][first],
-                sum(int(np.argmax(v)) == first for v in by_signal),
+                sum(int(np.argmax(v[:n])) == first for v in by_signal),
                 coverage[first],
                 known / len(terms) if terms else 0.0,
                 math.log1p(len(terms)),
@@ -529,7 +608,47 @@ class FaqIndex:
             ],
             dtype=np.float64,
         )
-        return ranked, features
+        entry_scores = classified[:n] if classified is not None else np.zeros(n)
+        near_dense, near_combined = self.near(raw), self.near(combined)
+        rows = np.array(
+            [
+                [
+                    total[run],
+                    similar[run],
+                    coverage[run],
+                    entry_scores[run],
+                    dense_runs[run],
+                    by_signal[1][run],
+                    by_signal[0][run],
+                    near_dense[run],
+                    near_combined[run],
+                    np.sort(raw[self.starts[run] : self.ends[run]])[-3:].mean(),
+                    place,
+                    int(np.sum(entry_scores > entry_scores[run])),
+                    int(np.sum(dense_runs > dense_runs[run])),
+                    math.log(self.ends[run] - self.starts[run]),
+                ]
+                for place, run in enumerate(order)
+            ],
+            dtype=np.float64,
+        )
+        return Candidates(tuple(scored), rows, base)
+
+    def near(self, scores: Vector) -> NDArray[np.floating]:
+        """For each run: its share of the ``NEIGHBOURS`` stored texts that score highest."""
+        k = min(NEIGHBOURS, len(scores))
+        closest = np.argpartition(-scores, k - 1)[:k]
+        counts = np.bincount(self.owners_run[closest], minlength=len(self.starts))
+        shares: NDArray[np.floating] = counts / k
+        return shares
+
+    def _ranked(self, text: str, limit: int) -> tuple[list[Scored], NDArray[np.floating] | None]:
+        """The best entries (reordered by the reranker), and the decision's features."""
+        found = self.candidates(text)
+        if found is None:
+            return [], None
+        ranked, features = found.reranked(self.calibration.rerank)
+        return ranked[:limit], features
 
     def coverage(self, terms: set[str]) -> Vector:
         """For each run (entries, then out of scope): the share of the question's words found

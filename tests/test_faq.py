@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bot.service import Service
 from conversations import faq_index
 from conversations.faq import FaqEntry, FaqError, parse_faq, parse_out_of_scope
 from conversations.faq_index import (
+    CANDIDATE_FEATURES,
     CANDIDATES,
     FEATURES,
     Calibration,
@@ -23,6 +25,7 @@ from conversations.faq_index import (
     Logistic,
     MatchParams,
     Outcome,
+    Reranker,
     SparseIndex,
     default_calibration,
 )
@@ -172,6 +175,43 @@ def test_the_shipped_calibration_matches_the_features() -> None:
     assert 0.5 <= calibration.threshold < 1.0
     with pytest.raises(ValueError, match="features"):
         Calibration.from_mapping({"features": ["score"], "intercept": 0, "threshold": 0.5})
+    assert calibration.rerank is not None
+    assert len(calibration.rerank.coef) == len(CANDIDATE_FEATURES)
+    table = tomllib.loads(
+        (Path(faq_index.__file__).parent / "data" / "faq_calibration.toml").read_text("utf-8")
+    )
+    table["rerank"]["features"] = table["rerank"]["features"][:-1]
+    with pytest.raises(ValueError, match="rerank features"):
+        Calibration.from_mapping(table)
+
+
+def test_the_reranker_orders_the_best_entries_and_tells_the_decision_how_sure_it_is() -> None:
+    entries = parse_faq(SMALL_KB, "kb.toml")
+    question = "اوقات الدوام"
+    plain = FaqIndex(entries, calibration=_calibration(0.0))
+    assert [s.entry.id for s in plain.rank(question)] == ["hours", "location"]
+    found = plain.candidates(question)
+    assert found is not None and found.rows.shape == (2, len(CANDIDATE_FEATURES))
+    assert list(found.rows[:, CANDIDATE_FEATURES.index("rank")]) == [0, 1]
+    # A reranker that weighs nothing but a candidate's place, the other way round.
+    weights = [0.0] * len(CANDIDATE_FEATURES)
+    weights[CANDIDATE_FEATURES.index("rank")] = 3.0
+    ones = (1.0,) * len(CANDIDATE_FEATURES)
+    backwards = Calibration(
+        Logistic.constant(0.0),
+        threshold=0.5,
+        rerank=Reranker((0.0,) * len(ones), ones, tuple(weights)),
+    )
+    turned = FaqIndex(entries, calibration=backwards)
+    assert [s.entry.id for s in turned.rank(question)] == ["location", "hours"]
+    _, features = turned.features(question)
+    assert features is not None
+    sure = 1 / (1 + np.exp(-3.0))  # softmax of (0, 3)
+    assert features[FEATURES.index("rerank")] == pytest.approx(sure)
+    assert features[FEATURES.index("rerank_lead")] == pytest.approx(sure - (1 - sure))
+    # Without a reranker, the ranking's order stands and its first is taken as sure.
+    _, plain_features = plain.features(question)
+    assert plain_features is not None and list(plain_features[-2:]) == [1.0, 1.0]
 
 
 def test_cases_the_knowledge_base_stores_are_scored_without_their_own_text() -> None:
