@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import hashlib
 import os
 import threading
@@ -228,6 +231,22 @@ class E5Embedder:
         self._dirty = False
 
 
+def give_back_memory() -> bool:
+    """Return to the system the memory freed since the last time (C's allocator keeps it for
+    later otherwise): building an index needs about twice what it keeps, and a server should
+    not hold on to the difference. Whether it could be done (glibc only)."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+    trim(0)
+    return True
+
+
 class Knowledge:
     """Answers from the current knowledge base; ``reload`` swaps it only when the file is good."""
 
@@ -319,6 +338,7 @@ class Knowledge:
         finally:
             self.embedder.pinning = False
         self.embedder.save()
+        give_back_memory()
         return index
 
     def signature(self) -> tuple[float, int] | None:
