@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,21 +72,30 @@ class Found:
         return Found(self.rows[which], self.labels[which], self.base[which])
 
 
-def fit(x: Array, y: Array, l2: float = 1.0) -> Model:
-    """Logistic regression by Newton's method on standardised features."""
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    z = np.c_[np.ones(len(x)), (x - mean) / scale]
-    w = np.zeros(z.shape[1])
-    penalty = l2 * np.r_[0.0, np.ones(z.shape[1] - 1)]
+def newton(size: int, derivatives: Callable[[Array], tuple[Array, Array]]) -> Array:
+    """The weights that minimise a convex loss, by Newton's method from zero;
+    ``derivatives(w)`` gives the loss's gradient and Hessian there."""
+    w = np.zeros(size)
     for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
-        grad = z.T @ (p - y) + penalty * w
-        hess = (z.T * (p * (1 - p))) @ z + np.diag(penalty)
+        grad, hess = derivatives(w)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return w, mean, scale
+    return w
+
+
+def fit(x: Array, y: Array, l2: float = 1.0) -> Model:
+    """Logistic regression on standardised features (L2-penalised, but the intercept)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = np.c_[np.ones(len(x)), (x - mean) / scale]
+    penalty = l2 * np.r_[0.0, np.ones(z.shape[1] - 1)]
+
+    def derivatives(w: Array) -> tuple[Array, Array]:
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
+        return z.T @ (p - y) + penalty * w, (z.T * (p * (1 - p))) @ z + np.diag(penalty)
+
+    return newton(z.shape[1], derivatives), mean, scale
 
 
 def predict(model: Model, x: Array) -> Array:
@@ -140,17 +149,16 @@ def fit_reranker(rows: Array, labels: Bools, l2: float = 1.0) -> Reranker:
     mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
     has = labels.any(axis=1)
     z, y = (rows[has] - mean) / scale, labels[has].astype(np.float64)
-    w = np.zeros(z.shape[2])
-    for _ in range(50):
-        p = rerank_probabilities((w, np.zeros_like(mean), np.ones_like(scale)), z)
+    size = z.shape[2]
+
+    def derivatives(w: Array) -> tuple[Array, Array]:
+        p = rerank_probabilities((w, np.zeros(size), np.ones(size)), z)
         expected = np.einsum("nk,nkf->nf", p, z)
         grad = (expected - np.einsum("nk,nkf->nf", y, z)).sum(axis=0) + l2 * w
         hess = np.einsum("nk,nkf,nkg->fg", p, z, z) - expected.T @ expected
-        step = np.linalg.solve(hess + l2 * np.eye(len(w)), grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w, mean, scale
+        return grad, hess + l2 * np.eye(size)
+
+    return newton(size, derivatives), mean, scale
 
 
 def rerank_probabilities(reranker: Reranker, rows: Array) -> Array:
