@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import hashlib
 import os
 import threading
@@ -235,7 +234,6 @@ def give_back_memory() -> bool:
     """Return to the system the memory freed since the last time (C's allocator keeps it for
     later otherwise): building an index needs about twice what it keeps, and a server should
     not hold on to the difference. Whether it could be done (glibc only)."""
-    gc.collect()
     name = ctypes.util.find_library("c")
     if name is None:
         return False
