@@ -10,9 +10,10 @@ the highest accuracy whose share of wrong answers stays at most --max-wrong.
 Before the decision, the ten best entries of the ranking are ordered again by a reranker: a
 conditional logit (a softmax over the candidates) over what each of them has for the
 question (conversations/faq_index.CANDIDATE_FEATURES), fitted on the cases in scope whose
-right entry is among the ten. Its probability for the entry it puts first, and that less its
+right entry is among the ten. Its score for the entry it puts first, and that less its
 second's, are two of the decision's features; those the decision is fitted on come from
-rerankers fitted without the case (five folds), as they would for a new question.
+rerankers fitted without the case (five folds, split apart from the decision's own), as they
+would for a new question.
 
 The figures it prints are cross-validated twice over: the cases are split into --folds folds,
 and each fold is scored by a model and a threshold chosen on the other folds only (the
@@ -161,41 +162,46 @@ def fit_reranker(rows: Array, labels: Bools, l2: float = 1.0) -> Reranker:
     return newton(size, derivatives), mean, scale
 
 
-def rerank_probabilities(reranker: Reranker, rows: Array) -> Array:
+def rerank_scores(reranker: Reranker, rows: Array) -> Array:
     w, mean, scale = reranker
-    logits = ((rows - mean) / scale) @ w
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores: Array = ((rows - mean) / scale) @ w
+    return scores
+
+
+def rerank_probabilities(reranker: Reranker, rows: Array) -> Array:
+    scores = rerank_scores(reranker, rows)
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities: Array = weights / weights.sum(axis=1, keepdims=True)
     return probabilities
 
 
-def decision_inputs(probabilities: Array, found: Found) -> tuple[Array, Bools]:
+def decision_inputs(scores: Array, found: Found) -> tuple[Array, Bools]:
     """The decision's features (as ``Candidates.reranked`` makes them) and whether the entry
     the reranker puts first is the right one."""
-    ordered = -np.sort(-probabilities, axis=1)
-    lead = ordered[:, 0] - (ordered[:, 1] if ordered.shape[1] > 1 else 0.0)
-    first = probabilities.argmax(axis=1)
+    ordered = -np.sort(-scores, axis=1)
+    lead = ordered[:, 0] - ordered[:, 1] if ordered.shape[1] > 1 else np.zeros(len(scores))
+    first = scores.argmax(axis=1)
     right = found.labels[np.arange(len(first)), first]
     return np.c_[found.base, ordered[:, 0], lead], right
 
 
 def out_of_fold(found: Found, folds: int, seed: int) -> Array:
-    """Each case's reranker probabilities from a reranker fitted without its fold."""
+    """Each case's reranker scores from a reranker fitted without its fold."""
     split = np.random.default_rng(seed).permutation(len(found.rows)) % folds
-    probabilities = np.zeros(found.labels.shape)
+    scores = np.zeros(found.labels.shape)
     for k in range(folds):
         train = split != k
         reranker = fit_reranker(found.rows[train], found.labels[train])
-        probabilities[~train] = rerank_probabilities(reranker, found.rows[~train])
-    return probabilities
+        scores[~train] = rerank_scores(reranker, found.rows[~train])
+    return scores
 
 
 def choose(
     found: Found, outside: Bools, max_wrong: float, seed: int, folds: int
 ) -> tuple[Reranker, Decision, float]:
     """The reranker and the decision fitted on these cases, the decision on the reranker's
-    out-of-fold probabilities, and its threshold."""
-    x, right = decision_inputs(out_of_fold(found, folds, seed), found)
+    out-of-fold scores (folds of their own, not the decision's), and its threshold."""
+    x, right = decision_inputs(out_of_fold(found, folds, seed + 1), found)
     decision, threshold = choose_decision(x, right, outside, max_wrong, seed, folds)
     return fit_reranker(found.rows, found.labels), decision, threshold
 
@@ -218,7 +224,7 @@ def cross_validated(
                 found.take(train), outside[train], max_wrong, 100 + seed, folds
             )
             part = found.take(test)
-            x, right[test] = decision_inputs(rerank_probabilities(reranker, part.rows), part)
+            x, right[test] = decision_inputs(rerank_scores(reranker, part.rows), part)
             answered[test] = probability(decision, x) >= threshold
         figures.append(outcome(answered, right, outside))
     accuracy, wrong = np.mean(figures, axis=0)
@@ -310,8 +316,8 @@ def main() -> None:
             f"wrong answers {wrong:.3f}).\n"
             "# P(answer right) = P(in scope) x P(best entry right | in scope); the first model\n"
             "# is [in_scope], the second the top-level intercept, mean, scale and coef.\n"
-            "# [rerank] orders the best entries again (a softmax over them of coef . (x - mean)\n"
-            "# / scale).\n"
+            "# [rerank] orders the best entries again by coef . (x - mean) / scale (fitted as a\n"
+            "# softmax over them).\n"
             f"features = {names(FEATURES)}\n"
             f"threshold = {threshold:.3f}\n"
             + model(right_model)

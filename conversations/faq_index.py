@@ -103,8 +103,8 @@ FEATURES = (
     "classifier_lead",  # ... less its best score for any other entry (or out of scope)
     "outside",  # the best out-of-scope example's score less the best entry's (-1: none)
     "outside_class",  # the classifier's score for out of scope (0: no examples)
-    "rerank",  # the reranker's probability for the entry it puts first
-    "rerank_lead",  # ... less its probability for the second
+    "rerank",  # the reranker's score for the entry it puts first
+    "rerank_lead",  # ... less its score for the second (0: no second)
 )
 
 # The best entries by the ranking's score are ordered again by a small model (``Reranker``)
@@ -125,9 +125,8 @@ CANDIDATE_FEATURES = (
     "near_combined",  # ... closest by the combined score
     "dense_top3",  # mean embedding cosine of the entry's three closest texts
     "rank",  # its place in the ranking (0: first)
-    "classifier_rank",  # its place by the classifier's score alone
+    "classifier_rank",  # its place among the candidates by the classifier's score alone
     "dense_rank",  # ... by its closest text's embedding cosine alone
-    "texts",  # log of the number of its texts
 )
 
 
@@ -154,19 +153,20 @@ class Logistic:
 
 @dataclass(frozen=True)
 class Reranker:
-    """P(a candidate is the right entry): a softmax over the candidates of
-    coef . (features - mean) / scale (a conditional logit over ``CANDIDATE_FEATURES``)."""
+    """A score for each candidate, coef . (features - mean) / scale over
+    ``CANDIDATE_FEATURES``: fitted as a conditional logit (a softmax over the candidates gives
+    the probability that each is the right entry). The scores themselves, not the
+    probabilities, go to the decision: they do not depend on how many candidates there are
+    (a knowledge base of fewer than ``RERANKED`` entries)."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
 
-    def probabilities(self, rows: NDArray[np.floating]) -> NDArray[np.floating]:
+    def scores(self, rows: NDArray[np.floating]) -> NDArray[np.floating]:
         z = (rows - np.asarray(self.mean)) / np.asarray(self.scale)
-        logits = z @ np.asarray(self.coef)
-        weights = np.exp(logits - logits.max())
-        probabilities: NDArray[np.floating] = weights / weights.sum()
-        return probabilities
+        scores: NDArray[np.floating] = z @ np.asarray(self.coef)
+        return scores
 
 
 @dataclass(frozen=True)
@@ -283,15 +283,12 @@ class Candidates:
 
     def reranked(self, rerank: Reranker | None) -> tuple[list[Scored], NDArray[np.floating]]:
         """The candidates in the reranker's order, and the decision's features."""
-        chances: NDArray[np.floating]
-        if rerank is None:  # the ranking's order, the first sure
-            chances = np.zeros(len(self.scored))
-            chances[0] = 1.0
-        else:
-            chances = rerank.probabilities(self.rows)
-        order = np.argsort(-chances, kind="stable")
-        top = chances[order]
-        lead = top[0] - (top[1] if len(top) > 1 else 0.0)
+        if rerank is None:  # the ranking's order, and nothing said of it
+            return list(self.scored), np.r_[self.base, 0.0, 0.0]
+        scores = rerank.scores(self.rows)
+        order = np.argsort(-scores, kind="stable")
+        top = scores[order]
+        lead = top[0] - top[1] if len(top) > 1 else 0.0
         return [self.scored[i] for i in order], np.r_[self.base, top[0], lead]
 
 
@@ -609,7 +606,11 @@ class FaqIndex:
             dtype=np.float64,
         )
         entry_scores = classified[:n] if classified is not None else np.zeros(n)
-        near_dense, near_combined = self.near(raw), self.near(combined)
+        runs = len(self.starts)
+        near_dense = self.near(raw) if cosines is not None else np.zeros(runs)
+        near_combined = self.near(combined)
+        # Places among the candidates (not the whole knowledge base, whose size varies).
+        chosen_scores, chosen_dense = entry_scores[order], dense_runs[order]
         rows = np.array(
             [
                 [
@@ -624,9 +625,8 @@ class FaqIndex:
                     near_combined[run],
                     np.sort(raw[self.starts[run] : self.ends[run]])[-3:].mean(),
                     place,
-                    int(np.sum(entry_scores > entry_scores[run])),
-                    int(np.sum(dense_runs > dense_runs[run])),
-                    math.log(self.ends[run] - self.starts[run]),
+                    int(np.sum(chosen_scores > entry_scores[run])),
+                    int(np.sum(chosen_dense > dense_runs[run])),
                 ]
                 for place, run in enumerate(order)
             ],

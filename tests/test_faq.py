@@ -20,6 +20,7 @@ from conversations.faq_index import (
     CANDIDATE_FEATURES,
     CANDIDATES,
     FEATURES,
+    RERANKED,
     Calibration,
     FaqIndex,
     Logistic,
@@ -205,13 +206,15 @@ def test_the_reranker_orders_the_best_entries_and_tells_the_decision_how_sure_it
     turned = FaqIndex(entries, calibration=backwards)
     assert [s.entry.id for s in turned.rank(question)] == ["location", "hours"]
     _, features = turned.features(question)
-    assert features is not None
-    sure = 1 / (1 + np.exp(-3.0))  # softmax of (0, 3)
-    assert features[FEATURES.index("rerank")] == pytest.approx(sure)
-    assert features[FEATURES.index("rerank_lead")] == pytest.approx(sure - (1 - sure))
-    # Without a reranker, the ranking's order stands and its first is taken as sure.
+    assert features is not None  # its scores (3 x place): 3 for the first, a lead of 3
+    assert features[FEATURES.index("rerank")] == pytest.approx(3.0)
+    assert features[FEATURES.index("rerank_lead")] == pytest.approx(3.0)
+    # Places are counted among the candidates, whatever the size of the knowledge base.
+    for name in ("classifier_rank", "dense_rank"):
+        assert found.rows[:, CANDIDATE_FEATURES.index(name)].max() < len(found.scored)
+    # Without a reranker, the ranking's order stands and nothing is said of it.
     _, plain_features = plain.features(question)
-    assert plain_features is not None and list(plain_features[-2:]) == [1.0, 1.0]
+    assert plain_features is not None and list(plain_features[-2:]) == [0.0, 0.0]
 
 
 def test_cases_the_knowledge_base_stores_are_scored_without_their_own_text() -> None:
@@ -386,6 +389,11 @@ def test_a_large_knowledge_base_scores_its_closest_entries_with_the_classifier()
     ranked = index.rank("question number 17 about topic 17")
     assert ranked[0].entry.id == "topic-17"
     assert all(np.isfinite(s.score) for s in ranked)
+    # The reranker reads places among its ten candidates, as it was fitted, not among 250.
+    found = index.candidates("question number 17 about topic 17")
+    assert found is not None and np.isfinite(found.rows).all()
+    for name in ("rank", "classifier_rank", "dense_rank"):
+        assert found.rows[:, CANDIDATE_FEATURES.index(name)].max() < RERANKED
 
 
 def test_an_entry_whose_wording_holds_more_of_the_question_ranks_higher() -> None:
