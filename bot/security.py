@@ -107,7 +107,10 @@ class SecurityHeaders:
 
 # Limits per sender (one person on WhatsApp and SMS counts once), from the [flood] settings.
 # A person typing fast sends a message every few seconds; a script sends hundreds a minute.
-FLOOD_TRACKED_SENDERS = 50_000  # memory bound: quiet senders are forgotten beyond this
+# Senders quiet for a whole window are forgotten once a window (a pass over the table when a
+# new sender comes), and at once when this many are tracked: memory follows the senders of the
+# last minute or so, not every sender since the start (about 1 KB each).
+FLOOD_TRACKED_SENDERS = 50_000
 # The terminal is the operator's own.
 UNGUARDED = frozenset({Channel.CONSOLE})
 _SHIPPED = FloodConfig()
@@ -159,6 +162,7 @@ class FloodGuard:
         self.limits = limits or FloodLimits()
         self.clock = clock
         self._senders: dict[tuple[str, str], _Sender] = {}
+        self._swept = self.clock()
 
     def check(self, kind: str, address: str) -> tuple[Verdict, float]:
         """The verdict on one more message from this sender, and how long it must wait."""
@@ -167,7 +171,8 @@ class FloodGuard:
         key = (kind, address)
         sender = self._senders.get(key)
         if sender is None:
-            if len(self._senders) >= FLOOD_TRACKED_SENDERS:
+            full = len(self._senders) >= FLOOD_TRACKED_SENDERS
+            if full or now - self._swept >= limits.window:
                 self._forget_quiet(now)
             sender = self._senders[key] = _Sender()
         if sender.blocked_until:
@@ -204,6 +209,7 @@ class FloodGuard:
         return len(sender.seen)
 
     def _forget_quiet(self, now: float) -> None:
+        self._swept = now
         horizon = now - self.limits.window
         for key in [
             k

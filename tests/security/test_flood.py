@@ -72,6 +72,20 @@ def test_quiet_senders_are_forgotten_when_memory_is_full() -> None:
     assert len(guard._senders) == 1
 
 
+def test_quiet_senders_are_forgotten_once_a_window_has_passed() -> None:
+    clock = Clock()
+    guard = FloodGuard(FloodLimits(window=60.0), clock=clock)
+    for i in range(1000):
+        guard.check("whatsapp", f"+9665{i:08d}")
+        clock.now += 0.01
+    clock.now += 55
+    guard.check("whatsapp", "+966500000001")  # still writing
+    assert len(guard._senders) == 1000
+    clock.now += 6  # the others' last message is now more than a window old
+    guard.check("whatsapp", "+966511111111")  # a new sender: the table is swept
+    assert set(guard._senders) == {("whatsapp", "+966500000001"), ("whatsapp", "+966511111111")}
+
+
 async def _count(service: Service, sender_direction: str, text: str | None = None) -> int:
     async with service.db.session(write=False) as session:
         texts = await session.scalars(
