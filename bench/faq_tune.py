@@ -49,6 +49,7 @@ from conversations.faq_index import (
     Calibration,
     Embedder,
     Logistic,
+    Reranker,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,6 @@ Array = NDArray[np.float64]
 Bools = NDArray[np.bool_]
 Model = tuple[Array, Array, Array]
 Decision = tuple[Model, Model]  # P(in scope), P(best entry right | in scope)
-Reranker = tuple[Array, Array, Array]  # coef, mean, scale
 
 
 @dataclass
@@ -153,23 +153,18 @@ def fit_reranker(rows: Array, labels: Bools, l2: float = 1.0) -> Reranker:
     size = z.shape[2]
 
     def derivatives(w: Array) -> tuple[Array, Array]:
-        p = rerank_probabilities((w, np.zeros(size), np.ones(size)), z)
+        p = softmax(z @ w)
         expected = np.einsum("nk,nkf->nf", p, z)
         grad = (expected - np.einsum("nk,nkf->nf", y, z)).sum(axis=0) + l2 * w
         hess = np.einsum("nk,nkf,nkg->fg", p, z, z) - expected.T @ expected
         return grad, hess + l2 * np.eye(size)
 
-    return newton(size, derivatives), mean, scale
+    coef = newton(size, derivatives)
+    return Reranker(tuple(mean.tolist()), tuple(scale.tolist()), tuple(coef.tolist()))
 
 
-def rerank_scores(reranker: Reranker, rows: Array) -> Array:
-    w, mean, scale = reranker
-    scores: Array = ((rows - mean) / scale) @ w
-    return scores
-
-
-def rerank_probabilities(reranker: Reranker, rows: Array) -> Array:
-    scores = rerank_scores(reranker, rows)
+def softmax(scores: Array) -> Array:
+    """Each row's scores as probabilities over the row's candidates."""
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities: Array = weights / weights.sum(axis=1, keepdims=True)
     return probabilities
@@ -192,7 +187,7 @@ def out_of_fold(found: Found, folds: int, seed: int) -> Array:
     for k in range(folds):
         train = split != k
         reranker = fit_reranker(found.rows[train], found.labels[train])
-        scores[~train] = rerank_scores(reranker, found.rows[~train])
+        scores[~train] = reranker.scores(found.rows[~train])
     return scores
 
 
@@ -224,7 +219,7 @@ def cross_validated(
                 found.take(train), outside[train], max_wrong, 100 + seed, folds
             )
             part = found.take(test)
-            x, right[test] = decision_inputs(rerank_scores(reranker, part.rows), part)
+            x, right[test] = decision_inputs(reranker.scores(part.rows), part)
             answered[test] = probability(decision, x) >= threshold
         figures.append(outcome(answered, right, outside))
     accuracy, wrong = np.mean(figures, axis=0)
@@ -288,13 +283,13 @@ def main() -> None:
     for name, a, b in zip(FEATURES, scope[0][1:], right_model[0][1:], strict=True):
         print(f"  {name:<16} {a:+9.3f} {b:+9.3f}")
     print(f"  {'candidate':<16} {'rerank':>9}")
-    for name, c in zip(CANDIDATE_FEATURES, reranker[0], strict=True):
+    for name, c in zip(CANDIDATE_FEATURES, reranker.coef, strict=True):
         print(f"  {name:<16} {c:+9.3f}")
     if args.write:
         path = ROOT / "conversations/data/faq_calibration.toml"
         fmt = ", ".join
 
-        def numbers(values: Array) -> str:
+        def numbers(values: Sequence[float] | Array) -> str:
             return f"[{fmt(f'{v:.6g}' for v in values)}]"
 
         def names(values: Sequence[str]) -> str:
@@ -324,8 +319,8 @@ def main() -> None:
             + "\n[in_scope]\n"
             + model(scope)
             + f"\n[rerank]\nfeatures = {names(CANDIDATE_FEATURES)}\n"
-            f"mean = {numbers(reranker[1])}\nscale = {numbers(reranker[2])}\n"
-            f"coef = {numbers(reranker[0])}\n",
+            f"mean = {numbers(reranker.mean)}\nscale = {numbers(reranker.scale)}\n"
+            f"coef = {numbers(reranker.coef)}\n",
             "utf-8",
         )
         print(f"written {path.relative_to(ROOT)}")
