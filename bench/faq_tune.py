@@ -50,6 +50,7 @@ from conversations.faq_index import (
     Embedder,
     Logistic,
     Reranker,
+    rerank_features,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,11 +174,9 @@ def softmax(scores: Array) -> Array:
 def decision_inputs(scores: Array, found: Found) -> tuple[Array, Bools]:
     """The decision's features (as ``Candidates.reranked`` makes them) and whether the entry
     the reranker puts first is the right one."""
-    ordered = -np.sort(-scores, axis=1)
-    lead = ordered[:, 0] - ordered[:, 1] if ordered.shape[1] > 1 else np.zeros(len(scores))
     first = scores.argmax(axis=1)
     right = found.labels[np.arange(len(first)), first]
-    return np.c_[found.base, ordered[:, 0], lead], right
+    return np.c_[found.base, rerank_features(scores)], right
 
 
 def out_of_fold(found: Found, folds: int, seed: int) -> Array:

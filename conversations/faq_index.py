@@ -287,9 +287,17 @@ class Candidates:
             return list(self.scored), np.r_[self.base, 0.0, 0.0]
         scores = rerank.scores(self.rows)
         order = np.argsort(-scores, kind="stable")
-        top = scores[order]
-        lead = top[0] - top[1] if len(top) > 1 else 0.0
-        return [self.scored[i] for i in order], np.r_[self.base, top[0], lead]
+        return [self.scored[i] for i in order], np.r_[self.base, rerank_features(scores)]
+
+
+def rerank_features(scores: NDArray[np.floating]) -> NDArray[np.floating]:
+    """The decision's two features from the reranker's scores of the candidates (last axis):
+    the best score, and its lead over the second (0 when there is no second)."""
+    ordered = -np.sort(-scores, axis=-1)
+    best = ordered[..., 0]
+    lead = best - ordered[..., 1] if scores.shape[-1] > 1 else np.zeros_like(best)
+    features: NDArray[np.floating] = np.stack([best, lead], axis=-1)
+    return features
 
 
 def exact_key(normalized: str) -> str:
