@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import WEEKDAYS, Config
 from bot.kb_edit import KnowledgeEditor
 from bot.keys import data_keyring
-from bot.knowledge import Knowledge
+from bot.knowledge import PREPARE_BATCH, Knowledge
 from bot.ops import Metrics
 from bot.settings_view import effective_settings
 from conversations.catalog import Catalog, default_catalog
@@ -168,8 +168,8 @@ def _put_key(queue: asyncio.Queue[int], key: int, _: object) -> None:
 
 
 class QuestionsAhead:
-    """Questions embedded ahead of their steps, one at a time in a worker thread, in the order
-    they were asked for; each caller waits for its own question only.
+    """Questions embedded ahead of their steps in a worker thread, in the order they were
+    asked for, those waiting together; each caller waits for its own batch only.
 
     A question embedded before (or as written in the knowledge base) is ready at once.
     ``prepare`` embeds questions and logs a failure (only a cache is warmed: the step then
@@ -200,12 +200,16 @@ class QuestionsAhead:
         return future
 
     async def _work(self) -> None:
+        # The questions asked for while the model was busy go to it together: a batch costs
+        # the model less a question (``PREPARE_BATCH``), and each waits for one batch.
         while self._queue:
-            text, future = self._queue.popleft()
-            if not self.stopping.is_set() and not future.cancelled():
-                await self.prepare([text])
-            if not future.done():
-                future.set_result(None)
+            taken = [self._queue.popleft() for _ in range(min(len(self._queue), PREPARE_BATCH))]
+            texts = [text for text, future in taken if not future.cancelled()]
+            if texts and not self.stopping.is_set():
+                await self.prepare(texts)
+            for _, future in taken:
+                if not future.done():
+                    future.set_result(None)
 
     def close(self) -> None:
         """Stop embedding; whoever still waits is let go."""

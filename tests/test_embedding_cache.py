@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bot.knowledge import SEED, E5Embedder, read_knowledge
-from conversations.faq_index import FaqIndex, Vector
+from conversations.faq_index import FaqIndex, Vector, embedding_text
 
 
 def test_asked_questions_are_bounded_and_the_knowledge_base_stays(tmp_path: Path) -> None:
@@ -47,6 +47,31 @@ def test_a_serving_knowledge_base_pins_only_its_own_questions(tmp_path: Path) ->
     assert len(pinned) > 100  # every question of the knowledge base
     knowledge.prepare(["سؤال لم يكتبه أحد من قبل ٤٢"])
     assert embedder.pinned == pinned and len(embedder.recent) == 1
+
+
+def test_questions_prepared_together_go_to_the_model_in_short_batches(tmp_path: Path) -> None:
+    from bot.knowledge import PREPARE_BATCH, Knowledge
+    from tests.conftest import make_config
+
+    knowledge = Knowledge(make_config(tmp_path).knowledge)
+    embedder = knowledge.embedder
+    assert embedder is not None
+    model = embedder.model
+    calls: list[int] = []
+
+    class Counting:
+        def query(self, texts: list[str]) -> object:
+            calls.append(len(texts))
+            return model.query(texts)
+
+    embedder.model = Counting()
+    questions = [f"سؤال لم يكتبه أحد من قبل رقم {n}" for n in range(PREPARE_BATCH + 3)]
+    knowledge.prepare(questions)
+    assert calls == [PREPARE_BATCH, 3]
+    assert all(knowledge.ready(q) for q in questions)
+    # Embedded in a batch as they would be one by one.
+    last = embedding_text(questions[-1])
+    assert np.allclose(embedder.cache[embedder.key(last)], model.query([last])[0], atol=1e-5)
 
 
 def test_the_index_and_the_cache_hold_the_knowledge_bases_vectors_once(tmp_path: Path) -> None:

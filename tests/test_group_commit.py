@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -391,6 +391,40 @@ async def test_a_question_being_embedded_holds_only_its_own_conversation(
     assert stepped[question] is not None and stepped["القائمة"] is not None
     assert stepped[question] < stepped["القائمة"]
     assert service.knowledge.ready(question)
+
+
+async def test_questions_asked_while_the_model_is_busy_are_embedded_together(
+    service: Service,
+) -> None:
+    """The questions queued behind the one being embedded go to the model together, a few
+    at a time, in order; each asker waits only until its own batch is embedded."""
+    from bot.knowledge import PREPARE_BATCH
+    from bot.service import QuestionsAhead
+
+    batches: list[list[str]] = []
+    first_held = asyncio.Event()
+
+    async def prepare(texts: Sequence[str]) -> None:
+        batches.append(list(texts))
+        if len(batches) == 1:
+            await first_held.wait()
+
+    ahead = QuestionsAhead(service.knowledge, prepare, asyncio.Event())
+    questions = [f"سؤال لم يسأله أحد قبل اليوم رقم {n}" for n in range(PREPARE_BATCH + 3)]
+    futures = [ahead.embed(questions[0])]
+    await asyncio.sleep(0.01)  # the model takes the first one
+    futures += [ahead.embed(q) for q in questions[1:]]  # and these come meanwhile
+    assert all(f is not None for f in futures)
+    await asyncio.sleep(0.01)
+    assert batches == [questions[:1]] and not futures[1].done()  # type: ignore[union-attr]
+    first_held.set()
+    await asyncio.wait_for(asyncio.gather(*futures), 5)  # type: ignore[arg-type]
+    assert batches == [
+        questions[:1],
+        questions[1 : 1 + PREPARE_BATCH],
+        questions[1 + PREPARE_BATCH :],
+    ]
+    ahead.close()
 
 
 async def test_stopping_leaves_a_question_being_embedded_stored_for_the_next_start(
