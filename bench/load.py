@@ -235,24 +235,44 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def pss_mb(pid: int) -> float:
-    """Memory of the process and its child processes, pages they share split between them
-    (proportional set size), so that a forked child's copy of the model counts once."""
-    total = 0
+@dataclass
+class Memory:
+    """The peaks of a server's memory (its child processes included), in MB: all of it,
+    pages shared with another process split between them (proportional set size), and the
+    part of that which is its own anonymous memory (the heap: what no file on disk backs;
+    the rest is files mapped read-only, above all the sentence model, which the kernel
+    shares and may drop and read again)."""
+
+    pss: float = 0.0
+    anonymous: float = 0.0
+
+    def update(self, other: Memory) -> None:
+        self.pss = max(self.pss, other.pss)
+        self.anonymous = max(self.anonymous, other.anonymous)
+
+
+def memory(pid: int) -> Memory:
+    """The process's and its child processes' memory now (a forked child's copy of the
+    model counts once)."""
+    found = {"Pss:": 0, "Pss_Anon:": 0}
     for member in family(pid):
         try:
             text = Path(f"/proc/{member}/smaps_rollup").read_text()
         except OSError:
             continue
-        total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:"))
-    return total / 1024
+        for line in text.splitlines():
+            name = line.split(maxsplit=1)[0]
+            if name in found:
+                found[name] += int(line.split()[1])
+    return Memory(found["Pss:"] / 1024, found["Pss_Anon:"] / 1024)
 
 
-async def sample_pss(pids: list[int], peaks: list[float], stop: asyncio.Event) -> None:
-    """Keep in ``peaks`` the highest ``pss_mb`` of each server, read twice a second."""
+async def sample_memory(pids: list[int], peaks: list[Memory], stop: asyncio.Event) -> None:
+    """Keep in ``peaks`` the highest ``memory`` of each server, read twice a second."""
     while not stop.is_set():
-        now = await asyncio.to_thread(lambda: [pss_mb(pid) for pid in pids])
-        peaks[:] = [max(a, b) for a, b in zip(peaks, now, strict=True)]
+        now = await asyncio.to_thread(lambda: [memory(pid) for pid in pids])
+        for peak, current in zip(peaks, now, strict=True):
+            peak.update(current)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -458,8 +478,8 @@ async def main(args: argparse.Namespace) -> None:
         print("            (throw-away cluster of the test suite: fsync off, not durable)")
     connector = aiohttp.TCPConnector(limit=args.connections)
     timeout = aiohttp.ClientTimeout(total=30)
-    pss_peaks, sampled = [0.0] * len(pids), asyncio.Event()
-    sampler = asyncio.create_task(sample_pss(pids, pss_peaks, sampled))
+    memory_peaks, sampled = [Memory() for _ in pids], asyncio.Event()
+    sampler = asyncio.create_task(sample_memory(pids, memory_peaks, sampled))
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             # Warm up: the first questions fill the embedding cache and the pools.
@@ -489,7 +509,7 @@ async def main(args: argparse.Namespace) -> None:
         await fake.stop()
         if cluster is not None:
             cluster.stop()
-    summary(driver.steps, peaks, pss_peaks)
+    summary(driver.steps, peaks, memory_peaks)
     if not args.database_url:
         for name, values in stages(work / "tawasul.db").items():
             print(
@@ -526,7 +546,7 @@ def report(step: Step, left: int) -> None:
     )
 
 
-def summary(steps: list[Step], peaks: list[float], pss_peaks: list[float]) -> None:
+def summary(steps: list[Step], peaks: list[float], memory_peaks: list[Memory]) -> None:
     kept = [
         s
         for s in steps
@@ -556,7 +576,12 @@ def summary(steps: list[Step], peaks: list[float], pss_peaks: list[float]) -> No
     print(f"peak RSS of the server                   {', '.join(f'{p:.0f} MB' for p in peaks)}")
     print(
         "peak PSS, server and its children        "
-        f"{', '.join(f'{p:.0f} MB' for p in pss_peaks)} (read twice a second)"
+        f"{', '.join(f'{p.pss:.0f} MB' for p in memory_peaks)} (read twice a second)"
+    )
+    print(
+        "  of which anonymous (the heap) at most  "
+        f"{', '.join(f'{p.anonymous:.0f} MB' for p in memory_peaks)} (the rest: files mapped,"
+        " the model's above all)"
     )
     print(
         "(kept = every message acknowledged and answered, reply p99 under 2 s, and the replies"
