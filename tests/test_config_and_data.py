@@ -336,6 +336,50 @@ def test_a_channel_that_cannot_start_is_named_by_config_check_and_serve(tmp_path
     assert served.stderr.startswith("Error: email.address: the bot's email address is needed")
 
 
+VENDOR_LIBRARIES = ("telegram", "twilio", "aioimaplib", "bs4")
+
+SERVER_MODULES = """
+import json, sys, tempfile
+from pathlib import Path
+from bot.app import create_app
+from bot.service import Service
+from tests.conftest import make_config
+sections = json.loads(sys.argv[1])
+create_app(Service(make_config(Path(tempfile.mkdtemp()), **sections)))
+print(json.dumps(sorted(m for m in {libraries} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sections", "loaded"),
+    [
+        ({}, []),
+        ({"telegram": {"token": "123:ABC"}}, ["telegram"]),
+        (
+            {"twilio": {"account_sid": "AC1", "auth_token": "t", "whatsapp_from": "+15550001"}},
+            ["twilio"],
+        ),
+    ],
+)
+def test_a_server_loads_the_libraries_of_the_channels_it_uses_only(
+    sections: dict[str, object], loaded: list[str]
+) -> None:
+    """Each channel's vendor library (and its memory) comes with its section switched on."""
+    import json
+    import subprocess
+    import sys
+
+    script = SERVER_MODULES.format(libraries=VENDOR_LIBRARIES)
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(sections)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == loaded
+
+
 def test_a_broken_form_stops_a_start_with_the_file_and_the_reason(tmp_path: Path) -> None:
     forms = tmp_path / "forms"
     forms.mkdir()

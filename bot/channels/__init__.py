@@ -1,26 +1,25 @@
 """The channels beyond the terminal and the web chat, each switched on by its config section.
 
-Each channel module has ``install(service, runtime)``: it returns at once when the channel is
-not configured, otherwise it adds its outbox senders, its webhook routes and its background
-tasks (a poller, a mailbox reader) to the runtime.
+Each channel module has ``install(service, runtime)``, which adds its outbox senders, its
+webhook routes and its background tasks (a poller, a mailbox reader) to the runtime. A
+channel's module (and with it its vendor's library) is imported only when its section
+switches it on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter
 
-from bot.channels.email import config_problems as email_problems
-from bot.channels.email import install as install_email
 from bot.channels.request_reminders import install as install_reminders
 from bot.channels.staff_alerts import Sink
 from bot.channels.staff_alerts import install as install_staff_alerts
-from bot.channels.telegram import install as install_telegram
-from bot.channels.twilio import install as install_twilio
 from bot.config import Config
 from bot.service import Service
 from conversations.delivery import Sender
@@ -43,28 +42,47 @@ class ChannelRuntime:
 
 Installer = Callable[[Service, ChannelRuntime], None]
 
-# The channels, in the order they start. Each module is imported here explicitly. The
-# staff alerts come after the channels: they use the sinks the channels added.
-INSTALLERS: list[Installer] = [
-    install_telegram,
-    install_twilio,
-    install_email,
-    install_staff_alerts,
-    install_reminders,
+
+@dataclass(frozen=True)
+class ChannelModule:
+    """A channel's module, imported only when its section switches it on: a server loads
+    the vendor libraries of the channels it uses, no others (python-telegram-bot and its
+    HTTP stack alone hold about 8 MB)."""
+
+    module: str
+    enabled: Callable[[Config], bool]
+    # Its own check of its settings (a function of the module), if it has one.
+    check: str | None = None
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+# The channels, in the order they start.
+CHANNELS: list[ChannelModule] = [
+    ChannelModule("bot.channels.telegram", lambda config: config.telegram.enabled),
+    ChannelModule("bot.channels.twilio", lambda config: config.twilio.enabled),
+    ChannelModule("bot.channels.email", lambda config: config.email.enabled, "config_problems"),
 ]
 
-
-# Each channel's own check of its settings: what it could not start with.
-CHECKS: list[Callable[[Config], list[str]]] = [email_problems]
+# After the channels, always: the staff alerts use the sinks the channels added.
+INSTALLERS: list[Installer] = [install_staff_alerts, install_reminders]
 
 
 def config_problems(config: Config) -> list[str]:
     """The settings of enabled channels that cannot work, one sentence each."""
-    return [problem for check in CHECKS for problem in check(config)]
+    problems: list[str] = []
+    for channel in CHANNELS:
+        if channel.check is not None and channel.enabled(config):
+            problems += getattr(channel.load(), channel.check)(config)
+    return problems
 
 
 def build_channels(service: Service) -> ChannelRuntime:
     runtime = ChannelRuntime()
+    for channel in CHANNELS:
+        if channel.enabled(service.config):
+            channel.load().install(service, runtime)
     for install in INSTALLERS:
         install(service, runtime)
     return runtime

@@ -21,8 +21,9 @@ from sqlalchemy import select
 from adapters.email.imap import Cursor, ImapSettings, Mail, MailboxReader, Outcome
 from adapters.email.parse import MailKind, MalformedEmail, ParsedEmail, parse_email
 from adapters.email.render import FilePart, Letterhead, render_reply, reply_subject
-from adapters.email.smtp import SmtpSender, SmtpSettings
-from bot.config import Config, ConfigError, EmailConfig
+from adapters.email.smtp import SmtpSender
+from bot.channels.staff_mail import bot_address, smtp_settings
+from bot.config import Config, ConfigError
 from bot.ops import linked
 from bot.security import admit
 from bot.service import Service, inbound_payload, transient
@@ -62,22 +63,6 @@ class SavedFiles:
     @property
     def refused(self) -> int:
         return self.too_large + self.unreadable + len(self.wrong_type)
-
-
-def bot_address(cfg: EmailConfig) -> str:
-    """The address the bot's mail comes from (empty when none is configured)."""
-    return (cfg.address or cfg.username).strip().lower()
-
-
-def smtp_settings(cfg: EmailConfig) -> SmtpSettings:
-    """How to reach the SMTP server of the [email] section."""
-    return SmtpSettings(
-        host=cfg.smtp_host,
-        port=cfg.smtp_port,
-        security=cfg.smtp_security,
-        username=cfg.username or bot_address(cfg),
-        password=cfg.password,
-    )
 
 
 def config_problems(config: Config) -> list[str]:

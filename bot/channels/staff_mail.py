@@ -8,8 +8,23 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
 from adapters.email.smtp import SmtpSettings, submit
-from bot.channels.email import bot_address, smtp_settings
-from bot.config import Config, can_send_mail
+from bot.config import Config, EmailConfig, can_send_mail
+
+
+def bot_address(cfg: EmailConfig) -> str:
+    """The address the bot's mail comes from (empty when none is configured)."""
+    return (cfg.address or cfg.username).strip().lower()
+
+
+def smtp_settings(cfg: EmailConfig) -> SmtpSettings:
+    """How to reach the SMTP server of the [email] section."""
+    return SmtpSettings(
+        host=cfg.smtp_host,
+        port=cfg.smtp_port,
+        security=cfg.smtp_security,
+        username=cfg.username or bot_address(cfg),
+        password=cfg.password,
+    )
 
 
 class StaffMailer:
