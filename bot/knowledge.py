@@ -10,7 +10,9 @@ import threading
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +31,8 @@ log = structlog.get_logger("tawasul.knowledge")
 SLOW_START_QUESTIONS = 500
 # A call embedding this many texts or more (a knowledge base) shares its vectors with the cache.
 SHARED_ROWS = 64
+# The embedder whose embeddings this thread or task pins (``E5Embedder.pinned_here``).
+_PINNING: ContextVar[E5Embedder | None] = ContextVar("tawasul_pinning", default=None)
 # Questions embedded in one call of the model when they are prepared ahead of their step.
 PREPARE_BATCH = 8
 # The vectors of the shipped knowledge base's questions, so that a first start need not embed
@@ -105,7 +109,8 @@ class E5Embedder:
         self.recent: OrderedDict[str, None] = OrderedDict()
         self.pinned: set[str] = set()  # the knowledge base's questions, saved to disk
         # What is embedded while this is set is pinned (kept, and saved to disk): everything
-        # by default; a serving Knowledge sets it only while it builds its index.
+        # by default. A serving Knowledge clears it and pins only what its index is built
+        # from (``pinned_here``), not what is asked meanwhile on another thread.
         self.pinning = True
         self._cache_lock = threading.Lock()
         self._dirty = False
@@ -146,10 +151,11 @@ class E5Embedder:
             with self._cache_lock:
                 for (k, _), vector in zip(batch, vectors, strict=True):
                     self.cache[k] = vector
+        pinning = self.pinning or _PINNING.get() is self
         with self._cache_lock:
             found = [self.cache.get(k) for k in keys]
             for k in keys:
-                if self.pinning:
+                if pinning:
                     self._dirty = self._dirty or k not in self.pinned
                     self.pinned.add(k)
                     self.recent.pop(k, None)
@@ -164,7 +170,7 @@ class E5Embedder:
         if not keys:
             return np.zeros((0, 384), np.float32)
         stacked = np.stack(vectors_found)
-        if self.pinning and len(keys) >= SHARED_ROWS:
+        if pinning and len(keys) >= SHARED_ROWS:
             # A knowledge base's vectors, which its index keeps: the cache holds rows of the
             # array returned rather than its own copies, so they are in memory once (and the
             # array the cache was read into, or the shipped vectors, can go).
@@ -181,6 +187,17 @@ class E5Embedder:
                     rest = np.stack([self.cache[k] for k in others])
                     self.cache.update(zip(others, rest, strict=True))
         return stacked
+
+    @contextmanager
+    def pinned_here(self) -> Iterator[None]:
+        """Pin what this thread (or task) embeds inside the block, whatever ``pinning`` says:
+        an index being built in a worker thread pins its questions, while the questions
+        beneficiaries ask meanwhile on the event loop stay among the recent ones."""
+        token = _PINNING.set(self)
+        try:
+            yield
+        finally:
+            _PINNING.reset(token)
 
     def _from_seed(self, missing: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Take what the shipped vectors hold of ``missing``; the rest, still to embed."""
@@ -254,6 +271,8 @@ class Knowledge:
         self.config = config
         self.forms: dict[str, Form] = load_forms(config.forms_dir)
         self.embedder = E5Embedder(config.cache_dir) if dense else None
+        if self.embedder is not None:
+            self.embedder.pinning = False  # but what an index is built from (``_build``)
         # Why the file was not loaded at start and what answers instead (None: it was).
         self.refused: str | None = None
         self.entries, outside = self._read_at_start()
@@ -332,11 +351,8 @@ class Knowledge:
     def _build(self, entries: Sequence[FaqEntry], outside: Sequence[str]) -> FaqIndex:
         if self.embedder is None:
             return FaqIndex(entries, None, out_of_scope=outside)
-        self.embedder.pinning = True
-        try:
+        with self.embedder.pinned_here():
             index = FaqIndex(entries, self.embedder, out_of_scope=outside)
-        finally:
-            self.embedder.pinning = False
         self.embedder.save()
         give_back_memory()
         return index

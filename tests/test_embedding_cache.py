@@ -74,6 +74,46 @@ def test_questions_prepared_together_go_to_the_model_in_short_batches(tmp_path: 
     assert np.allclose(embedder.cache[embedder.key(last)], model.query([last])[0], atol=1e-5)
 
 
+def test_a_question_asked_while_the_index_is_rebuilt_is_not_pinned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload builds the index in a worker thread; a question beneficiaries ask meanwhile,
+    on the event loop's thread, stays among the recent ones and is not saved for good."""
+    import threading
+
+    import bot.knowledge
+    from bot.knowledge import Knowledge
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, knowledge={"cache_dir": tmp_path / "cache"})
+    knowledge = Knowledge(config.knowledge)
+    embedder = knowledge.embedder
+    assert embedder is not None
+    building, release = threading.Event(), threading.Event()
+    real = bot.knowledge.FaqIndex
+
+    def slow_index(*args: object, **kwargs: object) -> FaqIndex:
+        building.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bot.knowledge, "FaqIndex", slow_index)
+    reload = threading.Thread(target=knowledge.reload)
+    reload.start()
+    try:
+        assert building.wait(30)
+        asked = "سؤال وصل والفهرس يبنى من جديد ٣١"
+        knowledge.prepare([asked])
+    finally:
+        release.set()
+        reload.join(30)
+    key = embedder.key(embedding_text(asked))
+    assert key not in embedder.pinned and key in embedder.recent
+    # What the index was built from is pinned as before.
+    question = knowledge.entries[0].questions["ar"][0]
+    assert embedder.key(embedding_text(question)) in embedder.pinned
+
+
 def test_the_index_and_the_cache_hold_the_knowledge_bases_vectors_once(tmp_path: Path) -> None:
     from bot.knowledge import Knowledge
     from tests.conftest import make_config
