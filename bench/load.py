@@ -237,24 +237,28 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Memory:
-    """The peaks of a server's memory (its child processes included), in MB: all of it,
-    pages shared with another process split between them (proportional set size), and the
-    part of that which is its own anonymous memory (the heap: what no file on disk backs;
-    the rest is files mapped read-only, above all the sentence model, which the kernel
-    shares and may drop and read again)."""
+    """The peaks of a server's memory (its child processes included), in MB, each taken on
+    its own: all of it, pages shared with another process split between them (proportional
+    set size), and its anonymous memory, what no file on disk backs (the heap, thread
+    stacks, arrays; the rest is files mapped read-only, above all the sentence model, which
+    the kernel shares and may drop and read again). ``anonymous`` is None on kernels that
+    do not tell it (before Linux 5.7)."""
 
     pss: float = 0.0
-    anonymous: float = 0.0
+    anonymous: float | None = 0.0
 
     def update(self, other: Memory) -> None:
         self.pss = max(self.pss, other.pss)
-        self.anonymous = max(self.anonymous, other.anonymous)
+        if self.anonymous is None or other.anonymous is None:
+            self.anonymous = None
+        else:
+            self.anonymous = max(self.anonymous, other.anonymous)
 
 
 def memory(pid: int) -> Memory:
     """The process's and its child processes' memory now (a forked child's copy of the
     model counts once)."""
-    found = {"Pss:": 0, "Pss_Anon:": 0}
+    found: dict[str, int] = {}
     for member in family(pid):
         try:
             text = Path(f"/proc/{member}/smaps_rollup").read_text()
@@ -262,9 +266,10 @@ def memory(pid: int) -> Memory:
             continue
         for line in text.splitlines():
             name = line.split(maxsplit=1)[0]
-            if name in found:
-                found[name] += int(line.split()[1])
-    return Memory(found["Pss:"] / 1024, found["Pss_Anon:"] / 1024)
+            if name in ("Pss:", "Pss_Anon:"):
+                found[name] = found.get(name, 0) + int(line.split()[1])
+    anonymous = found.get("Pss_Anon:")
+    return Memory(found.get("Pss:", 0) / 1024, None if anonymous is None else anonymous / 1024)
 
 
 async def sample_memory(pids: list[int], peaks: list[Memory], stop: asyncio.Event) -> None:
@@ -578,10 +583,12 @@ def summary(steps: list[Step], peaks: list[float], memory_peaks: list[Memory]) -
         "peak PSS, server and its children        "
         f"{', '.join(f'{p.pss:.0f} MB' for p in memory_peaks)} (read twice a second)"
     )
+    anonymous = ", ".join(
+        "unknown" if p.anonymous is None else f"{p.anonymous:.0f} MB" for p in memory_peaks
+    )
     print(
-        "  of which anonymous (the heap) at most  "
-        f"{', '.join(f'{p.anonymous:.0f} MB' for p in memory_peaks)} (the rest: files mapped,"
-        " the model's above all)"
+        f"peak anonymous memory of the server      {anonymous} (its own: the rest is files"
+        " mapped, the model's above all)"
     )
     print(
         "(kept = every message acknowledged and answered, reply p99 under 2 s, and the replies"

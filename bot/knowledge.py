@@ -133,7 +133,9 @@ class E5Embedder:
 
     def embed(self, texts: Sequence[str]) -> Vector:
         keys = [self.key(t) for t in texts]
-        missing = [(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.cache]
+        # A text given twice goes to the model once.
+        unseen = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}
+        missing = list(unseen.items())
         if len(missing) >= SLOW_START_QUESTIONS:  # a first start, or a new knowledge base
             missing = self._from_seed(missing)
         if len(missing) >= SLOW_START_QUESTIONS:
@@ -384,14 +386,31 @@ class Knowledge:
         Up to ``PREPARE_BATCH`` questions go to the model at once: with questions of the
         knowledge base's lengths, a batch of eight costs about 10.7 ms a question against
         12–13 ms one by one (a batch pads each question to its longest). Not more, so that
-        the engine,
-        which may need the model on the event loop meanwhile (a question that was not
-        prepared), waits for a short batch at most."""
+        the engine, which may need the model on the event loop meanwhile (a question that
+        was not prepared), waits for a short batch at most (about 90 ms). When a batch
+        fails, its questions are tried one by one, so that one the model cannot take does
+        not leave the others to be embedded on the event loop; the first failure is raised
+        once all were tried."""
         if self.embedder is None:
             return
-        wanted = [embedding_text(text) for text in texts]
+        embedder = self.embedder
+        wanted = list(dict.fromkeys(embedding_text(text) for text in texts))
+        failures: list[Exception] = []
         for start in range(0, len(wanted), PREPARE_BATCH):
-            self.embedder.embed(wanted[start : start + PREPARE_BATCH])
+            batch = wanted[start : start + PREPARE_BATCH]
+            try:
+                embedder.embed(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    failures.append(exc)
+                    continue
+                for text in batch:
+                    try:
+                        embedder.embed([text])
+                    except Exception as alone:
+                        failures.append(alone)
+        if failures:
+            raise failures[0]
 
     def ready(self, text: str) -> bool:
         """Whether matching this question needs the model no more (embedded, or no model)."""

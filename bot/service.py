@@ -200,16 +200,18 @@ class QuestionsAhead:
         return future
 
     async def _work(self) -> None:
-        # The questions asked for while the model was busy go to it together: a batch costs
-        # the model less a question (``PREPARE_BATCH``), and each waits for one batch.
+        # The questions asked for while the model was busy go to it together: in a batch the
+        # model spends less on each (``PREPARE_BATCH``), and each asker waits for one batch.
         while self._queue:
             taken = [self._queue.popleft() for _ in range(min(len(self._queue), PREPARE_BATCH))]
-            texts = [text for text, future in taken if not future.cancelled()]
-            if texts and not self.stopping.is_set():
-                await self.prepare(texts)
-            for _, future in taken:
-                if not future.done():
-                    future.set_result(None)
+            try:
+                texts = [text for text, future in taken if not future.cancelled()]
+                if texts and not self.stopping.is_set():
+                    await self.prepare(texts)
+            finally:  # embedded, failed, or closed meanwhile: the askers go on
+                for _, future in taken:
+                    if not future.done():
+                        future.set_result(None)
 
     def close(self) -> None:
         """Stop embedding; whoever still waits is let go."""

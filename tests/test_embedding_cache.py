@@ -74,6 +74,34 @@ def test_questions_prepared_together_go_to_the_model_in_short_batches(tmp_path: 
     assert np.allclose(embedder.cache[embedder.key(last)], model.query([last])[0], atol=1e-5)
 
 
+def test_a_batch_the_model_refuses_is_tried_one_by_one(tmp_path: Path) -> None:
+    """A question asked twice goes to the model once; when a batch fails, the others in it
+    are still embedded (not left to the event loop) and the failure is raised after."""
+    from bot.knowledge import Knowledge
+    from tests.conftest import make_config
+
+    knowledge = Knowledge(make_config(tmp_path).knowledge)
+    embedder = knowledge.embedder
+    assert embedder is not None
+    model = embedder.model
+    calls: list[list[str]] = []
+    bad = "سؤال لا يقبله النموذج أبدا ٧"
+
+    class Refusing:
+        def query(self, texts: list[str]) -> object:
+            calls.append(list(texts))
+            if embedding_text(bad) in texts:
+                raise RuntimeError("the model failed")
+            return model.query(texts)
+
+    embedder.model = Refusing()
+    good = [f"سؤال جديد يقبله النموذج رقم {n}" for n in range(3)]
+    with pytest.raises(RuntimeError, match="the model failed"):
+        knowledge.prepare([good[0], good[0], bad, *good[1:]])
+    assert calls[0] == [embedding_text(q) for q in (good[0], bad, *good[1:])]  # once each
+    assert all(knowledge.ready(q) for q in good) and not knowledge.ready(bad)
+
+
 def test_a_question_asked_while_the_index_is_rebuilt_is_not_pinned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -427,6 +427,26 @@ async def test_questions_asked_while_the_model_is_busy_are_embedded_together(
     ahead.close()
 
 
+async def test_closing_lets_go_of_the_batch_being_embedded_and_those_waiting(
+    service: Service,
+) -> None:
+    from bot.service import QuestionsAhead
+
+    held = asyncio.Event()
+
+    async def prepare(texts: Sequence[str]) -> None:
+        await held.wait()  # the model never answers
+
+    ahead = QuestionsAhead(service.knowledge, prepare, asyncio.Event())
+    questions = [f"سؤال ينتظر النموذج وقت الإغلاق رقم {n}" for n in range(12)]
+    first = [ahead.embed(q) for q in questions[:3]]
+    await asyncio.sleep(0.01)  # these three are with the model
+    rest = [ahead.embed(q) for q in questions[3:]]
+    ahead.close()
+    await asyncio.sleep(0.01)
+    assert all(f is not None and f.done() for f in first + rest)
+
+
 async def test_stopping_leaves_a_question_being_embedded_stored_for_the_next_start(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
