@@ -90,3 +90,20 @@ async def test_migration_matches_the_models_goes_down_and_up(tmp_path: Path, rev
             assert await connection.run_sync(_differences) == []
     finally:
         await service.close()
+
+
+def test_the_latest_migration_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`/readyz` compares the database with the latest migration at every probe: the
+    scripts are read once, not at each probe."""
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import head_revision
+
+    head = head_revision()
+    assert head is not None
+
+    def read_again(*args: object, **kwargs: object) -> None:
+        pytest.fail("the migration scripts were read again")
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", read_again)
+    assert head_revision() == head
