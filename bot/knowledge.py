@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import threading
@@ -255,12 +254,10 @@ def give_back_memory() -> bool:
     """Return to the system the memory freed since the last time (C's allocator keeps it for
     later otherwise): building an index needs about twice what it keeps, and a server should
     not hold on to the difference. Whether it could be done (glibc only)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        # The process's own symbols, libc's among them: no search for the library's file.
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, TypeError, AttributeError):  # not glibc (musl, macOS, Windows)
         return False
     trim(0)
     return True
