@@ -391,7 +391,7 @@ class Knowledge:
         if self.embedder is None:
             return
         embedder = self.embedder
-        wanted = list(dict.fromkeys(embedding_text(text) for text in texts))
+        wanted = [embedding_text(text) for text in texts]
         failures: list[Exception] = []
         for start in range(0, len(wanted), PREPARE_BATCH):
             batch = wanted[start : start + PREPARE_BATCH]
